@@ -1,0 +1,118 @@
+//! Command-line interface: subcommands, flags, their defaults and validation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+use crate::proxy::ProxyConfig;
+
+/// hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
+/// connections.
+#[derive(Debug, Parser)]
+#[command(name = "hawser", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HAWSER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy and the admin endpoints.
+    Run(RunArgs),
+    /// Run a WebSocket + HTTP echo backend for smoke tests and demos.
+    Echo(EchoArgs),
+}
+
+/// Flags of `hawser run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address of the plain-HTTP listener (HTTP/1.1 and h2c).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_addr: SocketAddr,
+    /// Peers (comma-separated CIDRs) whose X-Forwarded-* headers are trusted and extended;
+    /// from anyone else they are replaced.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request head accepted, in bytes (at least 8192); larger heads get 431.
+    #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(8192..))]
+    pub max_header_bytes: u32,
+    /// Time a client has to send a complete request head (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests and open tunnels may finish before they are closed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl RunArgs {
+    /// The proxy settings these flags describe.
+    pub fn proxy_config(&self) -> ProxyConfig {
+        ProxyConfig {
+            max_header_bytes: self.max_header_bytes as usize,
+            header_read_timeout: self.header_read_timeout,
+            trusted_proxies: self.trusted_proxies.clone(),
+            ..ProxyConfig::default()
+        }
+    }
+}
+
+/// Flags of `hawser echo`.
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+    /// Name reported in HTTP answers, to tell several echo backends apart.
+    #[arg(long, default_value = "echo")]
+    pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_defaults() {
+        let cli = Cli::try_parse_from(["hawser", "run"]).expect("parses");
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.admin_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(args.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(args.proxy_config().max_header_bytes, 32 * 1024);
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        for argv in [
+            &["hawser", "run", "--trusted-proxies", "10.0.0.0/33"][..],
+            &["hawser", "run", "--max-header-bytes", "100"],
+            &["hawser", "run", "--header-read-timeout", "soon"],
+            &["hawser", "run", "--http-addr", "nowhere"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+        let cli = Cli::try_parse_from(["hawser", "run", "--trusted-proxies", "10.0.0.0/8,::1/128"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.trusted_proxies.len(), 2);
+    }
+}

@@ -1,0 +1,11 @@
+//! hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
+//! connections. See `DESIGN.md` for the architecture; the binary's wiring is in `main.rs`.
+
+pub mod admin;
+pub mod cli;
+pub mod echo;
+pub mod handle;
+pub mod metrics;
+pub mod model;
+pub mod proxy;
+pub mod telemetry;

@@ -1,0 +1,174 @@
+//! Prometheus metrics of the proxy and the table, rendered in the text format by `/metrics`.
+//! The names and labels are listed in the README's metrics reference.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::handle::TableHandle;
+
+/// Tunnel lifetimes worth telling apart: seconds to a day.
+const TUNNEL_SECONDS_BUCKETS: [f64; 11] =
+    [0.1, 1.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 86400.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TunnelLabels {
+    route: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    route: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    route: String,
+    direction: &'static str,
+}
+
+/// Every metric hawser exports. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    upgrades: Family<ReasonLabels, Counter>,
+    tunnels_active: Family<TunnelLabels, Gauge>,
+    tunnels_closed: Family<ReasonLabels, Counter>,
+    tunnel_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    tunnel_bytes: Family<BytesLabels, Counter>,
+    table_generation: Gauge,
+    table_swaps: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `hawser_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hawser");
+        let metrics = Self {
+            requests: Family::default(),
+            upgrades: Family::default(),
+            tunnels_active: Family::default(),
+            tunnels_closed: Family::default(),
+            tunnel_seconds: Family::new_with_constructor(|| {
+                Histogram::new(TUNNEL_SECONDS_BUCKETS.iter().copied())
+            }),
+            tunnel_bytes: Family::default(),
+            table_generation: Gauge::default(),
+            table_swaps: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Responses sent, by route and status", metrics.requests.clone());
+        registry.register(
+            "upgrades",
+            "Upgrade (WebSocket) handshakes, by route and result",
+            metrics.upgrades.clone(),
+        );
+        registry.register(
+            "tunnels_active",
+            "Open upgraded connections, by route and endpoint",
+            metrics.tunnels_active.clone(),
+        );
+        registry.register(
+            "tunnels_closed",
+            "Closed upgraded connections, by route and who closed",
+            metrics.tunnels_closed.clone(),
+        );
+        registry.register(
+            "tunnel_duration_seconds",
+            "Lifetime of closed upgraded connections",
+            metrics.tunnel_seconds.clone(),
+        );
+        registry.register(
+            "tunnel_bytes",
+            "Bytes carried by upgraded connections, by route and direction",
+            metrics.tunnel_bytes.clone(),
+        );
+        registry.register(
+            "table_generation",
+            "Generation of the live routing table",
+            metrics.table_generation.clone(),
+        );
+        registry.register("table_swaps", "Routing tables made live", metrics.table_swaps.clone());
+        Self { registry, ..metrics }
+    }
+
+    /// Counts one response.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status }).inc();
+    }
+
+    /// Counts one upgrade handshake outcome (`upgraded`, `rejected`, or an error label).
+    pub fn upgrade(&self, route: &str, result: &'static str) {
+        self.upgrades.get_or_create(&ReasonLabels { route: route.to_owned(), reason: result }).inc();
+    }
+
+    /// Marks a tunnel open; the returned gauge must be handed back to [`Self::tunnel_closed`].
+    pub fn tunnel_opened(&self, route: &str, endpoint: &str) -> Gauge {
+        let labels = TunnelLabels { route: route.to_owned(), endpoint: endpoint.to_owned() };
+        let gauge = self.tunnels_active.get_or_create(&labels).clone();
+        gauge.inc();
+        gauge
+    }
+
+    /// Records how a tunnel ended.
+    pub fn tunnel_closed(&self, open: Gauge, route: &str, reason: &'static str, closed: &TunnelTotals) {
+        open.dec();
+        let route = route.to_owned();
+        self.tunnels_closed.get_or_create(&ReasonLabels { route: route.clone(), reason }).inc();
+        self.tunnel_seconds
+            .get_or_create(&RouteLabels { route: route.clone() })
+            .observe(closed.duration.as_secs_f64());
+        let upstream = BytesLabels { route: route.clone(), direction: "client_to_backend" };
+        self.tunnel_bytes.get_or_create(&upstream).inc_by(closed.client_to_backend);
+        let downstream = BytesLabels { route, direction: "backend_to_client" };
+        self.tunnel_bytes.get_or_create(&downstream).inc_by(closed.backend_to_client);
+    }
+
+    /// The text exposition, with the table gauges read from `table` now.
+    pub fn render(&self, table: &TableHandle) -> String {
+        let generation = table.generation();
+        self.table_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.table_swaps.inc_by(generation.saturating_sub(self.table_swaps.get()));
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        text
+    }
+}
+
+/// What one tunnel carried and how long it lived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelTotals {
+    /// Bytes read from the client and written to the backend.
+    pub client_to_backend: u64,
+    /// Bytes read from the backend and written to the client.
+    pub backend_to_client: u64,
+    /// From the upgrade to the close.
+    pub duration: Duration,
+}

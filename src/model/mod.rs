@@ -1,0 +1,17 @@
+//! The routing table: plain, immutable data that the control plane builds and the proxy reads.
+//!
+//! Nothing here knows about Kubernetes or hyper. A [`RoutingTable`] is built once, published
+//! whole through [`crate::handle::TableHandle`], and never mutated afterwards (the round-robin
+//! cursor is the one interior counter, and it does not take part in equality).
+
+mod backend;
+mod host;
+mod path;
+mod policy;
+mod table;
+
+pub use backend::{Backend, Endpoint};
+pub use host::{HostMatch, normalize_host};
+pub use path::PathMatch;
+pub use policy::{BackendProtocol, HashKey, LoadBalancing, Policy};
+pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};

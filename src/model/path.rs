@@ -1,0 +1,73 @@
+//! Path matching with Kubernetes Ingress semantics (networking.k8s.io/v1 `pathType`).
+
+use std::cmp::Reverse;
+
+use serde::Serialize;
+
+/// How a route matches the request path (the part before `?`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", content = "value")]
+pub enum PathMatch {
+    /// The whole path, case-sensitive: `/foo` matches `/foo` only, not `/foo/`.
+    Exact(String),
+    /// Whole `/`-separated segments: `/foo` (or `/foo/`) matches `/foo`, `/foo/` and `/foo/bar`,
+    /// but not `/foobar`. `/` matches every path.
+    Prefix(String),
+}
+
+impl PathMatch {
+    /// Whether `path` (without query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(exact) => path == exact,
+            Self::Prefix(prefix) => {
+                let prefix = prefix.trim_end_matches('/');
+                match path.strip_prefix(prefix) {
+                    Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                    None => false,
+                }
+            }
+        }
+    }
+
+    /// Sort key for precedence within a host: Exact first, then longer prefixes.
+    pub(crate) fn precedence(&self) -> (u8, Reverse<usize>) {
+        match self {
+            Self::Exact(path) => (0, Reverse(path.len())),
+            Self::Prefix(prefix) => (1, Reverse(prefix.trim_end_matches('/').len())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathMatch::{Exact, Prefix};
+
+    /// The examples table of the Kubernetes Ingress documentation, plus edge cases.
+    #[test]
+    fn kubernetes_path_examples() {
+        let cases = [
+            (Prefix("/".into()), "/anything", true),
+            (Prefix("/".into()), "/", true),
+            (Exact("/foo".into()), "/foo", true),
+            (Exact("/foo".into()), "/bar", false),
+            (Exact("/foo".into()), "/foo/", false),
+            (Exact("/foo/".into()), "/foo", false),
+            (Prefix("/foo".into()), "/foo", true),
+            (Prefix("/foo".into()), "/foo/", true),
+            (Prefix("/foo/".into()), "/foo", true),
+            (Prefix("/foo/".into()), "/foo/", true),
+            (Prefix("/aaa/bb".into()), "/aaa/bbb", false),
+            (Prefix("/aaa/bbb".into()), "/aaa/bbb", true),
+            (Prefix("/aaa/bbb/".into()), "/aaa/bbb", true),
+            (Prefix("/aaa/bbb".into()), "/aaa/bbb/", true),
+            (Prefix("/aaa/bbb".into()), "/aaa/bbb/ccc", true),
+            (Prefix("/aaa/bbb".into()), "/aaa/bbbxyz", false),
+            (Prefix("/foo".into()), "/foobar", false),
+            (Prefix("/foo".into()), "/fo", false),
+        ];
+        for (rule, path, want) in cases {
+            assert_eq!(rule.matches(path), want, "{rule:?} vs {path}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Per-route policy: timeouts, balancing, admission rules. Values are final (defaults applied by
+//! whoever built the table); the proxy enforces them as they stand.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Serialize, Serializer};
+
+/// What a route allows and how long its connections may live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Close a tunnel after this long without a byte in either direction. `None`: never.
+    /// Default 60 s (ingress-nginx's `proxy-read-timeout`).
+    #[serde(serialize_with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// TCP connect to one endpoint. Default 5 s (ingress-nginx's `proxy-connect-timeout`).
+    #[serde(serialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// From the start of forwarding until the backend's response head (or `101`) arrived,
+    /// connects and retries included. Default 60 s.
+    #[serde(serialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Close a tunnel this long after the upgrade whatever it does. `None`: unlimited.
+    #[serde(serialize_with = "opt_duration")]
+    pub max_connection_duration: Option<Duration>,
+    /// How new connections are spread over the endpoints.
+    pub load_balancing: LoadBalancing,
+    /// Browser `Origin`s allowed to open a WebSocket (exact, or `https://*.example.com`).
+    /// Empty: any. A handshake without `Origin` (not a browser) is allowed.
+    pub allowed_origins: Vec<String>,
+    /// Live tunnels on this route in this process. `None`: unlimited.
+    pub max_connections: Option<u32>,
+    /// Live tunnels on this route from one client IP. `None`: unlimited.
+    pub max_connections_per_client: Option<u32>,
+    /// Client addresses allowed on the route. Empty: any.
+    pub source_ranges: Vec<IpNet>,
+    /// How hawser talks to the endpoints.
+    pub backend_protocol: BackendProtocol,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Some(Duration::from_secs(60)),
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(60),
+            max_connection_duration: None,
+            load_balancing: LoadBalancing::RoundRobin,
+            allowed_origins: Vec::new(),
+            max_connections: None,
+            max_connections_per_client: None,
+            source_ranges: Vec::new(),
+            backend_protocol: BackendProtocol::Http,
+        }
+    }
+}
+
+/// Endpoint selection for new connections and requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "strategy", content = "on")]
+pub enum LoadBalancing {
+    /// Weighted round-robin (smooth: weights interleave rather than burst).
+    #[default]
+    RoundRobin,
+    /// The endpoint with the fewest live connections relative to its weight. Counts include
+    /// open tunnels and in-flight requests, and survive table swaps.
+    LeastConnections,
+    /// Rendezvous hashing on a request property: the same key reaches the same endpoint while
+    /// the endpoint set is unchanged, and only keys of removed endpoints move when it changes.
+    /// Requests without the key fall back to round-robin.
+    ConsistentHash(HashKey),
+}
+
+/// The request property a consistent hash is computed from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name")]
+pub enum HashKey {
+    /// A request header (lower-case name).
+    Header(String),
+    /// A cookie by name.
+    Cookie(String),
+    /// A query parameter by name.
+    Query(String),
+    /// The client IP address.
+    SourceIp,
+}
+
+/// Protocol between hawser and the endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum BackendProtocol {
+    /// Plain HTTP/1.1.
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS (not yet supported by the proxy: such a route answers 502).
+    Https,
+}
+
+fn duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_duration(*value))
+}
+
+fn opt_duration<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => duration(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}

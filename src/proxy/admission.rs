@@ -1,0 +1,184 @@
+//! The checks a request passes before anything is sent to a backend: source ranges for every
+//! request, and for upgrades the Origin allow-list and the connection budgets.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::{HeaderMap, header};
+
+use super::error::ProxyError;
+use crate::model::{Policy, Route};
+
+/// Refuses clients outside the route's source ranges (empty ranges allow everyone).
+pub fn check_source(policy: &Policy, client: IpAddr) -> Result<(), ProxyError> {
+    let client = client.to_canonical();
+    if policy.source_ranges.is_empty() || policy.source_ranges.iter().any(|net| net.contains(&client)) {
+        return Ok(());
+    }
+    Err(ProxyError::SourceForbidden { ip: client })
+}
+
+/// Refuses a browser handshake from an Origin not on the allow-list, which is what protects a
+/// WebSocket from cross-site hijacking (browsers do not apply CORS to WebSocket handshakes).
+/// A handshake without `Origin` comes from a non-browser client and passes.
+pub fn check_origin(policy: &Policy, headers: &HeaderMap) -> Result<(), ProxyError> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = String::from_utf8_lossy(origin.as_bytes()).to_ascii_lowercase();
+    if policy.allowed_origins.is_empty()
+        || policy.allowed_origins.iter().any(|allowed| origin_matches(allowed, &origin))
+    {
+        return Ok(());
+    }
+    Err(ProxyError::OriginForbidden { origin })
+}
+
+/// `*` allows all; `https://*.example.com` allows any one-or-more-label subdomain over https;
+/// anything else must equal the origin (scheme and host compared case-insensitively).
+fn origin_matches(allowed: &str, origin: &str) -> bool {
+    let allowed = allowed.trim_end_matches('/').to_ascii_lowercase();
+    if allowed == "*" || allowed == origin {
+        return true;
+    }
+    match allowed.split_once("://*.") {
+        Some((scheme, suffix)) => origin
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .and_then(|host| host.strip_suffix(suffix))
+            .is_some_and(|label| label.len() > 1 && label.ends_with('.')),
+        None => false,
+    }
+}
+
+/// Live tunnels per route and per (route, client IP), shared by every table generation so a
+/// swap neither resets nor double-counts them.
+#[derive(Debug, Default)]
+pub struct ConnectionBudgets {
+    counts: Mutex<HashMap<BudgetKey, u32>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum BudgetKey {
+    Route(Arc<str>),
+    Client(Arc<str>, IpAddr),
+}
+
+/// One admitted tunnel; gives its place back when dropped.
+#[derive(Debug)]
+pub struct BudgetGuard {
+    budgets: Arc<ConnectionBudgets>,
+    route: Arc<str>,
+    client: IpAddr,
+}
+
+impl ConnectionBudgets {
+    /// Admits one more tunnel on `route` from `client`, or says which budget is spent.
+    pub fn admit(self: &Arc<Self>, route: &Route, client: IpAddr) -> Result<BudgetGuard, ProxyError> {
+        let route_key = BudgetKey::Route(route.name.clone());
+        let client_key = BudgetKey::Client(route.name.clone(), client);
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = |key: &BudgetKey| counts.get(key).copied().unwrap_or(0);
+        if let Some(limit) = route.policy.max_connections.filter(|&limit| count(&route_key) >= limit) {
+            return Err(ProxyError::RouteBudget { limit });
+        }
+        if let Some(limit) =
+            route.policy.max_connections_per_client.filter(|&limit| count(&client_key) >= limit)
+        {
+            return Err(ProxyError::ClientBudget { limit });
+        }
+        *counts.entry(route_key).or_default() += 1;
+        *counts.entry(client_key).or_default() += 1;
+        Ok(BudgetGuard { budgets: self.clone(), route: route.name.clone(), client })
+    }
+
+    /// Live tunnels admitted on the route named `route`.
+    #[cfg(test)]
+    pub fn route_count(&self, route: &str) -> u32 {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.get(&BudgetKey::Route(route.into())).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        let mut counts = self.budgets.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in [BudgetKey::Route(self.route.clone()), BudgetKey::Client(self.route.clone(), self.client)]
+        {
+            if let Some(count) = counts.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Backend, PathMatch};
+
+    fn route(policy: Policy) -> Route {
+        Route::new("r", PathMatch::Prefix("/".into()), Backend::new(vec![]), policy)
+    }
+
+    #[test]
+    fn origins() {
+        let cases = [
+            ("https://chat.example.com", "https://chat.example.com", true),
+            ("https://chat.example.com/", "https://CHAT.example.com", true),
+            ("https://chat.example.com", "http://chat.example.com", false),
+            ("https://chat.example.com", "https://chat.example.com.evil.org", false),
+            ("https://*.example.com", "https://a.example.com", true),
+            ("https://*.example.com", "https://a.b.example.com", true),
+            ("https://*.example.com", "https://example.com", false),
+            ("https://*.example.com", "https://evilexample.com", false),
+            ("https://*.example.com", "http://a.example.com", false),
+            ("*", "https://anything.org", true),
+            ("https://a.com", "null", false),
+        ];
+        for (allowed, origin, want) in cases {
+            assert_eq!(origin_matches(allowed, &origin.to_ascii_lowercase()), want, "{allowed} vs {origin}");
+        }
+    }
+
+    #[test]
+    fn missing_origin_passes_and_empty_list_allows_all() {
+        let policy = Policy { allowed_origins: vec!["https://a.com".into()], ..Policy::default() };
+        assert!(check_origin(&policy, &HeaderMap::new()).is_ok());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ORIGIN, "https://b.com".parse().expect("value"));
+        assert!(matches!(check_origin(&policy, &headers), Err(ProxyError::OriginForbidden { .. })));
+        assert!(check_origin(&Policy::default(), &headers).is_ok());
+    }
+
+    #[test]
+    fn source_ranges() {
+        let policy = Policy { source_ranges: vec!["10.0.0.0/8".parse().expect("net")], ..Policy::default() };
+        assert!(check_source(&policy, [10, 1, 2, 3].into()).is_ok());
+        assert!(check_source(&policy, [11, 1, 2, 3].into()).is_err());
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().expect("ip");
+        assert!(check_source(&policy, mapped).is_ok());
+        assert!(check_source(&Policy::default(), [11, 1, 2, 3].into()).is_ok());
+    }
+
+    #[test]
+    fn budgets_limit_and_release() {
+        let budgets = Arc::new(ConnectionBudgets::default());
+        let route = route(Policy {
+            max_connections: Some(3),
+            max_connections_per_client: Some(2),
+            ..Policy::default()
+        });
+        let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        let first = budgets.admit(&route, a).expect("first");
+        let _second = budgets.admit(&route, a).expect("second");
+        assert!(matches!(budgets.admit(&route, a), Err(ProxyError::ClientBudget { limit: 2 })));
+        let _third = budgets.admit(&route, b).expect("other client");
+        assert!(matches!(budgets.admit(&route, b), Err(ProxyError::RouteBudget { limit: 3 })));
+        drop(first);
+        assert_eq!(budgets.route_count("r"), 2);
+        assert!(budgets.admit(&route, a).is_ok());
+    }
+}

@@ -1,0 +1,106 @@
+//! The response body type of the proxy: nothing, a short message, or a backend's streamed body
+//! that hands its pooled connection back once the last byte went through.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::balance::LoadGuard;
+use super::pool::PooledConnection;
+
+/// What a streamed backend body holds until it ends: the connection to return to the pool and
+/// the endpoint's least-connections count.
+#[derive(Debug, Default)]
+pub struct Lease {
+    /// The keep-alive connection the response came on, if it may be reused.
+    pub connection: Option<PooledConnection>,
+    /// Counts the request against its endpoint while the body streams.
+    pub load: Option<LoadGuard>,
+}
+
+impl Lease {
+    fn finish(self) {
+        if let Some(connection) = self.connection {
+            connection.release();
+        }
+    }
+}
+
+/// A response body, streamed without buffering.
+#[derive(Debug)]
+pub struct ProxyBody {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Full(Option<Bytes>),
+    Backend { body: Incoming, lease: Option<Lease> },
+}
+
+impl ProxyBody {
+    /// A body of known, small content.
+    pub fn full(content: impl Into<Bytes>) -> Self {
+        Self { inner: Inner::Full(Some(content.into())) }
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        Self { inner: Inner::Full(None) }
+    }
+
+    /// A backend's body; `lease` is finished when the body ends, or dropped if it never does.
+    pub fn backend(body: Incoming, lease: Lease) -> Self {
+        if body.is_end_stream() {
+            lease.finish();
+            return Self { inner: Inner::Backend { body, lease: None } };
+        }
+        Self { inner: Inner::Backend { body, lease: Some(lease) } }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.inner {
+            Inner::Full(content) => Poll::Ready(content.take().map(|bytes| Ok(Frame::data(bytes)))),
+            Inner::Backend { body, lease } => {
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                let ended_cleanly = match &frame {
+                    None => true,
+                    Some(Ok(_)) => body.is_end_stream(),
+                    Some(Err(_)) => {
+                        lease.take();
+                        false
+                    }
+                };
+                if ended_cleanly && let Some(lease) = lease.take() {
+                    lease.finish();
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(content) => content.is_none(),
+            Inner::Backend { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(content) => SizeHint::with_exact(content.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Backend { body, .. } => body.size_hint(),
+        }
+    }
+}

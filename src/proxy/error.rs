@@ -1,0 +1,152 @@
+//! Every way a proxied request can fail, who caused it, and the ONE function that turns a
+//! failure into the response the client sees.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::body::ProxyBody;
+
+/// Seconds a client is asked to wait after a connection budget said no.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Who a failure is attributed to, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Culprit {
+    /// The request or the client's address broke a rule.
+    Client,
+    /// The backend refused, failed or was too slow.
+    Backend,
+    /// The routing table has nothing for the request.
+    Config,
+}
+
+/// A request hawser did not forward, or a backend exchange that failed before a response head.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this host and path")]
+    NoRoute,
+    #[error("route {route} has no ready endpoint")]
+    NoEndpoint { route: String },
+    #[error("could not connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {endpoint} took longer than {timeout:?}")]
+    ConnectTimeout { endpoint: SocketAddr, timeout: Duration },
+    #[error("backend {endpoint} failed before a response: {source}")]
+    Backend {
+        endpoint: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("backend did not answer within {timeout:?}")]
+    HandshakeTimeout { timeout: Duration },
+    #[error("backend protocol {protocol} is not supported yet")]
+    UnsupportedBackendProtocol { protocol: &'static str },
+    #[error("origin {origin:?} is not allowed on this route")]
+    OriginForbidden { origin: String },
+    #[error("client address {ip} is outside the route's source ranges")]
+    SourceForbidden { ip: IpAddr },
+    #[error("the route's connection limit of {limit} is reached")]
+    RouteBudget { limit: u32 },
+    #[error("this client's connection limit of {limit} on the route is reached")]
+    ClientBudget { limit: u32 },
+    #[error("malformed request: {reason}")]
+    BadRequest { reason: &'static str },
+}
+
+impl ProxyError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoEndpoint { .. } | Self::RouteBudget { .. } | Self::ClientBudget { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Connect { .. } | Self::Backend { .. } | Self::UnsupportedBackendProtocol { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::ConnectTimeout { .. } | Self::HandshakeTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginForbidden { .. } | Self::SourceForbidden { .. } => StatusCode::FORBIDDEN,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Who caused it.
+    pub fn culprit(&self) -> Culprit {
+        match self {
+            Self::NoRoute | Self::NoEndpoint { .. } | Self::UnsupportedBackendProtocol { .. } => {
+                Culprit::Config
+            }
+            Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Backend { .. }
+            | Self::HandshakeTimeout { .. } => Culprit::Backend,
+            Self::OriginForbidden { .. }
+            | Self::SourceForbidden { .. }
+            | Self::RouteBudget { .. }
+            | Self::ClientBudget { .. }
+            | Self::BadRequest { .. } => Culprit::Client,
+        }
+    }
+
+    /// A stable metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NoRoute => "no_route",
+            Self::NoEndpoint { .. } => "no_endpoint",
+            Self::Connect { .. } => "connect_failed",
+            Self::ConnectTimeout { .. } => "connect_timeout",
+            Self::Backend { .. } => "backend_failed",
+            Self::HandshakeTimeout { .. } => "handshake_timeout",
+            Self::UnsupportedBackendProtocol { .. } => "unsupported_backend_protocol",
+            Self::OriginForbidden { .. } => "origin_forbidden",
+            Self::SourceForbidden { .. } => "source_forbidden",
+            Self::RouteBudget { .. } => "route_budget",
+            Self::ClientBudget { .. } => "client_budget",
+            Self::BadRequest { .. } => "bad_request",
+        }
+    }
+
+    /// The one place a proxy failure becomes a response: a short plain-text body that says
+    /// which failure it was, and `Retry-After` where waiting helps.
+    pub fn into_response(&self) -> Response<ProxyBody> {
+        let status = self.status();
+        let body = format!("{} {}: {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""), self);
+        let mut response = Response::new(ProxyBody::full(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, Self::RouteBudget { .. } | Self::ClientBudget { .. } | Self::NoEndpoint { .. }) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_retry_after() {
+        let cases: [(ProxyError, u16, bool); 6] = [
+            (ProxyError::NoRoute, 404, false),
+            (ProxyError::NoEndpoint { route: "r".into() }, 503, true),
+            (ProxyError::HandshakeTimeout { timeout: Duration::from_secs(1) }, 504, false),
+            (ProxyError::OriginForbidden { origin: "https://evil".into() }, 403, false),
+            (ProxyError::ClientBudget { limit: 1 }, 503, true),
+            (ProxyError::BadRequest { reason: "x" }, 400, false),
+        ];
+        for (error, status, retry_after) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status, "{error}");
+            assert_eq!(response.headers().contains_key(header::RETRY_AFTER), retry_after, "{error}");
+        }
+    }
+}

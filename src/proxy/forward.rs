@@ -1,0 +1,98 @@
+//! Sending a request to an endpoint of its route: pick, connect (or reuse a pooled
+//! connection), send, and try another endpoint when nothing reached the first one.
+
+use std::net::SocketAddr;
+
+use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
+use hyper::body::Incoming;
+
+use super::Proxy;
+use super::balance::{LoadGuard, hash_key, pick};
+use super::error::ProxyError;
+use super::headers::{Client, set_forwarded, strip_hop_by_hop};
+use super::pool::{Sender, connect};
+use crate::model::{BackendProtocol, LoadBalancing, Route};
+
+/// Connection attempts per request, across endpoints and stale pooled connections
+/// (ingress-nginx's `proxy-next-upstream-tries` is 3 endpoints).
+const MAX_ATTEMPTS: usize = 5;
+const MAX_ENDPOINTS_TRIED: usize = 3;
+
+/// A backend's answer and what it travelled on.
+#[derive(Debug)]
+pub struct Sent {
+    /// The response head; its body streams on.
+    pub response: Response<Incoming>,
+    /// The endpoint that answered.
+    pub endpoint: SocketAddr,
+    /// The connection, reusable once the response body has ended.
+    pub sender: Sender,
+    /// Counts the exchange against the endpoint for least-connections.
+    pub load: LoadGuard,
+}
+
+/// Rewrites a client request for the backend: origin-form target, HTTP/1.1, the client's
+/// `Host` (from `:authority` for HTTP/2 clients), no hop-by-hop headers, X-Forwarded-*.
+pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &HeaderValue, upgrade: bool) {
+    let target = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(target);
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, upgrade);
+    headers.insert(header::HOST, host.clone());
+    set_forwarded(headers, client, host.to_str().unwrap_or_default());
+}
+
+/// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs).
+/// An endpoint that refuses the connection is skipped and another one tried; a pooled
+/// connection that turns out closed is replaced. Nothing is retried once the request was sent.
+pub async fn send(
+    proxy: &Proxy,
+    route: &Route,
+    mut req: Request<Incoming>,
+    client: &Client,
+    fresh: bool,
+) -> Result<Sent, ProxyError> {
+    if route.policy.backend_protocol == BackendProtocol::Https {
+        return Err(ProxyError::UnsupportedBackendProtocol { protocol: "HTTPS" });
+    }
+    let hash = match &route.policy.load_balancing {
+        LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
+        _ => None,
+    };
+    let mut failed: Vec<SocketAddr> = Vec::new();
+    let mut last_error = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(endpoint) = pick(&route.backend, &route.policy.load_balancing, hash, &proxy.loads, &failed)
+        else {
+            break;
+        };
+        let addr = endpoint.addr;
+        let pooled = if fresh { None } else { proxy.pool.checkout(addr).await };
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(sender) => sender,
+            None => match connect(addr, route.policy.connect_timeout).await {
+                Ok(sender) => sender,
+                Err(error) => {
+                    tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
+                    failed.push(addr);
+                    last_error = Some(error);
+                    if failed.len() >= MAX_ENDPOINTS_TRIED {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
+        let load = proxy.loads.acquire(addr);
+        match sender.try_send_request(req).await {
+            Ok(response) => return Ok(Sent { response, endpoint: addr, sender, load }),
+            Err(mut error) => match error.take_message() {
+                Some(unsent) if reused => req = unsent,
+                _ => return Err(ProxyError::Backend { endpoint: addr, source: error.into_error() }),
+            },
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ProxyError::NoEndpoint { route: route.name.to_string() }))
+}

@@ -1,0 +1,181 @@
+//! Header hygiene between client and backend: hop-by-hop removal (RFC 9110 §7.6.1), upgrade
+//! detection (RFC 9110 §7.8), and the X-Forwarded-* / X-Real-IP headers.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// Hop-by-hop headers that are never forwarded, besides those the `Connection` header names.
+/// RFC 9110 §7.6.1 lists all but `Proxy-Connection`, which it tells proxies to drop as well.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Who sent a request and over what.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    /// The client's address (the TCP peer, or what a trusted PROXY header said).
+    pub ip: IpAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Whether the peer is a trusted proxy whose X-Forwarded-* headers are kept.
+    pub trusted: bool,
+}
+
+impl Client {
+    /// A client at `ip`, trusted when `ip` is inside one of `trusted_proxies`.
+    pub fn new(ip: IpAddr, scheme: &'static str, trusted_proxies: &[IpNet]) -> Self {
+        let ip = ip.to_canonical();
+        Self { ip, scheme, trusted: trusted_proxies.iter().any(|net| net.contains(&ip)) }
+    }
+}
+
+/// Whether the `Connection` header carries `token` (case-insensitive, comma-separated lists).
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// An HTTP/1.1 upgrade request: `Connection: upgrade` plus an `Upgrade` header.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+}
+
+/// Removes hop-by-hop headers. With `keep_upgrade`, an `Upgrade` header survives and is
+/// re-announced with `Connection: upgrade`, so the next hop sees the upgrade (RFC 9110 §7.8).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> =
+        connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
+    let upgrade = keep_upgrade.then(|| headers.get_all(header::UPGRADE).iter().cloned().collect::<Vec<_>>());
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    if let Some(values) = upgrade.filter(|v| !v.is_empty()) {
+        for value in values {
+            headers.append(header::UPGRADE, value);
+        }
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host and X-Real-IP. From a trusted peer the incoming values are
+/// kept and the peer is appended to X-Forwarded-For; from anyone else they are replaced, so a
+/// client cannot forge its address (ingress-nginx's default, `use-forwarded-headers: false`).
+pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &str) {
+    let ip = client.ip.to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(chain) if client.trusted => format!("{chain}, {ip}"),
+        _ => ip.clone(),
+    };
+    set(headers, &X_FORWARDED_FOR, &forwarded_for);
+    set_unless_trusted(headers, &X_REAL_IP, &ip, client.trusted);
+    set_unless_trusted(headers, &X_FORWARDED_PROTO, client.scheme, client.trusted);
+    set_unless_trusted(headers, &X_FORWARDED_HOST, host, client.trusted);
+}
+
+fn set_unless_trusted(headers: &mut HeaderMap, name: &HeaderName, value: &str, trusted: bool) {
+    if !(trusted && headers.contains_key(name)) {
+        set(headers, name, value);
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(HeaderName::from_bytes(name.as_bytes()).expect("name"), value.parse().expect("value"));
+        }
+        map
+    }
+
+    #[test]
+    fn detects_upgrades() {
+        assert!(is_upgrade(&headers(&[("connection", "Upgrade"), ("upgrade", "websocket")])));
+        assert!(is_upgrade(&headers(&[("connection", "keep-alive, upgrade"), ("upgrade", "websocket")])));
+        assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade(&headers(&[("connection", "upgrade")])));
+        assert!(!is_upgrade(&headers(&[("connection", "upgraded"), ("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-connection", "keep-alive"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut map, false);
+        let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn keeps_the_upgrade_pair_on_upgrades() {
+        let mut map =
+            headers(&[("connection", "Upgrade, x-secret"), ("upgrade", "websocket"), ("x-secret", "1")]);
+        strip_hop_by_hop(&mut map, true);
+        assert_eq!(map.get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(map.get(header::CONNECTION).map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert!(!map.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn forwarded_headers_from_untrusted_clients_are_replaced() {
+        let client = Client::new([192, 0, 2, 7].into(), "http", &[]);
+        let mut map = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "6.6.6.6"),
+        ]);
+        set_forwarded(&mut map, &client, "a.com");
+        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(map["x-real-ip"], "192.0.2.7");
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-forwarded-host"], "a.com");
+    }
+
+    #[test]
+    fn forwarded_headers_from_trusted_proxies_are_extended() {
+        let trusted = ["10.0.0.0/8".parse().expect("net")];
+        let client = Client::new([10, 0, 0, 9].into(), "http", &trusted);
+        let mut map = headers(&[("x-forwarded-for", "203.0.113.5"), ("x-forwarded-proto", "https")]);
+        set_forwarded(&mut map, &client, "a.com");
+        assert_eq!(map["x-forwarded-for"], "203.0.113.5, 10.0.0.9");
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "a.com");
+    }
+}

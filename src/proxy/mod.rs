@@ -1,0 +1,103 @@
+//! The data plane: listeners, the per-request service, forwarding, upgrade tunnels, balancing,
+//! admission and drain. It reads the routing table through [`TableHandle`] and knows nothing of
+//! Kubernetes.
+
+mod admission;
+mod balance;
+mod body;
+mod error;
+mod forward;
+mod headers;
+mod listener;
+mod pool;
+mod service;
+mod tunnel;
+mod upgrade;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+pub use error::{Culprit, ProxyError};
+pub use listener::serve;
+pub use tunnel::CloseReason;
+
+use crate::handle::TableHandle;
+use crate::metrics::Metrics;
+
+/// Listener-level settings (per-route settings live in the table's `Policy`).
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Largest request head accepted (HTTP/1 read buffer, HTTP/2 header list); larger → 431.
+    /// At least 8 KiB. Default 32 KiB.
+    pub max_header_bytes: usize,
+    /// A client must send a whole request head within this time. Default 30 s.
+    pub header_read_timeout: Duration,
+    /// Peers whose X-Forwarded-* headers are kept and extended. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long an idle keep-alive connection to an endpoint is kept. Default 60 s.
+    pub pool_idle_timeout: Duration,
+    /// Idle keep-alive connections kept per endpoint. Default 64.
+    pub pool_max_idle_per_endpoint: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_endpoint: 64,
+        }
+    }
+}
+
+/// State shared by every connection of every listener.
+#[derive(Debug)]
+pub struct Proxy {
+    table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
+    config: ProxyConfig,
+    loads: balance::EndpointLoads,
+    budgets: Arc<admission::ConnectionBudgets>,
+    pool: Arc<pool::BackendPool>,
+    tunnels: TaskTracker,
+    drain: watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// A proxy serving whatever `table` holds.
+    pub fn new(table: Arc<TableHandle>, metrics: Arc<Metrics>, config: ProxyConfig) -> Arc<Self> {
+        let pool = pool::BackendPool::new(config.pool_max_idle_per_endpoint, config.pool_idle_timeout);
+        Arc::new(Self {
+            table,
+            metrics,
+            config,
+            loads: balance::EndpointLoads::default(),
+            budgets: Arc::default(),
+            pool: Arc::new(pool),
+            tunnels: TaskTracker::new(),
+            drain: watch::Sender::new(false),
+        })
+    }
+
+    /// Live upgraded connections.
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.len()
+    }
+
+    /// Waits up to `grace` for tunnels to end by themselves, then closes the rest.
+    /// Call after the listeners have stopped accepting.
+    pub async fn drain_tunnels(&self, grace: Duration) {
+        self.tunnels.close();
+        if tokio::time::timeout(grace, self.tunnels.wait()).await.is_err() {
+            tracing::info!(open = self.tunnels.len(), "drain grace period over, closing tunnels");
+            self.drain.send_replace(true);
+            self.tunnels.wait().await;
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! One request, start to finish: route lookup on one table snapshot, admission, forward or
+//! upgrade, the error response, the access log line and the request metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, Version, header};
+use hyper::body::Incoming;
+
+use super::Proxy;
+use super::admission::check_source;
+use super::body::{Lease, ProxyBody};
+use super::error::ProxyError;
+use super::forward::{Sent, prepare_request, send};
+use super::headers::{Client, is_upgrade, strip_hop_by_hop};
+use super::pool::PooledConnection;
+use super::upgrade::upgrade;
+use crate::model::{Route, normalize_host};
+
+/// Where a request went, for the access log.
+struct Outcome {
+    route: Option<Arc<str>>,
+    endpoint: Option<SocketAddr>,
+    upgrade: bool,
+    error: Option<ProxyError>,
+}
+
+impl Proxy {
+    /// Answers one request. Never fails: every error becomes a response here.
+    pub(super) async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: Client,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let (response, outcome) = self.route_request(req, &client).await;
+        let status = response.status().as_u16();
+        let route = outcome.route.as_deref().unwrap_or("");
+        self.metrics.request(route, status);
+        if outcome.upgrade && status != 101 {
+            self.metrics
+                .upgrade(route, outcome.error.as_ref().map_or("refused_by_backend", ProxyError::label));
+        }
+        tracing::info!(
+            target: "hawser::access",
+            client = %client.ip,
+            %method,
+            path,
+            route,
+            endpoint = outcome.endpoint.map(|e| e.to_string()),
+            status,
+            upgrade = outcome.upgrade,
+            error = outcome.error.as_ref().map(|e| e.to_string()),
+            culprit = outcome.error.as_ref().map(|e| format!("{:?}", e.culprit())),
+            duration_ms = started.elapsed().as_millis() as u64,
+        );
+        response
+    }
+
+    async fn route_request(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        client: &Client,
+    ) -> (Response<ProxyBody>, Outcome) {
+        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        let mut outcome = Outcome { route: None, endpoint: None, upgrade, error: None };
+        let result = match request_host(&req) {
+            Err(error) => Err(error),
+            Ok(host) => {
+                let table = self.table.load();
+                let route = table.lookup(
+                    &normalize_host(host.to_str().unwrap_or_default()),
+                    req.uri().path(),
+                    |name| req.headers().get(name).and_then(|v| v.to_str().ok()),
+                );
+                match route.cloned() {
+                    None => Err(ProxyError::NoRoute),
+                    Some(route) => {
+                        outcome.route = Some(route.name.clone());
+                        prepare_request(&mut req, client, &host, upgrade);
+                        self.dispatch(&route, req, client, upgrade).await
+                    }
+                }
+            }
+        };
+        match result {
+            Ok((response, endpoint)) => {
+                outcome.endpoint = Some(endpoint);
+                (response, outcome)
+            }
+            Err(error) => {
+                let response = error.into_response();
+                outcome.error = Some(error);
+                (response, outcome)
+            }
+        }
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        req: Request<Incoming>,
+        client: &Client,
+        is_upgrade: bool,
+    ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
+        check_source(&route.policy, client.ip)?;
+        let timeout = route.policy.handshake_timeout;
+        let exchange = async {
+            if is_upgrade {
+                return upgrade(self, route, req, client).await;
+            }
+            let Sent { response, endpoint, sender, load } = send(self, route, req, client, false).await?;
+            let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
+            let lease = Lease { connection: Some(connection), load: Some(load) };
+            let mut response = response.map(|body| ProxyBody::backend(body, lease));
+            strip_hop_by_hop(response.headers_mut(), false);
+            Ok((response, endpoint))
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ProxyError::HandshakeTimeout { timeout }))
+    }
+}
+
+/// The request's host as the client wrote it: `Host` for HTTP/1, `:authority` for HTTP/2.
+fn request_host(req: &Request<Incoming>) -> Result<HeaderValue, ProxyError> {
+    if let Some(host) = req.headers().get(header::HOST) {
+        return match host.to_str() {
+            Ok(_) => Ok(host.clone()),
+            Err(_) => Err(ProxyError::BadRequest { reason: "Host header is not visible ASCII" }),
+        };
+    }
+    match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str())
+            .map_err(|_| ProxyError::BadRequest { reason: "invalid :authority" }),
+        None => Ok(HeaderValue::from_static("")),
+    }
+}

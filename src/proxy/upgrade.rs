@@ -1,0 +1,84 @@
+//! Upgrade (WebSocket) requests: admission, the handshake on a dedicated backend connection,
+//! and on `101` the tunnel that joins the two upgraded connections for their whole life.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::Proxy;
+use super::admission::{BudgetGuard, check_origin};
+use super::body::{Lease, ProxyBody};
+use super::error::ProxyError;
+use super::forward::{Sent, send};
+use super::headers::{Client, strip_hop_by_hop};
+use super::tunnel::{self, Limits};
+use crate::model::Route;
+
+/// Answers an upgrade request: checks the Origin and the budgets before anything reaches the
+/// backend, then relays the backend's answer. On `101` a task joins the two sides; the route's
+/// `Arc` goes with it, so later table swaps cannot touch the tunnel.
+pub async fn upgrade(
+    proxy: &Arc<Proxy>,
+    route: &Arc<Route>,
+    mut req: Request<Incoming>,
+    client: &Client,
+) -> Result<(Response<ProxyBody>, std::net::SocketAddr), ProxyError> {
+    check_origin(&route.policy, req.headers())?;
+    let budget = proxy.budgets.admit(route, client.ip)?;
+    let client_side = hyper::upgrade::on(&mut req);
+    let Sent { mut response, endpoint, load, .. } = send(proxy, route, req, client, true).await?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        strip_hop_by_hop(response.headers_mut(), false);
+        let lease = Lease { connection: None, load: Some(load) };
+        return Ok((response.map(|body| ProxyBody::backend(body, lease)), endpoint));
+    }
+    let backend_side = hyper::upgrade::on(&mut response);
+    let tunnel = Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load };
+    proxy.tunnels.spawn(tunnel.run(client_side, backend_side));
+    strip_hop_by_hop(response.headers_mut(), true);
+    Ok((response.map(|_| ProxyBody::empty()), endpoint))
+}
+
+/// Everything a live tunnel holds until it closes.
+struct Tunnel {
+    proxy: Arc<Proxy>,
+    route: Arc<Route>,
+    endpoint: std::net::SocketAddr,
+    budget: BudgetGuard,
+    load: super::balance::LoadGuard,
+}
+
+impl Tunnel {
+    async fn run(self, client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+        let (client, backend) = match tokio::try_join!(client, backend) {
+            Ok(sides) => sides,
+            Err(error) => {
+                tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
+                self.proxy.metrics.upgrade(&self.route.name, "incomplete");
+                return;
+            }
+        };
+        let endpoint = self.endpoint.to_string();
+        let metrics = &self.proxy.metrics;
+        metrics.upgrade(&self.route.name, "upgraded");
+        let open = metrics.tunnel_opened(&self.route.name, &endpoint);
+        let policy = &self.route.policy;
+        let limits = Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration };
+        let drain = self.proxy.drain.subscribe();
+        let (reason, totals) = tunnel::run(TokioIo::new(client), TokioIo::new(backend), limits, drain).await;
+        metrics.tunnel_closed(open, &self.route.name, reason.label(), &totals);
+        tracing::info!(
+            target: "hawser::access",
+            route = %self.route.name,
+            endpoint,
+            closed_by = reason.label(),
+            duration_ms = totals.duration.as_millis() as u64,
+            bytes_from_client = totals.client_to_backend,
+            bytes_from_backend = totals.backend_to_client,
+            "tunnel closed"
+        );
+        drop((self.budget, self.load));
+    }
+}
