@@ -15,14 +15,17 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+/// Response header naming the echo that answered (on every response, the `101` included).
+pub const ECHO_NAME: http::HeaderName = http::HeaderName::from_static("x-echo-name");
+
 /// What the echo saw of a plain HTTP request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SeenRequest {
     /// The echo's `--name`, to tell backends apart.
     pub name: String,
@@ -40,12 +43,16 @@ pub struct SeenRequest {
     pub headers: BTreeMap<String, String>,
     /// Length of the request body.
     pub body_bytes: usize,
+    /// Sequence number of the TCP connection the request came on (1 for the first accepted),
+    /// so a client can tell whether connections are reused.
+    pub connection: u64,
 }
 
 /// Serves echo requests on `listener` until `stop` completes.
 pub async fn serve(listener: TcpListener, name: &str, stop: impl Future<Output = ()>) {
     let name: Arc<str> = name.into();
     let mut stop = std::pin::pin!(stop);
+    let mut connections = 0u64;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,11 +65,18 @@ pub async fn serve(listener: TcpListener, name: &str, stop: impl Future<Output =
             () = &mut stop => return,
         };
         let _ = stream.set_nodelay(true);
-        let name = name.clone();
+        connections += 1;
+        let (name, connection) = (name.clone(), connections);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let name = name.clone();
-                async move { Ok::<_, Infallible>(respond(req, &name).await) }
+                async move {
+                    let mut response = respond(req, &name, connection).await;
+                    if let Ok(value) = HeaderValue::from_str(&name) {
+                        response.headers_mut().insert(ECHO_NAME, value);
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
@@ -72,7 +86,7 @@ pub async fn serve(listener: TcpListener, name: &str, stop: impl Future<Output =
     }
 }
 
-async fn respond(req: Request<Incoming>, name: &str) -> Response<Full<Bytes>> {
+async fn respond(req: Request<Incoming>, name: &str, connection: u64) -> Response<Full<Bytes>> {
     if let Some(key) = websocket_key(&req) {
         return accept_websocket(req, &key);
     }
@@ -98,6 +112,7 @@ async fn respond(req: Request<Incoming>, name: &str) -> Response<Full<Bytes>> {
         version: format!("{:?}", parts.version),
         headers,
         body_bytes,
+        connection,
     };
     let json = serde_json::to_vec(&seen).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(json)));

@@ -1,0 +1,95 @@
+//! Hostile and broken input: garbage, truncated heads, odd upgrade headers and slow senders
+//! get an error or a closed connection, and the proxy keeps serving everyone else.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hawser::model::Policy;
+use hawser::proxy::ProxyConfig;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `bytes`, half-closes, and returns whatever the proxy answers before closing.
+async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.shutdown().await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn garbage_never_hurts_the_proxy() {
+    let echo = echo("a").await;
+    let proxy = TestProxy::start(simple_table(&[echo.addr], Policy::default())).await;
+    let inputs: &[&[u8]] = &[
+        b"\x00\x01\x02\x03\xff\xfe\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\x02\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET / HTTP/1.1\r\nHo",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x09garbage",
+        b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n",
+    ];
+    for input in inputs {
+        let answer = exchange(proxy.addr, input).await;
+        let status = answer.get(9..12).unwrap_or("");
+        assert!(
+            answer.is_empty()
+                || ["400", "404", "200", "502", "505", "431"].contains(&status)
+                || answer.starts_with("\0"),
+            "{:?} → {answer:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(
+            get(proxy.addr, "a.test", "/").await.0,
+            StatusCode::OK,
+            "after {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_websocket_handshake_is_answered_by_the_backend_not_tunnelled() {
+    let echo = echo("a").await;
+    let proxy = TestProxy::start(simple_table(&[echo.addr], Policy::default())).await;
+    // `Upgrade: websocket` without `Sec-WebSocket-Key`: the echo does not switch protocols.
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(proxy.proxy.open_tunnels(), 0);
+}
+
+#[tokio::test]
+async fn slow_header_senders_are_cut_off() {
+    let echo = echo("a").await;
+    let config = ProxyConfig { header_read_timeout: ms(300), ..ProxyConfig::default() };
+    let proxy = TestProxy::with_config(simple_table(&[echo.addr], Policy::default()), config).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "connection still open after 5 s");
+    assert!(started.elapsed() < Duration::from_secs(2), "cut after {:?}", started.elapsed());
+    assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::OK);
+}
