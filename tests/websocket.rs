@@ -325,3 +325,20 @@ async fn tunnel_metrics_and_bytes_are_recorded() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn drain_waits_for_tunnels_then_closes_the_rest() {
+    let (_echo, proxy) = echo_proxy(Policy::default()).await;
+    let (mut ws, _) = ws_open(proxy.addr, "chat.test", "/ws").await;
+    ws.send(Message::text("before")).await.unwrap();
+    next_message(&mut ws).await;
+    assert_eq!(proxy.proxy.open_tunnels(), 1);
+    let started = Instant::now();
+    proxy.proxy.drain_tunnels(ms(300)).await;
+    assert!(started.elapsed() >= ms(300), "closed before the grace period ended");
+    assert_eq!(proxy.proxy.open_tunnels(), 0);
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("client not told");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "unexpected {end:?}");
+    let text = proxy.metrics.render(&proxy.table);
+    assert!(text.contains(r#"reason="shutdown"} 1"#), "{text}");
+}
