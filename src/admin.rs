@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::accept::accept_until;
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;
 use crate::model::RoutingTable;
@@ -37,18 +38,7 @@ struct RoutesView<'t> {
 impl Admin {
     /// Serves admin requests until `stop` completes.
     pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) {
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            let stream = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "admin accept failed");
-                        continue;
-                    }
-                },
-                () = &mut stop => return,
-            };
+        accept_until(listener, "admin", stop, |stream, _| {
             let admin = self.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
@@ -60,7 +50,8 @@ impl Admin {
                     tracing::debug!(%error, "admin connection ended with an error");
                 }
             });
-        }
+        })
+        .await;
     }
 
     fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {

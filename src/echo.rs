@@ -18,6 +18,8 @@ use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
+
+use crate::accept::accept_until;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -51,19 +53,8 @@ pub struct SeenRequest {
 /// Serves echo requests on `listener` until `stop` completes.
 pub async fn serve(listener: TcpListener, name: &str, stop: impl Future<Output = ()>) {
     let name: Arc<str> = name.into();
-    let mut stop = std::pin::pin!(stop);
     let mut connections = 0u64;
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "echo accept failed");
-                    continue;
-                }
-            },
-            () = &mut stop => return,
-        };
+    accept_until(listener, "echo", stop, |stream, _| {
         let _ = stream.set_nodelay(true);
         connections += 1;
         let (name, connection) = (name.clone(), connections);
@@ -83,7 +74,8 @@ pub async fn serve(listener: TcpListener, name: &str, stop: impl Future<Output =
                 tracing::debug!(%error, "echo connection ended with an error");
             }
         });
-    }
+    })
+    .await;
 }
 
 async fn respond(req: Request<Incoming>, name: &str, connection: u64) -> Response<Full<Bytes>> {

@@ -1,6 +1,7 @@
 //! hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
 //! connections. See `DESIGN.md` for the architecture; the binary's wiring is in `main.rs`.
 
+pub mod accept;
 pub mod admin;
 pub mod cli;
 pub mod echo;

@@ -14,11 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::Proxy;
 use super::headers::Client;
+use crate::accept::accept_until;
 
 /// hyper refuses HTTP/1 read buffers smaller than this.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
-/// Pause after an accept error such as EMFILE, so a full descriptor table is not a busy loop.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves `listener` until `stop` completes, then lets in-flight requests finish for up to
 /// `grace`. Upgraded connections are not waited for here: see [`Proxy::drain_tunnels`].
@@ -30,23 +29,11 @@ pub async fn serve(
 ) {
     let builder = Arc::new(http_builder(&proxy));
     let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let client = Client::new(peer.ip(), "http", &proxy.config.trusted_proxies);
-                    serve_connection(stream, client, &proxy, &builder, &graceful);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            () = &mut stop => break,
-        }
-    }
-    drop(listener);
+    accept_until(listener, "proxy", stop, |stream, peer| {
+        let client = Client::new(peer.ip(), "http", &proxy.config.trusted_proxies);
+        serve_connection(stream, client, &proxy, &builder, &graceful);
+    })
+    .await;
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::info!("grace period over with requests still in flight");
     }

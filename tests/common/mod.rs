@@ -239,6 +239,22 @@ pub fn full_body(content: impl Into<Bytes>) -> http_body_util::combinators::BoxB
     Full::new(content.into()).boxed()
 }
 
+/// Polls `check` every 20 ms until it returns `Some`, for at most 5 s.
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..250 {
+        if let Some(value) = check() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The proxy's metrics once they contain `needle`.
+pub async fn metrics_containing(proxy: &TestProxy, needle: &str) -> String {
+    eventually(needle, || Some(proxy.metrics.render(&proxy.table)).filter(|text| text.contains(needle))).await
+}
+
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
