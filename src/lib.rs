@@ -3,10 +3,15 @@
 
 pub mod accept;
 pub mod admin;
+pub mod build;
 pub mod cli;
+pub mod controller;
+pub mod crd;
 pub mod echo;
 pub mod handle;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod snapshot;
+pub mod source;
 pub mod telemetry;

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use serde::Serialize;
 
 /// How a route matches the request path (the part before `?`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", content = "value")]
 pub enum PathMatch {
     /// The whole path, case-sensitive: `/foo` matches `/foo` only, not `/foo/`.

@@ -15,7 +15,7 @@ use super::host::wildcard_suffix;
 use super::{Backend, HostMatch, PathMatch, Policy};
 
 /// A request header that must be present with exactly this value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct HeaderMatch {
     /// Lower-case header name.
     pub name: String,
@@ -129,6 +129,16 @@ impl RoutingTable {
         &self.hosts
     }
 
+    /// One line per route, in lookup order within each host:
+    /// `host Prefix /path [name=value] -> 10.0.0.1:8080*2, … (route name)`, where `*N` is a weight
+    /// other than the backend's smallest.
+    pub fn summary(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .flat_map(|vhost| vhost.routes.iter().map(move |route| summary_line(&vhost.host, route)))
+            .collect()
+    }
+
     /// The route for a request. `host` must be normalized ([`super::normalize_host`]), `path`
     /// excludes the query, `header` returns a request header's value by lower-case name.
     pub fn lookup<'h>(
@@ -149,6 +159,24 @@ impl RoutingTable {
             .or(self.any)?;
         self.hosts.get(index)
     }
+}
+
+fn summary_line(host: &HostMatch, route: &Route) -> String {
+    let path = match &route.path {
+        PathMatch::Exact(path) => format!("Exact {path}"),
+        PathMatch::Prefix(path) => format!("Prefix {path}"),
+    };
+    let headers: String = route.headers.iter().map(|h| format!(" [{}={}]", h.name, h.value)).collect();
+    let endpoints = route.backend.endpoints();
+    let unit = endpoints.iter().map(|e| e.weight).min().unwrap_or(1).max(1);
+    let targets: Vec<String> = endpoints
+        .iter()
+        .map(
+            |e| if e.weight == unit { e.addr.to_string() } else { format!("{}*{}", e.addr, e.weight / unit) },
+        )
+        .collect();
+    let targets = if targets.is_empty() { "(no ready endpoint)".to_owned() } else { targets.join(", ") };
+    format!("{host} {path}{headers} -> {targets} ({})", route.name)
 }
 
 #[cfg(test)]

@@ -1,0 +1,301 @@
+//! Ingress annotations → route policy. `hawser.dev/*` keys and the ingress-nginx keys users
+//! already have (`nginx.ingress.kubernetes.io/*`); every key is reported as honored,
+//! translated, unsupported or ignored, and `hawser.dev/*` wins when both set the same thing.
+//!
+//! Security settings fail closed: an unparsable source range or Origin list leaves the whole
+//! Ingress out instead of serving it without the restriction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::report::{Reason, Reporter};
+use super::values;
+use crate::model::{BackendProtocol, HashKey, LoadBalancing, Policy};
+
+/// Prefix of hawser's own annotations.
+pub const HAWSER: &str = "hawser.dev/";
+/// Prefix of ingress-nginx annotations.
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+/// ingress-nginx timeouts applied together by `apply_nginx_timeouts`.
+const NGINX_TIMEOUTS: [&str; 2] = ["proxy-read-timeout", "proxy-send-timeout"];
+/// ingress-nginx's default affinity cookie.
+const NGINX_DEFAULT_COOKIE: &str = "INGRESSCOOKIE";
+
+/// What applying one annotation did.
+enum Effect {
+    Honored,
+    Translated(String),
+    Unsupported(&'static str),
+}
+
+/// A failed annotation: its message, and whether the Ingress must be left out (fail closed).
+struct Failure {
+    message: String,
+    fatal: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { message, fatal: false }
+    }
+}
+
+fn fatal(message: String) -> Failure {
+    Failure { message, fatal: true }
+}
+
+/// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
+/// hawser annotations. `None` when a security annotation is invalid.
+pub fn ingress_policy(annotations: &BTreeMap<String, String>, reporter: &mut Reporter<'_>) -> Option<Policy> {
+    let mut policy = Policy::default();
+    let mut rejected = false;
+    let nginx: BTreeMap<&str, &str> = with_prefix(annotations, NGINX);
+    let hawser: BTreeMap<&str, &str> = with_prefix(annotations, HAWSER);
+    for (key, value) in nginx.iter().filter(|(key, _)| !NGINX_TIMEOUTS.contains(key)) {
+        let outcome = apply_nginx(key, value, &nginx, &mut policy);
+        rejected |= record(reporter, NGINX, key, outcome);
+    }
+    apply_nginx_timeouts(&nginx, &mut policy, reporter);
+    for (key, value) in &hawser {
+        let outcome = apply_hawser(key, value, &hawser, &mut policy);
+        rejected |= record(reporter, HAWSER, key, outcome);
+    }
+    if !matches!(policy.load_balancing, LoadBalancing::ConsistentHash(_)) && hawser.contains_key("hash-on") {
+        reporter.report(
+            Reason::Ignored,
+            format!("{HAWSER}hash-on"),
+            "has no effect unless load-balancing is consistent-hash",
+        );
+    }
+    (!rejected).then_some(policy)
+}
+
+fn with_prefix<'a>(annotations: &'a BTreeMap<String, String>, prefix: &str) -> BTreeMap<&'a str, &'a str> {
+    annotations.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v.as_str()))).collect()
+}
+
+/// Reports one annotation's outcome; true when it must reject the Ingress.
+fn record(
+    reporter: &mut Reporter<'_>,
+    prefix: &str,
+    key: &str,
+    outcome: Option<Result<Effect, Failure>>,
+) -> bool {
+    let field = format!("{prefix}{key}");
+    match outcome {
+        None => {
+            reporter.report(Reason::Ignored, field, "not a setting hawser knows; it has no effect");
+            false
+        }
+        Some(Ok(Effect::Honored)) => {
+            reporter.report(Reason::Honored, field, "applied");
+            false
+        }
+        Some(Ok(Effect::Translated(how))) => {
+            reporter.report(Reason::Translated, field, how);
+            false
+        }
+        Some(Ok(Effect::Unsupported(why))) => {
+            reporter.report(Reason::Unsupported, field, why);
+            false
+        }
+        Some(Err(failure)) => {
+            let consequence =
+                if failure.fatal { "the Ingress is left out" } else { "the annotation is ignored" };
+            reporter.report(Reason::Invalid, field, format!("{}; {consequence}", failure.message));
+            failure.fatal
+        }
+    }
+}
+
+/// One `nginx.ingress.kubernetes.io/` key. `None`: not a key hawser recognises.
+fn apply_nginx(
+    key: &str,
+    value: &str,
+    all: &BTreeMap<&str, &str>,
+    policy: &mut Policy,
+) -> Option<Result<Effect, Failure>> {
+    Some(match key {
+        "proxy-connect-timeout" => values::nginx_seconds(value).map_err(Failure::from).map(|d| {
+            policy.connect_timeout = d;
+            Effect::Honored
+        }),
+        "load-balance" => match value.trim() {
+            "round_robin" => {
+                policy.load_balancing = LoadBalancing::RoundRobin;
+                Ok(Effect::Honored)
+            }
+            "ewma" => {
+                policy.load_balancing = LoadBalancing::LeastConnections;
+                Ok(Effect::Translated("ewma → least-connections, the nearest hawser strategy".into()))
+            }
+            other => Err(format!("{other:?} is not round_robin or ewma").into()),
+        },
+        "upstream-hash-by" => nginx_hash_key(value).map_err(Failure::from).map(|key| {
+            let how = format!("consistent hashing on {key:?}");
+            policy.load_balancing = LoadBalancing::ConsistentHash(key);
+            Effect::Translated(how)
+        }),
+        "affinity" => match value.trim() {
+            "cookie" => {
+                let cookie = all.get("session-cookie-name").map_or(NGINX_DEFAULT_COOKIE, |c| c.trim());
+                policy.load_balancing = LoadBalancing::ConsistentHash(HashKey::Cookie(cookie.to_owned()));
+                Ok(Effect::Translated(format!(
+                    "consistent hashing on cookie {cookie:?}; hawser does not issue the cookie, requests without it are balanced round-robin"
+                )))
+            }
+            other => Err(format!("{other:?} is not cookie").into()),
+        },
+        "session-cookie-name" if all.contains_key("affinity") => Ok(Effect::Honored),
+        "session-cookie-name" => Ok(Effect::Unsupported("has no effect without affinity: cookie")),
+        "whitelist-source-range" | "allowlist-source-range" => {
+            values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
+                policy.source_ranges = ranges;
+                Effect::Honored
+            })
+        }
+        "limit-connections" => values::positive(value).map_err(Failure::from).map(|limit| {
+            policy.max_connections_per_client = Some(limit);
+            Effect::Translated(
+                "open connections per client IP, counted per route and per hawser replica".into(),
+            )
+        }),
+        "backend-protocol" => backend_protocol(value, policy),
+        "proxy-http-version" if value.trim() == "1.1" => Ok(Effect::Honored),
+        "proxy-http-version" => Ok(Effect::Unsupported("hawser always speaks HTTP/1.1 to backends")),
+        "ssl-redirect" | "force-ssl-redirect" => {
+            Ok(Effect::Unsupported("HTTP→HTTPS redirects arrive with TLS support"))
+        }
+        _ => return None,
+    })
+}
+
+/// nginx closes a connection when either direction is silent for its timeout; hawser's idle
+/// timeout counts bytes in both directions, so the larger of the two keeps every connection
+/// nginx would keep. The read timeout is also how long nginx waits for a response head.
+fn apply_nginx_timeouts(nginx: &BTreeMap<&str, &str>, policy: &mut Policy, reporter: &mut Reporter<'_>) {
+    let mut idle: Option<Duration> = None;
+    for key in NGINX_TIMEOUTS {
+        let Some(value) = nginx.get(key) else { continue };
+        let field = format!("{NGINX}{key}");
+        match values::nginx_seconds(value) {
+            Ok(timeout) => {
+                idle = Some(idle.map_or(timeout, |current| current.max(timeout)));
+                if key == "proxy-read-timeout" {
+                    policy.handshake_timeout = timeout;
+                }
+                let how = "idle timeout = the larger of proxy-read-timeout and proxy-send-timeout (no byte in either direction)";
+                reporter.report(Reason::Translated, field, how);
+            }
+            Err(message) => {
+                reporter.report(Reason::Invalid, field, format!("{message}; the annotation is ignored"))
+            }
+        }
+    }
+    if let Some(idle) = idle {
+        policy.idle_timeout = Some(idle).filter(|d| !d.is_zero());
+    }
+}
+
+/// `$remote_addr`, `$http_x_name`, `$cookie_name`, `$arg_name`.
+fn nginx_hash_key(value: &str) -> Result<HashKey, String> {
+    let value = value.trim();
+    if value == "$remote_addr" || value == "$binary_remote_addr" {
+        return Ok(HashKey::SourceIp);
+    }
+    let key = value
+        .strip_prefix("$http_")
+        .map(|h| HashKey::Header(h.replace('_', "-").to_ascii_lowercase()))
+        .or_else(|| value.strip_prefix("$cookie_").map(|c| HashKey::Cookie(c.to_owned())))
+        .or_else(|| value.strip_prefix("$arg_").map(|a| HashKey::Query(a.to_owned())));
+    match key {
+        Some(key) if value.matches('$').count() == 1 && !value.contains(char::is_whitespace) => Ok(key),
+        _ => Err(format!(
+            "{value:?}: hawser hashes on one of $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME"
+        )),
+    }
+}
+
+fn backend_protocol(value: &str, policy: &mut Policy) -> Result<Effect, Failure> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "HTTP" => {
+            policy.backend_protocol = BackendProtocol::Http;
+            Ok(Effect::Honored)
+        }
+        "HTTPS" => {
+            policy.backend_protocol = BackendProtocol::Https;
+            Ok(Effect::Unsupported(
+                "TLS to backends is not implemented yet: requests get 502 rather than plain text",
+            ))
+        }
+        "GRPC" | "GRPCS" | "FCGI" | "AUTO_HTTP" => {
+            Ok(Effect::Unsupported("hawser proxies HTTP/1.1 to backends"))
+        }
+        other => Err(format!("{other:?} is not HTTP or HTTPS").into()),
+    }
+}
+
+/// One `hawser.dev/` key. `None`: not a key hawser recognises.
+fn apply_hawser(
+    key: &str,
+    value: &str,
+    all: &BTreeMap<&str, &str>,
+    policy: &mut Policy,
+) -> Option<Result<Effect, Failure>> {
+    let honored = |result: Result<(), String>| result.map(|()| Effect::Honored).map_err(Failure::from);
+    Some(match key {
+        "idle-timeout" => honored(values::optional_duration(value).map(|d| policy.idle_timeout = d)),
+        "handshake-timeout" => honored(values::duration(value).map(|d| policy.handshake_timeout = d)),
+        "connect-timeout" => honored(values::duration(value).map(|d| policy.connect_timeout = d)),
+        "max-connection-duration" => {
+            honored(values::optional_duration(value).map(|d| policy.max_connection_duration = d))
+        }
+        "load-balancing" => {
+            honored(load_balancing(value, all.get("hash-on").copied()).map(|lb| policy.load_balancing = lb))
+        }
+        "hash-on" => Ok(Effect::Honored),
+        "allowed-origins" => values::origins(values::list(value)).map_err(fatal).map(|origins| {
+            policy.allowed_origins = origins;
+            Effect::Honored
+        }),
+        "source-ranges" => values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
+            policy.source_ranges = ranges;
+            Effect::Honored
+        }),
+        "max-connections" => honored(values::positive(value).map(|n| policy.max_connections = Some(n))),
+        "max-connections-per-client" => {
+            honored(values::positive(value).map(|n| policy.max_connections_per_client = Some(n)))
+        }
+        "backend-protocol" => backend_protocol(value, policy),
+        "ssl-redirect" => values::boolean(value)
+            .map(|_| Effect::Unsupported("HTTP→HTTPS redirects arrive with TLS support"))
+            .map_err(Failure::from),
+        _ => return None,
+    })
+}
+
+/// `round-robin`, `least-connections`, or `consistent-hash` with `hash-on`.
+pub fn load_balancing(value: &str, hash_on: Option<&str>) -> Result<LoadBalancing, String> {
+    match value.trim() {
+        "round-robin" => Ok(LoadBalancing::RoundRobin),
+        "least-connections" => Ok(LoadBalancing::LeastConnections),
+        "consistent-hash" => match hash_on {
+            Some(hash_on) => hash_key(hash_on).map(LoadBalancing::ConsistentHash),
+            None => Err("consistent-hash needs hawser.dev/hash-on (header:NAME, cookie:NAME, query:NAME or source-ip)".into()),
+        },
+        other => Err(format!("{other:?} is not round-robin, least-connections or consistent-hash")),
+    }
+}
+
+/// `header:NAME`, `cookie:NAME`, `query:NAME` or `source-ip`.
+fn hash_key(value: &str) -> Result<HashKey, String> {
+    let value = value.trim();
+    let key = match value.split_once(':') {
+        _ if value == "source-ip" => Some(HashKey::SourceIp),
+        Some(("header", name)) if !name.is_empty() => Some(HashKey::Header(name.to_ascii_lowercase())),
+        Some(("cookie", name)) if !name.is_empty() => Some(HashKey::Cookie(name.to_owned())),
+        Some(("query", name)) if !name.is_empty() => Some(HashKey::Query(name.to_owned())),
+        _ => None,
+    };
+    key.ok_or_else(|| format!("{value:?} is not header:NAME, cookie:NAME, query:NAME or source-ip"))
+}

@@ -1,0 +1,62 @@
+//! Which Ingresses and WebSocketRoutes hawser serves.
+//!
+//! An Ingress is served when its `spec.ingressClassName` names an IngressClass whose
+//! `spec.controller` is `hawser.dev/ingress-controller`, or names `--ingress-class` itself (so a
+//! manifests directory needs no IngressClass object); when it has no class, it is served if the
+//! deprecated `kubernetes.io/ingress.class` annotation names one of those classes, or if one of
+//! hawser's IngressClasses carries `ingressclass.kubernetes.io/is-default-class: "true"`.
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::ResourceExt;
+
+use super::BuildConfig;
+use crate::snapshot::Snapshot;
+
+/// The IngressClass controller name hawser answers to.
+pub const CONTROLLER_NAME: &str = "hawser.dev/ingress-controller";
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// The class names hawser serves and whether it is the cluster's default.
+#[derive(Debug)]
+pub struct Classes {
+    names: Vec<String>,
+    default: bool,
+}
+
+impl Classes {
+    /// Reads the IngressClasses of `snapshot`.
+    pub fn new(snapshot: &Snapshot, config: &BuildConfig) -> Self {
+        let ours: Vec<&IngressClass> = snapshot
+            .ingress_classes
+            .iter()
+            .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME))
+            .collect();
+        let default = ours
+            .iter()
+            .any(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"));
+        let mut names: Vec<String> = ours.iter().map(|c| c.name_any()).collect();
+        names.push(config.ingress_class.clone());
+        Self { names, default }
+    }
+
+    fn is_ours(&self, class: &str) -> bool {
+        self.names.iter().any(|name| name == class)
+    }
+
+    /// Whether hawser serves `ingress`.
+    pub fn serves_ingress(&self, ingress: &Ingress) -> bool {
+        if let Some(class) = ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+            return self.is_ours(class);
+        }
+        match ingress.annotations().get(LEGACY_CLASS_ANNOTATION) {
+            Some(class) => self.is_ours(class),
+            None => self.default,
+        }
+    }
+
+    /// Whether hawser serves a WebSocketRoute with this `ingressClassName` (unset: yes).
+    pub fn serves_route(&self, class: Option<&str>) -> bool {
+        class.is_none_or(|class| self.is_ours(class))
+    }
+}

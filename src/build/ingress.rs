@@ -1,0 +1,189 @@
+//! Ingress (`networking.k8s.io/v1`) → candidate routes and TLS claims.
+//!
+//! - A rule without `host` serves every host not claimed elsewhere (the catch-all host).
+//! - `pathType: Exact` and `Prefix` follow the specification; `ImplementationSpecific` means
+//!   `Prefix` in hawser (what ingress-nginx does without regex).
+//! - `spec.defaultBackend` serves the catch-all host, and `/` on each of the Ingress's hosts
+//!   that has no `/` path of its own; explicit paths of any Ingress beat it.
+//! - Route names are `ingress/NAMESPACE/NAME/RULE/PATH` (`…/default` for the default backend).
+
+use std::net::SocketAddr;
+
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressSpec};
+use kube::ResourceExt;
+
+use super::annotations::ingress_policy;
+use super::backends::{self, PortRef};
+use super::candidate::{Candidate, Rank};
+use super::report::{Reason, Reporter};
+use super::{Output, TlsClaim};
+use crate::model::{Backend, HostMatch, PathMatch, Policy, Route};
+use crate::snapshot::Snapshot;
+
+/// Adds what `ingress` asks for to `out`, reporting into `reporter`.
+pub fn translate(ingress: &Ingress, snapshot: &Snapshot, reporter: &mut Reporter<'_>, out: &mut Output) {
+    let Some(policy) = ingress_policy(ingress.annotations(), reporter) else { return };
+    let Some(spec) = ingress.spec.as_ref() else { return };
+    let namespace = ingress.namespace().unwrap_or_default();
+    let created = ingress.creation_timestamp().map(|t| t.0);
+    let rank = |implicit| Rank::new(reporter.object().clone(), created, implicit);
+    let (explicit, implicit) = (rank(false), rank(true));
+    let mut translator = Translator { snapshot, namespace: &namespace, policy, reporter, out };
+    let hosts = translator.rules(spec, &explicit);
+    translator.default_backend(spec, &hosts, &implicit);
+    translator.tls(spec, &hosts, &explicit);
+}
+
+struct Translator<'a, 'r> {
+    snapshot: &'a Snapshot,
+    namespace: &'a str,
+    policy: Policy,
+    reporter: &'a mut Reporter<'r>,
+    out: &'a mut Output,
+}
+
+impl Translator<'_, '_> {
+    /// Every rule's paths; returns each rule host and whether it has its own `/` prefix.
+    fn rules(&mut self, spec: &IngressSpec, rank: &Rank) -> Vec<(HostMatch, bool)> {
+        let mut hosts = Vec::new();
+        for (r, rule) in spec.rules.iter().flatten().enumerate() {
+            let field = format!("spec.rules[{r}]");
+            let Some(host) = self.host(rule.host.as_deref().unwrap_or(""), &format!("{field}.host")) else {
+                continue;
+            };
+            let mut has_root = false;
+            for (p, path) in rule.http.iter().flat_map(|http| &http.paths).enumerate() {
+                let field = format!("{field}.http.paths[{p}]");
+                let Some(path_match) = self.path(path, &field) else { continue };
+                has_root |= path_match == PathMatch::Prefix("/".into());
+                let Some(addrs) = self.backend(&path.backend, &format!("{field}.backend")) else { continue };
+                let name = format!("ingress/{}/{}/{r}/{p}", self.namespace, self.reporter.object().name);
+                self.push(rank, host.clone(), &name, path_match, &addrs, field);
+            }
+            hosts.push((host, has_root));
+        }
+        hosts
+    }
+
+    fn default_backend(&mut self, spec: &IngressSpec, hosts: &[(HostMatch, bool)], rank: &Rank) {
+        let Some(backend) = spec.default_backend.as_ref() else { return };
+        let field = "spec.defaultBackend".to_owned();
+        let Some(addrs) = self.backend(backend, &field) else { return };
+        let name = format!("ingress/{}/{}/default", self.namespace, self.reporter.object().name);
+        let rootless = hosts.iter().filter(|(_, has_root)| !has_root).map(|(host, _)| host.clone());
+        let mut targets: Vec<HostMatch> = std::iter::once(HostMatch::Any).chain(rootless).collect();
+        targets.dedup();
+        for host in targets {
+            self.push(rank, host, &name, PathMatch::Prefix("/".into()), &addrs, field.clone());
+        }
+    }
+
+    /// `spec.tls`: which Secret serves which host; a missing Secret is reported, and HTTPS for
+    /// those hosts falls back to the default certificate.
+    fn tls(&mut self, spec: &IngressSpec, hosts: &[(HostMatch, bool)], rank: &Rank) {
+        for (t, tls) in spec.tls.iter().flatten().enumerate() {
+            let Some(secret) = tls.secret_name.as_deref() else { continue };
+            let field = format!("spec.tls[{t}]");
+            if self.snapshot.secret(self.namespace, secret).is_none() {
+                let message = format!(
+                    "Secret {}/{secret} not found; HTTPS for these hosts uses the default certificate",
+                    self.namespace
+                );
+                self.reporter.report(Reason::UnresolvedRef, format!("{field}.secretName"), message);
+            }
+            let listed: Vec<HostMatch> = tls.hosts.iter().flatten().map(|h| HostMatch::parse(h)).collect();
+            let covered =
+                if listed.is_empty() { hosts.iter().map(|(h, _)| h.clone()).collect() } else { listed };
+            for host in covered.into_iter().filter(|h| *h != HostMatch::Any) {
+                let secret = (self.namespace.to_owned(), secret.to_owned());
+                self.out.tls.push(TlsClaim { rank: rank.clone(), host, secret, field: field.clone() });
+            }
+        }
+    }
+
+    fn host(&mut self, host: &str, field: &str) -> Option<HostMatch> {
+        if valid_host(host) {
+            return Some(HostMatch::parse(host));
+        }
+        let message =
+            format!("{host:?} is not a host name or a *.wildcard of one label; the rule is left out");
+        self.reporter.report(Reason::Invalid, field, message);
+        None
+    }
+
+    fn path(&mut self, path: &HTTPIngressPath, field: &str) -> Option<PathMatch> {
+        let value = path.path.clone().unwrap_or_else(|| "/".to_owned());
+        if !value.starts_with('/') {
+            self.reporter.report(
+                Reason::Invalid,
+                format!("{field}.path"),
+                format!("{value:?} must start with /; the path is left out"),
+            );
+            return None;
+        }
+        match path.path_type.as_str() {
+            "Exact" => Some(PathMatch::Exact(value)),
+            "Prefix" | "ImplementationSpecific" => Some(PathMatch::Prefix(value)),
+            other => {
+                let message = format!(
+                    "pathType {other:?} is not Exact, Prefix or ImplementationSpecific; the path is left out"
+                );
+                self.reporter.report(Reason::Invalid, format!("{field}.pathType"), message);
+                None
+            }
+        }
+    }
+
+    fn backend(&mut self, backend: &IngressBackend, field: &str) -> Option<Vec<SocketAddr>> {
+        let Some(service) = backend.service.as_ref() else {
+            self.reporter.report(
+                Reason::Unsupported,
+                field,
+                "only Service backends are supported; the path is left out",
+            );
+            return None;
+        };
+        let port = service.port.as_ref().and_then(|p| match (&p.name, p.number) {
+            (Some(name), _) => Some(PortRef::Name(name.clone())),
+            (None, Some(number)) => Some(PortRef::Number(number)),
+            (None, None) => None,
+        });
+        let Some(port) = port else {
+            self.reporter.report(
+                Reason::Invalid,
+                format!("{field}.service.port"),
+                "a port name or number is required; the path is left out",
+            );
+            return None;
+        };
+        let field = format!("{field}.service");
+        Some(backends::resolve(self.snapshot, self.namespace, &service.name, &port, &field, self.reporter))
+    }
+
+    fn push(
+        &mut self,
+        rank: &Rank,
+        host: HostMatch,
+        name: &str,
+        path: PathMatch,
+        addrs: &[SocketAddr],
+        field: String,
+    ) {
+        let backend = Backend::new(backends::weighted(&[(1, addrs.to_vec())]));
+        let route = Route::new(name, path, backend, self.policy.clone());
+        self.out.candidates.push(Candidate { rank: rank.clone(), host, route, field });
+    }
+}
+
+/// A DNS name (lower-case labels) or `*.` followed by one; empty is the catch-all.
+pub fn valid_host(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    host.is_empty()
+        || name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

@@ -1,0 +1,128 @@
+//! Diagnostics of a build: which object, which field, what is wrong or what was done, and how
+//! serious it is. Reports become `hawser check` output, log lines, Events and conditions.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The object a report is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    /// `Ingress`, `WebSocketRoute`, `File`, …
+    pub kind: &'static str,
+    /// Empty for cluster-scoped objects and files.
+    pub namespace: String,
+    /// Object name, or a file path.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// A namespaced object.
+    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+        Self { kind, namespace: namespace.to_owned(), name: name.to_owned() }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.namespace.as_str() {
+            "" => write!(f, "{} {}", self.kind, self.name),
+            namespace => write!(f, "{} {}/{}", self.kind, namespace, self.name),
+        }
+    }
+}
+
+/// What kind of finding a report is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Reason {
+    /// A value is wrong; the object, rule or annotation it belongs to is left out.
+    Invalid,
+    /// A referenced Service, port or Secret does not exist.
+    UnresolvedRef,
+    /// Another object already serves the same host and path (or host TLS); this one lost.
+    Conflict,
+    /// A Service has no ready endpoint: requests get 503 until one is ready.
+    NoEndpoints,
+    /// A recognised setting hawser does not support (yet); it has no effect.
+    Unsupported,
+    /// An unknown setting; it has no effect.
+    Ignored,
+    /// A foreign setting mapped onto hawser's nearest equivalent.
+    Translated,
+    /// A setting applied as written.
+    Honored,
+}
+
+/// How serious a report is. `hawser check` fails on errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Level {
+    /// Something was left out or cannot work.
+    Error,
+    /// Works, but not as the author may expect.
+    Warning,
+    /// For the record.
+    Info,
+}
+
+impl Reason {
+    /// The level this kind of finding has.
+    pub fn level(self) -> Level {
+        match self {
+            Self::Invalid | Self::UnresolvedRef => Level::Error,
+            Self::Conflict | Self::NoEndpoints | Self::Unsupported | Self::Ignored => Level::Warning,
+            Self::Translated | Self::Honored => Level::Info,
+        }
+    }
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Report {
+    /// The object it is about.
+    pub object: ObjectRef,
+    /// Where in the object: a field path or an annotation key.
+    pub field: String,
+    /// What kind of finding.
+    pub reason: Reason,
+    /// A sentence a user can act on.
+    pub message: String,
+}
+
+impl Report {
+    /// How serious it is.
+    pub fn level(&self) -> Level {
+        self.reason.level()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {:?} {} {}: {}", self.level(), self.reason, self.object, self.field, self.message)
+    }
+}
+
+/// Collects the reports of one object.
+#[derive(Debug)]
+pub struct Reporter<'r> {
+    object: ObjectRef,
+    reports: &'r mut Vec<Report>,
+}
+
+impl<'r> Reporter<'r> {
+    /// Reports about `object` go into `reports`.
+    pub fn new(object: ObjectRef, reports: &'r mut Vec<Report>) -> Self {
+        Self { object, reports }
+    }
+
+    /// The object reported on.
+    pub fn object(&self) -> &ObjectRef {
+        &self.object
+    }
+
+    /// Adds one finding.
+    pub fn report(&mut self, reason: Reason, field: impl Into<String>, message: impl Into<String>) {
+        let report =
+            Report { object: self.object.clone(), field: field.into(), reason, message: message.into() };
+        self.reports.push(report);
+    }
+}

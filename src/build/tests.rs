@@ -1,0 +1,540 @@
+//! Table tests of the translation: input manifests → expected routes, policies and reports.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+use crate::model::{HashKey, LoadBalancing, Policy};
+use crate::source::parse_documents;
+
+/// Services every case can point at: `web` (named port `http` 80 → 8080, one ready and one
+/// terminating endpoint), `api` (unnamed port 81 → 9090), `empty` (no endpoints).
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.0.0.1]
+  conditions: {ready: true}
+- addresses: [10.0.0.2]
+  conditions: {ready: false, serving: true, terminating: true}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {ports: [{port: 81}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{port: 9090}]
+endpoints:
+- addresses: [10.0.1.1]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec: {ports: [{name: http, port: 80}]}
+"#;
+
+fn built(yaml: &str) -> Built {
+    let objects = parse_documents(&format!("{SERVICES}\n---\n{yaml}")).unwrap();
+    build(&Snapshot::new(objects), &BuildConfig::default())
+}
+
+fn routes(yaml: &str) -> Vec<String> {
+    built(yaml).table.summary()
+}
+
+/// Reports other than Info, as `Reason field` strings.
+fn problems(built: &Built) -> Vec<String> {
+    built
+        .reports
+        .iter()
+        .filter(|r| r.level() != Level::Info)
+        .map(|r| format!("{:?} {} {}", r.reason, r.object, r.field))
+        .collect()
+}
+
+fn ingress(name: &str, body: &str) -> String {
+    format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n{body}")
+}
+
+/// An Ingress of class hawser with one rule: `host`, one path to web:http.
+fn simple(name: &str, host: &str, path_type: &str, path: &str) -> String {
+    let host = if host.is_empty() { String::new() } else { format!("host: {host}\n    ") };
+    ingress(
+        name,
+        &format!(
+            "spec:\n  ingressClassName: hawser\n  rules:\n  - {host}http:\n      paths:\n      - {{path: {path}, pathType: {path_type}, backend: {{service: {{name: web, port: {{name: http}}}}}}}}\n"
+        ),
+    )
+}
+
+fn with_annotations(name: &str, annotations: &[(&str, &str)]) -> String {
+    let list: String = annotations.iter().map(|(k, v)| format!("    {k}: {v:?}\n")).collect();
+    let doc = simple(name, "a.com", "Prefix", "/");
+    doc.replacen("metadata:\n", &format!("metadata:\n  annotations:\n{list}"), 1)
+}
+
+fn policy_of(built: &Built) -> Policy {
+    built.table.lookup("a.com", "/", |_| None).expect("route").policy.clone()
+}
+
+#[test]
+fn ingress_paths_hosts_and_path_types() {
+    let cases: &[(&str, Vec<&str>)] = &[
+        (
+            &simple("i", "a.com", "Prefix", "/foo"),
+            vec!["a.com Prefix /foo -> 10.0.0.1:8080 (ingress/default/i/0/0)"],
+        ),
+        (
+            &simple("i", "a.com", "Exact", "/foo"),
+            vec!["a.com Exact /foo -> 10.0.0.1:8080 (ingress/default/i/0/0)"],
+        ),
+        (
+            &simple("i", "a.com", "ImplementationSpecific", "/x"),
+            vec!["a.com Prefix /x -> 10.0.0.1:8080 (ingress/default/i/0/0)"],
+        ),
+        (&simple("i", "", "Prefix", "/"), vec!["* Prefix / -> 10.0.0.1:8080 (ingress/default/i/0/0)"]),
+        (
+            &simple("i", "\"*.a.com\"", "Prefix", "/"),
+            vec!["*.a.com Prefix / -> 10.0.0.1:8080 (ingress/default/i/0/0)"],
+        ),
+        (&simple("i", "a.com", "Regex", "/"), vec![]),
+        (&simple("i", "A.com", "Prefix", "/"), vec![]),
+        (&simple("i", "a.*.com", "Prefix", "/"), vec![]),
+        (&simple("i", "a.com", "Prefix", "nope"), vec![]),
+    ];
+    for (yaml, want) in cases {
+        assert_eq!(&routes(yaml), want, "{yaml}");
+    }
+    assert_eq!(
+        problems(&built(&simple("i", "a.com", "Regex", "/"))),
+        vec!["Invalid Ingress default/i spec.rules[0].http.paths[0].pathType"]
+    );
+    assert_eq!(
+        problems(&built(&simple("i", "A.com", "Prefix", "/"))),
+        vec!["Invalid Ingress default/i spec.rules[0].host"]
+    );
+}
+
+#[test]
+fn ingress_class_selection() {
+    let class = |name: &str, controller: &str, default: bool| {
+        let annotation = if default {
+            "  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {name}\n{annotation}spec: {{controller: {controller}}}\n---\n"
+        )
+    };
+    let classless = simple("i", "a.com", "Prefix", "/").replace("  ingressClassName: hawser\n", "");
+    let named = |class: &str| {
+        simple("i", "a.com", "Prefix", "/")
+            .replace("ingressClassName: hawser", &format!("ingressClassName: {class}"))
+    };
+    let legacy = |class: &str| {
+        classless.replacen(
+            "metadata:\n",
+            &format!("metadata:\n  annotations: {{kubernetes.io/ingress.class: {class}}}\n"),
+            1,
+        )
+    };
+    let cases = [
+        ("ingressClassName hawser, no IngressClass object", named("hawser"), true),
+        ("another controller's class", named("nginx"), false),
+        (
+            "our IngressClass under another name",
+            format!("{}{}", class("edge", CONTROLLER_NAME, false), named("edge")),
+            true,
+        ),
+        (
+            "a class named edge of another controller",
+            format!("{}{}", class("edge", "k8s.io/ingress-nginx", false), named("edge")),
+            false,
+        ),
+        ("no class, no default", classless.clone(), false),
+        (
+            "no class, our class is the default",
+            format!("{}{}", class("edge", CONTROLLER_NAME, true), classless),
+            true,
+        ),
+        (
+            "no class, another controller's default",
+            format!("{}{}", class("nginx", "k8s.io/ingress-nginx", true), classless),
+            false,
+        ),
+        ("legacy annotation naming hawser", legacy("hawser"), true),
+        ("legacy annotation naming nginx", legacy("nginx"), false),
+    ];
+    for (case, yaml, served) in cases {
+        assert_eq!(!routes(&yaml).is_empty(), served, "{case}");
+    }
+}
+
+#[test]
+fn default_backend_serves_the_catch_all_and_rootless_hosts() {
+    let yaml = ingress(
+        "i",
+        "spec:\n  ingressClassName: hawser\n  defaultBackend: {service: {name: api, port: {number: 81}}}\n  rules:\n  - host: a.com\n    http:\n      paths:\n      - {path: /web, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}\n  - host: b.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n",
+    );
+    assert_eq!(
+        routes(&yaml),
+        vec![
+            "a.com Prefix /web -> 10.0.0.1:8080 (ingress/default/i/0/0)",
+            "a.com Prefix / -> 10.0.1.1:9090 (ingress/default/i/default)",
+            "b.com Prefix / -> 10.0.0.1:8080 (ingress/default/i/1/0)",
+            "* Prefix / -> 10.0.1.1:9090 (ingress/default/i/default)",
+        ]
+    );
+    // An explicit catch-all path of another Ingress beats a default backend.
+    let explicit = simple("z-explicit", "", "Prefix", "/");
+    let both = routes(&format!("{yaml}---\n{explicit}"));
+    assert!(
+        both.contains(&"* Prefix / -> 10.0.0.1:8080 (ingress/default/z-explicit/0/0)".to_owned()),
+        "{both:?}"
+    );
+}
+
+#[test]
+fn service_ports_and_endpoint_conditions() {
+    let port =
+        |port: &str| simple("i", "a.com", "Prefix", "/").replace("name: web, port: {name: http}", port);
+    let cases = [
+        ("name: web, port: {name: http}", "-> 10.0.0.1:8080", vec![]),
+        ("name: web, port: {number: 80}", "-> 10.0.0.1:8080", vec![]),
+        ("name: api, port: {number: 81}", "-> 10.0.1.1:9090", vec![]),
+        (
+            "name: web, port: {number: 81}",
+            "-> (no ready endpoint)",
+            vec!["UnresolvedRef Ingress default/i spec.rules[0].http.paths[0].backend.service"],
+        ),
+        (
+            "name: web, port: {name: grpc}",
+            "-> (no ready endpoint)",
+            vec!["UnresolvedRef Ingress default/i spec.rules[0].http.paths[0].backend.service"],
+        ),
+        (
+            "name: nope, port: {number: 80}",
+            "-> (no ready endpoint)",
+            vec!["UnresolvedRef Ingress default/i spec.rules[0].http.paths[0].backend.service"],
+        ),
+        (
+            "name: empty, port: {name: http}",
+            "-> (no ready endpoint)",
+            vec!["NoEndpoints Ingress default/i spec.rules[0].http.paths[0].backend.service"],
+        ),
+    ];
+    for (backend, target, want) in cases {
+        let built = built(&port(backend));
+        assert!(built.table.summary()[0].contains(target), "{backend}: {:?}", built.table.summary());
+        assert_eq!(problems(&built), want, "{backend}");
+    }
+}
+
+#[test]
+fn conflicts_go_to_the_oldest_and_websocket_routes_beat_ingresses() {
+    let dated = |name: &str, time: &str| {
+        simple(name, "a.com", "Prefix", "/").replacen(
+            "metadata:\n",
+            &format!("metadata:\n  creationTimestamp: \"{time}\"\n"),
+            1,
+        )
+    };
+    let by_age = built(&format!(
+        "{}---\n{}",
+        dated("young", "2026-05-01T00:00:00Z"),
+        dated("old", "2025-01-01T00:00:00Z")
+    ));
+    assert_eq!(by_age.table.summary(), vec!["a.com Prefix / -> 10.0.0.1:8080 (ingress/default/old/0/0)"]);
+    assert_eq!(problems(&by_age), vec!["Conflict Ingress default/young spec.rules[0].http.paths[0]"]);
+    // Undated (manifest files): namespace/name order.
+    let built_undated = routes(&format!(
+        "{}---\n{}",
+        simple("b", "a.com", "Prefix", "/"),
+        simple("a", "a.com", "Prefix", "/")
+    ));
+    assert_eq!(built_undated, vec!["a.com Prefix / -> 10.0.0.1:8080 (ingress/default/a/0/0)"]);
+    let route = "apiVersion: hawser.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {name: ws}\nspec:\n  hostnames: [a.com]\n  rules:\n  - backends: [{name: api, port: 81}]\n";
+    let by_kind = built(&format!("{}---\n{route}", dated("old", "2020-01-01T00:00:00Z")));
+    assert_eq!(by_kind.table.summary(), vec!["a.com Prefix / -> 10.0.1.1:9090 (wsroute/default/ws/0/0)"]);
+    assert_eq!(problems(&by_kind), vec!["Conflict Ingress default/old spec.rules[0].http.paths[0]"]);
+}
+
+#[test]
+fn tls_secrets_are_mapped_and_missing_ones_reported() {
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: a-tls}\ntype: kubernetes.io/tls\ndata: {}\n---\n";
+    let tls = |secret: &str| {
+        simple("i", "a.com", "Prefix", "/")
+            .replace("  rules:", &format!("  tls: [{{hosts: [a.com], secretName: {secret}}}]\n  rules:"))
+    };
+    let built_ok = built(&format!("{secret}{}", tls("a-tls")));
+    assert_eq!(built_ok.tls.get("a.com"), Some(&("default".to_owned(), "a-tls".to_owned())));
+    assert!(problems(&built_ok).is_empty());
+    let missing = built(&tls("b-tls"));
+    assert_eq!(problems(&missing), vec!["UnresolvedRef Ingress default/i spec.tls[0].secretName"]);
+    assert_eq!(missing.table.summary().len(), 1, "the route still serves plain HTTP");
+}
+
+#[test]
+fn hawser_annotations() {
+    let cases: Vec<(&str, &str, Box<dyn Fn(&Policy) -> bool>)> = vec![
+        ("idle-timeout", "2h", Box::new(|p| p.idle_timeout == Some(Duration::from_secs(7200)))),
+        ("idle-timeout", "0s", Box::new(|p| p.idle_timeout.is_none())),
+        ("handshake-timeout", "5s", Box::new(|p| p.handshake_timeout == Duration::from_secs(5))),
+        ("connect-timeout", "500ms", Box::new(|p| p.connect_timeout == Duration::from_millis(500))),
+        (
+            "max-connection-duration",
+            "24h",
+            Box::new(|p| p.max_connection_duration == Some(Duration::from_secs(86400))),
+        ),
+        (
+            "load-balancing",
+            "least-connections",
+            Box::new(|p| p.load_balancing == LoadBalancing::LeastConnections),
+        ),
+        ("allowed-origins", "https://a.com, https://*.b.com", Box::new(|p| p.allowed_origins.len() == 2)),
+        ("source-ranges", "10.0.0.0/8,192.168.0.0/16", Box::new(|p| p.source_ranges.len() == 2)),
+        ("max-connections", "100", Box::new(|p| p.max_connections == Some(100))),
+        ("max-connections-per-client", "5", Box::new(|p| p.max_connections_per_client == Some(5))),
+    ];
+    for (key, value, check) in cases {
+        let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
+        assert!(check(&policy_of(&built)), "{key}: {value}");
+        assert!(problems(&built).is_empty(), "{key}: {:?}", problems(&built));
+    }
+    let hashed = built(&with_annotations(
+        "i",
+        &[("hawser.dev/load-balancing", "consistent-hash"), ("hawser.dev/hash-on", "header:X-User")],
+    ));
+    assert_eq!(
+        policy_of(&hashed).load_balancing,
+        LoadBalancing::ConsistentHash(HashKey::Header("x-user".into()))
+    );
+}
+
+#[test]
+fn bad_annotation_values_are_reported_and_security_ones_fail_closed() {
+    let ignored =
+        ["idle-timeout=soon", "max-connections=0", "load-balancing=random", "load-balancing=consistent-hash"];
+    for pair in ignored {
+        let (key, value) = pair.split_once('=').unwrap();
+        let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
+        assert_eq!(policy_of(&built), Policy::default(), "{pair} changed the policy");
+        assert_eq!(problems(&built), vec![format!("Invalid Ingress default/i hawser.dev/{key}")], "{pair}");
+    }
+    for pair in [
+        "hawser.dev/source-ranges=10.0.0.0/33",
+        "hawser.dev/allowed-origins=evil",
+        "nginx.ingress.kubernetes.io/whitelist-source-range=nope",
+    ] {
+        let (key, value) = pair.split_once('=').unwrap();
+        let built = built(&with_annotations("i", &[(key, value)]));
+        assert!(built.table.summary().is_empty(), "{pair} did not leave the Ingress out");
+        assert!(built.has_errors());
+    }
+    let unknown = built(&with_annotations("i", &[("hawser.dev/idle-timout", "1h")]));
+    assert_eq!(problems(&unknown), vec!["Ignored Ingress default/i hawser.dev/idle-timout"]);
+}
+
+#[test]
+fn nginx_annotations_are_translated() {
+    let nginx = |pairs: &[(&str, &str)]| {
+        let keyed: Vec<(String, &str)> =
+            pairs.iter().map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), *v)).collect();
+        let refs: Vec<(&str, &str)> = keyed.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        built(&with_annotations("i", &refs))
+    };
+    let timeouts = nginx(&[
+        ("proxy-read-timeout", "3600"),
+        ("proxy-send-timeout", "120"),
+        ("proxy-connect-timeout", "2"),
+    ]);
+    let policy = policy_of(&timeouts);
+    assert_eq!(policy.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(policy.handshake_timeout, Duration::from_secs(3600));
+    assert_eq!(policy.connect_timeout, Duration::from_secs(2));
+    let send_only = policy_of(&nginx(&[("proxy-send-timeout", "30")]));
+    assert_eq!(send_only.idle_timeout, Some(Duration::from_secs(30)));
+    let cases: Vec<(&str, &str, LoadBalancing)> = vec![
+        ("upstream-hash-by", "$remote_addr", LoadBalancing::ConsistentHash(HashKey::SourceIp)),
+        (
+            "upstream-hash-by",
+            "$http_x_user_id",
+            LoadBalancing::ConsistentHash(HashKey::Header("x-user-id".into())),
+        ),
+        ("upstream-hash-by", "$cookie_sid", LoadBalancing::ConsistentHash(HashKey::Cookie("sid".into()))),
+        ("upstream-hash-by", "$arg_room", LoadBalancing::ConsistentHash(HashKey::Query("room".into()))),
+        ("load-balance", "ewma", LoadBalancing::LeastConnections),
+        ("load-balance", "round_robin", LoadBalancing::RoundRobin),
+        ("affinity", "cookie", LoadBalancing::ConsistentHash(HashKey::Cookie("INGRESSCOOKIE".into()))),
+    ];
+    for (key, value, want) in cases {
+        assert_eq!(policy_of(&nginx(&[(key, value)])).load_balancing, want, "{key}: {value}");
+    }
+    let affinity = policy_of(&nginx(&[("affinity", "cookie"), ("session-cookie-name", "route")]));
+    assert_eq!(affinity.load_balancing, LoadBalancing::ConsistentHash(HashKey::Cookie("route".into())));
+    let ranges = policy_of(&nginx(&[("allowlist-source-range", "10.0.0.0/8, 172.16.0.0/12")]));
+    assert_eq!(ranges.source_ranges.len(), 2);
+    assert_eq!(policy_of(&nginx(&[("limit-connections", "7")])).max_connections_per_client, Some(7));
+    let bad_hash = nginx(&[("upstream-hash-by", "$request_uri$host")]);
+    assert_eq!(
+        problems(&bad_hash),
+        vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/upstream-hash-by"]
+    );
+    let unknown = nginx(&[("enable-cors", "true"), ("ssl-redirect", "false")]);
+    assert_eq!(
+        problems(&unknown),
+        vec![
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/enable-cors",
+            "Unsupported Ingress default/i nginx.ingress.kubernetes.io/ssl-redirect"
+        ]
+    );
+    let reasons: Vec<Reason> = timeouts.reports.iter().map(|r| r.reason).collect();
+    assert!(reasons.iter().all(|r| *r == Reason::Translated || *r == Reason::Honored), "{reasons:?}");
+}
+
+#[test]
+fn hawser_annotations_win_over_nginx_ones() {
+    let built = built(&with_annotations(
+        "i",
+        &[
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "60"),
+            ("hawser.dev/idle-timeout", "2h"),
+            ("nginx.ingress.kubernetes.io/load-balance", "ewma"),
+            ("hawser.dev/load-balancing", "round-robin"),
+        ],
+    ));
+    let policy = policy_of(&built);
+    assert_eq!(policy.idle_timeout, Some(Duration::from_secs(7200)));
+    assert_eq!(policy.load_balancing, LoadBalancing::RoundRobin);
+}
+
+const ROUTE: &str = r#"
+apiVersion: hawser.dev/v1alpha1
+kind: WebSocketRoute
+metadata: {name: chat, namespace: default}
+spec:
+  hostnames: [chat.a.com, "*.chat.b.com"]
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /ws}
+      headers: [{name: X-Tenant, value: acme}]
+    - path: {type: Exact, value: /live}
+    backends:
+    - {name: web, port: http, weight: 3}
+    - {name: api, port: 81, weight: 1}
+  - matches: [{path: {value: /slow}}]
+    backends: [{name: web, port: 80}]
+    idleTimeout: 90s
+    handshakeTimeout: 2s
+    maxConnectionDuration: 24h
+    loadBalancing: {strategy: ConsistentHash, hashOn: {query: room}}
+    allowedOrigins: [https://chat.a.com]
+    sourceRanges: [10.0.0.0/8]
+    maxConnections: 100
+    maxConnectionsPerClient: 3
+"#;
+
+#[test]
+fn websocket_routes_with_defaults_weights_and_policy() {
+    let built = built(ROUTE);
+    assert_eq!(
+        built.table.summary(),
+        vec![
+            "chat.a.com Exact /live -> 10.0.0.1:8080*3, 10.0.1.1:9090 (wsroute/default/chat/0/1)",
+            "chat.a.com Prefix /slow -> 10.0.0.1:8080 (wsroute/default/chat/1/0)",
+            "chat.a.com Prefix /ws [x-tenant=acme] -> 10.0.0.1:8080*3, 10.0.1.1:9090 (wsroute/default/chat/0/0)",
+            "*.chat.b.com Exact /live -> 10.0.0.1:8080*3, 10.0.1.1:9090 (wsroute/default/chat/0/1)",
+            "*.chat.b.com Prefix /slow -> 10.0.0.1:8080 (wsroute/default/chat/1/0)",
+            "*.chat.b.com Prefix /ws [x-tenant=acme] -> 10.0.0.1:8080*3, 10.0.1.1:9090 (wsroute/default/chat/0/0)",
+        ]
+    );
+    assert!(problems(&built).is_empty(), "{:?}", problems(&built));
+    let header = |name: &str| (name == "x-tenant").then_some("acme");
+    let first = built.table.lookup("chat.a.com", "/ws/room", header).unwrap();
+    assert_eq!(first.policy.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+    assert_eq!(first.policy.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!(first.policy.max_connection_duration, None);
+    let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
+    assert_eq!(
+        (slow.idle_timeout, slow.handshake_timeout),
+        (Some(Duration::from_secs(90)), Duration::from_secs(2))
+    );
+    assert_eq!(slow.max_connection_duration, Some(Duration::from_secs(86400)));
+    assert_eq!(slow.load_balancing, LoadBalancing::ConsistentHash(HashKey::Query("room".into())));
+    assert_eq!((slow.max_connections, slow.max_connections_per_client), (Some(100), Some(3)));
+    assert_eq!((slow.allowed_origins.len(), slow.source_ranges.len()), (1, 1));
+}
+
+#[test]
+fn a_bad_rule_is_left_out_and_the_others_keep_working() {
+    let cases = [
+        ("idleTimeout: 90s", "idleTimeout: soon", "spec.rules[1].idleTimeout"),
+        (
+            "{strategy: ConsistentHash, hashOn: {query: room}}",
+            "{strategy: ConsistentHash}",
+            "spec.rules[1].loadBalancing",
+        ),
+        (
+            "{strategy: ConsistentHash, hashOn: {query: room}}",
+            "{strategy: ConsistentHash, hashOn: {query: a, cookie: b}}",
+            "spec.rules[1].loadBalancing",
+        ),
+        ("sourceRanges: [10.0.0.0/8]", "sourceRanges: [10.0.0.0/99]", "spec.rules[1].sourceRanges"),
+    ];
+    for (good, bad, field) in cases {
+        let built = built(&ROUTE.replace(good, bad));
+        assert_eq!(built.table.summary().len(), 4, "{bad}: the first rule must still serve");
+        assert_eq!(problems(&built), vec![format!("Invalid WebSocketRoute default/chat {field}")], "{bad}");
+    }
+    let foreign = built(&ROUTE.replace("spec:\n", "spec:\n  ingressClassName: nginx\n"));
+    assert!(foreign.table.summary().is_empty());
+}
+
+#[test]
+fn route_conditions_follow_the_reports() {
+    let object = ObjectRef::new("WebSocketRoute", "default", "chat");
+    let ok = built(ROUTE);
+    let [accepted, resolved] = conditions::route_conditions(&object, &ok.reports);
+    assert_eq!((accepted.status, resolved.status), ("True", "True"));
+    let broken = built(
+        &ROUTE
+            .replace("idleTimeout: 90s", "idleTimeout: soon")
+            .replace("name: api, port: 81", "name: gone, port: 81"),
+    );
+    let [accepted, resolved] = conditions::route_conditions(&object, &broken.reports);
+    assert_eq!((accepted.status, accepted.reason), ("False", "Invalid"));
+    assert!(accepted.message.contains("idleTimeout"), "{}", accepted.message);
+    assert_eq!((resolved.status, resolved.reason), ("False", "RefNotFound"));
+    assert!(resolved.message.contains("Service default/gone not found"), "{}", resolved.message);
+}
+
+#[test]
+fn equal_inputs_give_identical_output_whatever_their_order() {
+    let documents = [
+        simple("b", "a.com", "Prefix", "/"),
+        simple("a", "a.com", "Prefix", "/x"),
+        ROUTE.to_owned(),
+        with_annotations("c", &[("hawser.dev/idle-timeout", "soon")]).replace("a.com", "c.com"),
+    ];
+    let forward = built(&documents.join("---\n"));
+    let mut reversed_docs = documents.to_vec();
+    reversed_docs.reverse();
+    let reversed = built(&reversed_docs.join("---\n"));
+    assert_eq!(forward.table, reversed.table);
+    assert_eq!(forward.reports, reversed.reports);
+    assert_eq!(forward.table.summary(), reversed.table.summary());
+}

@@ -1,0 +1,142 @@
+//! Parsing the values users write in annotations and CRD fields: durations, nginx seconds,
+//! CIDR lists, Origin patterns, comma lists.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// A duration such as `90s`, `1h30m`, `500ms` or `1h 30m`. Plain `0` is zero.
+pub fn duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if value == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration like 90s or 1h ({e})"))
+}
+
+/// A duration where zero means "off".
+pub fn optional_duration(value: &str) -> Result<Option<Duration>, String> {
+    duration(value).map(|d| (!d.is_zero()).then_some(d))
+}
+
+/// ingress-nginx timeouts: whole seconds, optionally with an `s` (`60`, `3600s`).
+pub fn nginx_seconds(value: &str) -> Result<Duration, String> {
+    let trimmed = value.trim();
+    let digits = trimmed.strip_suffix('s').unwrap_or(trimmed);
+    digits
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{value:?} is not a number of seconds"))
+}
+
+/// Comma-separated, trimmed, non-empty items.
+pub fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// CIDRs (or single addresses) separated by commas.
+pub fn cidrs<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<IpNet>, String> {
+    values
+        .into_iter()
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{item:?} is not a CIDR such as 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+/// Origins: `*`, or `scheme://host[:port]` where host may start with `*.`.
+pub fn origins<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    values
+        .into_iter()
+        .map(|origin| {
+            let origin = origin.trim().trim_end_matches('/');
+            let valid = origin == "*"
+                || origin.split_once("://").is_some_and(|(scheme, host)| {
+                    !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+                });
+            if valid {
+                Ok(origin.to_owned())
+            } else {
+                Err(format!("{origin:?} is not an origin such as https://app.example.com"))
+            }
+        })
+        .collect()
+}
+
+/// A positive whole number.
+pub fn positive(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{value:?} is not a positive whole number")),
+    }
+}
+
+/// `true` or `false`.
+pub fn boolean(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("90s", Some(90_000)),
+            ("1h", Some(3_600_000)),
+            ("1h30m", Some(5_400_000)),
+            ("1h 30m", Some(5_400_000)),
+            ("500ms", Some(500)),
+            ("0s", Some(0)),
+            ("0", Some(0)),
+            ("ten", None),
+            ("10", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(duration(input).ok().map(|d| d.as_millis() as u64), want, "{input:?}");
+        }
+        assert_eq!(optional_duration("0s"), Ok(None));
+    }
+
+    #[test]
+    fn nginx_timeouts() {
+        assert_eq!(nginx_seconds("3600"), Ok(Duration::from_secs(3600)));
+        assert_eq!(nginx_seconds("60s"), Ok(Duration::from_secs(60)));
+        assert!(nginx_seconds("1m").is_err());
+        assert!(nginx_seconds("-1").is_err());
+    }
+
+    #[test]
+    fn cidr_lists() {
+        assert_eq!(cidrs(list("10.0.0.0/8, 192.168.1.1,::1/128")).map(|v| v.len()), Ok(3));
+        assert!(cidrs(list("10.0.0.0/33")).is_err());
+        assert!(cidrs(list("example.com")).is_err());
+    }
+
+    #[test]
+    fn origin_lists() {
+        assert_eq!(
+            origins(list("https://a.com/, *, https://*.b.com")),
+            Ok(vec!["https://a.com".into(), "*".into(), "https://*.b.com".into()])
+        );
+        assert!(origins(list("a.com")).is_err());
+        assert!(origins(list("https://a.com/path")).is_err());
+    }
+
+    #[test]
+    fn numbers_and_booleans() {
+        assert_eq!(positive("20"), Ok(20));
+        assert!(positive("0").is_err() && positive("-1").is_err() && positive("x").is_err());
+        assert_eq!(boolean("false"), Ok(false));
+        assert!(boolean("no").is_err());
+    }
+}

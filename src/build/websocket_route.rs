@@ -1,0 +1,215 @@
+//! WebSocketRoute (`hawser.dev/v1alpha1`) → candidate routes and TLS claims.
+//!
+//! Defaults for long-lived connections: idle timeout 1 h, handshake timeout 10 s, no maximum
+//! duration, round-robin. A rule with an invalid value is left out and reported; the route's
+//! other rules keep working. Route names are `wsroute/NAMESPACE/NAME/RULE/MATCH`.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+
+use super::backends::{self, PortRef};
+use super::candidate::{Candidate, Rank};
+use super::ingress::valid_host;
+use super::report::{Reason, Reporter};
+use super::values;
+use super::{Output, TlsClaim};
+use crate::crd::{HashOn, LoadBalancingSpec, PathMatchType, RouteRule, Strategy, WebSocketRoute};
+use crate::model::{Backend, HashKey, HeaderMatch, HostMatch, LoadBalancing, PathMatch, Policy, Route};
+use crate::snapshot::Snapshot;
+
+/// Idle timeout of a WebSocketRoute rule that sets none.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Handshake timeout of a WebSocketRoute rule that sets none.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Adds what `route` asks for to `out`, reporting into `reporter`.
+pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Reporter<'_>, out: &mut Output) {
+    let namespace = route.namespace().unwrap_or_default();
+    let rank = Rank::new(reporter.object().clone(), route.creation_timestamp().map(|t| t.0), false);
+    let Some(hosts) = hosts(&route.spec.hostnames, reporter) else { return };
+    for (r, rule) in route.spec.rules.iter().enumerate() {
+        let field = format!("spec.rules[{r}]");
+        let Some(policy) = rule_policy(rule, &field, reporter) else { continue };
+        let backend = backend(rule, snapshot, &namespace, &field, reporter);
+        for (m, (path, headers)) in matches(rule).into_iter().enumerate() {
+            let name = format!("wsroute/{namespace}/{}/{r}/{m}", route.name_any());
+            let route =
+                Route { name: name.into(), path, headers, backend: backend.clone(), policy: policy.clone() };
+            for host in &hosts {
+                out.candidates.push(Candidate {
+                    rank: rank.clone(),
+                    host: host.clone(),
+                    route: route.clone(),
+                    field: field.clone(),
+                });
+            }
+        }
+    }
+    if let Some(tls) = &route.spec.tls {
+        tls_claims(&tls.secret_name, &hosts, snapshot, &namespace, &rank, reporter, out);
+    }
+}
+
+fn hosts(hostnames: &[String], reporter: &mut Reporter<'_>) -> Option<Vec<HostMatch>> {
+    if let Some(bad) = hostnames.iter().find(|h| h.is_empty() || !valid_host(h)) {
+        let message =
+            format!("{bad:?} is not a host name or a *.wildcard of one label; the route is left out");
+        reporter.report(Reason::Invalid, "spec.hostnames", message);
+        return None;
+    }
+    Some(if hostnames.is_empty() {
+        vec![HostMatch::Any]
+    } else {
+        hostnames.iter().map(|h| HostMatch::parse(h)).collect()
+    })
+}
+
+/// The rule's matches as (path, headers); none means every path.
+fn matches(rule: &RouteRule) -> Vec<(PathMatch, Vec<HeaderMatch>)> {
+    if rule.matches.is_empty() {
+        return vec![(PathMatch::Prefix("/".into()), Vec::new())];
+    }
+    rule.matches
+        .iter()
+        .map(|m| {
+            let path = match &m.path {
+                None => PathMatch::Prefix("/".into()),
+                Some(p) if p.match_type == PathMatchType::Exact => PathMatch::Exact(p.value.clone()),
+                Some(p) => PathMatch::Prefix(p.value.clone()),
+            };
+            let headers = m
+                .headers
+                .iter()
+                .map(|h| HeaderMatch { name: h.name.to_ascii_lowercase(), value: h.value.clone() });
+            (path, headers.collect())
+        })
+        .collect()
+}
+
+fn backend(
+    rule: &RouteRule,
+    snapshot: &Snapshot,
+    namespace: &str,
+    field: &str,
+    reporter: &mut Reporter<'_>,
+) -> Backend {
+    let groups: Vec<(u32, Vec<std::net::SocketAddr>)> = rule
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(b, backend)| {
+            let field = format!("{field}.backends[{b}]");
+            let port = PortRef::from(&backend.port);
+            let addrs = backends::resolve(snapshot, namespace, &backend.name, &port, &field, reporter);
+            (backend.weight.unwrap_or(1), addrs)
+        })
+        .collect();
+    Backend::new(backends::weighted(&groups))
+}
+
+/// The rule's policy; `None` (reported) when a value is invalid.
+fn rule_policy(rule: &RouteRule, field: &str, reporter: &mut Reporter<'_>) -> Option<Policy> {
+    let mut policy = Policy {
+        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        ..Policy::default()
+    };
+    let result = apply_rule(rule, &mut policy);
+    match result {
+        Ok(()) => Some(policy),
+        Err((key, message)) => {
+            reporter.report(
+                Reason::Invalid,
+                format!("{field}.{key}"),
+                format!("{message}; the rule is left out"),
+            );
+            None
+        }
+    }
+}
+
+fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), (&'static str, String)> {
+    let at = |key: &'static str| move |message: String| (key, message);
+    if let Some(v) = &rule.idle_timeout {
+        policy.idle_timeout = values::optional_duration(v).map_err(at("idleTimeout"))?;
+    }
+    if let Some(v) = &rule.handshake_timeout {
+        policy.handshake_timeout = values::duration(v).map_err(at("handshakeTimeout"))?;
+    }
+    if let Some(v) = &rule.max_connection_duration {
+        policy.max_connection_duration = values::optional_duration(v).map_err(at("maxConnectionDuration"))?;
+    }
+    if let Some(lb) = &rule.load_balancing {
+        policy.load_balancing = load_balancing(lb).map_err(at("loadBalancing"))?;
+    }
+    policy.allowed_origins =
+        values::origins(rule.allowed_origins.iter().map(String::as_str)).map_err(at("allowedOrigins"))?;
+    policy.source_ranges =
+        values::cidrs(rule.source_ranges.iter().map(String::as_str)).map_err(at("sourceRanges"))?;
+    policy.max_connections = rule.max_connections.filter(|&n| n > 0);
+    policy.max_connections_per_client = rule.max_connections_per_client.filter(|&n| n > 0);
+    Ok(())
+}
+
+fn load_balancing(spec: &LoadBalancingSpec) -> Result<LoadBalancing, String> {
+    match spec.strategy {
+        Strategy::RoundRobin => Ok(LoadBalancing::RoundRobin),
+        Strategy::LeastConnections => Ok(LoadBalancing::LeastConnections),
+        Strategy::ConsistentHash => {
+            spec.hash_on.as_ref().and_then(hash_key).map(LoadBalancing::ConsistentHash).ok_or_else(|| {
+                "ConsistentHash needs hashOn with exactly one of header, cookie, query, sourceIP".to_owned()
+            })
+        }
+    }
+}
+
+fn hash_key(on: &HashOn) -> Option<HashKey> {
+    let keys: Vec<HashKey> = [
+        on.header.as_ref().map(|h| HashKey::Header(h.to_ascii_lowercase())),
+        on.cookie.clone().map(HashKey::Cookie),
+        on.query.clone().map(HashKey::Query),
+        (on.source_ip == Some(true)).then_some(HashKey::SourceIp),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match <[HashKey; 1]>::try_from(keys) {
+        Ok([key]) => Some(key),
+        Err(_) => None,
+    }
+}
+
+fn tls_claims(
+    secret: &str,
+    hosts: &[HostMatch],
+    snapshot: &Snapshot,
+    namespace: &str,
+    rank: &Rank,
+    reporter: &mut Reporter<'_>,
+    out: &mut Output,
+) {
+    let field = "spec.tls.secretName";
+    if snapshot.secret(namespace, secret).is_none() {
+        let message = format!(
+            "Secret {namespace}/{secret} not found; HTTPS for these hosts uses the default certificate"
+        );
+        reporter.report(Reason::UnresolvedRef, field, message);
+    }
+    if hosts.contains(&HostMatch::Any) {
+        reporter.report(
+            Reason::Invalid,
+            field,
+            "TLS needs hostnames: a route for every host cannot pick a certificate",
+        );
+    }
+    for host in hosts.iter().filter(|h| **h != HostMatch::Any) {
+        let claim = TlsClaim {
+            rank: rank.clone(),
+            host: host.clone(),
+            secret: (namespace.to_owned(), secret.to_owned()),
+            field: field.into(),
+        };
+        out.tls.push(claim);
+    }
+}

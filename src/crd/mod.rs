@@ -1,0 +1,230 @@
+//! `WebSocketRoute` (`hawser.dev/v1alpha1`, short name `wsr`): the Rust types are the single
+//! source of the CRD. `hawser crd` prints it and `crds/websocketroutes.hawser.dev.yaml` is
+//! generated from it (a test fails when the committed file differs).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Go-style durations as users write them in Kubernetes: `90s`, `1h`, `1h30m`, `500ms`, `0s`.
+const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// A host name, or a wildcard covering exactly one label (`*.example.com`).
+const HOSTNAME_PATTERN: &str = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Routes for long-lived connections: hostnames, rules of matches and weighted backends, and
+/// the WebSocket policy of each rule.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hawser.dev",
+    version = "v1alpha1",
+    kind = "WebSocketRoute",
+    plural = "websocketroutes",
+    shortname = "wsr",
+    namespaced,
+    status = "WebSocketRouteStatus",
+    printcolumn(name = "Hosts", type_ = "string", json_path = ".spec.hostnames"),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSocketRouteSpec {
+    /// The IngressClass whose controller serves this route. Unset: served by hawser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// Hosts this route answers for: exact names or `*.example.com` (one label). Empty: every
+    /// host not claimed elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = HOSTNAME_PATTERN)))]
+    pub hostnames: Vec<String>,
+    /// TLS for the hostnames, from a Secret in the route's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+    /// At least one rule.
+    #[schemars(length(min = 1))]
+    pub rules: Vec<RouteRule>,
+}
+
+/// TLS settings of a route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTls {
+    /// A `kubernetes.io/tls` Secret in the route's namespace.
+    #[schemars(length(min = 1))]
+    pub secret_name: String,
+}
+
+/// Which requests a rule takes, where they go, and the policy of their connections.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRule {
+    /// Alternatives: a request matching any one is taken. Empty: every path (`PathPrefix /`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<RouteMatch>,
+    /// Services that receive the connections, by weight. At least one.
+    #[schemars(length(min = 1))]
+    pub backends: Vec<BackendRef>,
+    /// Close a connection after this long without a byte in either direction. Default `1h`;
+    /// `0s` never closes an idle connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub idle_timeout: Option<String>,
+    /// Connect plus the backend's `101` (or other answer) must take no longer. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub handshake_timeout: Option<String>,
+    /// Close a connection this long after it opened, busy or not. Default `0s`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_connection_duration: Option<String>,
+    /// How new connections are spread over the endpoints. Default `RoundRobin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<LoadBalancingSpec>,
+    /// Browser Origins allowed to connect (`https://app.example.com`, `https://*.example.com`,
+    /// `*`). Empty: any. Protects against cross-site WebSocket hijacking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Client CIDRs allowed to connect. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ranges: Vec<String>,
+    /// Open connections allowed on this rule, per hawser replica; more get 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<u32>,
+    /// Open connections allowed per client IP on this rule, per replica; more get 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections_per_client: Option<u32>,
+}
+
+/// One alternative of a rule: a path and exact header values.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// The request path. Default `PathPrefix /`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatchSpec>,
+    /// Headers that must be present with exactly these values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatchSpec>,
+}
+
+/// A path match, as in the Gateway API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMatchSpec {
+    /// `PathPrefix` (whole segments) or `Exact`.
+    #[serde(rename = "type", default)]
+    pub match_type: PathMatchType,
+    /// Starts with `/`.
+    #[schemars(regex(pattern = r"^/"))]
+    pub value: String,
+}
+
+/// How a path is compared.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PathMatchType {
+    /// `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
+    #[default]
+    PathPrefix,
+    /// The whole path.
+    Exact,
+}
+
+/// A header that must carry exactly this value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct HeaderMatchSpec {
+    /// Header name (case-insensitive).
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Exact value.
+    pub value: String,
+}
+
+/// A Service in the route's namespace and the port to reach it on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "type(self.port) == string ? self.port.size() > 0 : (self.port >= 1 && self.port <= 65535)"
+).message("port must be a port name or a number from 1 to 65535"))]
+pub struct BackendRef {
+    /// Service name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Service port: its number or its name.
+    pub port: IntOrString,
+    /// Relative share of new connections. Default 1; 0 takes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub weight: Option<u32>,
+}
+
+/// Load-balancing strategy of a rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.strategy != 'ConsistentHash' || has(self.hashOn)"
+).message("ConsistentHash needs hashOn"))]
+pub struct LoadBalancingSpec {
+    /// `RoundRobin`, `LeastConnections` or `ConsistentHash`.
+    pub strategy: Strategy,
+    /// What `ConsistentHash` hashes: exactly one of its fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<HashOn>,
+}
+
+/// Load-balancing strategies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Strategy {
+    /// Weighted round-robin.
+    RoundRobin,
+    /// Fewest open connections per unit of weight.
+    LeastConnections,
+    /// The same key reaches the same endpoint (rendezvous hashing).
+    ConsistentHash,
+}
+
+/// The request property a consistent hash uses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "[has(self.header), has(self.cookie), has(self.query), has(self.sourceIP) && self.sourceIP].filter(x, x).size() == 1"
+).message("set exactly one of header, cookie, query, sourceIP"))]
+pub struct HashOn {
+    /// A request header name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A cookie name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// A query parameter name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The client IP address.
+    #[serde(default, rename = "sourceIP", skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<bool>,
+}
+
+/// What hawser did with the route.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSocketRouteStatus {
+    /// The `metadata.generation` these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted` (the route is valid and serving) and `ResolvedRefs` (its Services, ports and
+    /// Secret exist).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CRD as YAML, exactly as committed in `crds/websocketroutes.hawser.dev.yaml`.
+pub fn crd_yaml() -> String {
+    let yaml = serde_yaml_ng::to_string(&WebSocketRoute::crd()).unwrap_or_else(|e| format!("# {e}\n"));
+    format!("# Generated by `hawser crd` from src/crd/mod.rs. Do not edit.\n---\n{yaml}")
+}
