@@ -1,6 +1,7 @@
 //! Command-line interface: subcommands, flags, their defaults and validation.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -35,13 +36,26 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the proxy and the admin endpoints.
     Run(RunArgs),
+    /// Load a manifests directory, print the routing table and every problem; exit 1 on errors.
+    Check(CheckArgs),
+    /// Print the WebSocketRoute CustomResourceDefinition.
+    Crd,
     /// Run a WebSocket + HTTP echo backend for smoke tests and demos.
     Echo(EchoArgs),
+    /// Run echo backends and the proxy on the quickstart manifests, and say what to try.
+    Quickstart(QuickstartArgs),
 }
 
 /// Flags of `hawser run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Standalone mode: serve the Kubernetes manifests (`*.yaml`, `*.yml`, recursively) in this
+    /// directory and reload them when they change.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// IngressClass name served even without an IngressClass object.
+    #[arg(long, default_value = "hawser")]
+    pub ingress_class: String,
     /// Address of the plain-HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -73,6 +87,43 @@ impl RunArgs {
             ..ProxyConfig::default()
         }
     }
+}
+
+/// Flags of `hawser check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The manifests directory.
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// IngressClass name served even without an IngressClass object.
+    #[arg(long, default_value = "hawser")]
+    pub ingress_class: String,
+}
+
+/// Output format of `hawser check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document: table, TLS mapping, reports.
+    Json,
+}
+
+/// Flags of `hawser quickstart`.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Address of the proxy.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Address of the admin endpoints.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_addr: SocketAddr,
+    /// Manifests to serve; by default `examples/quickstart` when it exists here, else a copy of
+    /// it written to a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
 }
 
 /// Flags of `hawser echo`.

@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod admin;
 pub mod build;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod crd;
@@ -12,6 +13,7 @@ pub mod handle;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod quickstart;
 pub mod snapshot;
 pub mod source;
 pub mod telemetry;

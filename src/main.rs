@@ -1,6 +1,10 @@
-//! The `hawser` binary: parse the command line, start the listeners, stop on SIGTERM/SIGINT.
+//! The `hawser` binary: parse the command line, start what the subcommand needs, stop on
+//! SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,41 +12,130 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use hawser::admin::Admin;
-use hawser::cli::{Cli, Command, EchoArgs, RunArgs};
+use hawser::build::BuildConfig;
+use hawser::cli::{CheckArgs, Cli, Command, EchoArgs, QuickstartArgs, RunArgs};
 use hawser::handle::TableHandle;
 use hawser::metrics::Metrics;
 use hawser::model::RoutingTable;
-use hawser::proxy::{self, Proxy};
+use hawser::proxy::{self, Proxy, ProxyConfig};
+use hawser::{controller, quickstart};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    hawser::telemetry::init(cli.log_format);
     match cli.command {
-        Command::Run(args) => run(args).await,
-        Command::Echo(args) => echo(args).await,
+        Command::Crd => print!("{}", hawser::crd::crd_yaml()),
+        Command::Check(args) => check(&args),
+        command => {
+            hawser::telemetry::init(cli.log_format);
+            match command {
+                Command::Run(args) => serve(Serve::from(args)).await?,
+                Command::Echo(args) => echo(args).await?,
+                Command::Quickstart(args) => run_quickstart(args).await?,
+                Command::Crd | Command::Check(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check(args: &CheckArgs) {
+    let config = BuildConfig { ingress_class: args.ingress_class.clone() };
+    let (output, errors) = hawser::check::check(&args.dir, &config, args.output);
+    print!("{output}");
+    if errors {
+        std::process::exit(1);
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Everything `hawser run` and `hawser quickstart` start.
+struct Serve {
+    http_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    manifests: Option<PathBuf>,
+    proxy: ProxyConfig,
+    build: BuildConfig,
+    grace: Duration,
+    banner: Option<String>,
+}
+
+impl From<RunArgs> for Serve {
+    fn from(args: RunArgs) -> Self {
+        Self {
+            proxy: args.proxy_config(),
+            http_addr: args.http_addr,
+            admin_addr: args.admin_addr,
+            manifests: args.manifests,
+            build: BuildConfig { ingress_class: args.ingress_class },
+            grace: args.shutdown_grace,
+            banner: None,
+        }
+    }
+}
+
+async fn serve(options: Serve) -> anyhow::Result<()> {
     let table = Arc::new(TableHandle::new());
     let metrics = Arc::new(Metrics::new());
-    let proxy = Proxy::new(table.clone(), metrics.clone(), args.proxy_config());
-    let http = bind(args.http_addr, "proxy").await?;
-    let admin = bind(args.admin_addr, "admin").await?;
-    // No configuration source is wired in yet: serve an empty table (404 for everything).
-    table.publish(RoutingTable::default());
-
+    let proxy = Proxy::new(table.clone(), metrics.clone(), options.proxy);
+    let http = bind(options.http_addr, "proxy").await?;
+    let admin = bind(options.admin_addr, "admin").await?;
     let (stopping, stop) = watch::channel(false);
-    let admin_task = tokio::spawn(Admin { table, metrics }.serve(admin, stopped(stop.clone())));
-    let proxy_task = tokio::spawn(proxy::serve(http, proxy.clone(), stopped(stop), args.shutdown_grace));
-    shutdown_signal().await;
-    tracing::info!(grace = ?args.shutdown_grace, tunnels = proxy.open_tunnels(), "shutting down");
+    let mut source = match options.manifests {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "standalone mode");
+            let watched =
+                controller::run_manifests(dir.clone(), table.clone(), options.build, stopped(stop.clone()));
+            tokio::spawn(async move {
+                watched.await.with_context(|| format!("serving manifests from {}", dir.display()))
+            })
+        }
+        None => {
+            tracing::warn!(
+                "no --manifests given and the Kubernetes source is not built yet: serving an empty table"
+            );
+            table.publish(RoutingTable::default());
+            tokio::spawn(async move {
+                stopped(stop.clone()).await;
+                Ok(())
+            })
+        }
+    };
+    let admin_task = tokio::spawn(Admin { table, metrics }.serve(admin, stopped(stopping.subscribe())));
+    let proxy_task =
+        tokio::spawn(proxy::serve(http, proxy.clone(), stopped(stopping.subscribe()), options.grace));
+    if let Some(banner) = options.banner {
+        println!("{banner}");
+    }
+    let outcome = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        finished = &mut source => finished.context("the configuration source failed").and_then(|r| r),
+    };
+    tracing::info!(grace = ?options.grace, tunnels = proxy.open_tunnels(), "shutting down");
     stopping.send_replace(true);
     let _ = proxy_task.await;
-    proxy.drain_tunnels(args.shutdown_grace).await;
+    proxy.drain_tunnels(options.grace).await;
     let _ = admin_task.await;
-    Ok(())
+    outcome
+}
+
+async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
+    let dir = quickstart::manifests_dir(args.manifests).context("preparing the quickstart manifests")?;
+    for (name, addr) in quickstart::ECHO_BACKENDS {
+        let addr: SocketAddr = addr.parse()?;
+        let listener = bind(addr, name).await?;
+        tokio::spawn(async move { hawser::echo::serve(listener, name, std::future::pending()).await });
+    }
+    let banner = quickstart::instructions(args.http_addr, args.admin_addr, &dir);
+    serve(Serve {
+        http_addr: args.http_addr,
+        admin_addr: args.admin_addr,
+        manifests: Some(dir),
+        proxy: ProxyConfig::default(),
+        build: BuildConfig::default(),
+        grace: Duration::from_secs(1),
+        banner: Some(banner),
+    })
+    .await
 }
 
 async fn echo(args: EchoArgs) -> anyhow::Result<()> {
@@ -51,7 +144,7 @@ async fn echo(args: EchoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     let listener =
         TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener to {addr}"))?;
     let local = listener.local_addr()?;

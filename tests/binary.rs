@@ -4,66 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
+use common::process::Process;
 use common::*;
 use http::StatusCode;
-
-/// A child process killed on drop, with the addresses it logged as `listening`.
-struct Process {
-    child: Child,
-    listening: Vec<(String, SocketAddr)>,
-}
-
-impl Process {
-    fn start(args: &[&str], listeners: usize) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
-            .args(args)
-            .arg("--log-format=json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut listening = Vec::new();
-        while listening.len() < listeners {
-            let line = lines.next().expect("exited before listening").unwrap();
-            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if event["message"] == "listening" {
-                let addr = event["addr"].as_str().unwrap().parse().unwrap();
-                listening.push((event["listener"].as_str().unwrap().to_owned(), addr));
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, listening }
-    }
-
-    fn addr(&self, listener: &str) -> SocketAddr {
-        self.listening.iter().find(|(name, _)| name == listener).unwrap().1
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("hawser did not exit within 5 s of SIGTERM");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn echo_binary_answers_http_and_websocket() {

@@ -290,7 +290,8 @@ fn tls_secrets_are_mapped_and_missing_ones_reported() {
 
 #[test]
 fn hawser_annotations() {
-    let cases: Vec<(&str, &str, Box<dyn Fn(&Policy) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&Policy) -> bool>;
+    let cases: Vec<(&str, &str, Check)> = vec![
         ("idle-timeout", "2h", Box::new(|p| p.idle_timeout == Some(Duration::from_secs(7200)))),
         ("idle-timeout", "0s", Box::new(|p| p.idle_timeout.is_none())),
         ("handshake-timeout", "5s", Box::new(|p| p.handshake_timeout == Duration::from_secs(5))),

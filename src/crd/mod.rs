@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Go-style durations as users write them in Kubernetes: `90s`, `1h`, `1h30m`, `500ms`, `0s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// `port` is an int-or-string: its string form must be 1–65535 or a port name (IANA service
+/// name shape). `string()` works on both types, unlike `type()`, which some evaluators lack.
+const PORT_RULE: &str = "string(self.port).matches('^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]|[a-z]([-a-z0-9]*[a-z0-9])?)$')";
 /// A host name, or a wildcard covering exactly one label (`*.example.com`).
 const HOSTNAME_PATTERN: &str = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
@@ -24,13 +27,9 @@ const HOSTNAME_PATTERN: &str = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9
     shortname = "wsr",
     namespaced,
     status = "WebSocketRouteStatus",
-    printcolumn(name = "Hosts", type_ = "string", json_path = ".spec.hostnames"),
-    printcolumn(
-        name = "Accepted",
-        type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hostnames"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WebSocketRouteSpec {
@@ -149,9 +148,7 @@ pub struct HeaderMatchSpec {
 /// A Service in the route's namespace and the port to reach it on.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new(
-    "type(self.port) == string ? self.port.size() > 0 : (self.port >= 1 && self.port <= 65535)"
-).message("port must be a port name or a number from 1 to 65535"))]
+#[x_kube(validation = kube::core::Rule::new(PORT_RULE).message("port must be a port name or a number from 1 to 65535"))]
 pub struct BackendRef {
     /// Service name.
     #[schemars(length(min = 1))]

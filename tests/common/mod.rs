@@ -2,6 +2,8 @@
 //! plus small constructors for routing tables and real HTTP / WebSocket clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -253,6 +255,31 @@ pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> 
 /// The proxy's metrics once they contain `needle`.
 pub async fn metrics_containing(proxy: &TestProxy, needle: &str) -> String {
     eventually(needle, || Some(proxy.metrics.render(&proxy.table)).filter(|text| text.contains(needle))).await
+}
+
+/// Polls the async `check` every 20 ms until it is true, for at most 10 s.
+pub async fn eventually_async<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn tempdir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("hawser-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 pub fn ms(n: u64) -> Duration {
