@@ -16,6 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
+/// `hawser run` on ports the kernel picks (the binary logs which).
+const RUN_ON_ANY_PORT: [&str; 5] = ["run", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
+
 fn service(name: &str, backend: SocketAddr) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n\
@@ -66,18 +69,7 @@ async fn manifests_are_served_and_edits_go_live_without_touching_tunnels() {
     write(&dir, "ingress.yaml", &ingress("a.test", "a"));
     std::fs::create_dir_all(dir.join("routes")).unwrap();
     write(&dir.join("routes"), "chat.yml", CHAT_ROUTE);
-    let hawser = Process::start(
-        &[
-            "run",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--manifests",
-            dir.to_str().unwrap(),
-        ],
-        2,
-    );
+    let hawser = Process::start(&[&RUN_ON_ANY_PORT[..], &["--manifests", dir.to_str().unwrap()]].concat(), 2);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
     assert_eq!(served_by(proxy, "a.test").await.as_deref(), Some("a"));
@@ -175,15 +167,8 @@ async fn quickstart_serves_http_and_websocket() {
 #[test]
 fn run_with_a_missing_manifests_directory_fails_clearly() {
     let output = Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .args([
-            "run",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--manifests",
-            "/nonexistent/hawser",
-        ])
+        .args(RUN_ON_ANY_PORT)
+        .args(["--manifests", "/nonexistent/hawser"])
         .output()
         .unwrap();
     assert!(!output.status.success());
