@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::build::{BuildConfig, SecretRef};
 use crate::proxy::ProxyConfig;
 
 /// hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
@@ -59,6 +60,20 @@ pub struct RunArgs {
     /// Address of the plain-HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+    /// Address of the HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1, SNI from Secrets).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub https_addr: SocketAddr,
+    /// Secret (`NAMESPACE/NAME`) served when no host's certificate fits the SNI name; without it a
+    /// self-signed certificate generated at start is served.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_secret_ref)]
+    pub default_ssl_certificate: Option<SecretRef>,
+    /// Expect a PROXY protocol v1 or v2 header on every connection of both listeners and take the
+    /// client address from it; connections without a valid header are refused.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Time a connection has to send its PROXY protocol header.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub proxy_protocol_timeout: Duration,
     /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
@@ -84,7 +99,17 @@ impl RunArgs {
             max_header_bytes: self.max_header_bytes as usize,
             header_read_timeout: self.header_read_timeout,
             trusted_proxies: self.trusted_proxies.clone(),
+            proxy_protocol: self.proxy_protocol.then_some(self.proxy_protocol_timeout),
             ..ProxyConfig::default()
+        }
+    }
+
+    /// The translation settings these flags describe.
+    pub fn build_config(&self) -> BuildConfig {
+        BuildConfig {
+            ingress_class: self.ingress_class.clone(),
+            default_certificate: self.default_ssl_certificate.clone(),
+            ..BuildConfig::default()
         }
     }
 }
@@ -117,6 +142,9 @@ pub struct QuickstartArgs {
     /// Address of the proxy.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Address of the HTTPS proxy (self-signed certificate).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub https_addr: SocketAddr,
     /// Address of the admin endpoints.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
@@ -135,6 +163,16 @@ pub struct EchoArgs {
     /// Name reported in HTTP answers, to tell several echo backends apart.
     #[arg(long, default_value = "echo")]
     pub name: String,
+}
+
+/// `NAMESPACE/NAME`.
+fn parse_secret_ref(value: &str) -> Result<SecretRef, String> {
+    match value.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((namespace.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +196,7 @@ mod tests {
             &["hawser", "run", "--max-header-bytes", "100"],
             &["hawser", "run", "--header-read-timeout", "soon"],
             &["hawser", "run", "--http-addr", "nowhere"],
+            &["hawser", "run", "--default-ssl-certificate", "no-namespace"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }

@@ -29,7 +29,8 @@ impl Controller {
     /// Builds `snapshot` (adding the source's own findings), publishes the table, logs new
     /// findings, and returns the generation now live.
     pub fn apply(&mut self, snapshot: &Snapshot, source_reports: Vec<Report>) -> u64 {
-        let built = build_with(snapshot, &self.config, source_reports);
+        let config = BuildConfig { now: std::time::SystemTime::now(), ..self.config.clone() };
+        let built = build_with(snapshot, &config, source_reports);
         self.log(&built.reports);
         let routes: usize = built.table.hosts().iter().map(|h| h.routes.len()).sum();
         let generation = self.table.publish(built.table);

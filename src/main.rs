@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn check(args: &CheckArgs) {
-    let config = BuildConfig { ingress_class: args.ingress_class.clone() };
+    let config = BuildConfig { ingress_class: args.ingress_class.clone(), ..BuildConfig::default() };
     let (output, errors) = hawser::check::check(&args.dir, &config, args.output);
     print!("{output}");
     if errors {
@@ -51,6 +51,7 @@ fn check(args: &CheckArgs) {
 /// Everything `hawser run` and `hawser quickstart` start.
 struct Serve {
     http_addr: SocketAddr,
+    https_addr: SocketAddr,
     admin_addr: SocketAddr,
     manifests: Option<PathBuf>,
     proxy: ProxyConfig,
@@ -63,10 +64,11 @@ impl From<RunArgs> for Serve {
     fn from(args: RunArgs) -> Self {
         Self {
             proxy: args.proxy_config(),
+            build: args.build_config(),
             http_addr: args.http_addr,
+            https_addr: args.https_addr,
             admin_addr: args.admin_addr,
             manifests: args.manifests,
-            build: BuildConfig { ingress_class: args.ingress_class },
             grace: args.shutdown_grace,
             banner: None,
         }
@@ -78,7 +80,9 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let proxy = Proxy::new(table.clone(), metrics.clone(), options.proxy);
     let http = bind(options.http_addr, "proxy").await?;
+    let https = bind(options.https_addr, "proxy-tls").await?;
     let admin = bind(options.admin_addr, "admin").await?;
+    let tls = proxy::tls::acceptor(table.clone()).context("setting up TLS")?;
     let (stopping, stop) = watch::channel(false);
     let mut source = match options.manifests {
         Some(dir) => {
@@ -101,8 +105,11 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
         }
     };
     let admin_task = tokio::spawn(Admin { table, metrics }.serve(admin, stopped(stopping.subscribe())));
-    let proxy_task =
-        tokio::spawn(proxy::serve(http, proxy.clone(), stopped(stopping.subscribe()), options.grace));
+    let listen = |listener, tls| {
+        proxy::serve(listener, tls, proxy.clone(), stopped(stopping.subscribe()), options.grace)
+    };
+    let proxy_task = tokio::spawn(listen(http, None));
+    let tls_task = tokio::spawn(listen(https, Some(tls)));
     if let Some(banner) = options.banner {
         println!("{banner}");
     }
@@ -112,7 +119,7 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     };
     tracing::info!(grace = ?options.grace, tunnels = proxy.open_tunnels(), "shutting down");
     stopping.send_replace(true);
-    let _ = proxy_task.await;
+    let _ = tokio::join!(proxy_task, tls_task);
     proxy.drain_tunnels(options.grace).await;
     let _ = admin_task.await;
     outcome
@@ -128,6 +135,7 @@ async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let banner = quickstart::instructions(args.http_addr, args.admin_addr, &dir);
     serve(Serve {
         http_addr: args.http_addr,
+        https_addr: args.https_addr,
         admin_addr: args.admin_addr,
         manifests: Some(dir),
         proxy: ProxyConfig::default(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::report::{Reason, Reporter};
 use super::values;
-use crate::model::{BackendProtocol, HashKey, LoadBalancing, Policy};
+use crate::model::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy};
 
 /// Prefix of hawser's own annotations.
 pub const HAWSER: &str = "hawser.dev/";
@@ -163,9 +163,8 @@ fn apply_nginx(
         "backend-protocol" => backend_protocol(value, policy),
         "proxy-http-version" if value.trim() == "1.1" => Ok(Effect::Honored),
         "proxy-http-version" => Ok(Effect::Unsupported("hawser always speaks HTTP/1.1 to backends")),
-        "ssl-redirect" | "force-ssl-redirect" => {
-            Ok(Effect::Unsupported("HTTP→HTTPS redirects arrive with TLS support"))
-        }
+        "ssl-redirect" => https_redirect(value, HttpsRedirect::IfTls, policy),
+        "force-ssl-redirect" => https_redirect(value, HttpsRedirect::Always, policy),
         _ => return None,
     })
 }
@@ -224,8 +223,8 @@ fn backend_protocol(value: &str, policy: &mut Policy) -> Result<Effect, Failure>
         }
         "HTTPS" => {
             policy.backend_protocol = BackendProtocol::Https;
-            Ok(Effect::Unsupported(
-                "TLS to backends is not implemented yet: requests get 502 rather than plain text",
+            Ok(Effect::Translated(
+                "TLS to the endpoints, the Service DNS name as SNI; the certificate is not verified".into(),
             ))
         }
         "GRPC" | "GRPCS" | "FCGI" | "AUTO_HTTP" => {
@@ -267,11 +266,23 @@ fn apply_hawser(
             honored(values::positive(value).map(|n| policy.max_connections_per_client = Some(n)))
         }
         "backend-protocol" => backend_protocol(value, policy),
-        "ssl-redirect" => values::boolean(value)
-            .map(|_| Effect::Unsupported("HTTP→HTTPS redirects arrive with TLS support"))
-            .map_err(Failure::from),
+        "ssl-redirect" => https_redirect(value, HttpsRedirect::IfTls, policy),
+        "force-ssl-redirect" => https_redirect(value, HttpsRedirect::Always, policy),
         _ => return None,
     })
+}
+
+/// `true` sets `when_true`; `false` turns redirects off unless a force already applies.
+fn https_redirect(value: &str, when_true: HttpsRedirect, policy: &mut Policy) -> Result<Effect, Failure> {
+    let on = values::boolean(value)?;
+    policy.https_redirect = match (on, policy.https_redirect) {
+        (true, HttpsRedirect::Always) => HttpsRedirect::Always,
+        (true, _) => when_true,
+        (false, HttpsRedirect::Always) if when_true == HttpsRedirect::IfTls => HttpsRedirect::Always,
+        (false, _) if when_true == HttpsRedirect::Always => HttpsRedirect::IfTls,
+        (false, _) => HttpsRedirect::Never,
+    };
+    Ok(Effect::Honored)
 }
 
 /// `round-robin`, `least-connections`, or `consistent-hash` with `hash-on`.

@@ -120,6 +120,11 @@ fn ready_addresses(slice: &EndpointSlice, port_name: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The cluster DNS name of a Service, sent as SNI to HTTPS backends.
+pub fn dns_name(service: &str, namespace: &str) -> String {
+    format!("{service}.{namespace}.svc")
+}
+
 /// Endpoints of several weighted groups (one group per Service of a rule): each group's weight
 /// is shared evenly among its addresses.
 pub fn weighted(groups: &[(u32, Vec<SocketAddr>)]) -> Vec<Endpoint> {

@@ -58,7 +58,8 @@ impl Translator<'_, '_> {
                 has_root |= path_match == PathMatch::Prefix("/".into());
                 let Some(addrs) = self.backend(&path.backend, &format!("{field}.backend")) else { continue };
                 let name = format!("ingress/{}/{}/{r}/{p}", self.namespace, self.reporter.object().name);
-                self.push(rank, host.clone(), &name, path_match, &addrs, field);
+                let service = path.backend.service.as_ref().map(|s| s.name.as_str());
+                self.push(rank, host.clone(), &name, path_match, (&addrs, service), field);
             }
             hosts.push((host, has_root));
         }
@@ -70,11 +71,19 @@ impl Translator<'_, '_> {
         let field = "spec.defaultBackend".to_owned();
         let Some(addrs) = self.backend(backend, &field) else { return };
         let name = format!("ingress/{}/{}/default", self.namespace, self.reporter.object().name);
+        let service = backend.service.as_ref().map(|s| s.name.clone());
         let rootless = hosts.iter().filter(|(_, has_root)| !has_root).map(|(host, _)| host.clone());
         let mut targets: Vec<HostMatch> = std::iter::once(HostMatch::Any).chain(rootless).collect();
         targets.dedup();
         for host in targets {
-            self.push(rank, host, &name, PathMatch::Prefix("/".into()), &addrs, field.clone());
+            self.push(
+                rank,
+                host,
+                &name,
+                PathMatch::Prefix("/".into()),
+                (&addrs, service.as_deref()),
+                field.clone(),
+            );
         }
     }
 
@@ -160,17 +169,20 @@ impl Translator<'_, '_> {
         Some(backends::resolve(self.snapshot, self.namespace, &service.name, &port, &field, self.reporter))
     }
 
+    /// Adds a route to `service`'s `addrs`.
     fn push(
         &mut self,
         rank: &Rank,
         host: HostMatch,
         name: &str,
         path: PathMatch,
-        addrs: &[SocketAddr],
+        (addrs, service): (&[SocketAddr], Option<&str>),
         field: String,
     ) {
         let backend = Backend::new(backends::weighted(&[(1, addrs.to_vec())]));
-        let route = Route::new(name, path, backend, self.policy.clone());
+        let mut policy = self.policy.clone();
+        policy.backend_server_name = service.map(|service| backends::dns_name(service, self.namespace));
+        let route = Route::new(name, path, backend, policy);
         self.out.candidates.push(Candidate { rank: rank.clone(), host, route, field });
     }
 }

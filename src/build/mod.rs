@@ -14,10 +14,12 @@ mod class;
 pub mod conditions;
 mod ingress;
 pub mod report;
+mod tls;
 mod values;
 mod websocket_route;
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use kube::ResourceExt;
 use serde::Serialize;
@@ -30,19 +32,24 @@ pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 use candidate::{Candidate, Rank};
 use report::Reporter;
 
-use crate::model::{HostMatch, RoutingTable, VirtualHost};
+use crate::model::{Certificate, HostMatch, HostTls, Route, RoutingTable, VirtualHost};
 use crate::snapshot::Snapshot;
 
-/// Settings of the translation.
+/// Settings of the translation. The clock is an input too, so `build` stays pure.
 #[derive(Clone, Debug)]
 pub struct BuildConfig {
     /// The IngressClass name hawser serves even without an IngressClass object (`--ingress-class`).
     pub ingress_class: String,
+    /// The Secret served when no host's certificate fits (`--default-ssl-certificate`).
+    pub default_certificate: Option<SecretRef>,
+    /// When the build happens: certificates must be valid then.
+    pub now: SystemTime,
 }
 
 impl Default for BuildConfig {
+    /// Class `hawser`, no default certificate, now.
     fn default() -> Self {
-        Self { ingress_class: "hawser".to_owned() }
+        Self { ingress_class: "hawser".to_owned(), default_certificate: None, now: SystemTime::now() }
     }
 }
 
@@ -98,8 +105,23 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
             ObjectRef::new("WebSocketRoute", &route.namespace().unwrap_or_default(), &route.name_any());
         websocket_route::translate(route, snapshot, &mut Reporter::new(object, &mut reports), &mut out);
     }
-    let table = assemble(out.candidates, &mut reports);
-    let tls = settle_tls(out.tls, &mut reports);
+    let mut hosts = assemble(out.candidates, &mut reports);
+    let claims = settle_tls(out.tls, &mut reports);
+    let mut host_tls = certificates(&claims, snapshot, config.now, &mut reports);
+    for host in host_tls.keys() {
+        hosts.entry(host.clone()).or_default();
+    }
+    let vhosts = hosts.into_iter().map(|(host, routes)| {
+        let tls = host_tls.remove(&host);
+        let vhost = VirtualHost::new(host, routes);
+        match tls {
+            Some(tls) => vhost.with_tls(tls),
+            None => vhost,
+        }
+    });
+    let default_certificate = default_certificate(snapshot, config, &mut reports);
+    let table = RoutingTable::new(vhosts.collect()).with_default_certificate(default_certificate);
+    let tls = claims.into_iter().map(|(host, claim)| (host.to_string(), claim.secret)).collect();
     reports.sort();
     reports.dedup();
     Built { table, tls, reports }
@@ -107,11 +129,11 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
 
 /// Keeps the best-ranked candidate of each host + path + headers, reports the others, and
 /// groups the winners by host in a stable order.
-fn assemble(mut candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> RoutingTable {
+fn assemble(mut candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, Vec<Route>> {
     candidates.sort_by(|a, b| {
         a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then_with(|| a.route.name.cmp(&b.route.name))
     });
-    let mut hosts: BTreeMap<HostMatch, Vec<crate::model::Route>> = BTreeMap::new();
+    let mut hosts: BTreeMap<HostMatch, Vec<Route>> = BTreeMap::new();
     let mut winner: Option<Candidate> = None;
     for candidate in candidates {
         if let Some(kept) = winner.as_ref().filter(|w| w.key() == candidate.key()) {
@@ -123,7 +145,7 @@ fn assemble(mut candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> Routin
         hosts.entry(candidate.host.clone()).or_default().push(candidate.route.clone());
         winner = Some(candidate);
     }
-    RoutingTable::new(hosts.into_iter().map(|(host, routes)| VirtualHost::new(host, routes)).collect())
+    hosts
 }
 
 fn report_conflict(loser: &Candidate, winner: &ObjectRef, reports: &mut Vec<Report>) {
@@ -135,15 +157,14 @@ fn report_conflict(loser: &Candidate, winner: &ObjectRef, reports: &mut Vec<Repo
 }
 
 /// One Secret per host pattern: the best-ranked claim wins, the others are reported.
-fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<String, SecretRef> {
+fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, TlsClaim> {
     claims.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.rank.cmp(&b.rank)));
-    let mut settled: BTreeMap<String, (SecretRef, ObjectRef)> = BTreeMap::new();
+    let mut settled: BTreeMap<HostMatch, TlsClaim> = BTreeMap::new();
     for claim in claims {
-        let host = claim.host.to_string();
-        match settled.get(&host) {
-            Some((secret, owner)) if *secret != claim.secret => {
-                let message =
-                    format!("HTTPS for {host} already uses Secret {}/{} of {owner}", secret.0, secret.1);
+        match settled.get(&claim.host) {
+            Some(kept) if kept.secret != claim.secret => {
+                let (owner, (ns, name)) = (kept.rank.owner(), &kept.secret);
+                let message = format!("HTTPS for {} already uses Secret {ns}/{name} of {owner}", claim.host);
                 Reporter::new(claim.rank.owner().clone(), reports).report(
                     Reason::Conflict,
                     claim.field,
@@ -152,11 +173,84 @@ fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<
             }
             Some(_) => {}
             None => {
-                settled.insert(host, (claim.secret, claim.rank.owner().clone()));
+                settled.insert(claim.host.clone(), claim);
             }
         }
     }
-    settled.into_iter().map(|(host, (secret, _))| (host, secret)).collect()
+    settled
+}
+
+/// The certificate of every host with a TLS claim. A missing Secret was reported by the
+/// claimant; an unusable one (unparsable, expired, not covering the host) is reported here, and
+/// either way the host is served the default certificate.
+fn certificates(
+    claims: &BTreeMap<HostMatch, TlsClaim>,
+    snapshot: &Snapshot,
+    now: SystemTime,
+    reports: &mut Vec<Report>,
+) -> BTreeMap<HostMatch, HostTls> {
+    let mut parsed: BTreeMap<&SecretRef, Option<Result<tls::Loaded, String>>> = BTreeMap::new();
+    let mut hosts = BTreeMap::new();
+    for (host, claim) in claims {
+        let (namespace, name) = &claim.secret;
+        let loaded = parsed
+            .entry(&claim.secret)
+            .or_insert_with(|| snapshot.secret(namespace, name).map(|s| tls::load(s, now)));
+        let certificate = match loaded {
+            None => None,
+            Some(Err(problem)) => {
+                report_certificate(claim, format!("Secret {namespace}/{name}: {problem}"), reports);
+                None
+            }
+            Some(Ok(loaded)) if !tls::covers(&loaded.names, host) => {
+                let names = loaded.names.join(", ");
+                report_certificate(
+                    claim,
+                    format!("Secret {namespace}/{name} is not valid for {host} (it names {names})"),
+                    reports,
+                );
+                None
+            }
+            Some(Ok(loaded)) => Some(loaded.certificate.clone()),
+        };
+        hosts.insert(host.clone(), HostTls { secret: format!("{namespace}/{name}"), certificate });
+    }
+    hosts
+}
+
+fn report_certificate(claim: &TlsClaim, problem: String, reports: &mut Vec<Report>) {
+    let message = format!("{problem}; HTTPS for {} uses the default certificate", claim.host);
+    Reporter::new(claim.rank.owner().clone(), reports).report(Reason::Invalid, claim.field.clone(), message);
+}
+
+/// The `--default-ssl-certificate` Secret, when it is set and usable.
+fn default_certificate(
+    snapshot: &Snapshot,
+    config: &BuildConfig,
+    reports: &mut Vec<Report>,
+) -> Option<Certificate> {
+    let (namespace, name) = config.default_certificate.as_ref()?;
+    let mut reporter = Reporter::new(ObjectRef::new("Secret", namespace, name), reports);
+    let field = "--default-ssl-certificate";
+    let Some(secret) = snapshot.secret(namespace, name) else {
+        reporter.report(
+            Reason::UnresolvedRef,
+            field,
+            "not found; a self-signed certificate is served instead",
+        );
+        return None;
+    };
+    match tls::load(secret, config.now) {
+        Ok(loaded) => Some(loaded.certificate),
+        Err(problem) => {
+            reporter.report(
+                Reason::Invalid,
+                field,
+                format!("{problem}; a self-signed certificate is served instead"),
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

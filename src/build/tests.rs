@@ -272,20 +272,120 @@ fn conflicts_go_to_the_oldest_and_websocket_routes_beat_ingresses() {
     assert_eq!(problems(&by_kind), vec!["Conflict Ingress default/old spec.rules[0].http.paths[0]"]);
 }
 
+/// A `kubernetes.io/tls` Secret holding a self-signed certificate for `names`, valid from
+/// `from` to `until` (years).
+fn tls_secret(name: &str, names: &[&str], (from, until): (i32, i32)) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let (crt, key) =
+        (serde_json::to_string(&cert.pem()).unwrap(), serde_json::to_string(&key.serialize_pem()).unwrap());
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {crt}\n  tls.key: {key}\n---\n"
+    )
+}
+
+const VALID: (i32, i32) = (2020, 2999);
+
+fn tls_ingress(name: &str, host: &str, secret: &str) -> String {
+    simple(name, &format!("\"{host}\""), "Prefix", "/")
+        .replace("  rules:", &format!("  tls: [{{hosts: [\"{host}\"], secretName: {secret}}}]\n  rules:"))
+}
+
+fn served_certificate(built: &Built, host: &str) -> bool {
+    built.table.virtual_host(host).and_then(|v| v.tls.as_ref()).is_some_and(|t| t.certificate.is_some())
+}
+
 #[test]
-fn tls_secrets_are_mapped_and_missing_ones_reported() {
-    let secret =
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: a-tls}\ntype: kubernetes.io/tls\ndata: {}\n---\n";
-    let tls = |secret: &str| {
-        simple("i", "a.com", "Prefix", "/")
-            .replace("  rules:", &format!("  tls: [{{hosts: [a.com], secretName: {secret}}}]\n  rules:"))
-    };
-    let built_ok = built(&format!("{secret}{}", tls("a-tls")));
+fn tls_secrets_become_certificates_of_their_hosts() {
+    let built_ok =
+        built(&format!("{}{}", tls_secret("a-tls", &["a.com"], VALID), tls_ingress("i", "a.com", "a-tls")));
     assert_eq!(built_ok.tls.get("a.com"), Some(&("default".to_owned(), "a-tls".to_owned())));
-    assert!(problems(&built_ok).is_empty());
-    let missing = built(&tls("b-tls"));
-    assert_eq!(problems(&missing), vec!["UnresolvedRef Ingress default/i spec.tls[0].secretName"]);
-    assert_eq!(missing.table.summary().len(), 1, "the route still serves plain HTTP");
+    assert!(problems(&built_ok).is_empty(), "{:?}", problems(&built_ok));
+    assert!(served_certificate(&built_ok, "a.com"));
+    assert!(built_ok.table.certificate("a.com").is_some());
+    assert!(built_ok.table.certificate("b.com").is_none(), "no default certificate configured");
+    let wildcard =
+        built(&format!("{}{}", tls_secret("w", &["*.a.com"], VALID), tls_ingress("i", "*.a.com", "w")));
+    assert!(wildcard.table.certificate("x.a.com").is_some());
+    assert!(wildcard.table.certificate("a.com").is_none());
+}
+
+#[test]
+fn unusable_secrets_are_reported_and_fall_back_without_harming_other_hosts() {
+    let cases = [
+        ("missing", String::new(), "UnresolvedRef"),
+        ("expired", tls_secret("bad", &["a.com"], (2000, 2001)), "Invalid"),
+        ("not yet valid", tls_secret("bad", &["a.com"], (2990, 2999)), "Invalid"),
+        ("mismatched", tls_secret("bad", &["other.com"], VALID), "Invalid"),
+        ("malformed", "apiVersion: v1\nkind: Secret\nmetadata: {name: bad}\nstringData: {tls.crt: nonsense, tls.key: nonsense}\n---\n".to_owned(), "Invalid"),
+        ("empty", "apiVersion: v1\nkind: Secret\nmetadata: {name: bad}\ndata: {}\n---\n".to_owned(), "Invalid"),
+    ];
+    let good = format!("{}{}", tls_secret("b-tls", &["b.com"], VALID), tls_ingress("good", "b.com", "b-tls"));
+    for (case, secret, reason) in cases {
+        let built = built(&format!("{secret}{good}---\n{}", tls_ingress("i", "a.com", "bad")));
+        assert_eq!(
+            problems(&built),
+            vec![format!(
+                "{reason} Ingress default/i spec.tls[0]{}",
+                if reason == "UnresolvedRef" { ".secretName" } else { "" }
+            )],
+            "{case}"
+        );
+        let a = built
+            .table
+            .virtual_host("a.com")
+            .and_then(|v| v.tls.as_ref())
+            .expect("a.com keeps its TLS setting");
+        assert!(a.certificate.is_none(), "{case}: the bad certificate is served");
+        assert!(served_certificate(&built, "b.com"), "{case} broke another host");
+        assert_eq!(built.table.summary().len(), 2, "{case}: plain HTTP still routes");
+    }
+}
+
+#[test]
+fn the_default_certificate_comes_from_a_secret() {
+    let config = BuildConfig {
+        default_certificate: Some(("default".into(), "fallback".into())),
+        ..BuildConfig::default()
+    };
+    let objects = parse_documents(&tls_secret("fallback", &["anything.example"], VALID)).unwrap();
+    let built = build(&Snapshot::new(objects), &config);
+    assert!(built.table.certificate("unknown.example").is_some());
+    let missing = build(&Snapshot::default(), &config);
+    assert_eq!(problems(&missing), vec!["UnresolvedRef Secret default/fallback --default-ssl-certificate"]);
+}
+
+#[test]
+fn redirect_annotations() {
+    use crate::model::HttpsRedirect;
+    let cases = [
+        (vec![], HttpsRedirect::IfTls),
+        (vec![("nginx.ingress.kubernetes.io/ssl-redirect", "false")], HttpsRedirect::Never),
+        (vec![("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")], HttpsRedirect::Always),
+        (
+            vec![
+                ("nginx.ingress.kubernetes.io/force-ssl-redirect", "true"),
+                ("nginx.ingress.kubernetes.io/ssl-redirect", "false"),
+            ],
+            HttpsRedirect::Always,
+        ),
+        (
+            vec![("nginx.ingress.kubernetes.io/ssl-redirect", "false"), ("hawser.dev/ssl-redirect", "true")],
+            HttpsRedirect::IfTls,
+        ),
+        (vec![("hawser.dev/force-ssl-redirect", "true")], HttpsRedirect::Always),
+    ];
+    for (annotations, want) in cases {
+        assert_eq!(
+            policy_of(&built(&with_annotations("i", &annotations))).https_redirect,
+            want,
+            "{annotations:?}"
+        );
+    }
 }
 
 #[test]
@@ -333,7 +433,8 @@ fn bad_annotation_values_are_reported_and_security_ones_fail_closed() {
     for pair in ignored {
         let (key, value) = pair.split_once('=').unwrap();
         let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
-        assert_eq!(policy_of(&built), Policy::default(), "{pair} changed the policy");
+        let untouched = Policy { backend_server_name: Some("web.default.svc".into()), ..Policy::default() };
+        assert_eq!(policy_of(&built), untouched, "{pair} changed the policy");
         assert_eq!(problems(&built), vec![format!("Invalid Ingress default/i hawser.dev/{key}")], "{pair}");
     }
     for pair in [
@@ -395,12 +496,12 @@ fn nginx_annotations_are_translated() {
         problems(&bad_hash),
         vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/upstream-hash-by"]
     );
-    let unknown = nginx(&[("enable-cors", "true"), ("ssl-redirect", "false")]);
+    let unknown = nginx(&[("enable-cors", "true"), ("backend-protocol", "GRPC")]);
     assert_eq!(
         problems(&unknown),
         vec![
-            "Ignored Ingress default/i nginx.ingress.kubernetes.io/enable-cors",
-            "Unsupported Ingress default/i nginx.ingress.kubernetes.io/ssl-redirect"
+            "Unsupported Ingress default/i nginx.ingress.kubernetes.io/backend-protocol",
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/enable-cors"
         ]
     );
     let reasons: Vec<Reason> = timeouts.reports.iter().map(|r| r.reason).collect();

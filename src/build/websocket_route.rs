@@ -30,7 +30,8 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
     let Some(hosts) = hosts(&route.spec.hostnames, reporter) else { return };
     for (r, rule) in route.spec.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
-        let Some(policy) = rule_policy(rule, &field, reporter) else { continue };
+        let Some(mut policy) = rule_policy(rule, &field, reporter) else { continue };
+        policy.backend_server_name = rule.backends.first().map(|b| backends::dns_name(&b.name, &namespace));
         let backend = backend(rule, snapshot, &namespace, &field, reporter);
         for (m, (path, headers)) in matches(rule).into_iter().enumerate() {
             let name = format!("wsroute/{namespace}/{}/{r}/{m}", route.name_any());

@@ -9,9 +9,11 @@ mod host;
 mod path;
 mod policy;
 mod table;
+mod tls;
 
 pub use backend::{Backend, Endpoint};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
-pub use policy::{BackendProtocol, HashKey, LoadBalancing, Policy};
+pub use policy::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy};
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
+pub use tls::{Certificate, HostTls};

@@ -36,6 +36,10 @@ pub struct Policy {
     pub source_ranges: Vec<IpNet>,
     /// How hawser talks to the endpoints.
     pub backend_protocol: BackendProtocol,
+    /// TLS server name sent to HTTPS backends (the Service's DNS name). `None`: none.
+    pub backend_server_name: Option<String>,
+    /// When plain-HTTP requests are redirected to HTTPS.
+    pub https_redirect: HttpsRedirect,
 }
 
 impl Default for Policy {
@@ -51,6 +55,8 @@ impl Default for Policy {
             max_connections_per_client: None,
             source_ranges: Vec::new(),
             backend_protocol: BackendProtocol::Http,
+            backend_server_name: None,
+            https_redirect: HttpsRedirect::IfTls,
         }
     }
 }
@@ -85,13 +91,26 @@ pub enum HashKey {
     SourceIp,
 }
 
+/// When a plain-HTTP request gets `308 Permanent Redirect` to `https://`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum HttpsRedirect {
+    /// When the host has TLS configured (ingress-nginx's `ssl-redirect: "true"`, the default).
+    #[default]
+    IfTls,
+    /// Never (`ssl-redirect: "false"`).
+    Never,
+    /// Always, even without TLS here (`force-ssl-redirect`: TLS ends in front of hawser).
+    Always,
+}
+
 /// Protocol between hawser and the endpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum BackendProtocol {
     /// Plain HTTP/1.1.
     #[default]
     Http,
-    /// HTTP/1.1 over TLS (not yet supported by the proxy: such a route answers 502).
+    /// HTTP/1.1 over TLS. The backend's certificate is not verified (cluster-internal
+    /// traffic; the Service DNS name is sent as SNI).
     Https,
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::host::wildcard_suffix;
-use super::{Backend, HostMatch, PathMatch, Policy};
+use super::{Backend, Certificate, HostMatch, HostTls, PathMatch, Policy};
 
 /// A request header that must be present with exactly this value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -62,22 +62,32 @@ pub struct VirtualHost {
     pub host: HostMatch,
     /// Routes, most specific first.
     pub routes: Vec<Arc<Route>>,
+    /// TLS for these hosts, if any Ingress or WebSocketRoute configured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HostTls>,
 }
 
 impl VirtualHost {
-    /// Sorts the routes by precedence; ties keep the given order.
+    /// Sorts the routes by precedence; ties keep the given order. No TLS.
     pub fn new(host: HostMatch, routes: Vec<Route>) -> Self {
-        let mut vhost = Self { host, routes: routes.into_iter().map(Arc::new).collect() };
+        let mut vhost = Self { host, routes: routes.into_iter().map(Arc::new).collect(), tls: None };
         vhost.sort_routes();
         vhost
     }
 
-    fn sort_routes(&mut self) {
-        self.routes.sort_by_cached_key(|r| r.precedence());
+    /// The same virtual host with TLS.
+    pub fn with_tls(mut self, tls: HostTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
-    fn route<'h>(&self, path: &str, header: &impl Fn(&str) -> Option<&'h str>) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(path, header))
+    /// The route for a request path (without query) and headers (by lower-case name).
+    pub fn route<'h>(&self, path: &str, header: impl Fn(&str) -> Option<&'h str>) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(path, &header))
+    }
+
+    fn sort_routes(&mut self) {
+        self.routes.sort_by_cached_key(|r| r.precedence());
     }
 }
 
@@ -91,6 +101,9 @@ pub struct RoutingTable {
     wildcard: HashMap<String, usize>,
     #[serde(skip)]
     any: Option<usize>,
+    /// Served for SNI names no virtual host has a certificate for (`--default-ssl-certificate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_certificate: Option<Certificate>,
 }
 
 impl RoutingTable {
@@ -111,8 +124,10 @@ impl RoutingTable {
             HostMatch::Any => self.any,
         };
         if let Some(index) = slot {
-            self.hosts[index].routes.extend(vhost.routes);
-            self.hosts[index].sort_routes();
+            let existing = &mut self.hosts[index];
+            existing.routes.extend(vhost.routes);
+            existing.sort_routes();
+            existing.tls = existing.tls.take().or(vhost.tls);
             return;
         }
         let index = self.hosts.len();
@@ -139,6 +154,12 @@ impl RoutingTable {
             .collect()
     }
 
+    /// The same table serving `certificate` when no host's certificate fits the SNI name.
+    pub fn with_default_certificate(mut self, certificate: Option<Certificate>) -> Self {
+        self.default_certificate = certificate;
+        self
+    }
+
     /// The route for a request. `host` must be normalized ([`super::normalize_host`]), `path`
     /// excludes the query, `header` returns a request header's value by lower-case name.
     pub fn lookup<'h>(
@@ -147,10 +168,25 @@ impl RoutingTable {
         path: &str,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> Option<&Arc<Route>> {
-        self.virtual_host(host)?.route(path, &header)
+        self.virtual_host(host)?.route(path, header)
     }
 
-    fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+    /// The certificate for a TLS handshake naming `server_name` (normalized): the exact host's,
+    /// else the wildcard host's, else the default certificate.
+    pub fn certificate(&self, server_name: &str) -> Option<&Certificate> {
+        let cert = |index: Option<&usize>| {
+            index
+                .and_then(|&i| self.hosts.get(i))
+                .and_then(|v| v.tls.as_ref())
+                .and_then(|t| t.certificate.as_ref())
+        };
+        cert(self.exact.get(server_name))
+            .or_else(|| cert(wildcard_suffix(server_name).and_then(|suffix| self.wildcard.get(suffix))))
+            .or(self.default_certificate.as_ref())
+    }
+
+    /// The virtual host a request for `host` (normalized) is served by.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
         let index = self
             .exact
             .get(host)

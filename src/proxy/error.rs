@@ -45,8 +45,6 @@ pub enum ProxyError {
     },
     #[error("backend did not answer within {timeout:?}")]
     HandshakeTimeout { timeout: Duration },
-    #[error("backend protocol {protocol} is not supported yet")]
-    UnsupportedBackendProtocol { protocol: &'static str },
     #[error("origin {origin:?} is not allowed on this route")]
     OriginForbidden { origin: String },
     #[error("client address {ip} is outside the route's source ranges")]
@@ -67,9 +65,7 @@ impl ProxyError {
             Self::NoEndpoint { .. } | Self::RouteBudget { .. } | Self::ClientBudget { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Connect { .. } | Self::Backend { .. } | Self::UnsupportedBackendProtocol { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Connect { .. } | Self::Backend { .. } => StatusCode::BAD_GATEWAY,
             Self::ConnectTimeout { .. } | Self::HandshakeTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::OriginForbidden { .. } | Self::SourceForbidden { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -79,9 +75,7 @@ impl ProxyError {
     /// Who caused it.
     pub fn culprit(&self) -> Culprit {
         match self {
-            Self::NoRoute | Self::NoEndpoint { .. } | Self::UnsupportedBackendProtocol { .. } => {
-                Culprit::Config
-            }
+            Self::NoRoute | Self::NoEndpoint { .. } => Culprit::Config,
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
             | Self::Backend { .. }
@@ -103,7 +97,6 @@ impl ProxyError {
             Self::ConnectTimeout { .. } => "connect_timeout",
             Self::Backend { .. } => "backend_failed",
             Self::HandshakeTimeout { .. } => "handshake_timeout",
-            Self::UnsupportedBackendProtocol { .. } => "unsupported_backend_protocol",
             Self::OriginForbidden { .. } => "origin_forbidden",
             Self::SourceForbidden { .. } => "source_forbidden",
             Self::RouteBudget { .. } => "route_budget",

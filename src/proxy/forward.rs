@@ -10,7 +10,7 @@ use super::Proxy;
 use super::balance::{LoadGuard, hash_key, pick};
 use super::error::ProxyError;
 use super::headers::{Client, set_forwarded, strip_hop_by_hop};
-use super::pool::{Sender, connect};
+use super::pool::{PoolKey, Sender, connect};
 use crate::model::{BackendProtocol, LoadBalancing, Route};
 
 /// Connection attempts per request, across endpoints and stale pooled connections
@@ -23,8 +23,8 @@ const MAX_ENDPOINTS_TRIED: usize = 3;
 pub struct Sent {
     /// The response head; its body streams on.
     pub response: Response<Incoming>,
-    /// The endpoint that answered.
-    pub endpoint: SocketAddr,
+    /// The endpoint that answered (and whether over TLS).
+    pub endpoint: PoolKey,
     /// The connection, reusable once the response body has ended.
     pub sender: Sender,
     /// Counts the exchange against the endpoint for least-connections.
@@ -53,9 +53,8 @@ pub async fn send(
     client: &Client,
     fresh: bool,
 ) -> Result<Sent, ProxyError> {
-    if route.policy.backend_protocol == BackendProtocol::Https {
-        return Err(ProxyError::UnsupportedBackendProtocol { protocol: "HTTPS" });
-    }
+    let tls = (route.policy.backend_protocol == BackendProtocol::Https)
+        .then(|| (&proxy.backend_tls, route.policy.backend_server_name.as_deref()));
     let hash = match &route.policy.load_balancing {
         LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
         _ => None,
@@ -68,11 +67,12 @@ pub async fn send(
             break;
         };
         let addr = endpoint.addr;
-        let pooled = if fresh { None } else { proxy.pool.checkout(addr).await };
+        let key = PoolKey { addr, tls: tls.is_some() };
+        let pooled = if fresh { None } else { proxy.pool.checkout(key).await };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(sender) => sender,
-            None => match connect(addr, route.policy.connect_timeout).await {
+            None => match connect(addr, route.policy.connect_timeout, tls).await {
                 Ok(sender) => sender,
                 Err(error) => {
                     tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
@@ -87,7 +87,7 @@ pub async fn send(
         };
         let load = proxy.loads.acquire(addr);
         match sender.try_send_request(req).await {
-            Ok(response) => return Ok(Sent { response, endpoint: addr, sender, load }),
+            Ok(response) => return Ok(Sent { response, endpoint: key, sender, load }),
             Err(mut error) => match error.take_message() {
                 Some(unsent) if reused => req = unsent,
                 _ => return Err(ProxyError::Backend { endpoint: addr, source: error.into_error() }),

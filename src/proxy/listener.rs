@@ -1,41 +1,55 @@
-//! Accepting client connections and serving HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on the
-//! same port, with header limits, a header-read timeout and graceful shutdown.
+//! Accepting client connections: the PROXY protocol header when configured, TLS on the HTTPS
+//! listener, then HTTP/1.1 and HTTP/2 (ALPN, or prior knowledge in clear text) on the same port,
+//! with header limits, a header-read timeout and graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::Proxy;
 use super::headers::Client;
+use super::proxy_protocol;
 use crate::accept::accept_until;
 
 /// hyper refuses HTTP/1 read buffers smaller than this.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 
-/// Serves `listener` until `stop` completes, then lets in-flight requests finish for up to
-/// `grace`. Upgraded connections are not waited for here: see [`Proxy::drain_tunnels`].
+/// What every connection of one listener shares.
+struct Listener {
+    proxy: Arc<Proxy>,
+    tls: Option<TlsAcceptor>,
+    http: auto::Builder<TokioExecutor>,
+}
+
+/// Serves `listener` (with TLS when `tls` is given) until `stop` completes, then lets in-flight
+/// requests finish for up to `grace`. Upgraded connections are not waited for here: see
+/// [`Proxy::drain_tunnels`].
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     proxy: Arc<Proxy>,
     stop: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let builder = Arc::new(http_builder(&proxy));
+    let what = if tls.is_some() { "proxy-tls" } else { "proxy" };
+    let shared = Arc::new(Listener { http: http_builder(&proxy), proxy, tls });
     let graceful = GracefulShutdown::new();
-    accept_until(listener, "proxy", stop, |stream, peer| {
-        let client = Client::new(peer.ip(), "http", &proxy.config.trusted_proxies);
-        serve_connection(stream, client, &proxy, &builder, &graceful);
+    accept_until(listener, what, stop, |stream, peer| {
+        tokio::spawn(shared.clone().connection(stream, peer, graceful.watcher()));
     })
     .await;
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::info!("grace period over with requests still in flight");
+        tracing::info!(listener = what, "grace period over with requests still in flight");
     }
 }
 
@@ -54,25 +68,46 @@ fn http_builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-fn serve_connection(
-    stream: TcpStream,
-    client: Client,
-    proxy: &Arc<Proxy>,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-    graceful: &GracefulShutdown,
-) {
-    // WebSocket frames are small and latency-bound: never hold them back for Nagle.
-    let _ = stream.set_nodelay(true);
-    let proxy = proxy.clone();
-    let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
+impl Listener {
+    /// One accepted connection: PROXY header, TLS, HTTP. Failures close only this connection.
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        // WebSocket frames are small and latency-bound: never hold them back for Nagle.
+        let _ = stream.set_nodelay(true);
+        let mut client_ip = peer.ip();
+        if let Some(timeout) = self.proxy.config.proxy_protocol {
+            match proxy_protocol::read_header(&mut stream, timeout).await {
+                Ok(Some(client)) => client_ip = client.ip(),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "connection refused");
+                    return;
+                }
+            }
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = Client::new(client_ip, scheme, &self.proxy.config.trusted_proxies);
+        let Some(acceptor) = &self.tls else {
+            return self.serve_http(stream, client, watcher).await;
+        };
+        match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => self.serve_http(tls, client, watcher).await,
+            Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_http<I>(&self, io: I, client: Client, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.proxy.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+        });
+        let connection = self.http.serve_connection_with_upgrades(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(connection.into_owned()).await {
             tracing::debug!(%error, "client connection ended with an error");
         }
-    });
+    }
 }

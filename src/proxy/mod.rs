@@ -3,6 +3,7 @@
 //! Kubernetes.
 
 mod admission;
+mod backend_tls;
 mod balance;
 mod body;
 mod error;
@@ -10,7 +11,9 @@ mod forward;
 mod headers;
 mod listener;
 mod pool;
+mod proxy_protocol;
 mod service;
+pub mod tls;
 mod tunnel;
 mod upgrade;
 
@@ -42,6 +45,8 @@ pub struct ProxyConfig {
     pub pool_idle_timeout: Duration,
     /// Idle keep-alive connections kept per endpoint. Default 64.
     pub pool_max_idle_per_endpoint: usize,
+    /// Expect a PROXY protocol header within this time on every connection. Default: off.
+    pub proxy_protocol: Option<Duration>,
 }
 
 impl Default for ProxyConfig {
@@ -52,6 +57,7 @@ impl Default for ProxyConfig {
             trusted_proxies: Vec::new(),
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_endpoint: 64,
+            proxy_protocol: None,
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct Proxy {
     loads: balance::EndpointLoads,
     budgets: Arc<admission::ConnectionBudgets>,
     pool: Arc<pool::BackendPool>,
+    backend_tls: backend_tls::BackendTls,
     tunnels: TaskTracker,
     drain: watch::Sender<bool>,
 }
@@ -80,6 +87,7 @@ impl Proxy {
             loads: balance::EndpointLoads::default(),
             budgets: Arc::default(),
             pool: Arc::new(pool),
+            backend_tls: backend_tls::BackendTls::default(),
             tunnels: TaskTracker::new(),
             drain: watch::Sender::new(false),
         })

@@ -9,17 +9,28 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::backend_tls::BackendTls;
 use super::error::ProxyError;
 
 /// A client half of one backend connection.
 pub type Sender = SendRequest<Incoming>;
 
+/// Where a pooled connection goes: an endpoint, in clear text or over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The endpoint.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
 /// Idle keep-alive connections, per endpoint, newest last.
 #[derive(Debug)]
 pub struct BackendPool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     max_idle_per_endpoint: usize,
     idle_timeout: Duration,
 }
@@ -34,19 +45,19 @@ struct Idle {
 #[derive(Debug)]
 pub struct PooledConnection {
     pool: Arc<BackendPool>,
-    addr: SocketAddr,
+    key: PoolKey,
     sender: Sender,
 }
 
 impl PooledConnection {
     /// Wraps a connection that goes back to `pool` when released.
-    pub fn new(pool: Arc<BackendPool>, addr: SocketAddr, sender: Sender) -> Self {
-        Self { pool, addr, sender }
+    pub fn new(pool: Arc<BackendPool>, key: PoolKey, sender: Sender) -> Self {
+        Self { pool, key, sender }
     }
 
     /// Hands the connection back for reuse (dropped instead if it has closed).
     pub fn release(self) {
-        self.pool.checkin(self.addr, self.sender);
+        self.pool.checkin(self.key, self.sender);
     }
 }
 
@@ -58,9 +69,9 @@ impl BackendPool {
     }
 
     /// The most recently used idle connection to `addr` that is still open and ready.
-    pub async fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
+    pub async fn checkout(&self, key: PoolKey) -> Option<Sender> {
         loop {
-            let mut idle = self.pop(addr)?;
+            let mut idle = self.pop(key)?;
             if idle.since.elapsed() > self.idle_timeout || idle.sender.is_closed() {
                 continue;
             }
@@ -70,22 +81,22 @@ impl BackendPool {
         }
     }
 
-    fn pop(&self, addr: SocketAddr) -> Option<Idle> {
+    fn pop(&self, key: PoolKey) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&key)?;
         let popped = list.pop();
         if list.is_empty() {
-            idle.remove(&addr);
+            idle.remove(&key);
         }
         popped
     }
 
-    fn checkin(&self, addr: SocketAddr, sender: Sender) {
+    fn checkin(&self, key: PoolKey, sender: Sender) {
         if sender.is_closed() || self.max_idle_per_endpoint == 0 {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() >= self.max_idle_per_endpoint {
             list.remove(0);
         }
@@ -93,17 +104,42 @@ impl BackendPool {
     }
 }
 
-/// Opens a TCP connection to `addr` within `timeout` and speaks HTTP/1.1 on it. The connection
-/// is driven by its own task and supports upgrades; it closes when every sender is dropped.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+/// Opens a connection to `addr` within `timeout` — TCP, then TLS when `tls` is given (with the
+/// SNI name) — and speaks HTTP/1.1 on it. The connection is driven by its own task, supports
+/// upgrades, and closes when every sender is dropped.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<(&BackendTls, Option<&str>)>,
+) -> Result<Sender, ProxyError> {
+    let opening = async {
+        let stream = TcpStream::connect(addr).await?;
+        // Small WebSocket frames and request heads must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        Ok::<_, std::io::Error>(stream)
+    };
+    let stream = match tokio::time::timeout(timeout, opening).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(source)) => return Err(ProxyError::Connect { endpoint: addr, source }),
         Err(_) => return Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),
     };
-    // Small WebSocket frames and request heads must not wait for Nagle's algorithm.
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+    match tls {
+        None => handshake(stream, addr).await,
+        Some((connector, server_name)) => {
+            match tokio::time::timeout(timeout, connector.connect(stream, addr, server_name)).await {
+                Ok(Ok(stream)) => handshake(stream, addr).await,
+                Ok(Err(source)) => Err(ProxyError::Connect { endpoint: addr, source }),
+                Err(_) => Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),
+            }
+        }
+    }
+}
+
+async fn handshake<I>(io: I, addr: SocketAddr) -> Result<Sender, ProxyError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|source| ProxyError::Backend { endpoint: addr, source })?;
     tokio::spawn(async move {

@@ -16,7 +16,7 @@ use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, is_upgrade, strip_hop_by_hop};
 use super::pool::PooledConnection;
 use super::upgrade::upgrade;
-use crate::model::{Route, normalize_host};
+use crate::model::{HttpsRedirect, Route, VirtualHost, normalize_host};
 
 /// Where a request went, for the access log.
 struct Outcome {
@@ -70,18 +70,23 @@ impl Proxy {
             Err(error) => Err(error),
             Ok(host) => {
                 let table = self.table.load();
-                let route = table.lookup(
-                    &normalize_host(host.to_str().unwrap_or_default()),
-                    req.uri().path(),
-                    |name| req.headers().get(name).and_then(|v| v.to_str().ok()),
-                );
-                match route.cloned() {
-                    None => Err(ProxyError::NoRoute),
-                    Some(route) => {
+                let name = normalize_host(host.to_str().unwrap_or_default());
+                let vhost = table.virtual_host(&name);
+                let route = vhost.and_then(|v| {
+                    v.route(req.uri().path(), |header| {
+                        req.headers().get(header).and_then(|v| v.to_str().ok())
+                    })
+                });
+                match (vhost, route.cloned()) {
+                    (Some(vhost), Some(route)) => {
                         outcome.route = Some(route.name.clone());
+                        if client.scheme == "http" && redirects_to_https(&route, vhost) {
+                            return (https_redirect(&name, req.uri()), outcome);
+                        }
                         prepare_request(&mut req, client, &host, upgrade);
                         self.dispatch(&route, req, client, upgrade).await
                     }
+                    _ => Err(ProxyError::NoRoute),
                 }
             }
         };
@@ -113,6 +118,7 @@ impl Proxy {
             }
             let Sent { response, endpoint, sender, load } = send(self, route, req, client, false).await?;
             let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
+            let endpoint = endpoint.addr;
             let lease = Lease { connection: Some(connection), load: Some(load) };
             let mut response = response.map(|body| ProxyBody::backend(body, lease));
             strip_hop_by_hop(response.headers_mut(), false);
@@ -120,6 +126,27 @@ impl Proxy {
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ProxyError::HandshakeTimeout { timeout }))
     }
+}
+
+/// Whether a plain-HTTP request on `route` must go to HTTPS first.
+fn redirects_to_https(route: &Route, vhost: &VirtualHost) -> bool {
+    match route.policy.https_redirect {
+        HttpsRedirect::Always => true,
+        HttpsRedirect::IfTls => vhost.tls.is_some(),
+        HttpsRedirect::Never => false,
+    }
+}
+
+/// `308 Permanent Redirect` (RFC 9110 §15.4.9: the method and body are kept, so upgrades and
+/// POSTs are redirected safely) to the same host on the default HTTPS port.
+fn https_redirect(host: &str, uri: &http::Uri) -> Response<ProxyBody> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    if let Ok(location) = HeaderValue::from_str(&format!("https://{host}{target}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 /// The request's host as the client wrote it: `Host` for HTTP/1, `:authority` for HTTP/2.

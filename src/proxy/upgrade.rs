@@ -29,6 +29,7 @@ pub async fn upgrade(
     let budget = proxy.budgets.admit(route, client.ip)?;
     let client_side = hyper::upgrade::on(&mut req);
     let Sent { mut response, endpoint, load, .. } = send(proxy, route, req, client, true).await?;
+    let endpoint = endpoint.addr;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         strip_hop_by_hop(response.headers_mut(), false);
         let lease = Lease { connection: None, load: Some(load) };

@@ -1,0 +1,123 @@
+//! Secrets → certificates, parsed at build time and never in a handshake: `tls.crt` (a PEM
+//! chain, leaf first) and `tls.key` (PEM: PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519), read
+//! from `data` or, in manifest files, `stringData`. A certificate is used only when the key
+//! matches, it is valid at build time, and it covers the host that names it.
+
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::Secret;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::model::{Certificate, HostMatch};
+
+/// A usable certificate and the names it covers.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// For rustls.
+    pub certificate: Certificate,
+    /// DNS names of the leaf (SANs; the subject CN when there are none), lower-case.
+    pub names: Vec<String>,
+}
+
+/// Parses and checks `secret` at `now`.
+pub fn load(secret: &Secret, now: SystemTime) -> Result<Loaded, String> {
+    let chain_pem = field(secret, "tls.crt")?;
+    let key_pem = field(secret, "tls.key")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+    let Some(leaf) = chain.first() else { return Err("tls.crt holds no certificate".into()) };
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("tls.key is not an RSA, ECDSA or Ed25519 key: {e}"))?;
+    let (_, parsed) = X509Certificate::from_der(leaf).map_err(|e| format!("tls.crt: {e}"))?;
+    check_validity(&parsed, now)?;
+    let names = dns_names(&parsed);
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|_| "tls.key does not belong to the certificate in tls.crt".to_owned())?;
+    Ok(Loaded { certificate: Certificate(std::sync::Arc::new(certified)), names })
+}
+
+fn field(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
+    let from_data = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone());
+    let from_string_data =
+        || secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.as_bytes().to_vec());
+    from_data
+        .or_else(from_string_data)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("the Secret has no {key}"))
+}
+
+fn check_validity(cert: &X509Certificate<'_>, now: SystemTime) -> Result<(), String> {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(format!("the certificate is not valid before {}", validity.not_before));
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(format!("the certificate expired on {}", validity.not_after));
+    }
+    Ok(())
+}
+
+fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let sans: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(extension)) => extension
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !sans.is_empty() {
+        return sans;
+    }
+    cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase).collect()
+}
+
+/// Whether a certificate naming `names` is valid for `host` (RFC 6125 §6.4.3: a wildcard
+/// covers exactly one leftmost label).
+pub fn covers(names: &[String], host: &HostMatch) -> bool {
+    let host = host.to_string();
+    names.iter().any(|name| {
+        *name == host
+            || name.strip_prefix("*.").is_some_and(|suffix| {
+                host.strip_suffix(suffix)
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.is_empty() && !label.contains('.') && label != "*")
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_coverage() {
+        let names = vec!["a.com".to_owned(), "*.b.com".to_owned()];
+        let cases = [
+            ("a.com", true),
+            ("x.a.com", false),
+            ("x.b.com", true),
+            ("b.com", false),
+            ("y.x.b.com", false),
+            ("*.b.com", true),
+            ("*.a.com", false),
+        ];
+        for (host, want) in cases {
+            assert_eq!(covers(&names, &HostMatch::parse(host)), want, "{host}");
+        }
+    }
+}
