@@ -28,7 +28,10 @@ async fn echo_binary_answers_http_and_websocket() {
 
 #[tokio::test]
 async fn run_binary_serves_admin_endpoints_and_stops_on_sigterm() {
-    let mut hawser = Process::start(&["run", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"], 2);
+    let mut hawser = Process::start(
+        &["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"],
+        3,
+    );
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     assert_eq!(get(admin, "admin", "/healthz").await.0, StatusCode::OK);
     assert_eq!(get(admin, "admin", "/readyz").await.0, StatusCode::OK);

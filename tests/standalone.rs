@@ -17,7 +17,8 @@ use http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
 /// `hawser run` on ports the kernel picks (the binary logs which).
-const RUN_ON_ANY_PORT: [&str; 5] = ["run", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
+const RUN_ON_ANY_PORT: [&str; 7] =
+    ["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
 
 fn service(name: &str, backend: SocketAddr) -> String {
     format!(
@@ -69,7 +70,7 @@ async fn manifests_are_served_and_edits_go_live_without_touching_tunnels() {
     write(&dir, "ingress.yaml", &ingress("a.test", "a"));
     std::fs::create_dir_all(dir.join("routes")).unwrap();
     write(&dir.join("routes"), "chat.yml", CHAT_ROUTE);
-    let hawser = Process::start(&[&RUN_ON_ANY_PORT[..], &["--manifests", dir.to_str().unwrap()]].concat(), 2);
+    let hawser = Process::start(&[&RUN_ON_ANY_PORT[..], &["--manifests", dir.to_str().unwrap()]].concat(), 3);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
     assert_eq!(served_by(proxy, "a.test").await.as_deref(), Some("a"));
@@ -152,8 +153,18 @@ fn check_accepts_the_quickstart_and_rejects_a_missing_directory() {
 
 #[tokio::test]
 async fn quickstart_serves_http_and_websocket() {
-    let hawser =
-        Process::start(&["quickstart", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"], 4);
+    let hawser = Process::start(
+        &[
+            "quickstart",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+        5,
+    );
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
     let (status, _, body) = get(proxy, "localhost", "/hello").await;

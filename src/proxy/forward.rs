@@ -54,7 +54,7 @@ pub async fn send(
     fresh: bool,
 ) -> Result<Sent, ProxyError> {
     let tls = (route.policy.backend_protocol == BackendProtocol::Https)
-        .then(|| (&proxy.backend_tls, route.policy.backend_server_name.as_deref()));
+        .then_some((&proxy.backend_tls, route.policy.backend_server_name.as_deref()));
     let hash = match &route.policy.load_balancing {
         LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
         _ => None,

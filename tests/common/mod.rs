@@ -114,13 +114,14 @@ pub async fn dead_addr() -> SocketAddr {
     addr
 }
 
-/// A proxy serving `table` on 127.0.0.1:0.
+/// A proxy serving `table` on 127.0.0.1:0, in clear text (`addr`) and TLS (`tls_addr`).
 pub struct TestProxy {
     pub addr: SocketAddr,
+    pub tls_addr: SocketAddr,
     pub table: Arc<TableHandle>,
     pub proxy: Arc<Proxy>,
     pub metrics: Arc<Metrics>,
-    _stop: oneshot::Sender<()>,
+    _stop: (oneshot::Sender<()>, oneshot::Sender<()>),
 }
 
 impl TestProxy {
@@ -134,9 +135,14 @@ impl TestProxy {
         let metrics = Arc::new(Metrics::new());
         let proxy = Proxy::new(handle.clone(), metrics.clone(), config);
         let (listener, addr) = listen().await;
+        let (tls_listener, tls_addr) = listen().await;
         let (stop, stopped) = stop_signal();
-        tokio::spawn(hawser::proxy::serve(listener, proxy.clone(), stopped, Duration::from_secs(1)));
-        Self { addr, table: handle, proxy, metrics, _stop: stop }
+        let (tls_stop, tls_stopped) = stop_signal();
+        let acceptor = hawser::proxy::tls::acceptor(handle.clone()).unwrap();
+        let grace = Duration::from_secs(1);
+        tokio::spawn(hawser::proxy::serve(listener, None, proxy.clone(), stopped, grace));
+        tokio::spawn(hawser::proxy::serve(tls_listener, Some(acceptor), proxy.clone(), tls_stopped, grace));
+        Self { addr, tls_addr, table: handle, proxy, metrics, _stop: (stop, tls_stop) }
     }
 
     pub fn publish(&self, table: RoutingTable) -> u64 {
