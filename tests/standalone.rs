@@ -20,16 +20,6 @@ use tokio_tungstenite::tungstenite::Message;
 const RUN_ON_ANY_PORT: [&str; 7] =
     ["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
 
-fn service(name: &str, backend: SocketAddr) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n\
-         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-         addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n",
-        backend.port(),
-        backend.ip()
-    )
-}
-
 fn ingress(host: &str, service: &str) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web}}\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{name: http}}}}}}}}\n"
@@ -66,7 +56,7 @@ fn write(dir: &Path, file: &str, content: &str) {
 async fn manifests_are_served_and_edits_go_live_without_touching_tunnels() {
     let (a, b) = (echo("a").await, echo("b").await);
     let dir = tempdir();
-    write(&dir, "services.yaml", &format!("{}---\n{}", service("a", a.addr), service("b", b.addr)));
+    write(&dir, "services.yaml", &format!("{}---\n{}", service_yaml("a", a.addr), service_yaml("b", b.addr)));
     write(&dir, "ingress.yaml", &ingress("a.test", "a"));
     std::fs::create_dir_all(dir.join("routes")).unwrap();
     write(&dir.join("routes"), "chat.yml", CHAT_ROUTE);
@@ -117,7 +107,7 @@ fn check_prints_the_table_and_fails_on_errors() {
     write(
         &dir,
         "good.yaml",
-        &format!("{}---\n{}", service("a", "127.0.0.1:9".parse().unwrap()), ingress("a.test", "a")),
+        &format!("{}---\n{}", service_yaml("a", "127.0.0.1:9".parse().unwrap()), ingress("a.test", "a")),
     );
     let run =
         |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_hawser")).arg("check").args(args).output().unwrap();

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod process;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -162,6 +163,23 @@ pub fn prefix_route(name: &str, path: &str, addrs: &[SocketAddr], policy: Policy
 
 pub fn table(host: &str, routes: Vec<Route>) -> RoutingTable {
     RoutingTable::new(vec![VirtualHost::new(HostMatch::parse(host), routes)])
+}
+
+/// The table `hawser` builds from these manifests (any failure to parse panics).
+pub fn build_table(yaml: &str) -> RoutingTable {
+    let objects = hawser::source::parse_documents(yaml).unwrap();
+    hawser::build::build(&hawser::snapshot::Snapshot::new(objects), &hawser::build::BuildConfig::default()).table
+}
+
+/// A selector-less Service `name` (port `http` 80) with one EndpointSlice pointing at `backend`.
+pub fn service_yaml(name: &str, backend: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n",
+        backend.port(),
+        backend.ip()
+    )
 }
 
 /// One catch-all host with one `/` route to `addrs`.
