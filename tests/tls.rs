@@ -24,7 +24,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// An Ingress for `host` → Service `echo`, with TLS from `secret` when given.
 fn tls_ingress(name: &str, host: &str, secret: Option<&str>, annotations: &str) -> String {
-    let tls = secret.map(|s| format!("  tls: [{{hosts: [\"{host}\"], secretName: {s}}}]\n")).unwrap_or_default();
+    let tls =
+        secret.map(|s| format!("  tls: [{{hosts: [\"{host}\"], secretName: {s}}}]\n")).unwrap_or_default();
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  ingressClassName: hawser\n{tls}  rules:\n  - host: \"{host}\"\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{name: http}}}}}}}}\n"
     )
@@ -61,7 +62,11 @@ async fn sni_picks_exact_wildcard_and_default_certificates() {
 async fn wss_echo_and_http2_over_alpn() {
     let echo = echo("e").await;
     let a = cert(&["a.test"]);
-    let yaml = manifests(&[service_yaml("echo", echo.addr), secret_yaml("a-tls", &a), tls_ingress("a", "a.test", Some("a-tls"), "")]);
+    let yaml = manifests(&[
+        service_yaml("echo", echo.addr),
+        secret_yaml("a-tls", &a),
+        tls_ingress("a", "a.test", Some("a-tls"), ""),
+    ]);
     let proxy = TestProxy::start(build_table(&yaml)).await;
 
     let stream = tls_connect(proxy.tls_addr, "a.test", &[b"http/1.1"]).await;
@@ -72,9 +77,13 @@ async fn wss_echo_and_http2_over_alpn() {
 
     let stream = tls_connect(proxy.tls_addr, "a.test", &[b"h2", b"http/1.1"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
-    let response = sender.send_request(Request::get("https://a.test/h2").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    let response = sender
+        .send_request(Request::get("https://a.test/h2").body(Full::<Bytes>::default()).unwrap())
+        .await
+        .unwrap();
     assert_eq!((response.status(), response.version()), (StatusCode::OK, http::Version::HTTP_2));
     let seen = seen(&response.into_body().collect().await.unwrap().to_bytes());
     assert_eq!(seen.headers["x-forwarded-proto"], "https");
@@ -109,17 +118,30 @@ async fn plain_http_is_redirected_to_https_when_the_host_has_tls() {
 async fn certificate_rotation_keeps_a_hundred_wss_tunnels_open() {
     let echo = echo("e").await;
     let (old, new) = (cert(&["a.test"]), cert(&["a.test"]));
-    let table = |c: &TestCert| build_table(&manifests(&[service_yaml("echo", echo.addr), secret_yaml("a-tls", c), tls_ingress("a", "a.test", Some("a-tls"), "")]));
+    let table = |c: &TestCert| {
+        build_table(&manifests(&[
+            service_yaml("echo", echo.addr),
+            secret_yaml("a-tls", c),
+            tls_ingress("a", "a.test", Some("a-tls"), ""),
+        ]))
+    };
     let proxy = TestProxy::start(table(&old)).await;
     let mut tunnels = Vec::new();
     for _ in 0..100 {
         let stream = tls_connect(proxy.tls_addr, "a.test", &[]).await;
         assert_eq!(presented(&stream), old.der);
-        let (ws, _) = tokio_tungstenite::client_async("wss://a.test/ws".into_client_request().unwrap(), stream).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async("wss://a.test/ws".into_client_request().unwrap(), stream)
+                .await
+                .unwrap();
         tunnels.push(ws);
     }
     assert_eq!(proxy.publish(table(&new)), 2);
-    assert_eq!(presented(&tls_connect(proxy.tls_addr, "a.test", &[]).await), new.der, "the next handshake uses the new certificate");
+    assert_eq!(
+        presented(&tls_connect(proxy.tls_addr, "a.test", &[]).await),
+        new.der,
+        "the next handshake uses the new certificate"
+    );
     for (i, ws) in tunnels.iter_mut().enumerate() {
         ws.send(Message::text(format!("{i}"))).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("{i}")), "tunnel {i}");
@@ -145,15 +167,23 @@ async fn a_malformed_secret_only_affects_its_own_host() {
     assert_ne!(presented(&b), a.der);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(b)).await.unwrap();
     tokio::spawn(connection);
-    let response = sender.send_request(Request::get("/").header("host", "b.test").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    let response = sender
+        .send_request(Request::get("/").header("host", "b.test").body(Full::<Bytes>::default()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK, "b.test still serves, with the default certificate");
 }
 
 fn proxy_v2_header(source: std::net::SocketAddr) -> Vec<u8> {
-    let addresses = ppp::v2::Addresses::from((source, "10.0.0.1:80".parse::<std::net::SocketAddr>().unwrap()));
-    ppp::v2::Builder::with_addresses(ppp::v2::Version::Two | ppp::v2::Command::Proxy, ppp::v2::Protocol::Stream, addresses)
-        .build()
-        .unwrap()
+    let addresses =
+        ppp::v2::Addresses::from((source, "10.0.0.1:80".parse::<std::net::SocketAddr>().unwrap()));
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        addresses,
+    )
+    .build()
+    .unwrap()
 }
 
 /// Sends `prefix` and a GET for `a.test`; the echo's answer, or `None` if the proxy refused.
@@ -177,8 +207,12 @@ async fn proxy_protocol_sets_the_client_address() {
     let proxy = TestProxy::with_config(simple_table(&[echo.addr], policy), config).await;
 
     let v1 = get_with_prefix(proxy.addr, b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 80\r\n").await.unwrap();
-    assert_eq!((v1.headers["x-forwarded-for"].as_str(), v1.headers["x-real-ip"].as_str()), ("203.0.113.7", "203.0.113.7"));
-    let v2 = get_with_prefix(proxy.addr, &proxy_v2_header("198.51.100.9:40000".parse().unwrap())).await.unwrap();
+    assert_eq!(
+        (v1.headers["x-forwarded-for"].as_str(), v1.headers["x-real-ip"].as_str()),
+        ("203.0.113.7", "203.0.113.7")
+    );
+    let v2 =
+        get_with_prefix(proxy.addr, &proxy_v2_header("198.51.100.9:40000".parse().unwrap())).await.unwrap();
     assert_eq!(v2.headers["x-forwarded-for"], "198.51.100.9");
     let v6 = get_with_prefix(proxy.addr, b"PROXY TCP6 2001:db8::1 2001:db8::2 40000 80\r\n").await.unwrap();
     assert_eq!(v6.headers["x-forwarded-for"], "2001:db8::1");
@@ -203,7 +237,9 @@ async fn proxy_protocol_sets_the_client_address() {
     };
     let _first = handshake("203.0.113.7").await.unwrap();
     match handshake("203.0.113.7").await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE)
+        }
         other => panic!("second tunnel from the same client: {:?}", other.map(|_| ())),
     }
     assert!(handshake("203.0.113.8").await.is_ok(), "another client is not limited");
@@ -216,24 +252,36 @@ async fn proxy_protocol_comes_before_tls() {
     let proxy = TestProxy::with_config(simple_table(&[echo.addr], Policy::default()), config).await;
     let mut stream = TcpStream::connect(proxy.tls_addr).await.unwrap();
     stream.write_all(&proxy_v2_header("192.0.2.44:1234".parse().unwrap())).await.unwrap();
-    let tls = connector(&[b"http/1.1"]).connect(rustls::pki_types::ServerName::try_from("a.test").unwrap(), stream).await.unwrap();
+    let tls = connector(&[b"http/1.1"])
+        .connect(rustls::pki_types::ServerName::try_from("a.test").unwrap(), stream)
+        .await
+        .unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
     tokio::spawn(connection);
-    let response = sender.send_request(Request::get("/").header("host", "a.test").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    let response = sender
+        .send_request(Request::get("/").header("host", "a.test").body(Full::<Bytes>::default()).unwrap())
+        .await
+        .unwrap();
     let seen = seen(&response.into_body().collect().await.unwrap().to_bytes());
-    assert_eq!((seen.headers["x-forwarded-for"].as_str(), seen.headers["x-forwarded-proto"].as_str()), ("192.0.2.44", "https"));
+    assert_eq!(
+        (seen.headers["x-forwarded-for"].as_str(), seen.headers["x-forwarded-proto"].as_str()),
+        ("192.0.2.44", "https")
+    );
 }
 
-/// A backend that speaks HTTPS and answers with the SNI name it was asked for.
-async fn tls_backend() -> Server {
-    let backend_cert = cert(&["ignored.example"]);
-    let key = rustls::pki_types::PrivateKeyDer::try_from(rcgen::KeyPair::from_pem(&backend_cert.key_pem).unwrap().serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![backend_cert.der.clone()], key)
-        .unwrap();
+/// A backend that speaks HTTPS with `backend_cert` and answers with the SNI name it was asked for.
+async fn tls_backend(backend_cert: TestCert) -> Server {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(
+        rcgen::KeyPair::from_pem(&backend_cert.key_pem).unwrap().serialize_der(),
+    )
+    .unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![backend_cert.der.clone()], key)
+            .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     raw_backend(move |stream| {
         let acceptor = acceptor.clone();
@@ -252,11 +300,63 @@ async fn tls_backend() -> Server {
 
 #[tokio::test]
 async fn https_backends_get_tls_with_the_service_name() {
-    let backend = tls_backend().await;
-    let yaml = manifests(&[service_yaml("echo", backend.addr), tls_ingress("a", "a.test", None, "nginx.ingress.kubernetes.io/backend-protocol: HTTPS")]);
+    let backend = tls_backend(cert(&["ignored.example"])).await;
+    let yaml = manifests(&[
+        service_yaml("echo", backend.addr),
+        tls_ingress("a", "a.test", None, "nginx.ingress.kubernetes.io/backend-protocol: HTTPS"),
+    ]);
     let proxy = TestProxy::start(build_table(&yaml)).await;
     for _ in 0..3 {
         let (status, _, body) = get(proxy.addr, "a.test", "/").await;
         assert_eq!((status, &body[..]), (StatusCode::OK, &b"echo.default.svc"[..]));
     }
+}
+
+/// A CA, and a certificate for `names` that it signed.
+fn ca_and_leaf(names: &[&str]) -> (String, TestCert) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    (ca_pem, TestCert { cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem(), der: leaf.der().clone() })
+}
+
+fn ca_secret(name: &str, ca_pem: &str) -> String {
+    let pem = serde_json::to_string(ca_pem).unwrap();
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData:\n  ca.crt: {pem}\n")
+}
+
+#[tokio::test]
+async fn https_backends_are_verified_against_a_ca_secret() {
+    let (ca, signed) = ca_and_leaf(&["echo.default.svc"]);
+    let (_, signed_by_another_ca) = ca_and_leaf(&["echo.default.svc"]);
+    let (_, wrong_name) = ca_and_leaf(&["elsewhere.default.svc"]);
+    let hawser = "hawser.dev/backend-protocol: HTTPS, hawser.dev/backend-ca-secret: backend-ca";
+    let nginx = "nginx.ingress.kubernetes.io/backend-protocol: HTTPS, nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\", \
+                 nginx.ingress.kubernetes.io/proxy-ssl-secret: default/backend-ca";
+    let cases = [
+        ("signed by the CA", signed, hawser, StatusCode::OK),
+        ("another CA", signed_by_another_ca, hawser, StatusCode::BAD_GATEWAY),
+        ("wrong name", wrong_name, nginx, StatusCode::BAD_GATEWAY),
+        ("self-signed", cert(&["echo.default.svc"]), nginx, StatusCode::BAD_GATEWAY),
+    ];
+    for (case, backend_cert, annotations, want) in cases {
+        let backend = tls_backend(backend_cert).await;
+        let yaml = manifests(&[
+            service_yaml("echo", backend.addr),
+            ca_secret("backend-ca", &ca),
+            tls_ingress("a", "a.test", None, annotations),
+        ]);
+        let proxy = TestProxy::start(build_table(&yaml)).await;
+        assert_eq!(get(proxy.addr, "a.test", "/").await.0, want, "{case}");
+    }
+    // A CA Secret that does not exist leaves the Ingress out rather than skipping verification.
+    let backend = tls_backend(cert(&["echo.default.svc"])).await;
+    let yaml = manifests(&[service_yaml("echo", backend.addr), tls_ingress("a", "a.test", None, hawser)]);
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::NOT_FOUND);
 }

@@ -44,9 +44,23 @@ fn fatal(message: String) -> Failure {
     Failure { message, fatal: true }
 }
 
+/// What an Ingress's annotations ask for.
+#[derive(Debug)]
+pub struct IngressSettings {
+    /// The policy of every route of the Ingress.
+    pub policy: Policy,
+    /// A Secret (same namespace) whose `ca.crt` must verify HTTPS backends, and the annotation
+    /// that named it.
+    pub backend_ca: Option<(String, String)>,
+}
+
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
 /// hawser annotations. `None` when a security annotation is invalid.
-pub fn ingress_policy(annotations: &BTreeMap<String, String>, reporter: &mut Reporter<'_>) -> Option<Policy> {
+pub fn ingress_policy(
+    annotations: &BTreeMap<String, String>,
+    namespace: &str,
+    reporter: &mut Reporter<'_>,
+) -> Option<IngressSettings> {
     let mut policy = Policy::default();
     let mut rejected = false;
     let nginx: BTreeMap<&str, &str> = with_prefix(annotations, NGINX);
@@ -67,7 +81,40 @@ pub fn ingress_policy(annotations: &BTreeMap<String, String>, reporter: &mut Rep
             "has no effect unless load-balancing is consistent-hash",
         );
     }
-    (!rejected).then_some(policy)
+    let backend_ca = match backend_ca(&nginx, &hawser, namespace) {
+        Ok(ca) => ca,
+        Err((field, message)) => {
+            reporter.report(Reason::Invalid, field, format!("{message}; the Ingress is left out"));
+            return None;
+        }
+    };
+    (!rejected).then_some(IngressSettings { policy, backend_ca })
+}
+
+/// `hawser.dev/backend-ca-secret: NAME`, or nginx's `proxy-ssl-secret: NAMESPACE/NAME` with
+/// `proxy-ssl-verify: "on"`. Only Secrets of the Ingress's own namespace may be named.
+fn backend_ca(
+    nginx: &BTreeMap<&str, &str>,
+    hawser: &BTreeMap<&str, &str>,
+    namespace: &str,
+) -> Result<Option<(String, String)>, (String, String)> {
+    if let Some(name) = hawser.get("backend-ca-secret") {
+        return Ok(Some((name.trim().to_owned(), format!("{HAWSER}backend-ca-secret"))));
+    }
+    let (Some(secret), Some("on")) =
+        (nginx.get("proxy-ssl-secret"), nginx.get("proxy-ssl-verify").map(|v| v.trim()))
+    else {
+        return Ok(None);
+    };
+    let field = format!("{NGINX}proxy-ssl-secret");
+    match secret.trim().split_once('/') {
+        Some((ns, name)) if ns == namespace && !name.is_empty() => Ok(Some((name.to_owned(), field))),
+        Some(_) => Err((
+            field,
+            format!("{secret:?} is in another namespace; only Secrets of the Ingress's namespace are used"),
+        )),
+        None => Ok(Some((secret.trim().to_owned(), field))),
+    }
 }
 
 fn with_prefix<'a>(annotations: &'a BTreeMap<String, String>, prefix: &str) -> BTreeMap<&'a str, &'a str> {
@@ -161,6 +208,9 @@ fn apply_nginx(
             )
         }),
         "backend-protocol" => backend_protocol(value, policy),
+        "proxy-ssl-secret" | "proxy-ssl-verify" => Ok(Effect::Translated(
+            "with proxy-ssl-verify: on, HTTPS backends are verified against the Secret's ca.crt (client certificates are not sent)".into(),
+        )),
         "proxy-http-version" if value.trim() == "1.1" => Ok(Effect::Honored),
         "proxy-http-version" => Ok(Effect::Unsupported("hawser always speaks HTTP/1.1 to backends")),
         "ssl-redirect" => https_redirect(value, HttpsRedirect::IfTls, policy),

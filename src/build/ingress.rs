@@ -12,19 +12,21 @@ use std::net::SocketAddr;
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressSpec};
 use kube::ResourceExt;
 
-use super::annotations::ingress_policy;
+use super::annotations::{IngressSettings, ingress_policy};
 use super::backends::{self, PortRef};
 use super::candidate::{Candidate, Rank};
 use super::report::{Reason, Reporter};
+use super::tls;
 use super::{Output, TlsClaim};
 use crate::model::{Backend, HostMatch, PathMatch, Policy, Route};
 use crate::snapshot::Snapshot;
 
 /// Adds what `ingress` asks for to `out`, reporting into `reporter`.
 pub fn translate(ingress: &Ingress, snapshot: &Snapshot, reporter: &mut Reporter<'_>, out: &mut Output) {
-    let Some(policy) = ingress_policy(ingress.annotations(), reporter) else { return };
-    let Some(spec) = ingress.spec.as_ref() else { return };
     let namespace = ingress.namespace().unwrap_or_default();
+    let Some(settings) = ingress_policy(ingress.annotations(), &namespace, reporter) else { return };
+    let Some(policy) = with_backend_ca(settings, snapshot, &namespace, reporter) else { return };
+    let Some(spec) = ingress.spec.as_ref() else { return };
     let created = ingress.creation_timestamp().map(|t| t.0);
     let rank = |implicit| Rank::new(reporter.object().clone(), created, implicit);
     let (explicit, implicit) = (rank(false), rank(true));
@@ -32,6 +34,32 @@ pub fn translate(ingress: &Ingress, snapshot: &Snapshot, reporter: &mut Reporter
     let hosts = translator.rules(spec, &explicit);
     translator.default_backend(spec, &hosts, &implicit);
     translator.tls(spec, &hosts, &explicit);
+}
+
+/// The policy with the backend CA loaded; `None` (reported) when the CA was asked for but is
+/// unusable — serving without the verification that was asked for would be worse.
+fn with_backend_ca(
+    settings: IngressSettings,
+    snapshot: &Snapshot,
+    namespace: &str,
+    reporter: &mut Reporter<'_>,
+) -> Option<Policy> {
+    let mut policy = settings.policy;
+    let Some((name, field)) = settings.backend_ca else { return Some(policy) };
+    let loaded = match snapshot.secret(namespace, &name) {
+        Some(secret) => tls::load_ca(secret, format!("{namespace}/{name}")),
+        None => Err(format!("Secret {namespace}/{name} not found")),
+    };
+    match loaded {
+        Ok(ca) => {
+            policy.backend_ca = Some(ca);
+            Some(policy)
+        }
+        Err(problem) => {
+            reporter.report(Reason::Invalid, field, format!("{problem}; the Ingress is left out"));
+            None
+        }
+    }
 }
 
 struct Translator<'a, 'r> {

@@ -596,6 +596,11 @@ fn a_bad_rule_is_left_out_and_the_others_keep_working() {
             "spec.rules[1].loadBalancing",
         ),
         ("sourceRanges: [10.0.0.0/8]", "sourceRanges: [10.0.0.0/99]", "spec.rules[1].sourceRanges"),
+        (
+            "maxConnections: 100",
+            "maxConnections: 100\n    backendCASecret: missing",
+            "spec.rules[1].backendCASecret",
+        ),
     ];
     for (good, bad, field) in cases {
         let built = built(&ROUTE.replace(good, bad));
@@ -639,4 +644,16 @@ fn equal_inputs_give_identical_output_whatever_their_order() {
     assert_eq!(forward.table, reversed.table);
     assert_eq!(forward.reports, reversed.reports);
     assert_eq!(forward.table.summary(), reversed.table.summary());
+}
+
+#[test]
+fn websocket_route_backend_protocol() {
+    use crate::model::BackendProtocol;
+    let built =
+        built(&ROUTE.replace("maxConnections: 100", "maxConnections: 100\n    backendProtocol: HTTPS"));
+    let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
+    assert_eq!(slow.backend_protocol, BackendProtocol::Https);
+    assert_eq!(slow.backend_server_name.as_deref(), Some("web.default.svc"));
+    let plain = &built.table.lookup("chat.a.com", "/live", |_| None).unwrap().policy;
+    assert_eq!(plain.backend_protocol, BackendProtocol::Http);
 }

@@ -7,12 +7,14 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::pem::PemObject;
+use std::sync::Arc;
+
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::model::{Certificate, HostMatch};
+use crate::model::{BackendCa, Certificate, HostMatch};
 
 /// A usable certificate and the names it covers.
 #[derive(Clone, Debug)]
@@ -40,7 +42,7 @@ pub fn load(secret: &Secret, now: SystemTime) -> Result<Loaded, String> {
     let names = dns_names(&parsed);
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| "tls.key does not belong to the certificate in tls.crt".to_owned())?;
-    Ok(Loaded { certificate: Certificate(std::sync::Arc::new(certified)), names })
+    Ok(Loaded { certificate: Certificate(Arc::new(certified)), names })
 }
 
 fn field(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
@@ -98,6 +100,27 @@ pub fn covers(names: &[String], host: &HostMatch) -> bool {
                     .is_some_and(|label| !label.is_empty() && !label.contains('.') && label != "*")
             })
     })
+}
+
+/// The CA bundle (`ca.crt`) of `secret` as a verifying client configuration for HTTPS backends.
+pub fn load_ca(secret: &Secret, name: String) -> Result<BackendCa, String> {
+    let pem = field(secret, "ca.crt")?;
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("ca.crt is not PEM: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certificates.iter().cloned());
+    if added == 0 {
+        return Err("ca.crt holds no usable CA certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(BackendCa { secret: name, certificates, client: Arc::new(client) })
 }
 
 #[cfg(test)]

@@ -12,10 +12,15 @@ use super::backends::{self, PortRef};
 use super::candidate::{Candidate, Rank};
 use super::ingress::valid_host;
 use super::report::{Reason, Reporter};
+use super::tls;
 use super::values;
 use super::{Output, TlsClaim};
-use crate::crd::{HashOn, LoadBalancingSpec, PathMatchType, RouteRule, Strategy, WebSocketRoute};
-use crate::model::{Backend, HashKey, HeaderMatch, HostMatch, LoadBalancing, PathMatch, Policy, Route};
+use crate::crd::{
+    BackendProtocolSpec, HashOn, LoadBalancingSpec, PathMatchType, RouteRule, Strategy, WebSocketRoute,
+};
+use crate::model::{
+    Backend, BackendProtocol, HashKey, HeaderMatch, HostMatch, LoadBalancing, PathMatch, Policy, Route,
+};
 use crate::snapshot::Snapshot;
 
 /// Idle timeout of a WebSocketRoute rule that sets none.
@@ -32,6 +37,23 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
         let field = format!("spec.rules[{r}]");
         let Some(mut policy) = rule_policy(rule, &field, reporter) else { continue };
         policy.backend_server_name = rule.backends.first().map(|b| backends::dns_name(&b.name, &namespace));
+        if let Some(name) = &rule.backend_ca_secret {
+            let loaded = match snapshot.secret(&namespace, name) {
+                Some(secret) => tls::load_ca(secret, format!("{namespace}/{name}")),
+                None => Err(format!("Secret {namespace}/{name} not found")),
+            };
+            match loaded {
+                Ok(ca) => policy.backend_ca = Some(ca),
+                Err(problem) => {
+                    reporter.report(
+                        Reason::Invalid,
+                        format!("{field}.backendCASecret"),
+                        format!("{problem}; the rule is left out"),
+                    );
+                    continue;
+                }
+            }
+        }
         let backend = backend(rule, snapshot, &namespace, &field, reporter);
         for (m, (path, headers)) in matches(rule).into_iter().enumerate() {
             let name = format!("wsroute/{namespace}/{}/{r}/{m}", route.name_any());
@@ -148,6 +170,9 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), (&'static str
         values::origins(rule.allowed_origins.iter().map(String::as_str)).map_err(at("allowedOrigins"))?;
     policy.source_ranges =
         values::cidrs(rule.source_ranges.iter().map(String::as_str)).map_err(at("sourceRanges"))?;
+    if rule.backend_protocol == Some(BackendProtocolSpec::Https) {
+        policy.backend_protocol = BackendProtocol::Https;
+    }
     policy.max_connections = rule.max_connections.filter(|&n| n > 0);
     policy.max_connections_per_client = rule.max_connections_per_client.filter(|&n| n > 0);
     Ok(())

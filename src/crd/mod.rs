@@ -91,6 +91,14 @@ pub struct RouteRule {
     /// Client CIDRs allowed to connect. Empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_ranges: Vec<String>,
+    /// `HTTP` (default) or `HTTPS` to every backend of the rule. HTTPS sends the first backend
+    /// Service's DNS name (`NAME.NAMESPACE.svc`) as SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_protocol: Option<BackendProtocolSpec>,
+    /// A Secret in the route's namespace whose `ca.crt` verifies HTTPS backends (their
+    /// certificate must name the Service's DNS name). Unset: backend certificates are not verified.
+    #[serde(default, rename = "backendCASecret", skip_serializing_if = "Option::is_none")]
+    pub backend_ca_secret: Option<String>,
     /// Open connections allowed on this rule, per hawser replica; more get 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -99,6 +107,17 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections_per_client: Option<u32>,
+}
+
+/// Protocol between hawser and a rule's backends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum BackendProtocolSpec {
+    /// Plain HTTP/1.1.
+    #[serde(rename = "HTTP")]
+    Http,
+    /// HTTP/1.1 over TLS.
+    #[serde(rename = "HTTPS")]
+    Https,
 }
 
 /// One alternative of a rule: a path and exact header values.

@@ -16,4 +16,4 @@ pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy};
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
-pub use tls::{Certificate, HostTls};
+pub use tls::{BackendCa, Certificate, HostTls};

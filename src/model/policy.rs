@@ -6,6 +6,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
+use super::BackendCa;
+
 /// What a route allows and how long its connections may live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Policy {
@@ -38,6 +40,9 @@ pub struct Policy {
     pub backend_protocol: BackendProtocol,
     /// TLS server name sent to HTTPS backends (the Service's DNS name). `None`: none.
     pub backend_server_name: Option<String>,
+    /// Verify HTTPS backends against these CAs (and `backend_server_name`). `None`: no
+    /// verification.
+    pub backend_ca: Option<BackendCa>,
     /// When plain-HTTP requests are redirected to HTTPS.
     pub https_redirect: HttpsRedirect,
 }
@@ -56,6 +61,7 @@ impl Default for Policy {
             source_ranges: Vec::new(),
             backend_protocol: BackendProtocol::Http,
             backend_server_name: None,
+            backend_ca: None,
             https_redirect: HttpsRedirect::IfTls,
         }
     }

@@ -41,3 +41,35 @@ pub struct HostTls {
     /// certificate is served instead; plain-HTTP requests are still redirected).
     pub certificate: Option<Certificate>,
 }
+
+/// Trust for HTTPS backends: the CA certificates of a Secret and the client configuration that
+/// verifies backends against them (built once, with the table).
+#[derive(Clone)]
+pub struct BackendCa {
+    /// `namespace/name` of the Secret holding `ca.crt`.
+    pub secret: String,
+    /// The CA certificates, for equality.
+    pub certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Verifies the backend's certificate chain and that it names the Service's DNS name.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl PartialEq for BackendCa {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret && self.certificates == other.certificates
+    }
+}
+
+impl Eq for BackendCa {}
+
+impl fmt::Debug for BackendCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackendCa({}, {} certificates)", self.secret, self.certificates.len())
+    }
+}
+
+impl Serialize for BackendCa {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.secret)
+    }
+}

@@ -1,8 +1,9 @@
-//! TLS to backends (`backend-protocol: HTTPS`). Like ingress-nginx's default
-//! (`proxy-ssl-verify: off`), the backend's certificate is not verified — this is
-//! cluster-internal traffic to a Pod IP, which a certificate rarely names — but the handshake
-//! signatures are, so the session is still bound to the presented key. The Service's DNS name
-//! is sent as SNI; ALPN offers only `http/1.1`.
+//! TLS to backends (`backend-protocol: HTTPS`). With a CA Secret, the backend's chain is
+//! verified against it and must name the Service's DNS name. Without one — ingress-nginx's
+//! default, `proxy-ssl-verify: off` — the certificate is not verified (cluster-internal traffic
+//! to a Pod IP, which a certificate rarely names), but the handshake signatures are, so the
+//! session is still bound to the presented key. The Service's DNS name is sent as SNI; ALPN
+//! offers only `http/1.1`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use crate::model::BackendCa;
 
 /// Opens TLS sessions to backends.
 #[derive(Clone)]
@@ -56,11 +59,15 @@ impl BackendTls {
         stream: TcpStream,
         addr: SocketAddr,
         server_name: Option<&str>,
+        ca: Option<&BackendCa>,
     ) -> std::io::Result<TlsStream<TcpStream>> {
         let name = server_name
             .and_then(|name| ServerName::try_from(name.to_owned()).ok())
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        self.connector.connect(name, stream).await
+        match ca {
+            Some(ca) => TlsConnector::from(ca.client.clone()).connect(name, stream).await,
+            None => self.connector.connect(name, stream).await,
+        }
     }
 }
 

@@ -53,8 +53,11 @@ pub async fn send(
     client: &Client,
     fresh: bool,
 ) -> Result<Sent, ProxyError> {
-    let tls = (route.policy.backend_protocol == BackendProtocol::Https)
-        .then_some((&proxy.backend_tls, route.policy.backend_server_name.as_deref()));
+    let tls = (route.policy.backend_protocol == BackendProtocol::Https).then_some((
+        &proxy.backend_tls,
+        route.policy.backend_server_name.as_deref(),
+        route.policy.backend_ca.as_ref(),
+    ));
     let hash = match &route.policy.load_balancing {
         LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
         _ => None,

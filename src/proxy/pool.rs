@@ -104,13 +104,16 @@ impl BackendPool {
     }
 }
 
+/// How to open TLS to a backend: the connector, the SNI name, the CA to verify against.
+pub type BackendTlsParams<'a> = (&'a BackendTls, Option<&'a str>, Option<&'a crate::model::BackendCa>);
+
 /// Opens a connection to `addr` within `timeout` — TCP, then TLS when `tls` is given (with the
 /// SNI name) — and speaks HTTP/1.1 on it. The connection is driven by its own task, supports
 /// upgrades, and closes when every sender is dropped.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
-    tls: Option<(&BackendTls, Option<&str>)>,
+    tls: Option<BackendTlsParams<'_>>,
 ) -> Result<Sender, ProxyError> {
     let opening = async {
         let stream = TcpStream::connect(addr).await?;
@@ -125,8 +128,8 @@ pub async fn connect(
     };
     match tls {
         None => handshake(stream, addr).await,
-        Some((connector, server_name)) => {
-            match tokio::time::timeout(timeout, connector.connect(stream, addr, server_name)).await {
+        Some((connector, server_name, ca)) => {
+            match tokio::time::timeout(timeout, connector.connect(stream, addr, server_name, ca)).await {
                 Ok(Ok(stream)) => handshake(stream, addr).await,
                 Ok(Err(source)) => Err(ProxyError::Connect { endpoint: addr, source }),
                 Err(_) => Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),

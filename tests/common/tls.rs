@@ -20,15 +20,19 @@ pub struct TestCert {
 
 pub fn cert(names: &[&str]) -> TestCert {
     let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let cert = params.self_signed(&key).unwrap();
     TestCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
 }
 
 /// A `kubernetes.io/tls` Secret manifest.
 pub fn secret_yaml(name: &str, cert: &TestCert) -> String {
-    let (crt, key) = (serde_json::to_string(&cert.cert_pem).unwrap(), serde_json::to_string(&cert.key_pem).unwrap());
-    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {crt}\n  tls.key: {key}\n")
+    let (crt, key) =
+        (serde_json::to_string(&cert.cert_pem).unwrap(), serde_json::to_string(&cert.key_pem).unwrap());
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {crt}\n  tls.key: {key}\n"
+    )
 }
 
 /// Accepts any certificate: the tests compare what was presented instead.
