@@ -36,7 +36,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy and the admin endpoints.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Load a manifests directory, print the routing table and every problem; exit 1 on errors.
     Check(CheckArgs),
     /// Print the WebSocketRoute CustomResourceDefinition.
@@ -51,12 +51,35 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Standalone mode: serve the Kubernetes manifests (`*.yaml`, `*.yml`, recursively) in this
-    /// directory and reload them when they change.
+    /// directory and reload them when they change. Without it, hawser watches the cluster of its
+    /// in-cluster configuration or `KUBECONFIG`.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
     /// IngressClass name served even without an IngressClass object.
     #[arg(long, default_value = "hawser")]
     pub ingress_class: String,
+    /// Kubernetes mode: watch only this namespace (IngressClasses are cluster-wide regardless).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Kubernetes mode: publish this Service's load-balancer address (else its cluster IP) in the
+    /// status of served Ingresses.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_namespaced_name)]
+    pub publish_service: Option<(String, String)>,
+    /// Kubernetes mode: publish these addresses (IPs or host names, comma-separated) instead.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR")]
+    pub publish_status_address: Vec<String>,
+    /// Kubernetes mode: name of the Lease used to elect the replica that writes status.
+    #[arg(long, default_value = "hawser-leader")]
+    pub election_id: String,
+    /// Kubernetes mode: namespace of that Lease (the Pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub election_namespace: String,
+    /// Kubernetes mode: this replica's identity in the election (the Pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub election_identity: Option<String>,
+    /// Kubernetes mode: how long a leader that stopped renewing keeps the Lease.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub election_lease_duration: Duration,
     /// Address of the plain-HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -65,7 +88,7 @@ pub struct RunArgs {
     pub https_addr: SocketAddr,
     /// Secret (`NAMESPACE/NAME`) served when no host's certificate fits the SNI name; without it a
     /// self-signed certificate generated at start is served.
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_secret_ref)]
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_namespaced_name)]
     pub default_ssl_certificate: Option<SecretRef>,
     /// Expect a PROXY protocol v1 or v2 header on every connection of both listeners and take the
     /// client address from it; connections without a valid header are refused.
@@ -101,6 +124,25 @@ impl RunArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.then_some(self.proxy_protocol_timeout),
             ..ProxyConfig::default()
+        }
+    }
+
+    /// The Kubernetes-mode settings these flags describe.
+    pub fn cluster_options(&self) -> crate::controller::ClusterOptions {
+        let identity = self.election_identity.clone().unwrap_or_else(default_identity);
+        crate::controller::ClusterOptions {
+            namespace: self.watch_namespace.clone(),
+            publish: crate::status::writer::Publish {
+                service: self.publish_service.clone(),
+                addresses: self.publish_status_address.clone(),
+            },
+            election: crate::status::lease::Election {
+                name: self.election_id.clone(),
+                namespace: self.election_namespace.clone(),
+                identity,
+                duration: self.election_lease_duration,
+                renew: self.election_lease_duration / 3,
+            },
         }
     }
 
@@ -165,8 +207,14 @@ pub struct EchoArgs {
     pub name: String,
 }
 
+/// The host name and process id: unique enough among replicas outside a Pod.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
 /// `NAMESPACE/NAME`.
-fn parse_secret_ref(value: &str) -> Result<SecretRef, String> {
+fn parse_namespaced_name(value: &str) -> Result<SecretRef, String> {
     match value.split_once('/') {
         Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((namespace.to_owned(), name.to_owned()))
@@ -183,6 +231,7 @@ mod tests {
     fn run_defaults() {
         let cli = Cli::try_parse_from(["hawser", "run"]).expect("parses");
         let Command::Run(args) = cli.command else { panic!("not run") };
+        let args = *args;
         assert_eq!(args.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(args.admin_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(args.shutdown_grace, Duration::from_secs(30));
@@ -203,6 +252,7 @@ mod tests {
         let cli = Cli::try_parse_from(["hawser", "run", "--trusted-proxies", "10.0.0.0/8,::1/128"])
             .expect("parses");
         let Command::Run(args) = cli.command else { panic!("not run") };
+        let args = *args;
         assert_eq!(args.trusted_proxies.len(), 2);
     }
 }

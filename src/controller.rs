@@ -7,10 +7,18 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use kube::Client;
+use tokio::sync::watch as channel;
+
 use crate::build::{BuildConfig, Built, Level, Report, build};
 use crate::handle::TableHandle;
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use crate::source::cluster::{self, ClusterInputs, Scope};
 use crate::source::{ManifestDir, watch};
+use crate::status::lease::{self, Election};
+use crate::status::writer::BuildOutcome;
+use crate::status::writer::{Publish, StatusWriter};
 
 /// Builds tables and publishes them into one [`TableHandle`].
 #[derive(Debug)]
@@ -27,20 +35,16 @@ impl Controller {
     }
 
     /// Builds `snapshot` (adding the source's own findings), publishes the table, logs new
-    /// findings, and returns the generation now live.
-    pub fn apply(&mut self, snapshot: &Snapshot, source_reports: Vec<Report>) -> u64 {
+    /// findings, and returns what status is made of.
+    pub fn apply(&mut self, snapshot: &Snapshot, source_reports: Vec<Report>) -> BuildOutcome {
         let config = BuildConfig { now: std::time::SystemTime::now(), ..self.config.clone() };
         let built = build_with(snapshot, &config, source_reports);
         self.log(&built.reports);
         let routes: usize = built.table.hosts().iter().map(|h| h.routes.len()).sum();
         let generation = self.table.publish(built.table);
-        tracing::info!(
-            generation,
-            routes,
-            problems = built.reports.iter().filter(|r| r.level() != Level::Info).count(),
-            "routing table built"
-        );
-        generation
+        let problems = built.reports.iter().filter(|r| r.level() != Level::Info).count();
+        tracing::info!(generation, routes, problems, "routing table built");
+        BuildOutcome { reports: built.reports, served: built.served }
     }
 
     fn log(&mut self, reports: &[Report]) {
@@ -94,6 +98,97 @@ pub async fn run_manifests(
                 controller.apply(&snapshot, reports);
             }
             () = &mut stop => return Ok(()),
+        }
+    }
+}
+
+/// How the Kubernetes mode runs.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Namespace to watch; `None`: all.
+    pub namespace: Option<String>,
+    /// Where the Ingress status address comes from.
+    pub publish: Publish,
+    /// Leader election for status writes.
+    pub election: Election,
+}
+
+/// Kubernetes mode: watch the cluster, publish a table after every burst of changes (the first
+/// only once every watch has listed), and let the elected leader write status. Runs until `stop`.
+pub async fn run_cluster(
+    client: Client,
+    table: Arc<TableHandle>,
+    config: BuildConfig,
+    metrics: Arc<Metrics>,
+    options: ClusterOptions,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let routes = crd_installed(&client).await;
+    let scope = Scope { namespace: options.namespace.clone(), routes };
+    let mut watches = cluster::start(&client, &scope, &metrics);
+    let mut stop = std::pin::pin!(stop);
+    tokio::select! {
+        () = watches.inputs.wait_synced() => {}
+        () = &mut stop => return Ok(()),
+    }
+    tracing::info!(namespace = ?options.namespace, websocket_routes = routes, "every watch has synced");
+    let (leader_tx, leader) = channel::channel(false);
+    let election = tokio::spawn(lease::run(client.clone(), options.election.clone(), leader_tx));
+    let (outcomes_tx, outcomes) = channel::channel(BuildOutcome::default());
+    let inputs = Arc::new(watches.inputs);
+    let writer = StatusWriter::new(client, options.publish, options.election.identity.clone());
+    let status = tokio::spawn(write_status(writer, inputs.clone(), outcomes, leader));
+    let mut controller = Controller::new(table, config);
+    outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
+    loop {
+        tokio::select! {
+            more = watch::next_burst(&mut watches.changes) => {
+                if !more {
+                    break;
+                }
+                outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
+            }
+            () = &mut stop => break,
+        }
+    }
+    election.abort();
+    status.abort();
+    Ok(())
+}
+
+/// The status task: after every build, and whenever this replica becomes leader, writes what
+/// changed. It never holds up a table swap: it only ever sees the latest outcome.
+async fn write_status(
+    mut writer: StatusWriter,
+    inputs: Arc<ClusterInputs>,
+    mut outcomes: channel::Receiver<BuildOutcome>,
+    mut leader: channel::Receiver<bool>,
+) {
+    loop {
+        if *leader.borrow_and_update() {
+            let outcome = outcomes.borrow_and_update().clone();
+            writer.apply(&outcome, &inputs).await;
+        }
+        tokio::select! {
+            changed = outcomes.changed() => if changed.is_err() { return },
+            changed = leader.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Whether the WebSocketRoute CRD is served; if not, says how to install it (Ingresses are
+/// served either way).
+async fn crd_installed(client: &Client) -> bool {
+    match client.list_api_group_resources("hawser.dev/v1alpha1").await {
+        Ok(resources) if resources.resources.iter().any(|r| r.name == "websocketroutes") => true,
+        outcome => {
+            let why =
+                outcome.err().map(|e| e.to_string()).unwrap_or_else(|| "no websocketroutes resource".into());
+            tracing::warn!(
+                %why,
+                "the WebSocketRoute CRD is not installed; serving Ingresses only. Install it with: kubectl apply -f crds/websocketroutes.hawser.dev.yaml (or `hawser crd | kubectl apply -f -`) and restart hawser"
+            );
+            false
         }
     }
 }

@@ -16,4 +16,5 @@ pub mod proxy;
 pub mod quickstart;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod telemetry;

@@ -16,7 +16,6 @@ use hawser::build::BuildConfig;
 use hawser::cli::{CheckArgs, Cli, Command, EchoArgs, QuickstartArgs, RunArgs};
 use hawser::handle::TableHandle;
 use hawser::metrics::Metrics;
-use hawser::model::RoutingTable;
 use hawser::proxy::{self, Proxy, ProxyConfig};
 use hawser::{controller, quickstart};
 
@@ -29,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         command => {
             hawser::telemetry::init(cli.log_format);
             match command {
-                Command::Run(args) => serve(Serve::from(args)).await?,
+                Command::Run(args) => serve(Serve::from(*args)).await?,
                 Command::Echo(args) => echo(args).await?,
                 Command::Quickstart(args) => run_quickstart(args).await?,
                 Command::Crd | Command::Check(_) => {}
@@ -54,6 +53,7 @@ struct Serve {
     https_addr: SocketAddr,
     admin_addr: SocketAddr,
     manifests: Option<PathBuf>,
+    cluster: Option<hawser::controller::ClusterOptions>,
     proxy: ProxyConfig,
     build: BuildConfig,
     grace: Duration,
@@ -65,6 +65,7 @@ impl From<RunArgs> for Serve {
         Self {
             proxy: args.proxy_config(),
             build: args.build_config(),
+            cluster: Some(args.cluster_options()),
             http_addr: args.http_addr,
             https_addr: args.https_addr,
             admin_addr: args.admin_addr,
@@ -84,26 +85,8 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     let admin = bind(options.admin_addr, "admin").await?;
     let tls = proxy::tls::acceptor(table.clone()).context("setting up TLS")?;
     let (stopping, stop) = watch::channel(false);
-    let mut source = match options.manifests {
-        Some(dir) => {
-            tracing::info!(dir = %dir.display(), "standalone mode");
-            let watched =
-                controller::run_manifests(dir.clone(), table.clone(), options.build, stopped(stop.clone()));
-            tokio::spawn(async move {
-                watched.await.with_context(|| format!("serving manifests from {}", dir.display()))
-            })
-        }
-        None => {
-            tracing::warn!(
-                "no --manifests given and the Kubernetes source is not built yet: serving an empty table"
-            );
-            table.publish(RoutingTable::default());
-            tokio::spawn(async move {
-                stopped(stop.clone()).await;
-                Ok(())
-            })
-        }
-    };
+    let mut source =
+        start_source(options.manifests, options.cluster, options.build, &table, &metrics, &stop).await?;
     let admin_task = tokio::spawn(Admin { table, metrics }.serve(admin, stopped(stopping.subscribe())));
     let listen = |listener, tls| {
         proxy::serve(listener, tls, proxy.clone(), stopped(stopping.subscribe()), options.grace)
@@ -125,6 +108,38 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     outcome
 }
 
+/// The configuration source: a manifests directory, else the cluster.
+async fn start_source(
+    manifests: Option<PathBuf>,
+    cluster: Option<hawser::controller::ClusterOptions>,
+    build: BuildConfig,
+    table: &Arc<TableHandle>,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    if let Some(dir) = manifests {
+        tracing::info!(dir = %dir.display(), "standalone mode");
+        let watched = controller::run_manifests(dir.clone(), table.clone(), build, stopped(stop.clone()));
+        return Ok(tokio::spawn(async move {
+            watched.await.with_context(|| format!("serving manifests from {}", dir.display()))
+        }));
+    }
+    let options = cluster.context("no --manifests and no Kubernetes settings")?;
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes configuration (in-cluster or KUBECONFIG); use --manifests DIR for standalone mode",
+    )?;
+    tracing::info!(namespace = ?options.namespace, "Kubernetes mode");
+    let watched = controller::run_cluster(
+        client,
+        table.clone(),
+        build,
+        metrics.clone(),
+        options,
+        stopped(stop.clone()),
+    );
+    Ok(tokio::spawn(async move { watched.await.context("watching the cluster") }))
+}
+
 async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     let dir = quickstart::manifests_dir(args.manifests).context("preparing the quickstart manifests")?;
     for (name, addr) in quickstart::ECHO_BACKENDS {
@@ -138,6 +153,7 @@ async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         https_addr: args.https_addr,
         admin_addr: args.admin_addr,
         manifests: Some(dir),
+        cluster: None,
         proxy: ProxyConfig::default(),
         build: BuildConfig::default(),
         grace: Duration::from_secs(1),

@@ -57,6 +57,12 @@ pub struct Metrics {
     tunnel_bytes: Family<BytesLabels, Counter>,
     table_generation: Gauge,
     table_swaps: Counter,
+    kube_watch_errors: Family<KindLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
 }
 
 impl Default for Metrics {
@@ -80,6 +86,7 @@ impl Metrics {
             tunnel_bytes: Family::default(),
             table_generation: Gauge::default(),
             table_swaps: Counter::default(),
+            kube_watch_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Responses sent, by route and status", metrics.requests.clone());
@@ -114,6 +121,11 @@ impl Metrics {
             metrics.table_generation.clone(),
         );
         registry.register("table_swaps", "Routing tables made live", metrics.table_swaps.clone());
+        registry.register(
+            "kube_watch_errors",
+            "Failed list/watch calls to the Kubernetes API server, by kind (retried with backoff)",
+            metrics.kube_watch_errors.clone(),
+        );
         Self { registry, ..metrics }
     }
 
@@ -147,6 +159,11 @@ impl Metrics {
         self.tunnel_bytes.get_or_create(&upstream).inc_by(closed.client_to_backend);
         let downstream = BytesLabels { route, direction: "backend_to_client" };
         self.tunnel_bytes.get_or_create(&downstream).inc_by(closed.backend_to_client);
+    }
+
+    /// Counts a failed list or watch of `kind`.
+    pub fn kube_watch_error(&self, kind: &str) {
+        self.kube_watch_errors.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
     }
 
     /// The text exposition, with the table gauges read from `table` now.

@@ -28,15 +28,14 @@ async fn echo_binary_answers_http_and_websocket() {
 
 #[tokio::test]
 async fn run_binary_serves_admin_endpoints_and_stops_on_sigterm() {
-    let mut hawser = Process::start(
-        &["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"],
-        3,
-    );
+    let empty = tempdir();
+    let args =
+        ["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
+    let mut hawser = Process::start(&[&args[..], &["--manifests", empty.to_str().unwrap()]].concat(), 3);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     assert_eq!(get(admin, "admin", "/healthz").await.0, StatusCode::OK);
-    assert_eq!(get(admin, "admin", "/readyz").await.0, StatusCode::OK);
-    let (status, _, routes) = get(admin, "admin", "/debug/routes").await;
-    assert_eq!(status, StatusCode::OK);
+    eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
+    let (_, _, routes) = get(admin, "admin", "/debug/routes").await;
     let routes: serde_json::Value = serde_json::from_slice(&routes).unwrap();
     assert_eq!(routes["generation"], 1);
     assert_eq!(get(proxy, "a.test", "/").await.0, StatusCode::NOT_FOUND);
@@ -56,4 +55,26 @@ fn bad_flags_exit_with_a_usage_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--trusted-proxies"));
+}
+
+#[test]
+fn run_without_manifests_or_cluster_says_what_to_do() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args([
+            "run",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(said.contains("use --manifests DIR for standalone mode"), "{said}");
 }

@@ -1,5 +1,5 @@
 //! The translation from Kubernetes objects to the routing table: a pure function, no I/O, no
-//! clock. `build(&Snapshot, &BuildConfig) -> Built { table, tls, reports }`.
+//! clock. `build(&Snapshot, &BuildConfig) -> Built { table, tls, reports, served }`.
 //!
 //! Order: IngressClasses decide what is served; every served Ingress and WebSocketRoute becomes
 //! candidate routes and TLS claims (each object reports its own problems); candidates claiming
@@ -81,6 +81,8 @@ pub struct Built {
     pub tls: BTreeMap<String, SecretRef>,
     /// Every finding, sorted.
     pub reports: Vec<Report>,
+    /// The Ingresses and WebSocketRoutes hawser serves (their class is hawser's), sorted.
+    pub served: Vec<ObjectRef>,
 }
 
 impl Built {
@@ -95,14 +97,17 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
     let classes = class::Classes::new(snapshot, config);
     let mut reports = Vec::new();
     let mut out = Output::default();
+    let mut served = Vec::new();
     for ingress in snapshot.ingresses.iter().filter(|i| classes.serves_ingress(i)) {
         let object = ObjectRef::new("Ingress", &ingress.namespace().unwrap_or_default(), &ingress.name_any());
+        served.push(object.clone());
         ingress::translate(ingress, snapshot, &mut Reporter::new(object, &mut reports), &mut out);
     }
     for route in snapshot.routes.iter().filter(|r| classes.serves_route(r.spec.ingress_class_name.as_deref()))
     {
         let object =
             ObjectRef::new("WebSocketRoute", &route.namespace().unwrap_or_default(), &route.name_any());
+        served.push(object.clone());
         websocket_route::translate(route, snapshot, &mut Reporter::new(object, &mut reports), &mut out);
     }
     let mut hosts = assemble(out.candidates, &mut reports);
@@ -124,7 +129,8 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
     let tls = claims.into_iter().map(|(host, claim)| (host.to_string(), claim.secret)).collect();
     reports.sort();
     reports.dedup();
-    Built { table, tls, reports }
+    served.sort();
+    Built { table, tls, reports, served }
 }
 
 /// Keeps the best-ranked candidate of each host + path + headers, reports the others, and
