@@ -41,6 +41,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the WebSocketRoute CustomResourceDefinition.
     Crd,
+    /// Print the Kubernetes API access hawser needs (JSON RBAC rules).
+    Rbac,
     /// Run a WebSocket + HTTP echo backend for smoke tests and demos.
     Echo(EchoArgs),
     /// Run echo backends and the proxy on the quickstart manifests, and say what to try.

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod quickstart;
+pub mod rbac;
 pub mod snapshot;
 pub mod source;
 pub mod status;

@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", hawser::crd::crd_yaml()),
+        Command::Rbac => print!("{}", hawser::rbac::json()),
         Command::Check(args) => check(&args),
         command => {
             hawser::telemetry::init(cli.log_format);
@@ -31,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 Command::Run(args) => serve(Serve::from(*args)).await?,
                 Command::Echo(args) => echo(args).await?,
                 Command::Quickstart(args) => run_quickstart(args).await?,
-                Command::Crd | Command::Check(_) => {}
+                Command::Crd | Command::Rbac | Command::Check(_) => {}
             }
         }
     }
