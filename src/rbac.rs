@@ -1,7 +1,10 @@
 //! Every Kubernetes API call hawser makes, as the RBAC rules it needs. `hawser rbac` prints them
-//! as JSON; the Helm chart grants exactly these (its test compares). Keep this list in step with
+//! as JSON; the Helm chart must grant all of them, in the right scope (`e2e/chart_test.py`
+//! checks). Keep this list in step with
 //! `source/cluster.rs` (list/watch), `status/writer.rs` (status patches, Events) and
-//! `status/lease.rs` (the Lease). The CRD probe uses discovery, which needs no rule.
+//! `status/lease.rs` (the Lease). The CRD probe uses discovery, which needs no rule. The
+//! published Service is read directly in hawser's own namespace, which may lie outside
+//! `--watch-namespace`.
 
 use serde::Serialize;
 
@@ -65,6 +68,7 @@ pub const RULES: &[Rule] = &[
         verbs: &["get", "create", "update"],
         scope: Scope::ReleaseNamespace,
     },
+    Rule { api_group: "", resource: "services", verbs: &["get"], scope: Scope::ReleaseNamespace },
 ];
 
 /// The rules as pretty JSON.

@@ -127,11 +127,6 @@ impl ClusterInputs {
     pub fn routes(&self) -> Option<&Store<WebSocketRoute>> {
         self.routes.as_ref()
     }
-
-    /// The Service store (the published Service's address).
-    pub fn services(&self) -> &Store<Service> {
-        &self.services
-    }
 }
 
 /// Which applied objects count as a change.

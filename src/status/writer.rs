@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -68,9 +69,7 @@ impl StatusWriter {
     }
 
     async fn ingress_status(&self, outcome: &BuildOutcome, inputs: &ClusterInputs) {
-        let service = self.publish.service.as_ref().and_then(|(ns, name)| {
-            inputs.services().get(&StoreRef::new(name).within(ns)).map(|s| (*s).clone())
-        });
+        let service = self.published_service().await;
         let ours = publish_addresses(&self.publish.addresses, service.as_ref());
         for ingress in inputs.ingresses().state() {
             let namespace = ingress.namespace().unwrap_or_default();
@@ -88,6 +87,20 @@ impl StatusWriter {
                 api.patch_status(&ingress.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await
             {
                 tracing::warn!(ingress = %ingress.name_any(), %namespace, %error, "writing Ingress status failed");
+            }
+        }
+    }
+
+    /// The `--publish-service`, read directly: it lives in hawser's own namespace, which may be
+    /// outside `--watch-namespace`.
+    async fn published_service(&self) -> Option<Service> {
+        let (namespace, name) = self.publish.service.as_ref()?;
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(service) => service,
+            Err(error) => {
+                tracing::warn!(service = %name, %namespace, %error, "reading the published Service failed");
+                None
             }
         }
     }

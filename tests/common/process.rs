@@ -14,8 +14,14 @@ pub struct Process {
 
 impl Process {
     pub fn start(args: &[&str], listeners: usize) -> Self {
+        Self::start_with_env(args, listeners, &[])
+    }
+
+    /// Like [`Self::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], listeners: usize, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
             .args(args)
+            .envs(env.iter().copied())
             .arg("--log-format=json")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -50,6 +56,14 @@ impl Process {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("hawser did not exit within 5 s of SIGTERM");
+    }
+}
+
+impl Process {
+    /// Kills the process now (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,336 @@
+//! Kubernetes mode end to end: the real `hawser run` binary against a stand-in API server over
+//! real HTTP (`tests/apiserver/apiserver.py`, which says what it does and does not model).
+//! Objects created, changed and deleted through the API reach the traffic; status, conditions
+//! and Events come back; an API-server restart never stops traffic; the Lease elects one writer.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::process::Process;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The stand-in API server as a child process.
+struct ApiServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ApiServer {
+    fn start(port: u16, state: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apiserver/apiserver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &port.to_string(), "--state", state.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn kubeconfig(dir: &Path, api: SocketAddr) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: test, cluster: {{server: \"http://{api}\"}}}}]\n\
+         users: [{{name: test, user: {{}}}}]\ncontexts: [{{name: test, context: {{cluster: test, user: test, namespace: default}}}}]\n\
+         current-context: test\n"
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A call to the API server; the JSON answer.
+async fn api(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let content_type = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "api")
+        .header("content-type", content_type)
+        .body(Full::new(body))
+        .unwrap();
+    let (status, _, body) = request(addr, req).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn create(addr: SocketAddr, path: &str, object: Value) {
+    let (status, answer) = api(addr, "POST", path, Some(object)).await;
+    assert!(status.is_success(), "POST {path}: {status} {answer}");
+}
+
+const SERVICES: &str = "/api/v1/namespaces/default/services";
+const SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+const ROUTES: &str = "/apis/hawser.dev/v1alpha1/namespaces/default/websocketroutes";
+
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"ports": [{"name": "http", "port": 80}]}})
+}
+
+fn slice(service: &str, backend: SocketAddr) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-1"), "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": backend.port()}],
+        "endpoints": [{"addresses": [backend.ip().to_string()], "conditions": {"ready": true}}]
+    })
+}
+
+fn ingress(host: &str, service: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+        "spec": {"ingressClassName": "hawser", "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"name": "http"}}}}
+        ]}}]}
+    })
+}
+
+fn route() -> Value {
+    json!({
+        "apiVersion": "hawser.dev/v1alpha1", "kind": "WebSocketRoute", "metadata": {"name": "chat"},
+        "spec": {"hostnames": ["chat.test"], "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/ws"}}], "backends": [{"name": "a", "port": "http"}]}]}
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_hawser(config: &Path, identity: &str) -> Process {
+    let mut command = vec![
+        "run",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    command.extend([
+        "--publish-status-address",
+        "192.0.2.10",
+        "--election-lease-duration",
+        "3s",
+        "--election-id",
+        "hawser-test",
+    ]);
+    Process::start_with_env(
+        &command,
+        3,
+        &[("KUBECONFIG", config.to_str().unwrap()), ("POD_NAME", identity), ("POD_NAMESPACE", "default")],
+    )
+}
+
+async fn served_by(proxy: SocketAddr, host: &str) -> Option<String> {
+    let (status, _, body) = get(proxy, host, "/").await;
+    (status == StatusCode::OK).then(|| seen(&body).name)
+}
+
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(ms(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_objects_drive_traffic_and_status() {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = tempdir();
+    let port = free_port();
+    let mut apiserver = ApiServer::start(port, &dir.join("state.json"));
+    let api_addr = apiserver.addr;
+    create(api_addr, SERVICES, service("a")).await;
+    create(api_addr, SLICES, slice("a", a.addr)).await;
+    create(api_addr, INGRESSES, ingress("a.test", "a")).await;
+    let hawser = start_hawser(&kubeconfig(&dir, api_addr), "hawser-1");
+    let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
+    until("ready", || async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
+    assert_eq!(served_by(proxy, "a.test").await.as_deref(), Some("a"));
+
+    // A change through the API is live; a WebSocketRoute appears.
+    create(api_addr, SERVICES, service("b")).await;
+    create(api_addr, SLICES, slice("b", b.addr)).await;
+    let patch = json!({"spec": {"rules": [{"host": "a.test", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "b", "port": {"name": "http"}}}}]}}]}});
+    api(api_addr, "PATCH", &format!("{INGRESSES}/web"), Some(patch)).await;
+    until("the Ingress change", || async { served_by(proxy, "a.test").await.as_deref() == Some("b") }).await;
+    create(api_addr, ROUTES, route()).await;
+    until("the WebSocketRoute", || async { ws_connect(proxy, "chat.test", "/ws", &[]).await.is_ok() }).await;
+    let (mut tunnel, _) = ws_open(proxy, "chat.test", "/ws").await;
+
+    // Status where users look.
+    until("the Ingress address", || async {
+        let (_, ingress) = api(api_addr, "GET", &format!("{INGRESSES}/web"), None).await;
+        ingress["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.10"
+    })
+    .await;
+    until("the route's conditions", || async {
+        let (_, route) = api(api_addr, "GET", &format!("{ROUTES}/chat"), None).await;
+        let conditions = route["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.iter().any(|c| c["type"] == "Accepted" && c["status"] == "True")
+            && route["status"]["observedGeneration"] == route["metadata"]["generation"]
+    })
+    .await;
+
+    // A bad annotation becomes a Warning Event; the route keeps serving.
+    let bad = json!({"metadata": {"annotations": {"hawser.dev/idle-timeout": "soon"}}});
+    api(api_addr, "PATCH", &format!("{INGRESSES}/web"), Some(bad)).await;
+    until("a Warning Event", || async {
+        let (_, events) =
+            api(api_addr, "GET", "/apis/events.k8s.io/v1/namespaces/default/events", None).await;
+        events["items"].as_array().is_some_and(|items| {
+            items.iter().any(|e| {
+                e["type"] == "Warning"
+                    && e["regarding"]["name"] == "web"
+                    && e["note"].as_str().unwrap_or("").contains("idle-timeout")
+            })
+        })
+    })
+    .await;
+    assert_eq!(served_by(proxy, "a.test").await.as_deref(), Some("b"));
+
+    // The API server goes away and comes back: traffic never stops, and hawser resyncs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, failures) = (stop.clone(), failures.clone());
+        tokio::spawn(async move {
+            let mut requests = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if served_by(proxy, "a.test").await.is_none() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                requests += 1;
+                tokio::time::sleep(ms(20)).await;
+            }
+            requests
+        })
+    };
+    apiserver.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let apiserver = ApiServer::start(port, &dir.join("state.json"));
+    let patch = json!({"spec": {"endpoints": [{"addresses": [a.addr.ip().to_string()], "conditions": {"ready": true}}], "ports": [{"name": "http", "port": a.addr.port()}]}});
+    let _ = patch;
+    api(
+        apiserver.addr,
+        "PATCH",
+        &format!("{SLICES}/b-1"),
+        Some(json!({"ports": [{"name": "http", "port": a.addr.port()}]})),
+    )
+    .await;
+    until("the change made after the restart", || async {
+        served_by(proxy, "a.test").await.as_deref() == Some("a")
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let requests = load.await.unwrap();
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed while the API server was away ({requests} sent)"
+    );
+    tunnel.send(Message::text("still open")).await.unwrap();
+    assert_eq!(tunnel.next().await.unwrap().unwrap(), Message::text("still open"));
+
+    // Deleting the Ingress removes its routes.
+    api(apiserver.addr, "DELETE", &format!("{INGRESSES}/web"), None).await;
+    until("the deletion", || async { get(proxy, "a.test", "/").await.0 == StatusCode::NOT_FOUND }).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_and_another_takes_over() {
+    let dir = tempdir();
+    let apiserver = ApiServer::start(free_port(), &dir.join("state.json"));
+    let config = kubeconfig(&dir, apiserver.addr);
+    let mut first = start_hawser(&config, "hawser-1");
+    let second = start_hawser(&config, "hawser-2");
+    let lease_path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/hawser-test";
+    let holder = || async {
+        api(apiserver.addr, "GET", lease_path, None).await.1["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    until("a leader", || async { holder().await.is_some() }).await;
+    let leader = holder().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(leader.as_str()),
+        "leadership must be stable while the leader lives"
+    );
+    // A bad Ingress: Events come from the leader only.
+    create(apiserver.addr, INGRESSES, {
+        let mut bad = ingress("x.test", "missing");
+        bad["metadata"]["annotations"] = json!({"hawser.dev/idle-timeout": "soon"});
+        bad
+    })
+    .await;
+    until("an Event", || async {
+        let (_, events) =
+            api(apiserver.addr, "GET", "/apis/events.k8s.io/v1/namespaces/default/events", None).await;
+        events["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, events) =
+        api(apiserver.addr, "GET", "/apis/events.k8s.io/v1/namespaces/default/events", None).await;
+    let instances: std::collections::BTreeSet<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reportingInstance"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(instances.into_iter().collect::<Vec<_>>(), vec![leader.clone()], "only the leader writes");
+    // The leader dies; the other takes over within the lease duration (3 s) plus a renewal.
+    let survivor = if leader == "hawser-1" { "hawser-2" } else { "hawser-1" };
+    if leader == "hawser-1" {
+        first.kill()
+    } else {
+        drop(second)
+    };
+    let started = Instant::now();
+    until("the takeover", || async { holder().await.as_deref() == Some(survivor) }).await;
+    assert!(started.elapsed() < Duration::from_secs(8), "takeover took {:?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}
