@@ -43,17 +43,13 @@ STATUS_VERBS = ["get", "patch", "update"]
 MAX_BODY = 3 * 1024 * 1024  # the real server's request size limit
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 HAWSER_CRD_NAME = "websocketroutes.hawser.dev"
 PRECREATED_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"]
 
 
 def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def now_micro():
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +376,10 @@ def parse_label_selector(s):
             raise bad_request('unable to parse requirement: found \'\', expected: identifier')
         m = LABEL_REQ_RE.match(p)
         if m:
-            vals = [v.strip() for v in m.group("vals").split(",") if v.strip()]
+            vals = [v.strip() for v in m.group("vals").split(",")]
+            for v in vals:
+                if len(v) > 63 or not LABEL_VALUE_RE.match(v):
+                    raise bad_request('unable to parse requirement: invalid label value: "%s"' % v)
             reqs.append((m.group("key"), m.group("op"), vals))
             continue
         if p.startswith("!"):
@@ -397,6 +396,9 @@ def parse_label_selector(s):
                 raise bad_request("unable to parse requirement: %r" % p)
         if not LABEL_NAME_RE.match(key):
             raise bad_request('unable to parse requirement: invalid label key "%s"' % key)
+        for v in vals if op in ("=", "!=", "in", "notin") else []:
+            if len(v) > 63 or not LABEL_VALUE_RE.match(v):
+                raise bad_request('unable to parse requirement: invalid label value: "%s"' % v)
         if op in (">", "<"):
             try:
                 int(vals[0])
@@ -423,6 +425,9 @@ def labels_match(reqs, labels):
             return False
         if op == "notin" and has and v in vals:
             return False
+        for v in vals if op in ("=", "!=", "in", "notin") else []:
+            if len(v) > 63 or not LABEL_VALUE_RE.match(v):
+                raise bad_request('unable to parse requirement: invalid label value: "%s"' % v)
         if op in (">", "<"):
             try:
                 n = int(v) if has else None
@@ -509,28 +514,87 @@ def merge_patch(target, patch):
     return out
 
 
+# Merge keys of well-known lists, used only when a strategic patch carries `$patch` items but no
+# `$setElementOrder` to name the key.
+KNOWN_MERGE_KEYS = {"ports": "port", "conditions": "type", "containers": "name", "initContainers": "name",
+                    "env": "name", "volumes": "name", "volumeMounts": "mountPath", "imagePullSecrets": "name",
+                    "ownerReferences": "uid"}
+
+
 def strategic_merge_patch(target, patch):
-    """Strategic merge patch reduced to a JSON merge patch: lists are replaced whole.
-    `$patch: replace|delete` on maps is honoured; other `$` directives are dropped."""
+    """Strategic merge patch without the schema: a JSON merge patch that also understands the
+    directives kubectl sends (`$patch: replace|delete`, `$setElementOrder/<list>`,
+    `$deleteFromPrimitiveList/<list>`, `$retainKeys`). A list is merged by key only when the patch
+    names the key (through `$setElementOrder`, or `$patch` items on a well-known list); other
+    lists are replaced whole, as in a JSON merge patch."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     directive = patch.get("$patch")
     if directive == "delete":
         return None
-    clean = {k: v for k, v in patch.items() if not k.startswith("$")}
     if directive == "replace":
-        return copy.deepcopy(clean)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in clean.items():
+        return strategic_merge_patch({}, {k: v for k, v in patch.items() if k != "$patch"})
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    orders = {k.split("/", 1)[1]: v for k, v in patch.items() if k.startswith("$setElementOrder/")}
+    deletes = {k.split("/", 1)[1]: v for k, v in patch.items() if k.startswith("$deleteFromPrimitiveList/")}
+    for k, v in patch.items():
+        if k.startswith("$"):
+            continue
         if v is None:
             out.pop(k, None)
+        elif isinstance(v, list):
+            out[k] = _smp_list(out.get(k), v, orders.get(k), k)
         else:
             r = strategic_merge_patch(out.get(k), v)
             if r is None:
                 out.pop(k, None)
             else:
                 out[k] = r
+    for k, order in orders.items():
+        if k not in patch and isinstance(out.get(k), list):
+            out[k] = _smp_list(out[k], [], order, k)
+    for k, vals in deletes.items():
+        if isinstance(out.get(k), list):
+            out[k] = [x for x in out[k] if x not in vals]
+    if isinstance(patch.get("$retainKeys"), list):
+        out = {k: v for k, v in out.items() if k in patch["$retainKeys"]}
     return out
+
+
+def _smp_list(orig, plist, order, field):
+    orig = copy.deepcopy(orig) if isinstance(orig, list) else []
+    if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in plist):
+        return [strategic_merge_patch({}, i) for i in plist if not (isinstance(i, dict) and i.get("$patch") == "replace")]
+    key = None
+    if order and isinstance(order[0], dict) and len(order[0]) == 1:
+        key = next(iter(order[0]))
+    elif any(isinstance(i, dict) and "$patch" in i for i in plist):
+        key = KNOWN_MERGE_KEYS.get(field)
+    if order and not isinstance(order[0], dict):
+        # a primitive list with the merge strategy (e.g. finalizers): union, then the given order
+        result = orig + [v for v in plist if v not in orig]
+    elif key is None:
+        return [strategic_merge_patch({}, i) if isinstance(i, dict) else copy.deepcopy(i) for i in plist
+                if not (isinstance(i, dict) and i.get("$patch") == "delete")]
+    else:
+        result = orig
+        for item in plist:
+            if not isinstance(item, dict):
+                result.append(copy.deepcopy(item))
+                continue
+            idx = [n for n, x in enumerate(result) if isinstance(x, dict) and x.get(key) == item.get(key)]
+            if item.get("$patch") == "delete":
+                result = [x for n, x in enumerate(result) if n not in idx]
+            elif idx:
+                result[idx[0]] = strategic_merge_patch(result[idx[0]], item)
+            else:
+                result.append(strategic_merge_patch({}, item))
+    if order:
+        keyf = (lambda x: x.get(key) if isinstance(x, dict) else x) if key else (lambda x: x)
+        pos = {json.dumps(keyf(o) if not isinstance(o, dict) else o.get(key), sort_keys=True): n
+               for n, o in enumerate(order)}
+        result.sort(key=lambda x: pos.get(json.dumps(keyf(x), sort_keys=True), len(pos)))
+    return result
 
 
 class PatchError(Exception):
@@ -845,7 +909,7 @@ class Store:
         }
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, separators=(",", ":"))
         os.replace(tmp, self.state_file)
 
     # ---- object preparation ------------------------------------------------------------------
@@ -948,9 +1012,19 @@ class Store:
                           "Invalid value: \"%s\": a lowercase RFC 1123 subdomain must consist of lower case "
                           "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
                           "character" % name)
+        if rt.storage == "core/services" and (len(name) > 63 or not re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", name)):
+            raise invalid(rt, name, "metadata.name",
+                          "Invalid value: \"%s\": a DNS-1035 label must consist of lower case alphanumeric "
+                          "characters or '-', start with an alphabetic character, and end with an alphanumeric "
+                          "character" % name)
+        if rt.storage == "core/namespaces" and (len(name) > 63 or "." in name):
+            raise invalid(rt, name, "metadata.name",
+                          "Invalid value: \"%s\": a lowercase RFC 1123 label must consist of lower case "
+                          "alphanumeric characters or '-', and must start and end with an alphanumeric character"
+                          % name)
         for k, v in (md.get("labels") or {}).items():
             if not LABEL_NAME_RE.match(k) or not isinstance(v, str) or len(v) > 63 or \
-                    (v and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", v)):
+                    not LABEL_VALUE_RE.match(v):
                 raise invalid(rt, name, "metadata.labels", "Invalid value: \"%s\": invalid label" % v)
         for k, v in (md.get("annotations") or {}).items():
             if not isinstance(v, str):
@@ -1278,7 +1352,6 @@ class Server:
         self.args = args
         self.store = Store(args)
         self.port = None
-        self.watchers = 0
 
     def log(self, msg):
         if self.args.log_requests:
@@ -1356,8 +1429,8 @@ class Server:
                 await self.write_response(writer, resp, keep_alive)
                 if not keep_alive:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, OSError, asyncio.CancelledError):
+            pass  # the client went away, or the server is stopping
         finally:
             try:
                 writer.close()
@@ -1456,7 +1529,7 @@ class Server:
                 await self.watch(req, rt, ns, writer, reader)
                 return None
             obj = self.store.get(rt, ns, name)
-            return self.maybe_table(req, rt, [rt.to_ext(obj)], None) or self.ok(rt.to_ext(obj))
+            return self.ok(self.view(req, rt, rt.to_ext(obj)))
         if m == "PUT":
             obj = self.store.update(rt, ns, name, self.json_body(req), sub, dry)
             return self.ok(rt.to_ext(obj))
@@ -1483,6 +1556,11 @@ class Server:
         return Response(code, encode(obj))
 
     def json_body(self, req):
+        ctype = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "", "*/*"):
+            raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
+                           'accepted media types include: application/json (this server speaks JSON only, not "%s")'
+                           % ctype, {})
         try:
             obj = json.loads(req.body.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
@@ -1571,15 +1649,42 @@ class Server:
                     {"rv": list_rv, "start": [last.get("namespace", ""), last["name"]]}).encode()).decode()
                 meta["remainingItemCount"] = len(items) - n
                 items = items[:n]
-        table = self.maybe_table(req, rt, items, meta)
-        if table:
-            return table
+        mode = self.view_mode(req)
+        if mode == "Table":
+            return self.ok(self.table(rt, items, meta))
+        if mode == "PartialObjectMetadata":
+            return self.ok({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": meta,
+                            "items": [self.partial(i) for i in items]})
         return self.ok({"apiVersion": rt.api_version, "kind": rt.list_kind, "metadata": meta, "items": items})
 
-    def maybe_table(self, req, rt, items, meta):
-        accept = req.headers.get("accept", "")
-        if "as=Table" not in accept:
-            return None
+    @staticmethod
+    def view_mode(req):
+        """What the Accept header asks for: a Table (kubectl), PartialObjectMetadata (metadata-only
+        clients) or, by default, the objects themselves."""
+        for part in req.headers.get("accept", "").split(","):
+            params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
+            if params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+                if params.get("as") == "Table":
+                    return "Table"
+                if params.get("as") in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                    return "PartialObjectMetadata"
+            elif part.split(";")[0].strip() in ("application/json", "*/*", "application/*"):
+                return None
+        return None
+
+    def view(self, req, rt, ext, mode=None):
+        mode = mode or self.view_mode(req)
+        if mode == "Table":
+            return self.table(rt, [ext], None)
+        if mode == "PartialObjectMetadata":
+            return self.partial(ext)
+        return ext
+
+    @staticmethod
+    def partial(ext):
+        return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": ext.get("metadata", {})}
+
+    def table(self, rt, items, meta):
         cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
         pcs = [c for c in rt.printer_columns]
         for c in pcs:
@@ -1590,11 +1695,14 @@ class Server:
             md = it.get("metadata", {})
             cells = [md.get("name")]
             for c in pcs:
-                cells.append(cell(simple_jsonpath(it, c.get("jsonPath", "")), c.get("type", "string")))
+                typ = c.get("type", "string")
+                if typ == "date" and not (rt.crd or c.get("name", "").lower() == "age"):
+                    typ = "string"  # e.g. the CRD table's "Created At": a timestamp, not an age
+                cells.append(cell(simple_jsonpath(it, c.get("jsonPath", "")), typ))
             rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                                     "metadata": md}})
-        return self.ok({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta or {},
-                        "columnDefinitions": cols, "rows": rows})
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta or {},
+                "columnDefinitions": cols, "rows": rows}
 
     def delete_collection(self, req, rt, ns, dry):
         lsel = parse_label_selector(req.q("labelSelector"))
@@ -1615,8 +1723,7 @@ class Server:
         st = self.store
         lsel = parse_label_selector(req.q("labelSelector"))
         fsel = parse_field_selector(req.q("fieldSelector"), rt)
-        rv_param = req.q("resourceVersion")
-        rv = self.parse_rv(rv_param)
+        rv = self.parse_rv(req.q("resourceVersion"))
         bookmarks = req.flag("allowWatchBookmarks")
         sie = req.q("sendInitialEvents")
         match = req.q("resourceVersionMatch")
@@ -1649,7 +1756,11 @@ class Server:
                       "Cache-Control: no-cache, private\r\nConnection: close\r\nDate: %s\r\n\r\n"
                       % time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())).encode())
 
+        mode = self.view_mode(req)
+
         def chunk(ev):
+            if ev["type"] in ("ADDED", "MODIFIED", "DELETED") and mode:
+                ev = {"type": ev["type"], "object": self.view(req, rt, ev["object"], mode)}
             data = encode(ev) + b"\n"
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
@@ -1657,7 +1768,8 @@ class Server:
             md = {"resourceVersion": str(cursor)}
             if initial_end:
                 md["annotations"] = {"k8s.io/initial-events-end": "true"}
-            chunk({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}})
+            kind, api_version = (rt.kind, rt.api_version) if mode is None else (mode, "meta.k8s.io/v1")
+            chunk({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": md}})
 
         def matches(ext):
             if ext is None:
@@ -1667,7 +1779,6 @@ class Server:
                 return False
             return labels_match(lsel, md.get("labels")) and fields_match(fsel, ext)
 
-        self.watchers += 1
         eof = asyncio.ensure_future(reader.read(1))
         try:
             if send_initial:
@@ -1680,6 +1791,8 @@ class Server:
                 elif bookmarks:
                     bookmark(cursor)
             else:
+                if rv is None:  # sendInitialEvents=false without a resourceVersion: from now on
+                    rv = st.rv
                 if rv < st.log_floor:
                     chunk({"type": "ERROR", "object": expired("too old resource version: %d (%d)"
                                                               % (rv, st.log_floor)).status()})
@@ -1702,8 +1815,6 @@ class Server:
             next_bm = start + interval
             sent_start_bm = send_initial
             while True:
-                if rt.crd and st.lookup(rt.group, rt.version, rt.plural) is None:
-                    break  # the CRD went away: the real server ends such watches
                 if pos < st.log_base:
                     chunk({"type": "ERROR", "object": expired("too old resource version: %d (%d)"
                                                               % (cursor, st.log_floor)).status()})
@@ -1732,6 +1843,8 @@ class Server:
                         if matches(new_ext):
                             chunk({"type": "DELETED", "object": new_ext})
                 cursor = max(cursor, st.rv) if pos == st.log_base + len(st.log) else cursor
+                if rt.crd and st.lookup(rt.group, rt.version, rt.plural) is None:
+                    break  # the CRD went away: the real server ends such watches
                 now = time.monotonic()
                 if bookmarks and (not sent_start_bm or now >= next_bm):
                     bookmark(cursor)
@@ -1752,7 +1865,6 @@ class Server:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.watchers -= 1
             if not eof.done():
                 eof.cancel()
 
