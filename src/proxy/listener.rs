@@ -1,6 +1,6 @@
 //! Accepting client connections: the PROXY protocol header when configured, TLS on the HTTPS
-//! listener, then HTTP/1.1 and HTTP/2 (ALPN, or prior knowledge in clear text) on the same port,
-//! with header limits, a header-read timeout and graceful shutdown.
+//! listener, then HTTP/1.1 or HTTP/2 on the same port (chosen by ALPN, or in clear text by the
+//! HTTP/2 preface), with header limits, a header-read timeout and graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper::server::conn::{http1, http2};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -24,11 +25,17 @@ use crate::accept::accept_until;
 /// hyper refuses HTTP/1 read buffers smaller than this.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4): how a prior-knowledge client starts.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// What every connection of one listener shares.
 struct Listener {
     proxy: Arc<Proxy>,
     tls: Option<TlsAcceptor>,
-    http: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// Set when the listener stops: connections finish their requests and close.
+    closing: watch::Sender<bool>,
 }
 
 /// Serves `listener` (with TLS when `tls` is given) until `stop` completes, then lets in-flight
@@ -42,35 +49,32 @@ pub async fn serve(
     grace: Duration,
 ) {
     let what = if tls.is_some() { "proxy-tls" } else { "proxy" };
-    let shared = Arc::new(Listener { http: http_builder(&proxy), proxy, tls });
-    let graceful = GracefulShutdown::new();
+    let (http1, http2) = http_builders(&proxy);
+    let shared = Arc::new(Listener { http1, http2, proxy, tls, closing: watch::Sender::new(false) });
+    let connections = TaskTracker::new();
     accept_until(listener, what, stop, |stream, peer| {
-        tokio::spawn(shared.clone().connection(stream, peer, graceful.watcher()));
+        connections.spawn(shared.clone().connection(stream, peer));
     })
     .await;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    shared.closing.send_replace(true);
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::info!(listener = what, "grace period over with requests still in flight");
     }
 }
 
-fn http_builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
+fn http_builders(proxy: &Proxy) -> (http1::Builder, http2::Builder<TokioExecutor>) {
     let max_header_bytes = proxy.config.max_header_bytes.max(MIN_HEADER_BYTES);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(proxy.config.header_read_timeout)
-        .max_buf_size(max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
-    builder
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new()).header_read_timeout(proxy.config.header_read_timeout).max_buf_size(max_header_bytes);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new()).max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+    (h1, h2)
 }
 
 impl Listener {
     /// One accepted connection: PROXY header, TLS, HTTP. Failures close only this connection.
-    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         // WebSocket frames are small and latency-bound: never hold them back for Nagle.
         let _ = stream.set_nodelay(true);
         let mut client_ip = peer.ip();
@@ -87,16 +91,22 @@ impl Listener {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let client = Client::new(client_ip, scheme, &self.proxy.config.trusted_proxies);
         let Some(acceptor) = &self.tls else {
-            return self.serve_http(stream, client, watcher).await;
+            let h2 = prior_knowledge(&stream, self.proxy.config.header_read_timeout).await;
+            return self.serve_http(stream, h2, client).await;
         };
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => self.serve_http(tls, client, watcher).await,
+            Ok(Ok(tls)) => {
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.serve_http(tls, h2, client).await
+            }
             Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     }
 
-    async fn serve_http<I>(&self, io: I, client: Client, watcher: Watcher)
+    /// HTTP/2 when `h2`, else HTTP/1.1 with upgrades. The socket is handed to hyper as it is,
+    /// so an upgraded connection can be taken back as the plain socket (see `upgrade.rs`).
+    async fn serve_http<I>(&self, io: I, h2: bool, client: Client)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -105,9 +115,44 @@ impl Listener {
             let proxy = proxy.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
         });
-        let connection = self.http.serve_connection_with_upgrades(TokioIo::new(io), service);
-        if let Err(error) = watcher.watch(connection.into_owned()).await {
+        let mut closing = self.closing.subscribe();
+        // Drives a hyper connection; when the listener closes, lets in-flight requests finish.
+        macro_rules! until_closed {
+            ($connection:expr) => {{
+                let mut connection = std::pin::pin!($connection);
+                tokio::select! {
+                    ended = connection.as_mut() => ended,
+                    () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                }
+            }};
+        }
+        let ended = if h2 {
+            until_closed!(self.http2.serve_connection(TokioIo::new(io), service))
+        } else {
+            until_closed!(self.http1.serve_connection(TokioIo::new(io), service).with_upgrades())
+        };
+        if let Err(error) = ended {
             tracing::debug!(%error, "client connection ended with an error");
         }
+    }
+}
+
+/// Whether a clear-text client starts with the HTTP/2 preface: peeks until the bytes seen stop
+/// matching it, all of it has arrived, or `timeout` passes (then HTTP/1 answers).
+async fn prior_knowledge(stream: &TcpStream, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = [0u8; H2_PREFACE.len()];
+    loop {
+        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await else { return false };
+        if n == 0 || seen[..n] != H2_PREFACE[..n] {
+            return false;
+        }
+        if n == H2_PREFACE.len() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }

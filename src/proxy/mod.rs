@@ -15,6 +15,7 @@ mod proxy_protocol;
 mod service;
 pub mod tls;
 mod tunnel;
+mod tunnel_tcp;
 mod upgrade;
 
 use std::sync::Arc;

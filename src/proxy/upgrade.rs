@@ -6,6 +6,8 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::Proxy;
 use super::admission::{BudgetGuard, check_origin};
@@ -13,7 +15,8 @@ use super::body::{Lease, ProxyBody};
 use super::error::ProxyError;
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop};
-use super::tunnel::{self, Limits};
+use super::tunnel::{self, CloseReason, Limits};
+use super::tunnel_tcp;
 use crate::model::Route;
 
 /// Answers an upgrade request: checks the Origin and the budgets before anything reaches the
@@ -68,7 +71,7 @@ impl Tunnel {
         let policy = &self.route.policy;
         let limits = Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration };
         let drain = self.proxy.drain.subscribe();
-        let (reason, totals) = tunnel::run(TokioIo::new(client), TokioIo::new(backend), limits, drain).await;
+        let (reason, totals) = join(client, backend, limits, drain).await;
         metrics.tunnel_closed(open, &self.route.name, reason.label(), &totals);
         tracing::info!(
             target: "hawser::access",
@@ -81,5 +84,41 @@ impl Tunnel {
             "tunnel closed"
         );
         drop((self.budget, self.load));
+    }
+}
+
+/// Runs the tunnel between two upgraded connections: without buffers while idle when both are
+/// plain TCP sockets (bytes hyper had already read past the handshake are delivered first),
+/// else with the generic copy (TLS on either side).
+async fn join(
+    client: hyper::upgrade::Upgraded,
+    backend: hyper::upgrade::Upgraded,
+    limits: Limits,
+    drain: tokio::sync::watch::Receiver<bool>,
+) -> (CloseReason, crate::metrics::TunnelTotals) {
+    type Plain = TokioIo<TcpStream>;
+    let client = match client.downcast::<Plain>() {
+        Ok(parts) => parts,
+        Err(client) => return tunnel::run(TokioIo::new(client), TokioIo::new(backend), limits, drain).await,
+    };
+    let (mut client_io, client_early) = (client.io.into_inner(), client.read_buf);
+    match backend.downcast::<Plain>() {
+        Ok(backend) => {
+            let (mut backend_io, backend_early) = (backend.io.into_inner(), backend.read_buf);
+            if backend_io.write_all(&client_early).await.is_err() {
+                return (CloseReason::BackendError, Default::default());
+            }
+            if client_io.write_all(&backend_early).await.is_err() {
+                return (CloseReason::ClientError, Default::default());
+            }
+            tunnel_tcp::run(client_io, backend_io, limits, drain).await
+        }
+        Err(backend) => {
+            let mut backend = TokioIo::new(backend);
+            if backend.write_all(&client_early).await.is_err() {
+                return (CloseReason::BackendError, Default::default());
+            }
+            tunnel::run(client_io, backend, limits, drain).await
+        }
     }
 }

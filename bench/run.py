@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Benchmarks hawser side by side with nginx and HAProxy (and the backend directly).
+
+    python3 bench/run.py                 # full run (~10 min), table on stdout and in bench/results.md
+    python3 bench/run.py --smoke         # a few seconds: every scenario once, asserts numbers exist
+
+Every proxy gets the same single core (taskset -c 0: nginx `worker_processes 1`, HAProxy
+`nbthread 1`, hawser's runtime sizes itself to its one allowed core); the load generator and the
+echo backend share the other core. Targets are measured interleaved (A B C D, A B C D, ...) over
+several rounds and the median is reported, with ratios against the best of nginx and HAProxy from
+the same run. CPU time per operation comes from /proc/PID/stat of the proxy's processes over the
+measurement window. Only loopback is used; every load loop is bounded in time.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROXY_CORE, CLIENT_CORE = "0", "1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def ensure_tools():
+    missing = [tool for tool in ("nginx", "haproxy", "wrk", "taskset") if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()]
+    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light" if "nginx" in missing else "nginx", "haproxy", "wrk", "util-linux"],
+                       check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "hawser", "--example", "wsload"], cwd=ROOT, check=True)
+    return ROOT / "target/release/hawser", ROOT / "target/release/examples/wsload"
+
+
+class Proxy:
+    """A target: a process group on the proxy core, with a port and a way to read its cost."""
+
+    def __init__(self, name, port, process):
+        self.name, self.port, self.process = name, port, process
+
+    def pids(self):
+        pids = [self.process.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.process.pid:
+                    pids.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                pass
+        return pids
+
+    def cpu_seconds(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError):
+                pass
+        return total / CLOCK_TICKS
+
+    def rss_kib(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def pinned(core, command, **kwargs):
+    return subprocess.Popen(["taskset", "-c", core, *command], **kwargs)
+
+
+def start_direct(echo_port):
+    return Proxy("direct", echo_port, None)
+
+
+def start_hawser(hawser, echo_port, work):
+    manifests = work / "hawser"
+    manifests.mkdir()
+    (manifests / "bench.yaml").write_text(f"""apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo-1, labels: {{kubernetes.io/service-name: echo}}}}
+addressType: IPv4
+ports: [{{name: http, port: {echo_port}}}]
+endpoints: [{{addresses: ["127.0.0.1"]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: bench
+  annotations: {{hawser.dev/idle-timeout: 1h}}
+spec:
+  ingressClassName: hawser
+  rules:
+  - http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{name: http}}}}}}}}
+""")
+    port = free_port()
+    process = pinned(PROXY_CORE, [str(hawser), "run", "--manifests", str(manifests), "--http-addr", f"127.0.0.1:{port}",
+                                  "--https-addr", f"127.0.0.1:{free_port()}", "--admin-addr", f"127.0.0.1:{free_port()}"],
+                     env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)
+    wait_port(port)
+    time.sleep(0.3)
+    return Proxy("hawser", port, process)
+
+
+def start_nginx(echo_port, work):
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(f"""worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+  upstream echo {{ server 127.0.0.1:{echo_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://echo;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+    }}
+  }}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = pinned(PROXY_CORE, [nginx, "-c", str(conf), "-e", str(work / "nginx-error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Proxy("nginx", port, process)
+
+
+def start_haproxy(echo_port, work):
+    port = free_port()
+    conf = work / "haproxy.cfg"
+    conf.write_text(f"""global
+  nbthread 1
+  # Two descriptors per proxied connection: this fits the 20,000 descriptor limit.
+  maxconn 9000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+frontend bench
+  bind 127.0.0.1:{port}
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:{echo_port}
+""")
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    process = pinned(PROXY_CORE, [haproxy, "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Proxy("haproxy", port, process)
+
+
+def wsload(tool, target, mode, seconds, **options):
+    command = [str(tool), mode, "--addr", f"127.0.0.1:{target.port}", "--seconds", str(seconds)]
+    for key, value in options.items():
+        command += [f"--{key}", str(value)]
+    out = subprocess.run(["taskset", "-c", CLIENT_CORE, *command], capture_output=True, text=True, timeout=seconds + 120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measured(target, run):
+    """Runs `run()` and returns (its result, the proxy's CPU seconds meanwhile)."""
+    before = target.cpu_seconds() if target.process else 0
+    result = run()
+    after = target.cpu_seconds() if target.process else 0
+    return result, after - before
+
+
+def scenario_exchange(tool, target, seconds, connections, size, pipeline):
+    result, cpu = measured(target, lambda: wsload(tool, target, "latency" if pipeline == 1 else "throughput", seconds,
+                                                   connections=connections, size=size, pipeline=pipeline))
+    messages = max(result["messages"], 1)
+    return {"msg/s": result["messages_per_second"], "p50 µs": result["p50_us"], "p99 µs": result["p99_us"],
+            "p99.9 µs": result["p999_us"], "CPU µs/msg": cpu * 1e6 / messages}
+
+
+def scenario_handshakes(tool, target, seconds, connections):
+    result, cpu = measured(target, lambda: wsload(tool, target, "handshakes", seconds, connections=connections))
+    n = max(result["handshakes"], 1)
+    return {"handshakes/s": result["handshakes_per_second"], "CPU µs/handshake": cpu * 1e6 / n, "failed": result["failed"]}
+
+
+def scenario_idle(tool, target, connections, hold_seconds):
+    if target.process is None:
+        return {"KiB/idle conn": float("nan")}
+    before = target.rss_kib()
+    command = ["taskset", "-c", CLIENT_CORE, str(tool), "hold", "--addr", f"127.0.0.1:{target.port}",
+               "--connections", str(connections), "--seconds", str(hold_seconds)]
+    holder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = holder.stdout.readline()
+    if line.strip() != "ready":
+        raise SystemExit(f"hold failed against {target.name}: {line!r}")
+    time.sleep(0.5)
+    during = target.rss_kib()
+    holder.stdin.close()
+    result = json.loads(holder.stdout.read().strip().splitlines()[-1])
+    holder.wait(timeout=60)
+    return {"KiB/idle conn": (during - before) / connections, "alive": result["alive"]}
+
+
+def scenario_http(target, seconds):
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    def run():
+        out = subprocess.run(["taskset", "-c", CLIENT_CORE, wrk, "-t1", "-c100", f"-d{seconds}s", "-H", "Host: bench.test",
+                              f"http://127.0.0.1:{target.port}/"], capture_output=True, text=True, timeout=seconds + 60, check=True)
+        return out.stdout
+    text, cpu = measured(target, run)
+    rate = float(next(l.split()[1] for l in text.splitlines() if l.startswith("Requests/sec:")))
+    total = rate * seconds
+    return {"req/s": rate, "CPU µs/req": cpu * 1e6 / max(total, 1)}
+
+
+def scenarios(args):
+    s = args.seconds
+    c = 1000 if not args.smoke else 20
+    return [
+        ("latency 1 conn 64 B", lambda tool, t: scenario_exchange(tool, t, s, 1, 64, 1)),
+        ("latency 100 conns 64 B", lambda tool, t: scenario_exchange(tool, t, s, 100 if not args.smoke else 5, 64, 1)),
+        (f"latency {c} conns 64 B", lambda tool, t: scenario_exchange(tool, t, s, c, 64, 1)),
+        ("throughput 100 conns 64 B ×8", lambda tool, t: scenario_exchange(tool, t, s, 100 if not args.smoke else 5, 64, 8)),
+        ("throughput 100 conns 64 KiB ×2", lambda tool, t: scenario_exchange(tool, t, s, 100 if not args.smoke else 5, 65536, 2)),
+        ("handshakes 50 concurrent", lambda tool, t: scenario_handshakes(tool, t, s, 50 if not args.smoke else 2)),
+        ("HTTP GET (wrk, 100 conns)", lambda tool, t: scenario_http(t, max(1, int(s)))),
+        (f"idle WebSockets ×{args.idle}", lambda tool, t: scenario_idle(tool, t, args.idle, 120)),
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets to hold (≤ ~9,900 with a 20,000 fd limit)")
+    parser.add_argument("--smoke", action="store_true", help="one short round: checks every scenario yields numbers")
+    parser.add_argument("--output", default=str(ROOT / "bench/results.md"))
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.seconds, args.idle = 1, 0.5, 50
+    ensure_tools()
+    hawser, tool = build()
+    work = Path(tempfile.mkdtemp(prefix="hawser-bench-"))
+    echo_port = free_port()
+    echo = pinned(CLIENT_CORE, [str(hawser), "echo", "--addr", f"127.0.0.1:{echo_port}"], stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    wait_port(echo_port)
+    targets = []
+    try:
+        targets.append(start_direct(echo_port))
+        targets.append(start_hawser(hawser, echo_port, work))
+        targets.append(start_nginx(echo_port, work))
+        targets.append(start_haproxy(echo_port, work))
+        results = {}
+        for round_number in range(args.rounds):
+            for name, run in scenarios(args):
+                for target in targets:
+                    if name.startswith("idle") and target.process is None:
+                        continue
+                    outcome = run(tool, target)
+                    results.setdefault(name, {}).setdefault(target.name, []).append(outcome)
+                    print(f"round {round_number + 1} {name:32} {target.name:8} {json.dumps(outcome)}", file=sys.stderr, flush=True)
+        table = report(results, targets, args)
+    finally:
+        for target in targets:
+            if target.process:
+                target.stop()
+        echo.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    print(table)
+    if not args.smoke:
+        Path(args.output).write_text(table)
+    missing = [f"{s}/{t}" for s, by in results.items() for t, runs in by.items() for r in runs for k, v in r.items() if v != v and k != "KiB/idle conn"]
+    checks = len(results)
+    print(f"bench: {checks} passed, {1 if missing else 0} failed" if not missing else f"missing numbers: {missing}")
+    return 1 if missing else 0
+
+
+def median(runs, key):
+    values = [r[key] for r in runs if key in r and r[key] == r[key]]
+    return statistics.median(values) if values else float("nan")
+
+
+# Which direction is better for each figure.
+HIGHER_IS_BETTER = {"msg/s", "handshakes/s", "req/s"}
+
+
+def report(results, targets, args):
+    names = [t.name for t in targets]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} with `python3 bench/run.py --rounds {args.rounds} --seconds {args.seconds}`: "
+        f"{os.cpu_count()} cores, proxies on core {PROXY_CORE}, client and echo backend on core {CLIENT_CORE}. "
+        f"{version('nginx')}; {version('haproxy')}. Medians of {args.rounds} interleaved rounds; "
+        "the last column is hawser ÷ the better of nginx and HAProxy (higher is better for rates, lower for the rest).",
+        "",
+        "| scenario | figure | " + " | ".join(names) + " | hawser ÷ best anchor |",
+        "|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for scenario, by_target in results.items():
+        keys = [k for k in next(iter(by_target.values()))[0] if k not in ("failed", "alive")]
+        for key in keys:
+            values = {name: median(by_target.get(name, []), key) for name in names}
+            anchors = [values[n] for n in ("nginx", "haproxy") if values.get(n) == values.get(n)]
+            best = (max if key in HIGHER_IS_BETTER else min)(anchors) if anchors else float("nan")
+            ratio = values["hawser"] / best if best and best == best else float("nan")
+            cells = " | ".join(fmt(values[n]) for n in names)
+            flag = ""
+            if key in HIGHER_IS_BETTER and values.get("direct", 0) == values.get("direct", 0) and values.get("direct", 0) < max(values[n] for n in names if n != "direct"):
+                flag = " (client-bound: direct is not the fastest)"
+            lines.append(f"| {scenario} | {key} | {cells} | {fmt(ratio, 2)}{flag} |")
+    return "\n".join(lines) + "\n"
+
+
+def fmt(value, digits=None):
+    if value != value:
+        return "–"
+    if digits is not None:
+        return f"{value:.{digits}f}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+
+
+def version(tool):
+    binary = shutil.which(tool) or f"/usr/sbin/{tool}"
+    flag = "-v" if tool == "nginx" else "-v"
+    out = subprocess.run([binary, flag], capture_output=True, text=True)
+    text = (out.stdout + out.stderr).strip().splitlines()
+    return text[0] if text else tool
+
+
+if __name__ == "__main__":
+    sys.exit(main())
