@@ -49,7 +49,7 @@ def ensure_tools():
     missing = [tool for tool in ("nginx", "haproxy", "wrk", "taskset") if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light" if "nginx" in missing else "nginx", "haproxy", "wrk", "util-linux"],
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx", "haproxy", "wrk", "util-linux"],
                        check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
 
 

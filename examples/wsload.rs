@@ -149,7 +149,8 @@ async fn handshakes(args: Arc<Args>, deadline: Instant) -> serde_json::Value {
             tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let mut ws = open(&args).await;
-                    let ok = ws.send(Message::text("hi")).await.is_ok() && matches!(ws.next().await, Some(Ok(_)));
+                    let ok =
+                        ws.send(Message::text("hi")).await.is_ok() && matches!(ws.next().await, Some(Ok(_)));
                     let _ = ws.close(None).await;
                     if ok { &done } else { &failed }.fetch_add(1, Ordering::Relaxed);
                 }

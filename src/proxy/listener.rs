@@ -8,14 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper::server::conn::{http1, http2};
-use tokio::sync::watch;
-use tokio_util::task::TaskTracker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use super::Proxy;
 use super::headers::Client;
@@ -66,7 +66,9 @@ pub async fn serve(
 fn http_builders(proxy: &Proxy) -> (http1::Builder, http2::Builder<TokioExecutor>) {
     let max_header_bytes = proxy.config.max_header_bytes.max(MIN_HEADER_BYTES);
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new()).header_read_timeout(proxy.config.header_read_timeout).max_buf_size(max_header_bytes);
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(proxy.config.header_read_timeout)
+        .max_buf_size(max_header_bytes);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new()).max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     (h1, h2)

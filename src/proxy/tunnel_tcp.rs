@@ -100,7 +100,9 @@ pub async fn run(
             break reason;
         }
         last_activity = Instant::now();
-        for (half, to, closer) in [(&mut up, &backend, CloseReason::Client), (&mut down, &client, CloseReason::Backend)] {
+        for (half, to, closer) in
+            [(&mut up, &backend, CloseReason::Client), (&mut down, &client, CloseReason::Backend)]
+        {
             if half.ended && half.pending.is_empty() && !half.closed {
                 // Pass the end of stream on as a half-close (RFC 9293 §3.6).
                 let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
@@ -109,13 +111,23 @@ pub async fn run(
             }
         }
     };
-    let totals = TunnelTotals { client_to_backend: up.bytes, backend_to_client: down.bytes, duration: started.elapsed() };
+    let totals = TunnelTotals {
+        client_to_backend: up.bytes,
+        backend_to_client: down.bytes,
+        duration: started.elapsed(),
+    };
     (reason, totals)
 }
 
 /// Reads what `from` has (a bounded number of times) and writes it to `to`, keeping only what
 /// `to` cannot take now.
-fn step(from: &TcpStream, to: &TcpStream, half: &mut Half, read_failed: CloseReason, write_failed: CloseReason) -> Turn {
+fn step(
+    from: &TcpStream,
+    to: &TcpStream,
+    half: &mut Half,
+    read_failed: CloseReason,
+    write_failed: CloseReason,
+) -> Turn {
     SCRATCH_BUFFER.with_borrow_mut(|scratch| {
         for _ in 0..READS_PER_TURN {
             let read = match from.try_read(scratch) {

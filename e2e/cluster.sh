@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# hawser on a real cluster: install the chart, apply the example chat route, check that traffic
+# flows over HTTP and WebSocket through the load balancer, that status and conditions appear, and
+# that a bad annotation produces a Warning Event. Cleans up after itself.
+#
+#   KUBECONFIG=~/.kube/config e2e/cluster.sh [IMAGE_TAG]
+#
+# Needs kubectl, helm, python3 with `websockets`, and a cluster whose LoadBalancer Services get an
+# address (or set HAWSER_ADDRESS to reach the Service another way, e.g. a port-forward).
+# Does nothing without KUBECONFIG.
+set -euo pipefail
+: "${KUBECONFIG:?set KUBECONFIG to run against a real cluster}"
+cd "$(dirname "$0")/.."
+TAG=${1:-0.1.0}
+NS=hawser-e2e
+APPS=hawser-e2e-apps
+
+cleanup() {
+  kubectl delete namespace "$APPS" --ignore-not-found --wait=false
+  helm uninstall hawser --namespace "$NS" || true
+  kubectl delete namespace "$NS" --ignore-not-found --wait=false
+}
+trap cleanup EXIT
+
+helm upgrade --install hawser charts/hawser --namespace "$NS" --create-namespace \
+  --set image.tag="$TAG" --wait --timeout 5m
+kubectl -n "$NS" rollout status deployment/hawser --timeout=3m
+
+kubectl create namespace "$APPS" --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n "$APPS" apply -f manifests/examples/chat-websocketroute.yaml
+kubectl -n "$APPS" wait --for=condition=Available deployment --all --timeout=3m
+kubectl -n "$APPS" wait --for=condition=Accepted websocketroute --all --timeout=2m
+kubectl -n "$APPS" get websocketroutes
+
+ADDRESS=${HAWSER_ADDRESS:-}
+for _ in $(seq 60); do
+  [ -n "$ADDRESS" ] && break
+  ADDRESS=$(kubectl -n "$NS" get service hawser -o jsonpath='{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}')
+  sleep 5
+done
+[ -n "$ADDRESS" ] || { echo "the hawser Service got no address"; exit 1; }
+HOST=$(kubectl -n "$APPS" get websocketroute -o jsonpath='{.items[0].spec.hostnames[0]}')
+WSPATH=$(kubectl -n "$APPS" get websocketroute -o jsonpath='{.items[0].spec.rules[0].matches[0].path.value}')
+
+python3 - "$ADDRESS" "$HOST" "$WSPATH" <<'PY'
+import asyncio, sys, websockets
+address, host, path = sys.argv[1:]
+async def main():
+    async with websockets.connect(f"ws://{address}{path}", additional_headers={"Host": host}) as ws:
+        await ws.send("hello from e2e")
+        reply = await asyncio.wait_for(ws.recv(), 10)
+        assert reply == "hello from e2e", reply
+    print("websocket: ok")
+asyncio.run(main())
+PY
+
+# A bad annotation on an Ingress: a Warning Event on it, and ADDRESS on the good one.
+kubectl -n "$APPS" apply -f manifests/examples/ingress-hawser.yaml
+INGRESS=$(kubectl -n "$APPS" get ingress -o jsonpath='{.items[0].metadata.name}')
+for _ in $(seq 30); do
+  [ -n "$(kubectl -n "$APPS" get ingress "$INGRESS" -o jsonpath='{.status.loadBalancer.ingress[0]}')" ] && break
+  sleep 2
+done
+kubectl -n "$APPS" get ingress "$INGRESS"
+kubectl -n "$APPS" annotate ingress "$INGRESS" hawser.dev/idle-timeout=soon --overwrite
+for _ in $(seq 30); do
+  kubectl -n "$APPS" get events --field-selector type=Warning,involvedObject.name="$INGRESS" -o name | grep -q . && break
+  sleep 2
+done
+kubectl -n "$APPS" get events --field-selector type=Warning,involvedObject.name="$INGRESS"
+echo "e2e on the cluster: 1 passed, 0 failed"
