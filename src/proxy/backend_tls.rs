@@ -32,24 +32,26 @@ impl std::fmt::Debug for BackendTls {
 
 impl Default for BackendTls {
     fn default() -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(AcceptAnyCertificate(provider.clone()));
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|builder| {
-                builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
-            })
-            .unwrap_or_else(|_| unreachable_config());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Self { connector: TlsConnector::from(Arc::new(config)) }
+        Self { connector: TlsConnector::from(Arc::new(unverified_client_config(&[b"http/1.1"]))) }
     }
 }
 
-/// The ring provider always supports the safe default versions; this is never reached.
-fn unreachable_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
+/// A client configuration that accepts any server certificate but still checks the handshake
+/// signatures against it: what HTTPS backends get without a CA Secret.
+pub fn unverified_client_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AcceptAnyCertificate(provider.clone()));
+    let mut config = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth(),
+        // The ring provider supports the safe default versions; this is never reached.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }
 
 impl BackendTls {

@@ -25,6 +25,7 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+pub use backend_tls::unverified_client_config;
 pub use error::{Culprit, ProxyError};
 pub use listener::serve;
 pub use tunnel::CloseReason;

@@ -1,6 +1,7 @@
 //! An upgraded connection: bytes copied both ways, unchanged, until a side closes, the route's
 //! idle timeout or maximum duration runs out, or hawser shuts down.
 
+use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use crate::metrics::TunnelTotals;
 /// Bytes moved per read; large enough for 64 KiB WebSocket messages in a few syscalls.
 const COPY_BUFFER: usize = 16 * 1024;
 /// Stand-in deadline for a timer that is off.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(super) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Why a tunnel closed (who closed it, or which limit did).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,24 @@ pub struct Limits {
     pub max_duration: Option<Duration>,
 }
 
+impl Limits {
+    /// The idle timer, the maximum-duration timer, and a future that completes when `shutdown`
+    /// turns true (never, if its sender is gone).
+    pub(super) fn clocks(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> (tokio::time::Sleep, tokio::time::Sleep, impl Future<Output = ()>) {
+        let idle = tokio::time::sleep(self.idle.unwrap_or(FAR_FUTURE));
+        let max = tokio::time::sleep(self.max_duration.unwrap_or(FAR_FUTURE));
+        let drained = async move {
+            if shutdown.wait_for(|draining| *draining).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        (idle, max, drained)
+    }
+}
+
 /// Which end of one copy direction failed.
 enum Failure {
     Read,
@@ -72,7 +91,7 @@ pub async fn run<C, B>(
     client: C,
     backend: B,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> (CloseReason, TunnelTotals)
 where
     C: AsyncRead + AsyncWrite,
@@ -86,13 +105,8 @@ where
     let mut upstream = pin!(copy(client_read, backend_write, &up, &last_activity, started));
     let mut downstream = pin!(copy(backend_read, client_write, &down, &last_activity, started));
     let idle = limits.idle.unwrap_or(FAR_FUTURE);
-    let mut idle_timer = pin!(tokio::time::sleep(idle));
-    let mut max_timer = pin!(tokio::time::sleep(limits.max_duration.unwrap_or(FAR_FUTURE)));
-    let mut shutdown = pin!(async move {
-        if shutdown.wait_for(|draining| *draining).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    });
+    let (idle_timer, max_timer, shutdown) = limits.clocks(shutdown);
+    let (mut idle_timer, mut max_timer, mut shutdown) = (pin!(idle_timer), pin!(max_timer), pin!(shutdown));
     let (mut upstream_done, mut downstream_done) = (false, false);
     let mut first_close = None;
     let reason = loop {

@@ -7,21 +7,18 @@ use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::pin::pin;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::tunnel::{CloseReason, Limits};
+use super::tunnel::{CloseReason, FAR_FUTURE, Limits};
 use crate::metrics::TunnelTotals;
 
 /// Scratch space for one read; 64 KiB moves large WebSocket messages in few system calls.
 const SCRATCH: usize = 64 * 1024;
 /// Reads per readiness event before the other direction and the timers get a turn.
 const READS_PER_TURN: usize = 8;
-/// Stand-in deadline for a timer that is off.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 thread_local! {
     static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
@@ -51,19 +48,14 @@ pub async fn run(
     client: TcpStream,
     backend: TcpStream,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> (CloseReason, TunnelTotals) {
     let started = Instant::now();
     let (mut up, mut down) = (Half::default(), Half::default());
     let mut last_activity = started;
     let idle = limits.idle.unwrap_or(FAR_FUTURE);
-    let mut idle_timer = pin!(tokio::time::sleep(idle));
-    let mut max_timer = pin!(tokio::time::sleep(limits.max_duration.unwrap_or(FAR_FUTURE)));
-    let mut shutdown = pin!(async move {
-        if shutdown.wait_for(|draining| *draining).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    });
+    let (idle_timer, max_timer, shutdown) = limits.clocks(shutdown);
+    let (mut idle_timer, mut max_timer, mut shutdown) = (pin!(idle_timer), pin!(max_timer), pin!(shutdown));
     let mut first_close = None;
     let reason = loop {
         if up.closed && down.closed {
