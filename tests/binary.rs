@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::Process;
+use common::process::{ANY_PORTS, Process};
 use common::*;
 use http::StatusCode;
 
@@ -29,9 +29,8 @@ async fn echo_binary_answers_http_and_websocket() {
 #[tokio::test]
 async fn run_binary_serves_admin_endpoints_and_stops_on_sigterm() {
     let empty = tempdir();
-    let args =
-        ["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
-    let mut hawser = Process::start(&[&args[..], &["--manifests", empty.to_str().unwrap()]].concat(), 3);
+    let args = [&["run"][..], &ANY_PORTS, &["--manifests", empty.to_str().unwrap()]].concat();
+    let mut hawser = Process::start(&args, 3);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     assert_eq!(get(admin, "admin", "/healthz").await.0, StatusCode::OK);
     eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
@@ -60,15 +59,8 @@ fn bad_flags_exit_with_a_usage_error() {
 #[test]
 fn run_without_manifests_or_cluster_says_what_to_do() {
     let output = Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .args([
-            "run",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+        .arg("run")
+        .args(ANY_PORTS)
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()

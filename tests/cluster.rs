@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::process::Process;
+use common::process::{ANY_PORTS, Process};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
@@ -132,15 +132,8 @@ fn free_port() -> u16 {
 }
 
 fn start_hawser(config: &Path, identity: &str) -> Process {
-    let mut command = vec![
-        "run",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--https-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-    ];
+    let mut command = vec!["run"];
+    command.extend(ANY_PORTS);
     command.extend([
         "--publish-status-address",
         "192.0.2.10",
@@ -249,8 +242,6 @@ async fn cluster_objects_drive_traffic_and_status() {
     apiserver.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let apiserver = ApiServer::start(port, &dir.join("state.json"));
-    let patch = json!({"spec": {"endpoints": [{"addresses": [a.addr.ip().to_string()], "conditions": {"ready": true}}], "ports": [{"name": "http", "port": a.addr.port()}]}});
-    let _ = patch;
     api(
         apiserver.addr,
         "PATCH",

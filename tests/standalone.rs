@@ -10,15 +10,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::Process;
+use common::process::{ANY_PORTS, Process};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
-
-/// `hawser run` on ports the kernel picks (the binary logs which).
-const RUN_ON_ANY_PORT: [&str; 7] =
-    ["run", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
 
 fn ingress(host: &str, service: &str) -> String {
     format!(
@@ -60,7 +56,8 @@ async fn manifests_are_served_and_edits_go_live_without_touching_tunnels() {
     write(&dir, "ingress.yaml", &ingress("a.test", "a"));
     std::fs::create_dir_all(dir.join("routes")).unwrap();
     write(&dir.join("routes"), "chat.yml", CHAT_ROUTE);
-    let hawser = Process::start(&[&RUN_ON_ANY_PORT[..], &["--manifests", dir.to_str().unwrap()]].concat(), 3);
+    let hawser =
+        Process::start(&[&["run"][..], &ANY_PORTS, &["--manifests", dir.to_str().unwrap()]].concat(), 3);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
     assert_eq!(served_by(proxy, "a.test").await.as_deref(), Some("a"));
@@ -143,18 +140,7 @@ fn check_accepts_the_quickstart_and_rejects_a_missing_directory() {
 
 #[tokio::test]
 async fn quickstart_serves_http_and_websocket() {
-    let hawser = Process::start(
-        &[
-            "quickstart",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
-        5,
-    );
+    let hawser = Process::start(&[&["quickstart"][..], &ANY_PORTS].concat(), 5);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
     eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
     let (status, _, body) = get(proxy, "localhost", "/hello").await;
@@ -168,7 +154,8 @@ async fn quickstart_serves_http_and_websocket() {
 #[test]
 fn run_with_a_missing_manifests_directory_fails_clearly() {
     let output = Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .args(RUN_ON_ANY_PORT)
+        .arg("run")
+        .args(ANY_PORTS)
         .args(["--manifests", "/nonexistent/hawser"])
         .output()
         .unwrap();

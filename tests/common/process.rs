@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Every listener of `hawser run` / `quickstart` on a port the kernel picks (the binary logs which).
+pub const ANY_PORTS: [&str; 6] =
+    ["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"];
+
 /// A child process killed on drop, with the addresses it logged as `listening`.
 pub struct Process {
     child: Child,
