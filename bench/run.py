@@ -289,6 +289,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets to hold (≤ ~9,900 with a 20,000 fd limit)")
     parser.add_argument("--smoke", action="store_true", help="one short round: checks every scenario yields numbers")
+    parser.add_argument("--only", help="comma-separated texts: run only the scenarios whose names contain one")
     parser.add_argument("--output", default=str(ROOT / "bench/results.md"))
     args = parser.parse_args()
     if args.smoke:
@@ -308,6 +309,8 @@ def main():
         results = {}
         for round_number in range(args.rounds):
             for name, run in scenarios(args):
+                if args.only and not any(part in name for part in args.only.split(",")):
+                    continue
                 for target in targets:
                     if name.startswith("idle") and target.process is None:
                         continue

@@ -21,6 +21,10 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HAWSER_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Runtime worker threads; defaults to the cores this process may run on. With one, hawser
+    /// runs a single-threaded runtime: no work-stealing, no cross-thread wake-ups.
+    #[arg(long, global = true, env = "HAWSER_WORKERS", value_name = "N")]
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 /// Log line format.

@@ -2,6 +2,7 @@
 //! SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +20,26 @@ use hawser::metrics::Metrics;
 use hawser::proxy::{self, Proxy, ProxyConfig};
 use hawser::{controller, quickstart};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    runtime(cli.workers).context("starting the async runtime")?.block_on(run(cli))
+}
+
+/// One worker per allowed core (`taskset` and cgroup CPU quotas count); a
+/// single-threaded runtime when that is one, as one nginx worker or linkerd2-proxy on one core.
+fn runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = workers.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    builder.enable_all().build()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => print!("{}", hawser::crd::crd_yaml()),
         Command::Rbac => print!("{}", hawser::rbac::json()),

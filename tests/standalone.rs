@@ -139,16 +139,21 @@ fn check_accepts_the_quickstart_and_rejects_a_missing_directory() {
 }
 
 #[tokio::test]
-async fn quickstart_serves_http_and_websocket() {
-    let hawser = Process::start(&[&["quickstart"][..], &ANY_PORTS].concat(), 5);
-    let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
-    eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
-    let (status, _, body) = get(proxy, "localhost", "/hello").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(seen(&body).name.starts_with("echo-"));
-    let (mut ws, _) = ws_open(proxy, "localhost", "/ws").await;
-    ws.send(Message::text("hello")).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+async fn quickstart_serves_http_and_websocket_on_either_runtime() {
+    // One worker runs the single-threaded runtime, more the work-stealing one.
+    for workers in ["1", "2"] {
+        let args = [&["quickstart"][..], &ANY_PORTS].concat();
+        let mut hawser = Process::start_with_env(&args, 5, &[("HAWSER_WORKERS", workers)]);
+        let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
+        eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
+        let (status, _, body) = get(proxy, "localhost", "/hello").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(seen(&body).name.starts_with("echo-"));
+        let (mut ws, _) = ws_open(proxy, "localhost", "/ws").await;
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+        assert!(hawser.terminate().success(), "workers={workers}");
+    }
 }
 
 #[test]
