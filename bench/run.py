@@ -13,8 +13,11 @@ measurement window. Only loopback is used; every load loop is bounded in time.
 """
 
 import argparse
+import base64
+import http.client
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -27,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROXY_CORE, CLIENT_CORE = "0", "1"
+HOST = "bench.test"
 
 
 def free_port():
@@ -46,11 +50,28 @@ def wait_port(port, timeout=15):
 
 
 def ensure_tools():
-    missing = [tool for tool in ("nginx", "haproxy", "wrk", "taskset") if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()]
+    missing = [tool for tool in ("nginx", "haproxy", "wrk", "taskset", "openssl") if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()]
     if missing:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx", "haproxy", "wrk", "util-linux"],
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx", "haproxy", "wrk", "util-linux", "openssl"],
                        check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
+
+
+def raise_file_limit():
+    """Lifts the soft descriptor limit to the hard one (children inherit it); returns it."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def certificate(work):
+    """One ECDSA P-256 certificate for bench.test, as PEM files for all three proxies."""
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOST}",
+                    "-addext", f"subjectAltName=DNS:{HOST}"], check=True, capture_output=True)
+    (work / "combined.pem").write_text(cert.read_text() + key.read_text())
+    return cert, key
 
 
 def build():
@@ -61,8 +82,10 @@ def build():
 class Proxy:
     """A target: a process group on the proxy core, with a port and a way to read its cost."""
 
-    def __init__(self, name, port, process):
-        self.name, self.port, self.process = name, port, process
+    def __init__(self, name, port, process, tls_port=None, reconfigure=None):
+        self.name, self.port, self.process, self.tls_port = name, port, process, tls_port
+        # reconfigure(n) applies configuration change n; probe(n) is then true once it is live.
+        self.reconfigure = reconfigure
 
     def pids(self):
         pids = [self.process.pid]
@@ -112,10 +135,10 @@ def start_direct(echo_port):
     return Proxy("direct", echo_port, None)
 
 
-def start_hawser(hawser, echo_port, work):
-    manifests = work / "hawser"
-    manifests.mkdir()
-    (manifests / "bench.yaml").write_text(f"""apiVersion: v1
+def hawser_manifests(echo_port, generation):
+    """The bench Ingress; change n rewrites its idle timeout (the route every tunnel is on) and
+    adds the host gen-n.bench."""
+    return f"""apiVersion: v1
 kind: Service
 metadata: {{name: echo}}
 spec: {{ports: [{{name: http, port: 80}}]}}
@@ -131,27 +154,71 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: bench
-  annotations: {{hawser.dev/idle-timeout: 1h}}
+  annotations: {{hawser.dev/idle-timeout: {3600 + generation}s, hawser.dev/ssl-redirect: "false"}}
 spec:
   ingressClassName: hawser
+  tls: [{{hosts: [{HOST}], secretName: bench-tls}}]
   rules:
-  - http:
+  - host: {HOST}
+    http: &paths
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{name: http}}}}}}}}
-""")
-    port = free_port()
+  - host: gen-{generation}.bench
+    http: *paths
+"""
+
+
+def hawser_secret(cert, key):
+    encode = lambda path: base64.b64encode(path.read_bytes()).decode()
+    return f"""apiVersion: v1
+kind: Secret
+metadata: {{name: bench-tls}}
+type: kubernetes.io/tls
+data: {{tls.crt: {encode(cert)}, tls.key: {encode(key)}}}
+"""
+
+
+def write_atomically(path, text):
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def start_hawser(hawser, echo_port, work, cert, key):
+    manifests = work / "hawser"
+    manifests.mkdir()
+    (manifests / "tls.yaml").write_text(hawser_secret(cert, key))
+    write_atomically(manifests / "bench.yaml", hawser_manifests(echo_port, 0))
+    port, tls_port = free_port(), free_port()
     process = pinned(PROXY_CORE, [str(hawser), "run", "--manifests", str(manifests), "--http-addr", f"127.0.0.1:{port}",
-                                  "--https-addr", f"127.0.0.1:{free_port()}", "--admin-addr", f"127.0.0.1:{free_port()}"],
+                                  "--https-addr", f"127.0.0.1:{tls_port}", "--admin-addr", f"127.0.0.1:{free_port()}"],
                      env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)
     wait_port(port)
     time.sleep(0.3)
-    return Proxy("hawser", port, process)
+
+    def reconfigure(n):
+        write_atomically(manifests / "bench.yaml", hawser_manifests(echo_port, n))
+        return lambda: status(port, f"gen-{n}.bench", "/") == 200
+
+    return Proxy("hawser", port, process, tls_port, reconfigure)
 
 
-def start_nginx(echo_port, work):
-    port = free_port()
-    conf = work / "nginx.conf"
-    conf.write_text(f"""worker_processes 1;
+def status(port, host, path):
+    """The status of one GET on a new connection (0 when it fails)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def nginx_conf(work, port, tls_port, echo_port, cert, key, generation):
+    """worker_processes 1; change n adds `location = /gen/n` (a reload, as ingress-nginx does)."""
+    probes = "".join(f"    location = /gen/{n} {{ return 204; }}\n" for n in range(1, generation + 1))
+    return f"""worker_processes 1;
 worker_rlimit_nofile 20000;
 daemon off;
 pid {work}/nginx.pid;
@@ -165,7 +232,10 @@ http {{
   upstream echo {{ server 127.0.0.1:{echo_port}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
-    location / {{
+    listen 127.0.0.1:{tls_port} ssl backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+{probes}    location / {{
       proxy_pass http://echo;
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
@@ -176,20 +246,32 @@ http {{
     }}
   }}
 }}
-""")
+"""
+
+
+def start_nginx(echo_port, work, cert, key):
+    port, tls_port = free_port(), free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(nginx_conf(work, port, tls_port, echo_port, cert, key, 0))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     process = pinned(PROXY_CORE, [nginx, "-c", str(conf), "-e", str(work / "nginx-error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return Proxy("nginx", port, process)
+
+    def reconfigure(n):
+        conf.write_text(nginx_conf(work, port, tls_port, echo_port, cert, key, n))
+        subprocess.run([nginx, "-c", str(conf), "-e", str(work / "nginx-error.log"), "-s", "reload"], check=True, capture_output=True)
+        return lambda: status(port, HOST, f"/gen/{n}") == 204
+
+    return Proxy("nginx", port, process, tls_port, reconfigure)
 
 
-def start_haproxy(echo_port, work):
-    port = free_port()
+def start_haproxy(echo_port, work, max_tunnels):
+    port, tls_port = free_port(), free_port()
     conf = work / "haproxy.cfg"
     conf.write_text(f"""global
   nbthread 1
-  # Two descriptors per proxied connection: this fits the 20,000 descriptor limit.
-  maxconn 9000
+  # Two descriptors per proxied connection, within the descriptor limit.
+  maxconn {max_tunnels + 50}
 defaults
   mode http
   timeout connect 5s
@@ -198,6 +280,7 @@ defaults
   timeout tunnel 1h
 frontend bench
   bind 127.0.0.1:{port}
+  bind 127.0.0.1:{tls_port} ssl crt {work}/combined.pem
   default_backend echo
 backend echo
   server echo 127.0.0.1:{echo_port}
@@ -205,11 +288,12 @@ backend echo
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     process = pinned(PROXY_CORE, [haproxy, "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return Proxy("haproxy", port, process)
+    return Proxy("haproxy", port, process, tls_port)
 
 
-def wsload(tool, target, mode, seconds, **options):
-    command = [str(tool), mode, "--addr", f"127.0.0.1:{target.port}", "--seconds", str(seconds)]
+def wsload(tool, target, mode, seconds, tls=False, **options):
+    port = target.tls_port if tls else target.port
+    command = [str(tool), mode, "--addr", f"127.0.0.1:{port}", "--seconds", str(seconds)] + (["--tls"] if tls else [])
     for key, value in options.items():
         command += [f"--{key}", str(value)]
     out = subprocess.run(["taskset", "-c", CLIENT_CORE, *command], capture_output=True, text=True, timeout=seconds + 120, check=True)
@@ -224,23 +308,23 @@ def measured(target, run):
     return result, after - before
 
 
-def scenario_exchange(tool, target, seconds, connections, size, pipeline):
-    result, cpu = measured(target, lambda: wsload(tool, target, "latency" if pipeline == 1 else "throughput", seconds,
+def scenario_exchange(tool, target, seconds, connections, size, pipeline, tls=False):
+    result, cpu = measured(target, lambda: wsload(tool, target, "latency" if pipeline == 1 else "throughput", seconds, tls,
                                                    connections=connections, size=size, pipeline=pipeline))
     messages = max(result["messages"], 1)
     return {"msg/s": result["messages_per_second"], "p50 µs": result["p50_us"], "p99 µs": result["p99_us"],
             "p99.9 µs": result["p999_us"], "CPU µs/msg": cpu * 1e6 / messages}
 
 
-def scenario_handshakes(tool, target, seconds, connections):
-    result, cpu = measured(target, lambda: wsload(tool, target, "handshakes", seconds, connections=connections))
+def scenario_handshakes(tool, target, seconds, connections, tls=False):
+    result, cpu = measured(target, lambda: wsload(tool, target, "handshakes", seconds, tls, connections=connections))
     n = max(result["handshakes"], 1)
     return {"handshakes/s": result["handshakes_per_second"], "CPU µs/handshake": cpu * 1e6 / n, "failed": result["failed"]}
 
 
-def scenario_idle(tool, target, connections, hold_seconds):
-    if target.process is None:
-        return {"KiB/idle conn": float("nan")}
+def hold(tool, target, connections, hold_seconds, while_held=None):
+    """Holds `connections` idle WebSockets through `target`, runs `while_held()` meanwhile, then
+    checks every one still echoes. Memory per tunnel from the proxy's RSS before and after."""
     before = target.rss_kib()
     command = ["taskset", "-c", CLIENT_CORE, str(tool), "hold", "--addr", f"127.0.0.1:{target.port}",
                "--connections", str(connections), "--seconds", str(hold_seconds)]
@@ -250,10 +334,41 @@ def scenario_idle(tool, target, connections, hold_seconds):
         raise SystemExit(f"hold failed against {target.name}: {line!r}")
     time.sleep(0.5)
     during = target.rss_kib()
+    extra = while_held() if while_held else {}
+    after = target.rss_kib()
     holder.stdin.close()
     result = json.loads(holder.stdout.read().strip().splitlines()[-1])
     holder.wait(timeout=60)
-    return {"KiB/idle conn": (during - before) / connections, "alive": result["alive"]}
+    return {"KiB/idle conn": (during - before) / connections, "tunnels dropped": connections - result["alive"],
+            "RSS growth MiB": (after - during) / 1024, **extra}
+
+
+def scenario_idle(tool, target, connections, hold_seconds):
+    if target.process is None:
+        return None
+    return {"KiB/idle conn": hold(tool, target, connections, hold_seconds)["KiB/idle conn"]}
+
+
+def scenario_reconfigure(tool, target, connections, changes):
+    """`changes` configuration changes while `connections` tunnels are open: how long each took
+    to go live (file written or reload sent → a probe sees it), and how many tunnels died."""
+    if target.reconfigure is None:
+        return None
+
+    def change_repeatedly():
+        took = []
+        for n in range(1, changes + 1):
+            started = time.perf_counter()
+            live = target.reconfigure(n)
+            while not live():
+                if time.perf_counter() - started > 30:
+                    raise SystemExit(f"change {n} never went live on {target.name}")
+            took.append((time.perf_counter() - started) * 1000)
+        took.sort()
+        return {"change→live p50 ms": statistics.median(took), "change→live p99 ms": took[min(len(took) - 1, int(len(took) * 0.99))]}
+
+    result = hold(tool, target, connections, 600, change_repeatedly)
+    return {key: result[key] for key in ("tunnels dropped", "change→live p50 ms", "change→live p99 ms", "RSS growth MiB")}
 
 
 def scenario_http(target, seconds):
@@ -280,6 +395,24 @@ def scenarios(args):
         ("handshakes 50 concurrent", lambda tool, t: scenario_handshakes(tool, t, s, 50 if not args.smoke else 2)),
         ("HTTP GET (wrk, 100 conns)", lambda tool, t: scenario_http(t, max(1, int(s)))),
         (f"idle WebSockets ×{args.idle}", lambda tool, t: scenario_idle(tool, t, args.idle, 120)),
+        ("wss latency 1 conn 64 B", lambda tool, t: tls_only(t, lambda: scenario_exchange(tool, t, s, 1, 64, 1, tls=True))),
+        ("wss latency 100 conns 64 B", lambda tool, t: tls_only(t, lambda: scenario_exchange(tool, t, s, 100 if not args.smoke else 5, 64, 1, tls=True))),
+        (f"wss latency {c} conns 64 B", lambda tool, t: tls_only(t, lambda: scenario_exchange(tool, t, s, c, 64, 1, tls=True))),
+        ("wss handshakes 50 concurrent", lambda tool, t: tls_only(t, lambda: scenario_handshakes(tool, t, s, 50 if not args.smoke else 2, tls=True))),
+    ]
+
+
+def tls_only(target, run):
+    """wss scenarios need a TLS listener; the echo backend (direct) has none."""
+    return run() if target.tls_port else None
+
+
+def large_scenarios(args):
+    """Run once, after the rounds: the most tunnels the descriptor limit allows, and reconfiguring under them."""
+    n, changes = args.tunnels, args.changes
+    return [
+        (f"idle WebSockets ×{n}", lambda tool, t: scenario_idle(tool, t, n, 300)),
+        (f"{changes} changes under {n} tunnels", lambda tool, t: scenario_reconfigure(tool, t, n, changes)),
     ]
 
 
@@ -289,34 +422,43 @@ def main():
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets to hold (≤ ~9,900 with a 20,000 fd limit)")
     parser.add_argument("--smoke", action="store_true", help="one short round: checks every scenario yields numbers")
+    parser.add_argument("--tunnels", type=int, help="tunnels for the large scenarios (default: as many as the descriptor limit allows, ≤ 9,900)")
+    parser.add_argument("--changes", type=int, default=100, help="configuration changes under load")
     parser.add_argument("--only", help="comma-separated texts: run only the scenarios whose names contain one")
     parser.add_argument("--output", default=str(ROOT / "bench/results.md"))
     args = parser.parse_args()
+    limit = raise_file_limit()
+    if args.tunnels is None:
+        # A proxied tunnel takes two descriptors in the proxy; keep some for listeners and files.
+        args.tunnels = min(9900, (limit - 150) // 2)
     if args.smoke:
-        args.rounds, args.seconds, args.idle = 1, 0.5, 50
+        args.rounds, args.seconds, args.idle, args.tunnels, args.changes = 1, 0.5, 50, 50, 3
     ensure_tools()
     hawser, tool = build()
     work = Path(tempfile.mkdtemp(prefix="hawser-bench-"))
+    cert, key = certificate(work)
     echo_port = free_port()
     echo = pinned(CLIENT_CORE, [str(hawser), "echo", "--addr", f"127.0.0.1:{echo_port}"], stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
     wait_port(echo_port)
     targets = []
     try:
         targets.append(start_direct(echo_port))
-        targets.append(start_hawser(hawser, echo_port, work))
-        targets.append(start_nginx(echo_port, work))
-        targets.append(start_haproxy(echo_port, work))
+        targets.append(start_hawser(hawser, echo_port, work, cert, key))
+        targets.append(start_nginx(echo_port, work, cert, key))
+        targets.append(start_haproxy(echo_port, work, args.tunnels))
         results = {}
-        for round_number in range(args.rounds):
-            for name, run in scenarios(args):
-                if args.only and not any(part in name for part in args.only.split(",")):
+        selected = lambda name: not args.only or any(part in name for part in args.only.split(","))
+        plan = [(round_number + 1, scenarios(args)) for round_number in range(args.rounds)] + [("once", large_scenarios(args))]
+        for label, scenario_list in plan:
+            for name, run in scenario_list:
+                if not selected(name):
                     continue
                 for target in targets:
-                    if name.startswith("idle") and target.process is None:
-                        continue
                     outcome = run(tool, target)
+                    if outcome is None:
+                        continue
                     results.setdefault(name, {}).setdefault(target.name, []).append(outcome)
-                    print(f"round {round_number + 1} {name:32} {target.name:8} {json.dumps(outcome)}", file=sys.stderr, flush=True)
+                    print(f"round {label} {name:32} {target.name:8} {json.dumps(outcome)}", file=sys.stderr, flush=True)
         table = report(results, targets, args)
     finally:
         for target in targets:

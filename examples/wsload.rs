@@ -5,9 +5,12 @@
 //! ```text
 //! wsload latency    --addr 127.0.0.1:8080 --host bench.test --connections 100 --size 64 --seconds 5
 //! wsload throughput --addr ... --connections 100 --size 65536 --pipeline 8 --seconds 5
-//! wsload handshakes --addr ... --connections 50 --seconds 5 [--tls]
+//! wsload handshakes --addr ... --connections 50 --seconds 5
 //! wsload hold       --addr ... --connections 2000 --seconds 30   (prints "ready" when all are open)
 //! ```
+//!
+//! `--tls` speaks `wss://` (SNI = `--host`, any certificate accepted, no session resumption:
+//! every connection is a full TLS handshake).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ struct Args {
     size: usize,
     pipeline: usize,
     seconds: f64,
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 fn args() -> Args {
@@ -45,8 +49,13 @@ fn args() -> Args {
         size: 64,
         pipeline: 1,
         seconds: 5.0,
+        tls: None,
     };
     while let Some(flag) = argv.next() {
+        if flag == "--tls" {
+            args.tls = Some(tls_connector());
+            continue;
+        }
         let value = argv.next().unwrap_or_default();
         match flag.as_str() {
             "--addr" => args.addr = value.parse().unwrap(),
@@ -62,13 +71,31 @@ fn args() -> Args {
     args
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+/// A byte stream to the target: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let mut config = hawser::proxy::unverified_client_config(&[b"http/1.1"]);
+    config.resumption = tokio_rustls::rustls::client::Resumption::disabled();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
 
 async fn open(args: &Args) -> Ws {
-    let mut request = format!("ws://{}{}", args.host, args.path).into_client_request().unwrap();
+    let scheme = if args.tls.is_some() { "wss" } else { "ws" };
+    let mut request = format!("{scheme}://{}{}", args.host, args.path).into_client_request().unwrap();
     request.headers_mut().insert("host", args.host.parse().unwrap());
     let stream = TcpStream::connect(args.addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
+    let stream: Box<dyn Io> = match &args.tls {
+        Some(connector) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(args.host.clone()).unwrap();
+            Box::new(connector.connect(name, stream).await.unwrap())
+        }
+        None => Box::new(stream),
+    };
     tokio_tungstenite::client_async(request, stream).await.unwrap().0
 }
 

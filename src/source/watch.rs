@@ -9,8 +9,10 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Quiet time that ends a burst of changes.
-pub const HOLDOFF: Duration = Duration::from_millis(100);
+/// Quiet time that ends a burst of changes: an editor's save or an atomic rename arrives as a
+/// few events within milliseconds; a half-written file in a longer burst keeps its last good
+/// content until the next event.
+pub const HOLDOFF: Duration = Duration::from_millis(25);
 /// Longest wait between the first change of a burst and the reload.
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
 /// How often the fallback poller looks when the OS watcher is unavailable.
