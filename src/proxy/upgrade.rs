@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Proxy;
@@ -64,10 +64,9 @@ impl Tunnel {
                 return;
             }
         };
-        let endpoint = self.endpoint.to_string();
         let metrics = &self.proxy.metrics;
         metrics.upgrade(&self.route.name, "upgraded");
-        let open = metrics.tunnel_opened(&self.route.name, &endpoint);
+        let open = metrics.tunnel_opened(&self.route.name, &self.endpoint.to_string());
         let policy = &self.route.policy;
         let limits = Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration };
         let drain = self.proxy.drain.subscribe();
@@ -76,7 +75,7 @@ impl Tunnel {
         tracing::info!(
             target: "hawser::access",
             route = %self.route.name,
-            endpoint,
+            endpoint = %self.endpoint,
             closed_by = reason.label(),
             duration_ms = totals.duration.as_millis() as u64,
             bytes_from_client = totals.client_to_backend,
@@ -89,7 +88,8 @@ impl Tunnel {
 
 /// Runs the tunnel between two upgraded connections: without buffers while idle when both are
 /// plain TCP sockets (bytes hyper had already read past the handshake are delivered first),
-/// else with the generic copy (TLS on either side).
+/// else with the generic copy (TLS on either side). The generic copy is boxed so that its
+/// larger state does not size every plain tunnel's task.
 async fn join(
     client: hyper::upgrade::Upgraded,
     backend: hyper::upgrade::Upgraded,
@@ -99,26 +99,34 @@ async fn join(
     type Plain = TokioIo<TcpStream>;
     let client = match client.downcast::<Plain>() {
         Ok(parts) => parts,
-        Err(client) => return tunnel::run(TokioIo::new(client), TokioIo::new(backend), limits, drain).await,
+        Err(client) => {
+            return Box::pin(tunnel::run(TokioIo::new(client), TokioIo::new(backend), limits, drain)).await;
+        }
     };
     let (mut client_io, client_early) = (client.io.into_inner(), client.read_buf);
     match backend.downcast::<Plain>() {
         Ok(backend) => {
             let (mut backend_io, backend_early) = (backend.io.into_inner(), backend.read_buf);
-            if backend_io.write_all(&client_early).await.is_err() {
+            if deliver(&mut backend_io, client_early).await.is_err() {
                 return (CloseReason::BackendError, Default::default());
             }
-            if client_io.write_all(&backend_early).await.is_err() {
+            if deliver(&mut client_io, backend_early).await.is_err() {
                 return (CloseReason::ClientError, Default::default());
             }
             tunnel_tcp::run(client_io, backend_io, limits, drain).await
         }
         Err(backend) => {
             let mut backend = TokioIo::new(backend);
-            if backend.write_all(&client_early).await.is_err() {
+            if deliver(&mut backend, client_early).await.is_err() {
                 return (CloseReason::BackendError, Default::default());
             }
-            tunnel::run(client_io, backend, limits, drain).await
+            Box::pin(tunnel::run(client_io, backend, limits, drain)).await
         }
     }
+}
+
+/// Writes bytes hyper read past the handshake, then lets them go: they are a view of hyper's
+/// read buffer, which must not live as long as the tunnel.
+async fn deliver<W: AsyncWrite + Unpin>(to: &mut W, early: bytes::Bytes) -> std::io::Result<()> {
+    if early.is_empty() { Ok(()) } else { to.write_all(&early).await }
 }
