@@ -1,9 +1,12 @@
 //! Prometheus metrics of the proxy and the table, rendered in the text format by `/metrics`.
 //! The names and labels are listed in the README's metrics reference.
 
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -18,30 +21,40 @@ const TUNNEL_SECONDS_BUCKETS: [f64; 11] =
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Arc<str>,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TunnelLabels {
-    route: String,
-    endpoint: String,
+    route: Arc<str>,
+    endpoint: Endpoint,
+}
+
+/// An endpoint label, written out only when `/metrics` is rendered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Endpoint(SocketAddr);
+
+impl EncodeLabelValue for Endpoint {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    route: String,
+    route: Arc<str>,
     reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BytesLabels {
-    route: String,
+    route: Arc<str>,
     direction: &'static str,
 }
 
@@ -58,6 +71,8 @@ pub struct Metrics {
     table_generation: Gauge,
     table_swaps: Counter,
     kube_watch_errors: Family<KindLabels, Counter>,
+    /// The route label of requests no route matched.
+    no_route: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +102,7 @@ impl Metrics {
             table_generation: Gauge::default(),
             table_swaps: Counter::default(),
             kube_watch_errors: Family::default(),
+            no_route: Arc::from(""),
             registry: Registry::default(),
         };
         registry.register("requests", "Responses sent, by route and status", metrics.requests.clone());
@@ -129,35 +145,37 @@ impl Metrics {
         Self { registry, ..metrics }
     }
 
-    /// Counts one response.
-    pub fn request(&self, route: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), status }).inc();
+    /// Counts one response; `route` is `None` when no route matched. Labels share the route's
+    /// name (an `Arc`), so counting allocates nothing once the series exists.
+    pub fn request(&self, route: Option<&Arc<str>>, status: u16) {
+        let route = route.unwrap_or(&self.no_route).clone();
+        self.requests.get_or_create(&RequestLabels { route, status }).inc();
     }
 
     /// Counts one upgrade handshake outcome (`upgraded`, `rejected`, or an error label).
-    pub fn upgrade(&self, route: &str, result: &'static str) {
-        self.upgrades.get_or_create(&ReasonLabels { route: route.to_owned(), reason: result }).inc();
+    pub fn upgrade(&self, route: Option<&Arc<str>>, result: &'static str) {
+        let route = route.unwrap_or(&self.no_route).clone();
+        self.upgrades.get_or_create(&ReasonLabels { route, reason: result }).inc();
     }
 
     /// Marks a tunnel open; the returned gauge must be handed back to [`Self::tunnel_closed`].
-    pub fn tunnel_opened(&self, route: &str, endpoint: &str) -> Gauge {
-        let labels = TunnelLabels { route: route.to_owned(), endpoint: endpoint.to_owned() };
+    pub fn tunnel_opened(&self, route: &Arc<str>, endpoint: SocketAddr) -> Gauge {
+        let labels = TunnelLabels { route: route.clone(), endpoint: Endpoint(endpoint) };
         let gauge = self.tunnels_active.get_or_create(&labels).clone();
         gauge.inc();
         gauge
     }
 
     /// Records how a tunnel ended.
-    pub fn tunnel_closed(&self, open: Gauge, route: &str, reason: &'static str, closed: &TunnelTotals) {
+    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, reason: &'static str, closed: &TunnelTotals) {
         open.dec();
-        let route = route.to_owned();
         self.tunnels_closed.get_or_create(&ReasonLabels { route: route.clone(), reason }).inc();
         self.tunnel_seconds
             .get_or_create(&RouteLabels { route: route.clone() })
             .observe(closed.duration.as_secs_f64());
         let upstream = BytesLabels { route: route.clone(), direction: "client_to_backend" };
         self.tunnel_bytes.get_or_create(&upstream).inc_by(closed.client_to_backend);
-        let downstream = BytesLabels { route, direction: "backend_to_client" };
+        let downstream = BytesLabels { route: route.clone(), direction: "backend_to_client" };
         self.tunnel_bytes.get_or_create(&downstream).inc_by(closed.backend_to_client);
     }
 

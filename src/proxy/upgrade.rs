@@ -60,13 +60,13 @@ impl Tunnel {
             Ok(sides) => sides,
             Err(error) => {
                 tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
-                self.proxy.metrics.upgrade(&self.route.name, "incomplete");
+                self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete");
                 return;
             }
         };
         let metrics = &self.proxy.metrics;
-        metrics.upgrade(&self.route.name, "upgraded");
-        let open = metrics.tunnel_opened(&self.route.name, &self.endpoint.to_string());
+        metrics.upgrade(Some(&self.route.name), "upgraded");
+        let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
         let policy = &self.route.policy;
         let limits = Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration };
         let drain = self.proxy.drain.subscribe();

@@ -62,9 +62,11 @@ mod tests {
     async fn a_burst_is_one_notification_and_never_waits_past_the_max_delay() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let sender = tokio::spawn(async move {
-            for _ in 0..50 {
+            // Changes closer together than the holdoff, for longer than the maximum delay.
+            let spacing = HOLDOFF / 2;
+            for _ in 0..=MAX_DELAY.as_millis() / spacing.as_millis() + 10 {
                 let _ = tx.send(());
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(spacing).await;
             }
             tx
         });
