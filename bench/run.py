@@ -420,7 +420,7 @@ def large_scenarios(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets to hold (≤ ~9,900 with a 20,000 fd limit)")
     parser.add_argument("--smoke", action="store_true", help="one short round: checks every scenario yields numbers")
     parser.add_argument("--tunnels", type=int, help="tunnels for the large scenarios (default: as many as the descriptor limit allows, ≤ 9,900)")

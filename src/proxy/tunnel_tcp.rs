@@ -177,10 +177,17 @@ impl Direction<'_> {
             }
         }
         if half.ended && half.pending.is_empty() && !half.closed {
-            // Pass the end of stream on as a half-close (RFC 9293 §3.6).
-            let _ = Pin::new(to).poll_shutdown(cx);
             half.closed = true;
-            first_close.get_or_insert(self.closer);
+            match first_close {
+                // The other direction is over too: the tunnel ends now and dropping the sockets
+                // sends the FIN, so no `shutdown` call is needed.
+                Some(_) => {}
+                None => {
+                    // Pass the end of stream on as a half-close (RFC 9293 §3.6).
+                    let _ = Pin::new(to).poll_shutdown(cx);
+                    *first_close = Some(self.closer);
+                }
+            }
         }
         Ok(moved)
     }
