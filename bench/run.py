@@ -323,12 +323,12 @@ def scenario_handshakes(tool, target, seconds, connections, tls=False):
     return {"handshakes/s": result["handshakes_per_second"], "CPU µs/handshake": cpu * 1e6 / n, "failed": result["failed"]}
 
 
-def hold(tool, target, connections, hold_seconds, while_held=None):
+def hold(tool, target, connections, hold_seconds, while_held=None, tls=False):
     """Holds `connections` idle WebSockets through `target`, runs `while_held()` meanwhile, then
     checks every one still echoes. Memory per tunnel from the proxy's RSS before and after."""
     before = target.rss_kib()
-    command = ["taskset", "-c", CLIENT_CORE, str(tool), "hold", "--addr", f"127.0.0.1:{target.port}",
-               "--connections", str(connections), "--seconds", str(hold_seconds)]
+    command = ["taskset", "-c", CLIENT_CORE, str(tool), "hold", "--addr", f"127.0.0.1:{target.tls_port if tls else target.port}",
+               "--connections", str(connections), "--seconds", str(hold_seconds)] + (["--tls"] if tls else [])
     holder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = holder.stdout.readline()
     if line.strip() != "ready":
@@ -344,10 +344,10 @@ def hold(tool, target, connections, hold_seconds, while_held=None):
             "RSS growth MiB": (after - during) / 1024, **extra}
 
 
-def scenario_idle(tool, target, connections, hold_seconds):
+def scenario_idle(tool, target, connections, hold_seconds, tls=False):
     if target.process is None:
         return None
-    return {"KiB/idle conn": hold(tool, target, connections, hold_seconds)["KiB/idle conn"]}
+    return {"KiB/idle conn": hold(tool, target, connections, hold_seconds, tls=tls)["KiB/idle conn"]}
 
 
 def scenario_reconfigure(tool, target, connections, changes):
@@ -413,6 +413,7 @@ def large_scenarios(args):
     return [
         (f"idle WebSockets ×{args.idle}", lambda tool, t: scenario_idle(tool, t, args.idle, 300)),
         (f"idle WebSockets ×{n}", lambda tool, t: scenario_idle(tool, t, n, 300)),
+        (f"idle wss WebSockets ×{args.idle}", lambda tool, t: scenario_idle(tool, t, args.idle, 300, tls=True)),
         (f"{changes} changes under {n} tunnels", lambda tool, t: scenario_reconfigure(tool, t, n, changes)),
     ]
 

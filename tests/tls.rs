@@ -74,6 +74,14 @@ async fn wss_echo_and_http2_over_alpn() {
     let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
     ws.send(Message::text("secure hello")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("secure hello"));
+    // Larger than TLS records and socket buffers: the tunnel must flush what TLS holds back.
+    let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i: u32| (i % 253) as u8).collect();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
+    // The close handshake crosses the tunnel both ways, then TLS and TCP close cleanly.
+    ws.close(None).await.unwrap();
+    assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))));
+    assert!(ws.next().await.is_none());
 
     let stream = tls_connect(proxy.tls_addr, "a.test", &[b"h2", b"http/1.1"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));

@@ -15,7 +15,6 @@ mod proxy_protocol;
 mod service;
 pub mod tls;
 mod tunnel;
-mod tunnel_tcp;
 mod upgrade;
 
 use std::sync::Arc;

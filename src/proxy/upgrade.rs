@@ -16,7 +16,6 @@ use super::error::ProxyError;
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop};
 use super::tunnel::{self, CloseReason, Limits};
-use super::tunnel_tcp;
 use crate::model::Route;
 
 /// Answers an upgrade request: checks the Origin and the budgets before anything reaches the
@@ -86,10 +85,10 @@ impl Tunnel {
     }
 }
 
-/// Runs the tunnel between two upgraded connections: without buffers while idle when both are
-/// plain TCP sockets (bytes hyper had already read past the handshake are delivered first),
-/// else with the generic copy (TLS on either side). The generic copy is boxed so that its
-/// larger state does not size every plain tunnel's task.
+/// Runs the tunnel between two upgraded connections. Plain TCP sockets are taken back from
+/// hyper and driven directly (bytes hyper had already read past the handshake are delivered
+/// first); TLS on either side stays behind hyper's upgraded wrapper. Those tunnels are boxed,
+/// so that their larger state does not size every plain tunnel's task.
 async fn join(
     client: hyper::upgrade::Upgraded,
     backend: hyper::upgrade::Upgraded,
@@ -113,7 +112,7 @@ async fn join(
             if deliver(&mut client_io, backend_early).await.is_err() {
                 return (CloseReason::ClientError, Default::default());
             }
-            tunnel_tcp::run(client_io, backend_io, limits, drain).await
+            tunnel::run(client_io, backend_io, limits, drain).await
         }
         Err(backend) => {
             let mut backend = TokioIo::new(backend);
