@@ -2,14 +2,16 @@
 """Benchmarks hawser side by side with nginx and HAProxy (and the backend directly).
 
     python3 bench/run.py                 # full run (~10 min), table on stdout and in bench/results.md
-    python3 bench/run.py --smoke         # a few seconds: every scenario once, asserts numbers exist
+    python3 bench/run.py --smoke         # about a minute: every scenario once, asserts numbers exist
+    python3 bench/run.py --only wss,HTTP # the scenarios whose names contain one of these
 
 Every proxy gets the same single core (taskset -c 0: nginx `worker_processes 1`, HAProxy
 `nbthread 1`, hawser's runtime sizes itself to its one allowed core); the load generator and the
 echo backend share the other core. Targets are measured interleaved (A B C D, A B C D, ...) over
 several rounds and the median is reported, with ratios against the best of nginx and HAProxy from
 the same run. CPU time per operation comes from /proc/PID/stat of the proxy's processes over the
-measurement window. Only loopback is used; every load loop is bounded in time.
+measurement window. Memory and reconfiguration are measured once, each on freshly started
+proxies. Only loopback is used; every load loop is bounded in time.
 """
 
 import argparse
@@ -530,8 +532,7 @@ def fmt(value, digits=None):
 
 def version(tool):
     binary = shutil.which(tool) or f"/usr/sbin/{tool}"
-    flag = "-v" if tool == "nginx" else "-v"
-    out = subprocess.run([binary, flag], capture_output=True, text=True)
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True)
     text = (out.stdout + out.stderr).strip().splitlines()
     return text[0] if text else tool
 
