@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::process::{ANY_PORTS, Process};
+use common::process::{ANY_PORTS, Process, failure_output};
 use common::*;
 use http::StatusCode;
 
@@ -58,15 +58,12 @@ fn bad_flags_exit_with_a_usage_error() {
 
 #[test]
 fn run_without_manifests_or_cluster_says_what_to_do() {
-    let output = Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .arg("run")
-        .args(ANY_PORTS)
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let said =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let said = failure_output(
+        Command::new(env!("CARGO_BIN_EXE_hawser"))
+            .arg("run")
+            .args(ANY_PORTS)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST"),
+    );
     assert!(said.contains("use --manifests DIR for standalone mode"), "{said}");
 }

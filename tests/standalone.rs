@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{ANY_PORTS, Process};
+use common::process::{ANY_PORTS, Process, failure_output};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
@@ -158,14 +158,11 @@ async fn quickstart_serves_http_and_websocket_on_either_runtime() {
 
 #[test]
 fn run_with_a_missing_manifests_directory_fails_clearly() {
-    let output = Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .arg("run")
-        .args(ANY_PORTS)
-        .args(["--manifests", "/nonexistent/hawser"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let said =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let said = failure_output(
+        Command::new(env!("CARGO_BIN_EXE_hawser"))
+            .arg("run")
+            .args(ANY_PORTS)
+            .args(["--manifests", "/nonexistent/hawser"]),
+    );
     assert!(said.contains("/nonexistent/hawser"), "{said}");
 }

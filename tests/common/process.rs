@@ -77,3 +77,10 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `command` to its end, checks that it failed, and returns what it said (stdout, stderr).
+pub fn failure_output(command: &mut Command) -> String {
+    let output = command.output().expect("run hawser");
+    assert!(!output.status.success(), "hawser was expected to fail");
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
