@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
 use crate::build::{BuildConfig, SecretRef};
-use crate::proxy::ProxyConfig;
+use crate::proxy::{EncodedSlashes, ProxyConfig};
 
 /// hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
 /// connections.
@@ -61,9 +61,9 @@ pub struct RunArgs {
     /// in-cluster configuration or `KUBECONFIG`.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
-    /// IngressClass name served even without an IngressClass object.
-    #[arg(long, default_value = "hawser")]
-    pub ingress_class: String,
+    /// What is served and how it is translated.
+    #[command(flatten)]
+    pub translation: TranslationArgs,
     /// Kubernetes mode: watch only this namespace (IngressClasses are cluster-wide regardless).
     #[arg(long, value_name = "NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// client address from it; connections without a valid header are refused.
     #[arg(long)]
     pub proxy_protocol: bool,
+    /// What a request path with `%2F`, `%5C` or `\` gets: `reject` (400) or `keep` (passed on
+    /// unchanged, never treated as a separator).
+    #[arg(long, value_enum, default_value_t = EncodedSlashes::Reject)]
+    pub encoded_slashes: EncodedSlashes,
     /// Time a connection has to send its PROXY protocol header.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub proxy_protocol_timeout: Duration,
@@ -129,6 +133,7 @@ impl RunArgs {
             header_read_timeout: self.header_read_timeout,
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.then_some(self.proxy_protocol_timeout),
+            encoded_slashes: self.encoded_slashes,
             ..ProxyConfig::default()
         }
     }
@@ -155,8 +160,36 @@ impl RunArgs {
     /// The translation settings these flags describe.
     pub fn build_config(&self) -> BuildConfig {
         BuildConfig {
-            ingress_class: self.ingress_class.clone(),
             default_certificate: self.default_ssl_certificate.clone(),
+            ..self.translation.build_config()
+        }
+    }
+}
+
+/// Translation flags shared by `hawser run` and `hawser check`.
+#[derive(Debug, Args)]
+pub struct TranslationArgs {
+    /// IngressClass name served even without an IngressClass object.
+    #[arg(long, default_value = "hawser")]
+    pub ingress_class: String,
+    /// Access-restricting ingress-nginx annotations (comma-separated keys such as `auth-url`)
+    /// to serve WITHOUT enforcement instead of refusing the Ingress. Default: none.
+    #[arg(long, value_delimiter = ',', value_name = "KEY")]
+    pub ignore_annotations: Vec<String>,
+}
+
+impl TranslationArgs {
+    /// The translation settings these flags describe.
+    pub fn build_config(&self) -> BuildConfig {
+        let prefix = crate::build::NGINX_ANNOTATION_PREFIX;
+        let ignore_annotations = self
+            .ignore_annotations
+            .iter()
+            .map(|key| key.trim().strip_prefix(prefix).unwrap_or(key.trim()).to_owned())
+            .collect();
+        BuildConfig {
+            ingress_class: self.ingress_class.clone(),
+            ignore_annotations,
             ..BuildConfig::default()
         }
     }
@@ -170,9 +203,9 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// IngressClass name served even without an IngressClass object.
-    #[arg(long, default_value = "hawser")]
-    pub ingress_class: String,
+    /// What is served and how it is translated.
+    #[command(flatten)]
+    pub translation: TranslationArgs,
 }
 
 /// Output format of `hawser check`.

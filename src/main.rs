@@ -58,7 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn check(args: &CheckArgs) {
-    let config = BuildConfig { ingress_class: args.ingress_class.clone(), ..BuildConfig::default() };
+    let config = args.translation.build_config();
     let (output, errors) = hawser::check::check(&args.dir, &config, args.output);
     print!("{output}");
     if errors {

@@ -362,9 +362,9 @@ async fn https_backends_are_verified_against_a_ca_secret() {
         let proxy = TestProxy::start(build_table(&yaml)).await;
         assert_eq!(get(proxy.addr, "a.test", "/").await.0, want, "{case}");
     }
-    // A CA Secret that does not exist leaves the Ingress out rather than skipping verification.
+    // A CA Secret that does not exist refuses the Ingress (503) rather than skipping verification.
     let backend = tls_backend(cert(&["echo.default.svc"])).await;
     let yaml = manifests(&[service_yaml("echo", backend.addr), tls_ingress("a", "a.test", None, hawser)]);
     let proxy = TestProxy::start(build_table(&yaml)).await;
-    assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -2,13 +2,15 @@
 //! already have (`nginx.ingress.kubernetes.io/*`); every key is reported as honored,
 //! translated, unsupported or ignored, and `hawser.dev/*` wins when both set the same thing.
 //!
-//! Security settings fail closed: an unparsable source range or Origin list leaves the whole
-//! Ingress out instead of serving it without the restriction.
+//! Security settings fail closed: an unparsable source range or Origin list, or an
+//! access-restricting annotation hawser does not enforce (see [`super::unenforced`]), makes
+//! every path of the Ingress answer `503` instead of serving it without the restriction.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::report::{Reason, Reporter};
+use super::unenforced::{self, Unenforced};
 use super::values;
 use crate::model::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy};
 
@@ -26,9 +28,15 @@ enum Effect {
     Honored,
     Translated(String),
     Unsupported(&'static str),
+    /// Restricts access and is not enforced: the Ingress is refused.
+    Refused,
+    /// Restricts access, not enforced, and the operator opted out of refusing it.
+    OptedOut,
+    /// Tunes something hawser does not have.
+    NotNeeded,
 }
 
-/// A failed annotation: its message, and whether the Ingress must be left out (fail closed).
+/// A failed annotation: its message, and whether the Ingress must be refused (fail closed).
 struct Failure {
     message: String,
     fatal: bool,
@@ -47,7 +55,8 @@ fn fatal(message: String) -> Failure {
 /// What an Ingress's annotations ask for.
 #[derive(Debug)]
 pub struct IngressSettings {
-    /// The policy of every route of the Ingress.
+    /// The policy of every route of the Ingress; `refused` when a security annotation is
+    /// invalid or not enforced.
     pub policy: Policy,
     /// A Secret (same namespace) whose `ca.crt` must verify HTTPS backends, and the annotation
     /// that named it.
@@ -55,18 +64,24 @@ pub struct IngressSettings {
 }
 
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
-/// hawser annotations. `None` when a security annotation is invalid.
+/// hawser annotations. `opt_outs` are the nginx keys the install serves without enforcing
+/// (`--ignore-annotations`); `hawser.dev/ignore-annotations` adds the Ingress's own.
 pub fn ingress_policy(
     annotations: &BTreeMap<String, String>,
     namespace: &str,
+    opt_outs: &[String],
     reporter: &mut Reporter<'_>,
-) -> Option<IngressSettings> {
+) -> IngressSettings {
     let mut policy = Policy::default();
     let mut rejected = false;
     let nginx: BTreeMap<&str, &str> = with_prefix(annotations, NGINX);
     let hawser: BTreeMap<&str, &str> = with_prefix(annotations, HAWSER);
+    let own_opt_outs = hawser.get("ignore-annotations").copied().unwrap_or_default();
+    let opted_out: Vec<&str> =
+        unenforced::opt_outs(own_opt_outs).chain(opt_outs.iter().map(String::as_str)).collect();
     for (key, value) in nginx.iter().filter(|(key, _)| !NGINX_TIMEOUTS.contains(key)) {
-        let outcome = apply_nginx(key, value, &nginx, &mut policy);
+        let outcome = apply_nginx(key, value, &nginx, &mut policy)
+            .or_else(|| unenforced_effect(key, value, &opted_out));
         rejected |= record(reporter, NGINX, key, outcome);
     }
     apply_nginx_timeouts(&nginx, &mut policy, reporter);
@@ -84,11 +99,24 @@ pub fn ingress_policy(
     let backend_ca = match backend_ca(&nginx, &hawser, namespace) {
         Ok(ca) => ca,
         Err((field, message)) => {
-            reporter.report(Reason::Invalid, field, format!("{message}; the Ingress is left out"));
-            return None;
+            reporter.report(Reason::Invalid, field, format!("{message}; {REFUSED}"));
+            rejected = true;
+            None
         }
     };
-    (!rejected).then_some(IngressSettings { policy, backend_ca })
+    policy.refused = rejected;
+    IngressSettings { policy, backend_ca }
+}
+
+/// What a refused Ingress does, for report messages.
+pub const REFUSED: &str = "every path of the Ingress answers 503 (fail closed)";
+
+fn unenforced_effect(key: &str, value: &str, opted_out: &[&str]) -> Option<Result<Effect, Failure>> {
+    Some(Ok(match unenforced::classify(key, value, opted_out.iter().copied())? {
+        Unenforced::Refused => Effect::Refused,
+        Unenforced::OptedOut => Effect::OptedOut,
+        Unenforced::NotNeeded => Effect::NotNeeded,
+    }))
 }
 
 /// `hawser.dev/backend-ca-secret: NAME`, or nginx's `proxy-ssl-secret: NAMESPACE/NAME` with
@@ -146,9 +174,24 @@ fn record(
             reporter.report(Reason::Unsupported, field, why);
             false
         }
+        Some(Ok(Effect::Refused)) => {
+            let message = format!(
+                "restricts access (or injects nginx configuration) and hawser does not enforce it; {REFUSED}. Remove it, or opt out with {HAWSER}ignore-annotations: {key} (or --ignore-annotations) to serve without it"
+            );
+            reporter.report(Reason::Refused, field, message);
+            true
+        }
+        Some(Ok(Effect::OptedOut)) => {
+            let message = "not enforced by hawser; served without it, as ignore-annotations asks";
+            reporter.report(Reason::Ignored, field, message);
+            false
+        }
+        Some(Ok(Effect::NotNeeded)) => {
+            reporter.report(Reason::NotNeeded, field, "tunes nginx internals hawser does not have");
+            false
+        }
         Some(Err(failure)) => {
-            let consequence =
-                if failure.fatal { "the Ingress is left out" } else { "the annotation is ignored" };
+            let consequence = if failure.fatal { REFUSED } else { "the annotation is ignored" };
             reporter.report(Reason::Invalid, field, format!("{}; {consequence}", failure.message));
             failure.fatal
         }
@@ -318,6 +361,13 @@ fn apply_hawser(
         "backend-protocol" => backend_protocol(value, policy),
         "ssl-redirect" => https_redirect(value, HttpsRedirect::IfTls, policy),
         "force-ssl-redirect" => https_redirect(value, HttpsRedirect::Always, policy),
+        "allowed-upgrades" => {
+            values::upgrade_protocols(values::list(value)).map_err(Failure::from).map(|protocols| {
+                policy.allowed_upgrades = protocols;
+                Effect::Honored
+            })
+        }
+        "ignore-annotations" => Ok(Effect::Honored),
         _ => return None,
     })
 }

@@ -6,10 +6,10 @@ use k8s_openapi::jiff::Timestamp;
 use super::report::ObjectRef;
 use crate::model::{HeaderMatch, HostMatch, PathMatch, Route};
 
-/// Which of two claims on the same host, path and headers wins: explicit paths beat an
-/// Ingress `defaultBackend`, a WebSocketRoute beats an Ingress, then the oldest object
-/// (`creationTimestamp`; objects without one, as in a manifests directory, come after), then
-/// namespace/name order.
+/// Which of two claims by objects of one namespace on the same host, path and headers wins:
+/// explicit paths beat an Ingress `defaultBackend`, a WebSocketRoute beats an Ingress, then the
+/// oldest object (`creationTimestamp`; objects without one, as in a manifests directory, come
+/// after), then namespace/name order. Across namespaces see [`winner`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
     implicit: bool,
@@ -30,6 +30,27 @@ impl Rank {
     pub fn owner(&self) -> &ObjectRef {
         &self.owner
     }
+
+    /// How old the claim is: dated before undated, older first.
+    fn age(&self) -> (bool, Option<Timestamp>) {
+        (self.undated, self.created)
+    }
+}
+
+/// The index of the claim that wins among `claims` on one host and path (or one host's TLS).
+/// Tenant isolation: across namespaces the oldest claim keeps what it has, whatever its kind,
+/// so a newer object in another namespace can never take a host and path away (undated objects
+/// come after dated ones, then namespaces in name order). Within the winning namespace,
+/// [`Rank`] decides. `None` only for no claims.
+pub fn winner<T>(claims: &[T], rank: impl Fn(&T) -> &Rank) -> Option<usize> {
+    let oldest = claims
+        .iter()
+        .map(&rank)
+        .min_by(|a, b| a.age().cmp(&b.age()).then_with(|| a.owner.namespace.cmp(&b.owner.namespace)))?;
+    let namespace = &oldest.owner.namespace;
+    (0..claims.len())
+        .filter(|&i| rank(&claims[i]).owner.namespace == *namespace)
+        .min_by(|&a, &b| rank(&claims[a]).cmp(rank(&claims[b])))
 }
 
 /// A route and the host it is for, claimed by one object.

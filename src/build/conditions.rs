@@ -29,7 +29,7 @@ pub fn route_conditions(object: &ObjectRef, reports: &[Report]) -> [RouteConditi
             .collect();
         (!found.is_empty()).then(|| found.join("; "))
     };
-    let accepted = match (messages(&[Reason::Invalid]), messages(&[Reason::Conflict])) {
+    let accepted = match (messages(&[Reason::Invalid, Reason::Refused]), messages(&[Reason::Conflict])) {
         (Some(message), _) => condition("Accepted", false, "Invalid", message),
         (None, Some(message)) => condition("Accepted", false, "Conflicted", message),
         (None, None) => condition("Accepted", true, "Accepted", "the route is served".into()),

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressSpec};
 use kube::ResourceExt;
 
-use super::annotations::{IngressSettings, ingress_policy};
+use super::annotations::{IngressSettings, REFUSED, ingress_policy};
 use super::backends::{self, PortRef};
 use super::candidate::{Candidate, Rank};
 use super::report::{Reason, Reporter};
@@ -22,10 +22,18 @@ use crate::model::{Backend, HostMatch, PathMatch, Policy, Route};
 use crate::snapshot::Snapshot;
 
 /// Adds what `ingress` asks for to `out`, reporting into `reporter`.
-pub fn translate(ingress: &Ingress, snapshot: &Snapshot, reporter: &mut Reporter<'_>, out: &mut Output) {
+/// `opt_outs` are the access-restricting nginx annotations the install serves without
+/// enforcing (`--ignore-annotations`).
+pub fn translate(
+    ingress: &Ingress,
+    snapshot: &Snapshot,
+    opt_outs: &[String],
+    reporter: &mut Reporter<'_>,
+    out: &mut Output,
+) {
     let namespace = ingress.namespace().unwrap_or_default();
-    let Some(settings) = ingress_policy(ingress.annotations(), &namespace, reporter) else { return };
-    let Some(policy) = with_backend_ca(settings, snapshot, &namespace, reporter) else { return };
+    let settings = ingress_policy(ingress.annotations(), &namespace, opt_outs, reporter);
+    let policy = with_backend_ca(settings, snapshot, &namespace, reporter);
     let Some(spec) = ingress.spec.as_ref() else { return };
     let created = ingress.creation_timestamp().map(|t| t.0);
     let rank = |implicit| Rank::new(reporter.object().clone(), created, implicit);
@@ -36,30 +44,28 @@ pub fn translate(ingress: &Ingress, snapshot: &Snapshot, reporter: &mut Reporter
     translator.tls(spec, &hosts, &explicit);
 }
 
-/// The policy with the backend CA loaded; `None` (reported) when the CA was asked for but is
-/// unusable — serving without the verification that was asked for would be worse.
+/// The policy with the backend CA loaded; refused (and reported) when the CA was asked for but
+/// is unusable — serving without the verification that was asked for would be worse.
 fn with_backend_ca(
     settings: IngressSettings,
     snapshot: &Snapshot,
     namespace: &str,
     reporter: &mut Reporter<'_>,
-) -> Option<Policy> {
+) -> Policy {
     let mut policy = settings.policy;
-    let Some((name, field)) = settings.backend_ca else { return Some(policy) };
+    let Some((name, field)) = settings.backend_ca else { return policy };
     let loaded = match snapshot.secret(namespace, &name) {
         Some(secret) => tls::load_ca(secret, format!("{namespace}/{name}")),
         None => Err(format!("Secret {namespace}/{name} not found")),
     };
     match loaded {
-        Ok(ca) => {
-            policy.backend_ca = Some(ca);
-            Some(policy)
-        }
+        Ok(ca) => policy.backend_ca = Some(ca),
         Err(problem) => {
-            reporter.report(Reason::Invalid, field, format!("{problem}; the Ingress is left out"));
-            None
+            reporter.report(Reason::Invalid, field, format!("{problem}; {REFUSED}"));
+            policy.refused = true;
         }
     }
+    policy
 }
 
 struct Translator<'a, 'r> {

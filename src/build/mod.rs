@@ -15,6 +15,7 @@ pub mod conditions;
 mod ingress;
 pub mod report;
 mod tls;
+mod unenforced;
 mod values;
 mod websocket_route;
 
@@ -44,12 +45,20 @@ pub struct BuildConfig {
     pub default_certificate: Option<SecretRef>,
     /// When the build happens: certificates must be valid then.
     pub now: SystemTime,
+    /// Access-restricting nginx annotations served without enforcement instead of refusing
+    /// the Ingress (`--ignore-annotations`). Default: none.
+    pub ignore_annotations: Vec<String>,
 }
 
 impl Default for BuildConfig {
     /// Class `hawser`, no default certificate, now.
     fn default() -> Self {
-        Self { ingress_class: "hawser".to_owned(), default_certificate: None, now: SystemTime::now() }
+        Self {
+            ingress_class: "hawser".to_owned(),
+            default_certificate: None,
+            now: SystemTime::now(),
+            ignore_annotations: Vec::new(),
+        }
     }
 }
 
@@ -101,7 +110,8 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
     for ingress in snapshot.ingresses.iter().filter(|i| classes.serves_ingress(i)) {
         let object = ObjectRef::new("Ingress", &ingress.namespace().unwrap_or_default(), &ingress.name_any());
         served.push(object.clone());
-        ingress::translate(ingress, snapshot, &mut Reporter::new(object, &mut reports), &mut out);
+        let reporter = &mut Reporter::new(object, &mut reports);
+        ingress::translate(ingress, snapshot, &config.ignore_annotations, reporter, &mut out);
     }
     for route in snapshot.routes.iter().filter(|r| classes.serves_route(r.spec.ingress_class_name.as_deref()))
     {
@@ -133,55 +143,65 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
     Built { table, tls, reports, served }
 }
 
-/// Keeps the best-ranked candidate of each host + path + headers, reports the others, and
-/// groups the winners by host in a stable order.
+/// Keeps the winning candidate of each host + path + headers ([`candidate::winner`]),
+/// reports the others, and groups the winners by host in a stable order.
 fn assemble(mut candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, Vec<Route>> {
     candidates.sort_by(|a, b| {
         a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then_with(|| a.route.name.cmp(&b.route.name))
     });
     let mut hosts: BTreeMap<HostMatch, Vec<Route>> = BTreeMap::new();
-    let mut winner: Option<Candidate> = None;
-    for candidate in candidates {
-        if let Some(kept) = winner.as_ref().filter(|w| w.key() == candidate.key()) {
-            if kept.rank.owner() != candidate.rank.owner() {
-                report_conflict(&candidate, kept.rank.owner(), reports);
-            }
-            continue;
+    for group in candidates.chunk_by(|a, b| a.key() == b.key()) {
+        let Some(won) = candidate::winner(group, |c| &c.rank) else { continue };
+        let kept = &group[won];
+        for loser in group.iter().filter(|c| c.rank.owner() != kept.rank.owner()) {
+            report_conflict(loser, kept.rank.owner(), reports);
         }
-        hosts.entry(candidate.host.clone()).or_default().push(candidate.route.clone());
-        winner = Some(candidate);
+        hosts.entry(kept.host.clone()).or_default().push(kept.route.clone());
     }
     hosts
 }
 
 fn report_conflict(loser: &Candidate, winner: &ObjectRef, reports: &mut Vec<Report>) {
     let message = format!(
-        "host {} path {:?} is already served by {winner}, which takes precedence (WebSocketRoute over Ingress, then the oldest)",
-        loser.host, loser.route.path
+        "host {} path {:?} is already served by {winner}, which takes precedence ({})",
+        loser.host,
+        loser.route.path,
+        precedence(loser.rank.owner(), winner)
     );
     Reporter::new(loser.rank.owner().clone(), reports).report(Reason::Conflict, loser.field.clone(), message);
 }
 
-/// One Secret per host pattern: the best-ranked claim wins, the others are reported.
+/// Why `winner` beat `loser`, in words.
+fn precedence(loser: &ObjectRef, winner: &ObjectRef) -> &'static str {
+    if loser.namespace == winner.namespace {
+        "WebSocketRoute over Ingress, then the oldest"
+    } else {
+        "another namespace claimed it first; a newer object never takes a host and path from another namespace"
+    }
+}
+
+/// One Secret per host pattern: the winning claim ([`candidate::winner`]) is kept, the others
+/// are reported.
 fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, TlsClaim> {
     claims.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.rank.cmp(&b.rank)));
     let mut settled: BTreeMap<HostMatch, TlsClaim> = BTreeMap::new();
-    for claim in claims {
-        match settled.get(&claim.host) {
-            Some(kept) if kept.secret != claim.secret => {
-                let (owner, (ns, name)) = (kept.rank.owner(), &kept.secret);
-                let message = format!("HTTPS for {} already uses Secret {ns}/{name} of {owner}", claim.host);
-                Reporter::new(claim.rank.owner().clone(), reports).report(
-                    Reason::Conflict,
-                    claim.field,
-                    message,
-                );
-            }
-            Some(_) => {}
-            None => {
-                settled.insert(claim.host.clone(), claim);
-            }
+    for group in claims.chunk_by(|a, b| a.host == b.host) {
+        let Some(won) = candidate::winner(group, |c| &c.rank) else { continue };
+        let kept = &group[won];
+        for claim in group.iter().filter(|c| c.secret != kept.secret) {
+            let (owner, (ns, name)) = (kept.rank.owner(), &kept.secret);
+            let message = format!(
+                "HTTPS for {} already uses Secret {ns}/{name} of {owner} ({})",
+                claim.host,
+                precedence(claim.rank.owner(), owner)
+            );
+            Reporter::new(claim.rank.owner().clone(), reports).report(
+                Reason::Conflict,
+                claim.field.clone(),
+                message,
+            );
         }
+        settled.insert(kept.host.clone(), kept.clone());
     }
     settled
 }

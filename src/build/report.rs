@@ -37,6 +37,9 @@ impl fmt::Display for ObjectRef {
 pub enum Reason {
     /// A value is wrong; the object, rule or annotation it belongs to is left out.
     Invalid,
+    /// Asks for an access restriction hawser does not enforce: the object's routes answer 503
+    /// (fail closed) until it is removed or opted out.
+    Refused,
     /// A referenced Service, port or Secret does not exist.
     UnresolvedRef,
     /// Another object already serves the same host and path (or host TLS); this one lost.
@@ -47,6 +50,8 @@ pub enum Reason {
     Unsupported,
     /// An unknown setting; it has no effect.
     Ignored,
+    /// A foreign setting that tunes something hawser does not have; nothing to do.
+    NotNeeded,
     /// A foreign setting mapped onto hawser's nearest equivalent.
     Translated,
     /// A setting applied as written.
@@ -68,9 +73,9 @@ impl Reason {
     /// The level this kind of finding has.
     pub fn level(self) -> Level {
         match self {
-            Self::Invalid | Self::UnresolvedRef => Level::Error,
+            Self::Invalid | Self::Refused | Self::UnresolvedRef => Level::Error,
             Self::Conflict | Self::NoEndpoints | Self::Unsupported | Self::Ignored => Level::Warning,
-            Self::Translated | Self::Honored => Level::Info,
+            Self::NotNeeded | Self::Translated | Self::Honored => Level::Info,
         }
     }
 }

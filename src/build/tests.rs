@@ -444,7 +444,11 @@ fn bad_annotation_values_are_reported_and_security_ones_fail_closed() {
     ] {
         let (key, value) = pair.split_once('=').unwrap();
         let built = built(&with_annotations("i", &[(key, value)]));
-        assert!(built.table.summary().is_empty(), "{pair} did not leave the Ingress out");
+        assert_eq!(
+            built.table.summary(),
+            vec!["a.com Prefix / -> (refused: 503) (ingress/default/i/0/0)"],
+            "{pair}"
+        );
         assert!(built.has_errors());
     }
     let unknown = built(&with_annotations("i", &[("hawser.dev/idle-timout", "1h")]));
@@ -595,16 +599,27 @@ fn a_bad_rule_is_left_out_and_the_others_keep_working() {
             "{strategy: ConsistentHash, hashOn: {query: a, cookie: b}}",
             "spec.rules[1].loadBalancing",
         ),
+    ];
+    for (good, bad, field) in cases {
+        let built = built(&ROUTE.replace(good, bad));
+        assert_eq!(built.table.summary().len(), 4, "{bad}: the first rule must still serve");
+        assert_eq!(problems(&built), vec![format!("Invalid WebSocketRoute default/chat {field}")], "{bad}");
+    }
+    // Security settings fail closed: the rule stays, answering 503, so no other route takes its paths.
+    let refused = [
         ("sourceRanges: [10.0.0.0/8]", "sourceRanges: [10.0.0.0/99]", "spec.rules[1].sourceRanges"),
+        ("allowedOrigins: [https://chat.a.com]", "allowedOrigins: [chat]", "spec.rules[1].allowedOrigins"),
         (
             "maxConnections: 100",
             "maxConnections: 100\n    backendCASecret: missing",
             "spec.rules[1].backendCASecret",
         ),
     ];
-    for (good, bad, field) in cases {
+    for (good, bad, field) in refused {
         let built = built(&ROUTE.replace(good, bad));
-        assert_eq!(built.table.summary().len(), 4, "{bad}: the first rule must still serve");
+        let summary = built.table.summary();
+        assert_eq!(summary.len(), 6, "{bad}: {summary:?}");
+        assert_eq!(summary.iter().filter(|r| r.contains("(refused: 503)")).count(), 2, "{bad}: {summary:?}");
         assert_eq!(problems(&built), vec![format!("Invalid WebSocketRoute default/chat {field}")], "{bad}");
     }
     let foreign = built(&ROUTE.replace("spec:\n", "spec:\n  ingressClassName: nginx\n"));
@@ -656,4 +671,108 @@ fn websocket_route_backend_protocol() {
     assert_eq!(slow.backend_server_name.as_deref(), Some("web.default.svc"));
     let plain = &built.table.lookup("chat.a.com", "/live", |_| None).unwrap().policy;
     assert_eq!(plain.backend_protocol, BackendProtocol::Http);
+}
+
+#[test]
+fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
+    let auth = [
+        ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+        ("nginx.ingress.kubernetes.io/auth-secret", "htpasswd"),
+    ];
+    let refused = built(&with_annotations("i", &auth));
+    assert_eq!(refused.table.summary(), vec!["a.com Prefix / -> (refused: 503) (ingress/default/i/0/0)"]);
+    assert_eq!(
+        problems(&refused),
+        vec![
+            "Refused Ingress default/i nginx.ingress.kubernetes.io/auth-secret",
+            "Refused Ingress default/i nginx.ingress.kubernetes.io/auth-type",
+        ]
+    );
+    assert!(refused.has_errors());
+    for (key, value) in [
+        ("nginx.ingress.kubernetes.io/auth-url", "http://auth.svc/check"),
+        ("nginx.ingress.kubernetes.io/configuration-snippet", "deny all;"),
+        ("nginx.ingress.kubernetes.io/denylist-source-range", "10.0.0.0/8"),
+        ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
+        ("nginx.ingress.kubernetes.io/satisfy", "any"),
+        ("nginx.ingress.kubernetes.io/enable-global-auth", "true"),
+    ] {
+        let built = built(&with_annotations("i", &[(key, value)]));
+        assert!(policy_of(&built).refused, "{key}");
+        assert_eq!(problems(&built), vec![format!("Refused Ingress default/i {key}")]);
+    }
+    // Opting out, per Ingress or per install, serves it without the restriction, with a warning.
+    let mut opted = auth.to_vec();
+    opted.push(("hawser.dev/ignore-annotations", "auth-type, nginx.ingress.kubernetes.io/auth-secret"));
+    let served = built(&with_annotations("i", &opted));
+    assert!(!policy_of(&served).refused);
+    assert_eq!(
+        problems(&served),
+        vec![
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/auth-secret",
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/auth-type",
+        ]
+    );
+    let objects = parse_documents(&format!("{SERVICES}\n---\n{}", with_annotations("i", &auth))).unwrap();
+    let config = BuildConfig { ignore_annotations: vec!["auth-type".into()], ..BuildConfig::default() };
+    let partly = build(&Snapshot::new(objects), &config);
+    assert!(policy_of(&partly).refused, "auth-secret is still refused");
+    // Harmless nginx tuning is reported for the record only.
+    let tuning = built(&with_annotations("i", &[("nginx.ingress.kubernetes.io/proxy-buffering", "off")]));
+    assert!(!policy_of(&tuning).refused);
+    assert_eq!(problems(&tuning), Vec::<String>::new());
+    assert_eq!(tuning.reports.iter().filter(|r| r.reason == Reason::NotNeeded).count(), 1);
+}
+
+#[test]
+fn allowed_upgrades_annotation() {
+    let allowed = built(&with_annotations("i", &[("hawser.dev/allowed-upgrades", "Foo, bar/2")]));
+    assert_eq!(policy_of(&allowed).allowed_upgrades, vec!["foo".to_owned(), "bar/2".to_owned()]);
+    let h2c = built(&with_annotations("i", &[("hawser.dev/allowed-upgrades", "h2c")]));
+    assert!(policy_of(&h2c).allowed_upgrades.is_empty());
+    assert_eq!(problems(&h2c), vec!["Invalid Ingress default/i hawser.dev/allowed-upgrades"]);
+}
+
+/// An object in `namespace` claiming `host` `/`, created at `time` (empty: undated).
+fn claim(kind: &str, namespace: &str, name: &str, host: &str, time: &str) -> String {
+    let created = if time.is_empty() { String::new() } else { format!("  creationTimestamp: \"{time}\"\n") };
+    let metadata = format!("metadata:\n  name: {name}\n  namespace: {namespace}\n{created}");
+    match kind {
+        "Ingress" => {
+            simple(name, host, "Prefix", "/").replacen(&format!("metadata:\n  name: {name}\n"), &metadata, 1)
+        }
+        _ => format!(
+            "apiVersion: hawser.dev/v1alpha1\nkind: WebSocketRoute\n{metadata}spec:\n  hostnames: [{host}]\n  tls: {{secretName: {name}-tls}}\n  rules:\n  - backends: [{{name: web, port: 80}}]\n"
+        ),
+    }
+}
+
+#[test]
+fn another_namespace_never_takes_a_served_host_and_path() {
+    let bank = claim("Ingress", "bank", "web", "bank.test", "2025-01-01T00:00:00Z");
+    let bank_tls = bank.replace("  rules:", "  tls: [{hosts: [bank.test], secretName: bank-tls}]\n  rules:");
+    for (kind, time) in [
+        ("WebSocketRoute", "2026-01-01T00:00:00Z"),
+        ("Ingress", "2026-01-01T00:00:00Z"),
+        ("WebSocketRoute", ""),
+    ] {
+        let evil = claim(kind, "evil", "grab", "bank.test", time);
+        let built = built(&format!("{bank_tls}---\n{evil}"));
+        let summary = built.table.summary();
+        assert_eq!(summary.len(), 1, "{kind} {time}: {summary:?}");
+        assert!(summary[0].ends_with("(ingress/bank/web/0/0)"), "{kind} {time}: {summary:?}");
+        let conflicts: Vec<String> =
+            problems(&built).into_iter().filter(|p| p.starts_with("Conflict")).collect();
+        assert!(!conflicts.is_empty() && conflicts.iter().all(|c| c.contains("evil/grab")), "{conflicts:?}");
+        assert_eq!(built.tls.get("bank.test"), Some(&("bank".to_owned(), "bank-tls".to_owned())), "{kind}");
+    }
+    // Within one namespace a WebSocketRoute still beats an older Ingress.
+    let own = claim("WebSocketRoute", "bank", "chat", "bank.test", "2026-01-01T00:00:00Z");
+    let same_namespace = built(&format!("{bank}---\n{own}"));
+    let summary = same_namespace.table.summary();
+    assert!(summary[0].ends_with("(wsroute/bank/chat/0/0)"), "{summary:?}");
+    // The older claim keeps its host and path whatever its kind.
+    let older_route = claim("WebSocketRoute", "evil", "grab", "bank.test", "2024-01-01T00:00:00Z");
+    let older = built(&format!("{bank}---\n{older_route}"));
+    assert!(older.table.summary()[0].ends_with("(wsroute/evil/grab/0/0)"));
 }

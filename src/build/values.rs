@@ -66,6 +66,26 @@ pub fn origins<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<Stri
         .collect()
 }
 
+/// Upgrade protocols a route may tunnel besides `websocket` (RFC 9110 §7.8 tokens, compared
+/// without case). `h2c` is never allowed: a tunnelled HTTP/2 connection would reach every path
+/// of the backend past hawser's routing.
+pub fn upgrade_protocols<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    values
+        .into_iter()
+        .map(|token| {
+            let token = token.trim().to_ascii_lowercase();
+            let name = token.split('/').next().unwrap_or_default();
+            let valid = !name.is_empty()
+                && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+            match () {
+                _ if name == "h2c" => Err("h2c is never tunnelled: it would bypass routing".to_owned()),
+                _ if !valid => Err(format!("{token:?} is not an upgrade protocol token")),
+                _ => Ok(token),
+            }
+        })
+        .collect()
+}
+
 /// A positive whole number.
 pub fn positive(value: &str) -> Result<u32, String> {
     match value.trim().parse::<u32>() {
@@ -130,6 +150,14 @@ mod tests {
         );
         assert!(origins(list("a.com")).is_err());
         assert!(origins(list("https://a.com/path")).is_err());
+    }
+
+    #[test]
+    fn upgrade_protocol_lists() {
+        assert_eq!(upgrade_protocols(list("Foo, bar/2")), Ok(vec!["foo".into(), "bar/2".into()]));
+        assert!(upgrade_protocols(list("h2c")).is_err());
+        assert!(upgrade_protocols(list("H2C")).is_err());
+        assert!(upgrade_protocols(list("a b")).is_err());
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Handshake timeout of a WebSocketRoute rule that sets none.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a refused rule does, for report messages.
+const RULE_REFUSED: &str = "the rule answers 503 (fail closed)";
+
 /// Adds what `route` asks for to `out`, reporting into `reporter`.
 pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Reporter<'_>, out: &mut Output) {
     let namespace = route.namespace().unwrap_or_default();
@@ -45,12 +48,10 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
             match loaded {
                 Ok(ca) => policy.backend_ca = Some(ca),
                 Err(problem) => {
-                    reporter.report(
-                        Reason::Invalid,
-                        format!("{field}.backendCASecret"),
-                        format!("{problem}; the rule is left out"),
-                    );
-                    continue;
+                    // Serving without the verification that was asked for would be worse.
+                    let message = format!("{problem}; {RULE_REFUSED}");
+                    reporter.report(Reason::Invalid, format!("{field}.backendCASecret"), message);
+                    policy.refused = true;
                 }
             }
         }
@@ -131,29 +132,36 @@ fn backend(
     Backend::new(backends::weighted(&groups))
 }
 
-/// The rule's policy; `None` (reported) when a value is invalid.
+/// The rule's policy; `None` (reported) when a value is invalid, refused when that value is a
+/// security setting.
 fn rule_policy(rule: &RouteRule, field: &str, reporter: &mut Reporter<'_>) -> Option<Policy> {
     let mut policy = Policy {
         idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         ..Policy::default()
     };
-    let result = apply_rule(rule, &mut policy);
-    match result {
+    match apply_rule(rule, &mut policy) {
         Ok(()) => Some(policy),
-        Err((key, message)) => {
-            reporter.report(
-                Reason::Invalid,
-                format!("{field}.{key}"),
-                format!("{message}; the rule is left out"),
-            );
+        Err((key, message, true)) => {
+            let message = format!("{message}; {RULE_REFUSED}");
+            reporter.report(Reason::Invalid, format!("{field}.{key}"), message);
+            Some(Policy { refused: true, ..policy })
+        }
+        Err((key, message, false)) => {
+            let message = format!("{message}; the rule is left out");
+            reporter.report(Reason::Invalid, format!("{field}.{key}"), message);
             None
         }
     }
 }
 
-fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), (&'static str, String)> {
-    let at = |key: &'static str| move |message: String| (key, message);
+/// A rule value that cannot be honoured: the field, the message, and whether the rule must be
+/// refused (a security setting: fail closed) rather than left out.
+type RuleError = (&'static str, String, bool);
+
+fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
+    let at = |key: &'static str| move |message: String| (key, message, false);
+    let fail_closed = |key: &'static str| move |message: String| (key, message, true);
     if let Some(v) = &rule.idle_timeout {
         policy.idle_timeout = values::optional_duration(v).map_err(at("idleTimeout"))?;
     }
@@ -166,10 +174,12 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), (&'static str
     if let Some(lb) = &rule.load_balancing {
         policy.load_balancing = load_balancing(lb).map_err(at("loadBalancing"))?;
     }
-    policy.allowed_origins =
-        values::origins(rule.allowed_origins.iter().map(String::as_str)).map_err(at("allowedOrigins"))?;
+    policy.allowed_origins = values::origins(rule.allowed_origins.iter().map(String::as_str))
+        .map_err(fail_closed("allowedOrigins"))?;
     policy.source_ranges =
-        values::cidrs(rule.source_ranges.iter().map(String::as_str)).map_err(at("sourceRanges"))?;
+        values::cidrs(rule.source_ranges.iter().map(String::as_str)).map_err(fail_closed("sourceRanges"))?;
+    policy.allowed_upgrades = values::upgrade_protocols(rule.allowed_upgrades.iter().map(String::as_str))
+        .map_err(at("allowedUpgrades"))?;
     if rule.backend_protocol == Some(BackendProtocolSpec::Https) {
         policy.backend_protocol = BackendProtocol::Https;
     }

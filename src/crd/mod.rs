@@ -107,6 +107,11 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections_per_client: Option<u32>,
+    /// `Upgrade` protocols tunnelled besides `websocket` (tokens such as `foo` or `foo/2`).
+    /// Default: none; any other upgrade is forwarded as a plain request. `h2c` is never
+    /// tunnelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_upgrades: Vec<String>,
 }
 
 /// Protocol between hawser and a rule's backends.

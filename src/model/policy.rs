@@ -45,6 +45,13 @@ pub struct Policy {
     pub backend_ca: Option<BackendCa>,
     /// When plain-HTTP requests are redirected to HTTPS.
     pub https_redirect: HttpsRedirect,
+    /// Upgrade protocols tunnelled besides `websocket` (lower-case tokens). Default: none, so
+    /// any other `Upgrade` (`h2c` above all) is forwarded as a plain HTTP/1.1 request.
+    pub allowed_upgrades: Vec<String>,
+    /// Every request answers `503`: the route's object asks for a restriction hawser cannot
+    /// enforce, or states one invalidly (fail closed). The route still claims its host and
+    /// path, so no less specific route serves them instead.
+    pub refused: bool,
 }
 
 impl Default for Policy {
@@ -63,6 +70,8 @@ impl Default for Policy {
             backend_server_name: None,
             backend_ca: None,
             https_redirect: HttpsRedirect::IfTls,
+            allowed_upgrades: Vec::new(),
+            refused: false,
         }
     }
 }

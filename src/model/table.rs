@@ -211,7 +211,11 @@ fn summary_line(host: &HostMatch, route: &Route) -> String {
             |e| if e.weight == unit { e.addr.to_string() } else { format!("{}*{}", e.addr, e.weight / unit) },
         )
         .collect();
-    let targets = if targets.is_empty() { "(no ready endpoint)".to_owned() } else { targets.join(", ") };
+    let targets = match () {
+        _ if route.policy.refused => "(refused: 503)".to_owned(),
+        _ if targets.is_empty() => "(no ready endpoint)".to_owned(),
+        _ => targets.join(", "),
+    };
     format!("{host} {path}{headers} -> {targets} ({})", route.name)
 }
 

@@ -55,6 +55,12 @@ pub enum ProxyError {
     ClientBudget { limit: u32 },
     #[error("malformed request: {reason}")]
     BadRequest { reason: &'static str },
+    #[error("malformed request: {0}")]
+    BadPath(#[from] super::path::PathError),
+    #[error("the route's object asks for a restriction hawser does not enforce")]
+    Refused,
+    #[error("backend {endpoint} switched to a protocol this route does not tunnel")]
+    UnwantedUpgrade { endpoint: SocketAddr },
 }
 
 impl ProxyError {
@@ -62,21 +68,25 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoEndpoint { .. } | Self::RouteBudget { .. } | Self::ClientBudget { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
+            Self::NoEndpoint { .. }
+            | Self::RouteBudget { .. }
+            | Self::ClientBudget { .. }
+            | Self::Refused => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect { .. } | Self::Backend { .. } | Self::UnwantedUpgrade { .. } => {
+                StatusCode::BAD_GATEWAY
             }
-            Self::Connect { .. } | Self::Backend { .. } => StatusCode::BAD_GATEWAY,
             Self::ConnectTimeout { .. } | Self::HandshakeTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::OriginForbidden { .. } | Self::SourceForbidden { .. } => StatusCode::FORBIDDEN,
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
         }
     }
 
     /// Who caused it.
     pub fn culprit(&self) -> Culprit {
         match self {
-            Self::NoRoute | Self::NoEndpoint { .. } => Culprit::Config,
+            Self::NoRoute | Self::NoEndpoint { .. } | Self::Refused => Culprit::Config,
             Self::Connect { .. }
+            | Self::UnwantedUpgrade { .. }
             | Self::ConnectTimeout { .. }
             | Self::Backend { .. }
             | Self::HandshakeTimeout { .. } => Culprit::Backend,
@@ -84,7 +94,8 @@ impl ProxyError {
             | Self::SourceForbidden { .. }
             | Self::RouteBudget { .. }
             | Self::ClientBudget { .. }
-            | Self::BadRequest { .. } => Culprit::Client,
+            | Self::BadRequest { .. }
+            | Self::BadPath(_) => Culprit::Client,
         }
     }
 
@@ -101,7 +112,9 @@ impl ProxyError {
             Self::SourceForbidden { .. } => "source_forbidden",
             Self::RouteBudget { .. } => "route_budget",
             Self::ClientBudget { .. } => "client_budget",
-            Self::BadRequest { .. } => "bad_request",
+            Self::BadRequest { .. } | Self::BadPath(_) => "bad_request",
+            Self::Refused => "refused",
+            Self::UnwantedUpgrade { .. } => "unwanted_upgrade",
         }
     }
 
@@ -128,7 +141,9 @@ mod tests {
 
     #[test]
     fn statuses_and_retry_after() {
-        let cases: [(ProxyError, u16, bool); 6] = [
+        let cases: [(ProxyError, u16, bool); 8] = [
+            (ProxyError::Refused, 503, false),
+            (ProxyError::BadPath(super::super::path::PathError::EncodedSlash), 400, false),
             (ProxyError::NoRoute, 404, false),
             (ProxyError::NoEndpoint { route: "r".into() }, 503, true),
             (ProxyError::HandshakeTimeout { timeout: Duration::from_secs(1) }, 504, false),

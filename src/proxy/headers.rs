@@ -61,6 +61,44 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
 }
 
+/// Keeps only the `Upgrade` protocols a route tunnels: `websocket`, and those in `allowed`.
+/// False when none is left; the request then goes on as plain HTTP/1.1 (as nginx and Envoy
+/// treat `h2c`, whose tunnel would reach every path of the backend past routing).
+pub fn admit_upgrade(headers: &mut HeaderMap, allowed: &[String]) -> bool {
+    let offered: Vec<&str> = upgrade_tokens(headers).collect();
+    let kept: Vec<&str> = offered.iter().copied().filter(|p| upgrade_allowed(p, allowed)).collect();
+    if kept.len() == offered.len() {
+        return !kept.is_empty();
+    }
+    let value = HeaderValue::from_str(&kept.join(", ")).ok().filter(|_| !kept.is_empty());
+    match value {
+        Some(value) => {
+            headers.insert(header::UPGRADE, value);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether `protocol` (`name` or `name/version`, RFC 9110 §7.8) is tunnelled on a route that
+/// allows `allowed` besides `websocket`. Names compare without case.
+pub fn upgrade_allowed(protocol: &str, allowed: &[String]) -> bool {
+    let protocol = protocol.trim();
+    let name = protocol.split('/').next().unwrap_or_default();
+    name.eq_ignore_ascii_case("websocket")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(protocol) || a.eq_ignore_ascii_case(name))
+}
+
+fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// Removes hop-by-hop headers. With `keep_upgrade`, an `Upgrade` header survives and is
 /// re-announced with `Connection: upgrade`, so the next hop sees the upgrade (RFC 9110 §7.8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -124,6 +162,28 @@ mod tests {
         assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
         assert!(!is_upgrade(&headers(&[("connection", "upgrade")])));
         assert!(!is_upgrade(&headers(&[("connection", "upgraded"), ("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn admits_only_the_upgrades_a_route_tunnels() {
+        let none: &[String] = &[];
+        let cases: &[(&str, &[String], Option<&str>)] = &[
+            ("websocket", none, Some("websocket")),
+            ("WebSocket", none, Some("WebSocket")),
+            ("h2c", none, None),
+            ("h2c", &["foo".to_owned()], None),
+            ("h2c, websocket", none, Some("websocket")),
+            ("foo/2", &["foo".to_owned()], Some("foo/2")),
+            ("foo", &["bar".to_owned()], None),
+        ];
+        for (offered, allowed, want) in cases {
+            let mut map = headers(&[("connection", "upgrade"), ("upgrade", offered)]);
+            let admitted = admit_upgrade(&mut map, allowed);
+            assert_eq!(admitted, want.is_some(), "{offered}");
+            if let Some(want) = want {
+                assert_eq!(map[header::UPGRADE], *want, "{offered}");
+            }
+        }
     }
 
     #[test]

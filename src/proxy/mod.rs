@@ -10,6 +10,7 @@ mod error;
 mod forward;
 mod headers;
 mod listener;
+mod path;
 mod pool;
 mod proxy_protocol;
 mod service;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 pub use backend_tls::unverified_client_config;
 pub use error::{Culprit, ProxyError};
 pub use listener::serve;
+pub use path::EncodedSlashes;
 pub use tunnel::CloseReason;
 
 use crate::handle::TableHandle;
@@ -48,6 +50,8 @@ pub struct ProxyConfig {
     pub pool_max_idle_per_endpoint: usize,
     /// Expect a PROXY protocol header within this time on every connection. Default: off.
     pub proxy_protocol: Option<Duration>,
+    /// What `%2F`, `%5C` and `\` in a request path get. Default: 400.
+    pub encoded_slashes: EncodedSlashes,
 }
 
 impl Default for ProxyConfig {
@@ -59,6 +63,7 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_endpoint: 64,
             proxy_protocol: None,
+            encoded_slashes: EncodedSlashes::Reject,
         }
     }
 }

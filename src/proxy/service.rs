@@ -1,6 +1,7 @@
 //! One request, start to finish: route lookup on one table snapshot, admission, forward or
 //! upgrade, the error response, the access log line and the request metrics.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,8 @@ use super::admission::check_source;
 use super::body::{Lease, ProxyBody};
 use super::error::ProxyError;
 use super::forward::{Sent, prepare_request, send};
-use super::headers::{Client, is_upgrade, strip_hop_by_hop};
+use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
+use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::PooledConnection;
 use super::upgrade::upgrade;
 use crate::model::{HttpsRedirect, Route, VirtualHost, normalize_host};
@@ -64,38 +66,14 @@ impl Proxy {
 
     async fn route_request(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         client: &Client,
     ) -> (Response<ProxyBody>, Outcome) {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let mut outcome = Outcome { route: None, endpoint: None, upgrade, error: None };
-        let result = match request_host(&req) {
-            Err(error) => Err(error),
-            Ok(host) => {
-                let table = self.table.load();
-                let name = normalize_host(host.to_str().unwrap_or_default());
-                let vhost = table.virtual_host(&name);
-                let route = vhost.and_then(|v| {
-                    v.route(req.uri().path(), |header| {
-                        req.headers().get(header).and_then(|v| v.to_str().ok())
-                    })
-                });
-                match (vhost, route.cloned()) {
-                    (Some(vhost), Some(route)) => {
-                        outcome.route = Some(route.name.clone());
-                        if client.scheme == "http" && redirects_to_https(&route, vhost) {
-                            return (https_redirect(&name, req.uri()), outcome);
-                        }
-                        prepare_request(&mut req, client, &host, upgrade);
-                        self.dispatch(&route, req, client, upgrade).await
-                    }
-                    _ => Err(ProxyError::NoRoute),
-                }
-            }
-        };
-        match result {
+        match self.forward(req, client, &mut outcome).await {
             Ok((response, endpoint)) => {
-                outcome.endpoint = Some(endpoint);
+                outcome.endpoint = endpoint;
                 (response, outcome)
             }
             Err(error) => {
@@ -106,6 +84,35 @@ impl Proxy {
         }
     }
 
+    /// Routes a request on one table snapshot and forwards it (a redirect answers without an
+    /// endpoint). The path is normalised first, so the backend is sent what was matched.
+    async fn forward(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        client: &Client,
+        outcome: &mut Outcome,
+    ) -> Result<(Response<ProxyBody>, Option<SocketAddr>), ProxyError> {
+        let host = request_host(&req)?;
+        normalize_request_path(&mut req, self.config.encoded_slashes)?;
+        let table = self.table.load();
+        let name = normalize_host(host.to_str().unwrap_or_default());
+        let vhost = table.virtual_host(&name).ok_or(ProxyError::NoRoute)?;
+        let headers = req.headers();
+        let route = vhost
+            .route(req.uri().path(), |name| headers.get(name).and_then(|v| v.to_str().ok()))
+            .ok_or(ProxyError::NoRoute)?
+            .clone();
+        outcome.route = Some(route.name.clone());
+        if client.scheme == "http" && redirects_to_https(&route, vhost) {
+            return Ok((https_redirect(&name, req.uri()), None));
+        }
+        // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
+        outcome.upgrade = outcome.upgrade && admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades);
+        prepare_request(&mut req, client, &host, outcome.upgrade);
+        let (response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
+        Ok((response, Some(endpoint)))
+    }
+
     async fn dispatch(
         self: &Arc<Self>,
         route: &Arc<Route>,
@@ -113,6 +120,9 @@ impl Proxy {
         client: &Client,
         is_upgrade: bool,
     ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
+        if route.policy.refused {
+            return Err(ProxyError::Refused);
+        }
         check_source(&route.policy, client.ip)?;
         let timeout = route.policy.handshake_timeout;
         let exchange = async {
@@ -120,6 +130,10 @@ impl Proxy {
                 return upgrade(self, route, req, client).await;
             }
             let Sent { response, endpoint, sender, load } = send(self, route, req, client, false).await?;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // A 101 to a request that asked for no upgrade hawser tunnels (a stripped h2c).
+                return Err(ProxyError::UnwantedUpgrade { endpoint: endpoint.addr });
+            }
             let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
             let endpoint = endpoint.addr;
             let lease = Lease { connection: Some(connection), load: Some(load) };
@@ -150,6 +164,24 @@ fn https_redirect(host: &str, uri: &http::Uri) -> Response<ProxyBody> {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// Replaces the request's path with its normalised form (see `path.rs`), keeping the query.
+fn normalize_request_path(req: &mut Request<Incoming>, slashes: EncodedSlashes) -> Result<(), ProxyError> {
+    let normalized = match normalize_path(req.uri().path(), slashes)? {
+        Cow::Borrowed(_) => return Ok(()),
+        Cow::Owned(path) => path,
+    };
+    let target = match req.uri().query() {
+        Some(query) => format!("{normalized}?{query}"),
+        None => normalized,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query =
+        Some(target.parse().map_err(|_| ProxyError::BadRequest { reason: "invalid request target" })?);
+    *req.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| ProxyError::BadRequest { reason: "invalid request target" })?;
+    Ok(())
 }
 
 /// The request's host as the client wrote it: `Host` for HTTP/1, `:authority` for HTTP/2.

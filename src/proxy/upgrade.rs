@@ -14,7 +14,7 @@ use super::admission::{BudgetGuard, check_origin};
 use super::body::{Lease, ProxyBody};
 use super::error::ProxyError;
 use super::forward::{Sent, send};
-use super::headers::{Client, strip_hop_by_hop};
+use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
 use super::tunnel::{self, CloseReason, Limits};
 use crate::model::Route;
 
@@ -36,6 +36,10 @@ pub async fn upgrade(
         strip_hop_by_hop(response.headers_mut(), false);
         let lease = Lease { connection: None, load: Some(load) };
         return Ok((response.map(|body| ProxyBody::backend(body, lease)), endpoint));
+    }
+    let switched_to = response.headers().get(http::header::UPGRADE).and_then(|v| v.to_str().ok());
+    if !switched_to.is_some_and(|protocol| upgrade_allowed(protocol, &route.policy.allowed_upgrades)) {
+        return Err(ProxyError::UnwantedUpgrade { endpoint });
     }
     let backend_side = hyper::upgrade::on(&mut response);
     let tunnel = Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load };
