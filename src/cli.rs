@@ -120,9 +120,18 @@ pub struct RunArgs {
     /// Time a client has to send a complete request head (e.g. `30s`).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
-    /// On SIGTERM, how long in-flight requests and open tunnels may finish before they are closed.
+    /// On SIGTERM: everything (requests, tunnels, close handshakes) ends within this; what is
+    /// still open then is closed. Keep it below the pod's terminationGracePeriodSeconds.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// On SIGTERM: keep accepting new connections this long (while /readyz says 503) so the load
+    /// balancer stops sending before the listeners close.
+    #[arg(long, default_value = "5s", env = "HAWSER_SHUTDOWN_DELAY", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+    /// On SIGTERM: spread the tunnels' close frames (1001) over this window, so clients
+    /// reconnect to the other replicas gradually. Default: half of --shutdown-grace.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub drain_window: Option<Duration>,
 }
 
 impl RunArgs {

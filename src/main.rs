@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use hawser::admin::Admin;
 use hawser::build::BuildConfig;
@@ -75,8 +77,16 @@ struct Serve {
     cluster: Option<hawser::controller::ClusterOptions>,
     proxy: ProxyConfig,
     build: BuildConfig,
-    grace: Duration,
+    shutdown: Shutdown,
     banner: Option<String>,
+}
+
+/// The shutdown clocks: all of it happens within `grace` of the signal.
+#[derive(Clone, Copy, Debug)]
+struct Shutdown {
+    grace: Duration,
+    delay: Duration,
+    drain_window: Option<Duration>,
 }
 
 impl From<RunArgs> for Serve {
@@ -89,7 +99,11 @@ impl From<RunArgs> for Serve {
             https_addr: args.https_addr,
             admin_addr: args.admin_addr,
             manifests: args.manifests,
-            grace: args.shutdown_grace,
+            shutdown: Shutdown {
+                grace: args.shutdown_grace,
+                delay: args.shutdown_delay,
+                drain_window: args.drain_window,
+            },
             banner: None,
         }
     }
@@ -101,15 +115,16 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     let proxy = Proxy::new(table.clone(), metrics.clone(), options.proxy);
     let http = bind(options.http_addr, "proxy").await?;
     let https = bind(options.https_addr, "proxy-tls").await?;
-    let admin = bind(options.admin_addr, "admin").await?;
+    let admin_listener = bind(options.admin_addr, "admin").await?;
     let tls = proxy::tls::acceptor(table.clone()).context("setting up TLS")?;
-    let (stopping, stop) = watch::channel(false);
+    let (closing, close) = watch::channel(None);
+    let (quitting, quit) = watch::channel(false);
     let mut source =
-        start_source(options.manifests, options.cluster, options.build, &table, &metrics, &stop).await?;
-    let admin_task = tokio::spawn(Admin { table, metrics }.serve(admin, stopped(stopping.subscribe())));
-    let listen = |listener, tls| {
-        proxy::serve(listener, tls, proxy.clone(), stopped(stopping.subscribe()), options.grace)
-    };
+        start_source(options.manifests, options.cluster, options.build, &table, &metrics, &quit).await?;
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin = Admin { table, metrics, draining: draining.clone(), proxy: proxy.clone() };
+    let admin_task = tokio::spawn(admin.serve(admin_listener, stopped(quit.clone())));
+    let listen = |listener, tls| proxy::serve(listener, tls, proxy.clone(), deadline(close.clone()));
     let proxy_task = tokio::spawn(listen(http, None));
     let tls_task = tokio::spawn(listen(https, Some(tls)));
     if let Some(banner) = options.banner {
@@ -119,12 +134,41 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
         () = shutdown_signal() => Ok(()),
         finished = &mut source => finished.context("the configuration source failed").and_then(|r| r),
     };
-    tracing::info!(grace = ?options.grace, tunnels = proxy.open_tunnels(), "shutting down");
-    stopping.send_replace(true);
+    shut_down(options.shutdown, &proxy, &draining, &closing).await;
     let _ = tokio::join!(proxy_task, tls_task);
-    proxy.drain_tunnels(options.grace).await;
+    quitting.send_replace(true);
     let _ = admin_task.await;
     outcome
+}
+
+/// Everything from the signal to the exit, within `--shutdown-grace`: not ready at once, new
+/// connections still taken for `--shutdown-delay` (the load balancer needs a moment to notice),
+/// then the listeners close, in-flight requests finish, and tunnels get their close frames
+/// spread over the drain window; whatever is left at the deadline is closed.
+async fn shut_down(
+    clocks: Shutdown,
+    proxy: &Arc<Proxy>,
+    draining: &AtomicBool,
+    closing: &watch::Sender<Option<Instant>>,
+) {
+    let signalled = Instant::now();
+    let deadline = signalled + clocks.grace;
+    tracing::info!(grace = ?clocks.grace, delay = ?clocks.delay, tunnels = proxy.open_tunnels(), "shutting down");
+    draining.store(true, Ordering::Relaxed);
+    tokio::time::sleep_until((signalled + clocks.delay).min(deadline)).await;
+    closing.send_replace(Some(deadline));
+    // The last close frames must still have their handshake time before the deadline.
+    let room = deadline.saturating_duration_since(Instant::now()).saturating_sub(proxy::CLOSE_HANDSHAKE);
+    let window = clocks.drain_window.unwrap_or(clocks.grace / 2).min(room);
+    proxy.drain_tunnels(window, deadline).await;
+}
+
+/// Completes with the shutdown deadline once one is set.
+async fn deadline(mut close: watch::Receiver<Option<Instant>>) -> Instant {
+    match close.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+        Err(_) => Instant::now(),
+    }
 }
 
 /// The configuration source: a manifests directory, else the cluster.
@@ -175,7 +219,7 @@ async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         cluster: None,
         proxy: ProxyConfig::default(),
         build: BuildConfig::default(),
-        grace: Duration::from_secs(1),
+        shutdown: Shutdown { grace: Duration::from_secs(1), delay: Duration::ZERO, drain_window: None },
         banner: Some(banner),
     })
     .await

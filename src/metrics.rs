@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::handle::TableHandle;
+use crate::proxy::{CloseReason, Closed, Peer, WebSocketTotals};
 
 /// Tunnel lifetimes worth telling apart: seconds to a day.
 const TUNNEL_SECONDS_BUCKETS: [f64; 11] =
@@ -58,6 +59,26 @@ struct BytesLabels {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    route: Arc<str>,
+    /// The close code, `1005` for a close frame without one, `1006` when none was sent.
+    code: u16,
+    initiator: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SideLabels {
+    route: Arc<str>,
+    side: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    route: Arc<str>,
+    cause: &'static str,
+}
+
 /// Every metric hawser exports. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -68,6 +89,10 @@ pub struct Metrics {
     tunnels_closed: Family<ReasonLabels, Counter>,
     tunnel_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     tunnel_bytes: Family<BytesLabels, Counter>,
+    websocket_closes: Family<CloseLabels, Counter>,
+    websocket_messages: Family<BytesLabels, Counter>,
+    websocket_protocol_errors: Family<SideLabels, Counter>,
+    drained: Family<CauseLabels, Counter>,
     table_generation: Gauge,
     table_swaps: Counter,
     kube_watch_errors: Family<KindLabels, Counter>,
@@ -99,6 +124,10 @@ impl Metrics {
                 Histogram::new(TUNNEL_SECONDS_BUCKETS.iter().copied())
             }),
             tunnel_bytes: Family::default(),
+            websocket_closes: Family::default(),
+            websocket_messages: Family::default(),
+            websocket_protocol_errors: Family::default(),
+            drained: Family::default(),
             table_generation: Gauge::default(),
             table_swaps: Counter::default(),
             kube_watch_errors: Family::default(),
@@ -130,6 +159,26 @@ impl Metrics {
             "tunnel_bytes",
             "Bytes carried by upgraded connections, by route and direction",
             metrics.tunnel_bytes.clone(),
+        );
+        registry.register(
+            "websocket_closes",
+            "Closed WebSockets, by route, first close code (1005: none given, 1006: no close frame) and who sent it",
+            metrics.websocket_closes.clone(),
+        );
+        registry.register(
+            "websocket_messages",
+            "WebSocket data messages through closed tunnels, by route and direction",
+            metrics.websocket_messages.clone(),
+        );
+        registry.register(
+            "websocket_protocol_errors",
+            "WebSockets closed with 1002 for breaking RFC 6455, by route and the side that broke it",
+            metrics.websocket_protocol_errors.clone(),
+        );
+        registry.register(
+            "drained",
+            "Tunnels hawser closed gracefully, by route and cause (shutdown, endpoint_gone, admin, rebalance)",
+            metrics.drained.clone(),
         );
         registry.register(
             "table_generation",
@@ -167,9 +216,13 @@ impl Metrics {
     }
 
     /// Records how a tunnel ended.
-    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, reason: &'static str, closed: &TunnelTotals) {
+    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, ended: &Closed) {
         open.dec();
+        let (reason, closed) = (ended.reason.label(), &ended.totals);
         self.tunnels_closed.get_or_create(&ReasonLabels { route: route.clone(), reason }).inc();
+        if let Some(websocket) = &ended.websocket {
+            self.websocket_closed(route, ended.reason, websocket);
+        }
         self.tunnel_seconds
             .get_or_create(&RouteLabels { route: route.clone() })
             .observe(closed.duration.as_secs_f64());
@@ -177,6 +230,30 @@ impl Metrics {
         self.tunnel_bytes.get_or_create(&upstream).inc_by(closed.client_to_backend);
         let downstream = BytesLabels { route: route.clone(), direction: "backend_to_client" };
         self.tunnel_bytes.get_or_create(&downstream).inc_by(closed.backend_to_client);
+    }
+
+    fn websocket_closed(&self, route: &Arc<str>, reason: CloseReason, websocket: &WebSocketTotals) {
+        let (code, initiator) = match &websocket.close {
+            Some(close) => (close.code.unwrap_or(1005), close.by.label()),
+            None => (1006, initiator_of(reason)),
+        };
+        self.websocket_closes.get_or_create(&CloseLabels { route: route.clone(), code, initiator }).inc();
+        let (from_client, from_backend) = websocket.messages;
+        let up = BytesLabels { route: route.clone(), direction: "client_to_backend" };
+        self.websocket_messages.get_or_create(&up).inc_by(from_client);
+        let down = BytesLabels { route: route.clone(), direction: "backend_to_client" };
+        self.websocket_messages.get_or_create(&down).inc_by(from_backend);
+        let side = match reason {
+            CloseReason::ProtocolError(Peer::Client) => Some("client"),
+            CloseReason::ProtocolError(Peer::Backend) => Some("backend"),
+            _ => None,
+        };
+        if let Some(side) = side {
+            self.websocket_protocol_errors.get_or_create(&SideLabels { route: route.clone(), side }).inc();
+        }
+        if let CloseReason::Drained(cause) = reason {
+            self.drained.get_or_create(&CauseLabels { route: route.clone(), cause: cause.label() }).inc();
+        }
     }
 
     /// Counts a failed list or watch of `kind`.
@@ -206,4 +283,13 @@ pub struct TunnelTotals {
     pub backend_to_client: u64,
     /// From the upgrade to the close.
     pub duration: Duration,
+}
+
+/// Who ended a WebSocket that saw no close frame: whoever dropped TCP, else hawser.
+fn initiator_of(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Client | CloseReason::ClientError => "client",
+        CloseReason::Backend | CloseReason::BackendError => "backend",
+        _ => "hawser",
+    }
 }

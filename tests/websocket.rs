@@ -212,9 +212,14 @@ async fn idle_tunnel_is_closed_and_busy_tunnel_stays_open() {
     assert!(!matches!(end, Some(Ok(Message::Text(_)))), "unexpected {end:?}");
     let lived = opened.elapsed();
     assert!(lived >= ms(380) && lived < ms(1500), "closed after {lived:?}");
+    match end {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1001, "idle timeout"));
+        }
+        other => panic!("expected a 1001 close frame, got {other:?}"),
+    }
     busy_task.await.unwrap();
-    let text = proxy.metrics.render(&proxy.table);
-    assert!(text.contains(r#"hawser_tunnels_closed_total{route="default/r",reason="idle"} 1"#), "{text}");
+    metrics_containing(&proxy, r#"hawser_tunnels_closed_total{route="default/r",reason="idle"} 1"#).await;
 }
 
 #[tokio::test]
@@ -320,18 +325,32 @@ async fn tunnel_metrics_and_bytes_are_recorded() {
 }
 
 #[tokio::test]
-async fn drain_waits_for_tunnels_then_closes_the_rest() {
+async fn shutdown_sends_1001_within_the_window_and_closes_what_is_left_at_the_deadline() {
     let (_echo, proxy) = echo_proxy(Policy::default()).await;
     let (mut ws, _) = ws_open(proxy.addr, "chat.test", "/ws").await;
     ws.send(Message::text("before")).await.unwrap();
     next_message(&mut ws).await;
     assert_eq!(proxy.proxy.open_tunnels(), 1);
     let started = Instant::now();
-    proxy.proxy.drain_tunnels(ms(300)).await;
-    assert!(started.elapsed() >= ms(300), "closed before the grace period ended");
-    assert_eq!(proxy.proxy.open_tunnels(), 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let drained = tokio::spawn({
+        let proxy = proxy.proxy.clone();
+        async move { proxy.drain_tunnels(ms(300), deadline).await }
+    });
     let end = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("client not told");
-    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "unexpected {end:?}");
+    match end {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a 1001 close frame, got {other:?}"),
+    }
+    assert!(started.elapsed() <= ms(1500), "close frame after {:?}", started.elapsed());
+    while ws.next().await.is_some() {}
+    drained.await.unwrap();
+    assert_eq!(proxy.proxy.open_tunnels(), 0);
     let text = proxy.metrics.render(&proxy.table);
-    assert!(text.contains(r#"reason="shutdown"} 1"#), "{text}");
+    assert!(text.contains(r#"hawser_tunnels_closed_total{route="default/r",reason="shutdown"} 1"#), "{text}");
+    assert!(text.contains(r#"hawser_drained_total{route="default/r",cause="shutdown"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"hawser_websocket_closes_total{route="default/r",code="1001",initiator="hawser"} 1"#),
+        "{text}"
+    );
 }

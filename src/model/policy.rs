@@ -48,6 +48,19 @@ pub struct Policy {
     /// Upgrade protocols tunnelled besides `websocket` (lower-case tokens). Default: none, so
     /// any other `Upgrade` (`h2c` above all) is forwarded as a plain HTTP/1.1 request.
     pub allowed_upgrades: Vec<String>,
+    /// Ping a WebSocket side after it has sent nothing for this long. `None`: no pings (the
+    /// default for Ingress routes; WebSocketRoute rules ping every 30 s).
+    #[serde(serialize_with = "opt_duration")]
+    pub ping_interval: Option<Duration>,
+    /// A pinged side that sends nothing for this long is dead. Default 30 s.
+    #[serde(serialize_with = "duration")]
+    pub ping_timeout: Duration,
+    /// The largest WebSocket message (payload bytes of all its fragments, as on the wire)
+    /// either side may send; larger closes the tunnel with 1009. `None`: unlimited.
+    pub max_message_bytes: Option<u64>,
+    /// Close surplus tunnels on overloaded endpoints so clients reconnect to the others.
+    /// `None`: never (the default).
+    pub rebalance: Option<Rebalance>,
     /// Every request answers `503`: the route's object asks for a restriction hawser cannot
     /// enforce, or states one invalidly (fail closed). The route still claims its host and
     /// path, so no less specific route serves them instead.
@@ -71,10 +84,32 @@ impl Default for Policy {
             backend_ca: None,
             https_redirect: HttpsRedirect::IfTls,
             allowed_upgrades: Vec::new(),
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(30),
+            max_message_bytes: None,
+            rebalance: None,
             refused: false,
         }
     }
 }
+
+/// When and how fast a route's tunnels are spread again over its endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Rebalance {
+    /// An endpoint holding more than this times the mean of the route's tunnels per endpoint
+    /// is overloaded. Default 1.25.
+    pub max_skew: f64,
+    /// At most this many tunnels of the route are closed per second. Default 5.
+    pub closes_per_second: u32,
+}
+
+impl Default for Rebalance {
+    fn default() -> Self {
+        Self { max_skew: 1.25, closes_per_second: 5 }
+    }
+}
+
+impl Eq for Rebalance {}
 
 /// Endpoint selection for new connections and requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

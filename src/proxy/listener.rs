@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
@@ -38,28 +39,30 @@ struct Listener {
     closing: watch::Sender<bool>,
 }
 
-/// Serves `listener` (with TLS when `tls` is given) until `stop` completes, then lets in-flight
-/// requests finish for up to `grace`. Upgraded connections are not waited for here: see
-/// [`Proxy::drain_tunnels`].
+/// Serves `listener` (with TLS when `tls` is given) until `stop` completes with a deadline,
+/// then lets in-flight requests finish until that deadline. Upgraded connections are not
+/// waited for here: see [`Proxy::drain_tunnels`].
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     proxy: Arc<Proxy>,
-    stop: impl Future<Output = ()>,
-    grace: Duration,
+    stop: impl Future<Output = Instant>,
 ) {
     let what = if tls.is_some() { "proxy-tls" } else { "proxy" };
     let (http1, http2) = http_builders(&proxy);
     let shared = Arc::new(Listener { http1, http2, proxy, tls, closing: watch::Sender::new(false) });
     let connections = TaskTracker::new();
-    accept_until(listener, what, stop, |stream, peer| {
+    let mut deadline = None;
+    let stopped = async { deadline = Some(stop.await) };
+    accept_until(listener, what, stopped, |stream, peer| {
         connections.spawn(shared.clone().connection(stream, peer));
     })
     .await;
     shared.closing.send_replace(true);
     connections.close();
-    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
-        tracing::info!(listener = what, "grace period over with requests still in flight");
+    let deadline = deadline.unwrap_or_else(Instant::now);
+    if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
+        tracing::info!(listener = what, "shutdown grace over with requests still in flight");
     }
 }
 

@@ -6,8 +6,11 @@ mod admission;
 mod backend_tls;
 mod balance;
 mod body;
+mod copy;
+mod drain;
 mod error;
 mod forward;
+mod frames;
 mod headers;
 mod listener;
 mod path;
@@ -26,10 +29,12 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 pub use backend_tls::unverified_client_config;
+pub use drain::{Cause as DrainCause, Selector as DrainSelector};
 pub use error::{Culprit, ProxyError};
+pub use frames::Peer;
 pub use listener::serve;
 pub use path::EncodedSlashes;
-pub use tunnel::CloseReason;
+pub use tunnel::{CLOSE_HANDSHAKE, CloseReason, Closed, WebSocketTotals};
 
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;
@@ -79,7 +84,10 @@ pub struct Proxy {
     pool: Arc<pool::BackendPool>,
     backend_tls: backend_tls::BackendTls,
     tunnels: TaskTracker,
-    drain: watch::Sender<bool>,
+    /// Graceful drain orders for live tunnels, and their census.
+    drains: Arc<drain::Drains>,
+    /// Set when the shutdown grace is over: every tunnel closes at once.
+    force_close: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -95,7 +103,8 @@ impl Proxy {
             pool: Arc::new(pool),
             backend_tls: backend_tls::BackendTls::default(),
             tunnels: TaskTracker::new(),
-            drain: watch::Sender::new(false),
+            drains: Arc::default(),
+            force_close: watch::Sender::new(false),
         })
     }
 
@@ -104,14 +113,26 @@ impl Proxy {
         self.tunnels.len()
     }
 
-    /// Waits up to `grace` for tunnels to end by themselves, then closes the rest.
-    /// Call after the listeners have stopped accepting.
-    pub async fn drain_tunnels(&self, grace: Duration) {
+    /// Shutdown: every tunnel gets a close frame (1001), the closes spread evenly over
+    /// `window`; whatever is still open at `deadline` is closed at once. Call after the
+    /// listeners have stopped accepting.
+    pub async fn drain_tunnels(&self, window: Duration, deadline: tokio::time::Instant) {
         self.tunnels.close();
-        if tokio::time::timeout(grace, self.tunnels.wait()).await.is_err() {
-            tracing::info!(open = self.tunnels.len(), "drain grace period over, closing tunnels");
-            self.drain.send_replace(true);
+        self.drain(DrainCause::Shutdown, DrainSelector::All, window);
+        if tokio::time::timeout_at(deadline, self.tunnels.wait()).await.is_err() {
+            tracing::info!(open = self.tunnels.len(), "shutdown grace over, closing the remaining tunnels");
+            self.force_close.send_replace(true);
             self.tunnels.wait().await;
         }
+    }
+
+    /// Orders the tunnels `selector` names to close gracefully (a close frame, spread over
+    /// `window`). Returns how many were open.
+    pub fn drain(&self, cause: DrainCause, selector: DrainSelector, window: Duration) -> u64 {
+        let open = self.drains.count(&selector);
+        if open > 0 {
+            self.drains.order(cause, selector, window, None);
+        }
+        open
     }
 }

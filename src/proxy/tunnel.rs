@@ -1,32 +1,28 @@
-//! An upgraded connection: bytes copied both ways, unchanged, until a side closes, the route's
-//! idle timeout or maximum duration runs out, or hawser shuts down. One implementation for
-//! plain TCP and TLS on either side, holding no buffer while idle: each direction reads into a
-//! per-thread scratch buffer and writes straight on; only bytes the other side cannot take yet
-//! are kept, in a buffer freed once they are written. An idle tunnel costs its two connections
-//! and this task, nothing more.
+//! An upgraded connection for its whole life: bytes copied both ways ([`super::copy`]) until a
+//! side closes, and for a WebSocket every way hawser ends it (idle timeout, maximum duration,
+//! a drain order, a dead peer, a broken frame, a message too big) puts a close frame on the wire
+//! first and waits a short, bounded time for the close handshake (RFC 6455 §7.1.2) before TCP is
+//! closed. Other upgrades are byte tunnels, closed at once.
+//!
+//! One timer serves every clock: it is re-armed to the earliest deadline only when it fires,
+//! never per message.
 
-use std::cell::RefCell;
 use std::future::{Future, poll_fn};
-use std::io::{self, ErrorKind};
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::copy::{Half, Pair};
+use super::drain::{Cause, Subscription};
+use super::frames::{Peer, close_frame, code, ping_frame};
 use crate::metrics::TunnelTotals;
 
-/// Scratch space for one read; 64 KiB moves large WebSocket messages in few system calls.
-const SCRATCH: usize = 64 * 1024;
-/// Reads and writes per direction and wake-up before the other direction and the timers get a
-/// turn (and, through tokio's budget, other tasks).
-const READS_PER_TURN: usize = 8;
-
-thread_local! {
-    static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
-}
+/// How long hawser waits for the close handshake it started before it closes TCP.
+pub const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Stand-in deadline for a timer that is off.
 pub(super) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -46,8 +42,16 @@ pub enum CloseReason {
     Idle,
     /// The route's maximum connection duration passed.
     MaxDuration,
-    /// hawser shut down and the drain grace period ended.
+    /// hawser shut down and the grace period ended.
     Shutdown,
+    /// A drain order (shutdown, endpoint gone, admin, rebalance) closed it.
+    Drained(Cause),
+    /// This peer answered no ping within the route's ping timeout.
+    PingTimeout(Peer),
+    /// This peer broke the WebSocket protocol.
+    ProtocolError(Peer),
+    /// This peer sent a message larger than the route allows.
+    MessageTooBig(Peer),
 }
 
 impl CloseReason {
@@ -60,469 +64,409 @@ impl CloseReason {
             Self::BackendError => "backend_error",
             Self::Idle => "idle",
             Self::MaxDuration => "max_duration",
-            Self::Shutdown => "shutdown",
+            Self::Shutdown | Self::Drained(Cause::Shutdown) => "shutdown",
+            Self::Drained(Cause::EndpointGone) => "endpoint_gone",
+            Self::Drained(Cause::Admin) => "admin_drain",
+            Self::Drained(Cause::Rebalance) => "rebalance",
+            Self::PingTimeout(_) => "ping_timeout",
+            Self::ProtocolError(_) => "protocol_error",
+            Self::MessageTooBig(_) => "message_too_big",
+        }
+    }
+
+    /// The close frames hawser sends when it ends a WebSocket for this reason: (to the
+    /// client, to the backend), each a code and a reason.
+    fn close_frames(self) -> [(u16, &'static str); 2] {
+        let away = |why| (code::GOING_AWAY, why);
+        match self {
+            Self::Idle => [away("idle timeout"); 2],
+            Self::MaxDuration => [away("max connection duration"); 2],
+            Self::Drained(cause) => [(cause.close_code(), cause.label()), away("client going away")],
+            Self::PingTimeout(Peer::Client) => [away("ping timeout"), away("client not responding")],
+            Self::PingTimeout(Peer::Backend) => [away("backend not responding"), away("ping timeout")],
+            Self::ProtocolError(Peer::Client) => {
+                [(code::PROTOCOL_ERROR, "protocol error"), away("client error")]
+            }
+            Self::ProtocolError(Peer::Backend) => {
+                [away("backend error"), (code::PROTOCOL_ERROR, "protocol error")]
+            }
+            Self::MessageTooBig(Peer::Client) => [(code::TOO_BIG, "message too big"), away("client error")],
+            Self::MessageTooBig(Peer::Backend) => [away("backend error"), (code::TOO_BIG, "message too big")],
+            _ => [away("going away"); 2],
         }
     }
 }
 
-/// The clocks a tunnel runs under.
+/// Who sent the first close frame of a WebSocket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Initiator {
+    /// The client.
+    Client,
+    /// The backend.
+    Backend,
+    /// hawser itself.
+    Hawser,
+}
+
+impl Initiator {
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Backend => "backend",
+            Self::Hawser => "hawser",
+        }
+    }
+}
+
+/// The first close frame of a WebSocket: its code (`None`: no code, 1005) and sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseCode {
+    /// The status code.
+    pub code: Option<u16>,
+    /// The reason text.
+    pub reason: String,
+    /// Who sent it.
+    pub by: Initiator,
+}
+
+/// How a tunnel ended.
+#[derive(Debug)]
+pub struct Closed {
+    /// Why.
+    pub reason: CloseReason,
+    /// What it carried.
+    pub totals: TunnelTotals,
+    /// For a WebSocket: its close frame and messages.
+    pub websocket: Option<WebSocketTotals>,
+}
+
+/// What a WebSocket tunnel saw.
+#[derive(Debug)]
+pub struct WebSocketTotals {
+    /// The first close frame; `None` when TCP ended without one.
+    pub close: Option<CloseCode>,
+    /// Data messages: (from the client, from the backend).
+    pub messages: (u64, u64),
+}
+
+/// Keepalive pings for one tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ping {
+    /// Ping a side after it has sent nothing for this long.
+    pub interval: Duration,
+    /// A side that answers nothing within this long after a ping is dead.
+    pub timeout: Duration,
+}
+
+/// The clocks and limits a tunnel runs under.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
     /// Close after this long with no byte in either direction.
     pub idle: Option<Duration>,
     /// Close this long after the upgrade.
     pub max_duration: Option<Duration>,
+    /// WebSocket settings; `None` for any other upgrade, which stays a byte tunnel.
+    pub websocket: Option<WebSocketLimits>,
 }
 
-impl Limits {
-    /// The idle timer, the maximum-duration timer, and a future that completes when `shutdown`
-    /// turns true (never, if its sender is gone).
-    pub(super) fn clocks(
-        &self,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> (tokio::time::Sleep, tokio::time::Sleep, impl Future<Output = ()>) {
-        let idle = tokio::time::sleep(self.idle.unwrap_or(FAR_FUTURE));
-        let max = tokio::time::sleep(self.max_duration.unwrap_or(FAR_FUTURE));
-        let drained = async move {
-            if shutdown.wait_for(|draining| *draining).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        (idle, max, drained)
-    }
+/// What a WebSocket tunnel enforces besides the byte tunnel's clocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WebSocketLimits {
+    /// Keepalive pings to each side; `None`: off.
+    pub ping: Option<Ping>,
+    /// The largest message (payload bytes of all its fragments) either side may send.
+    pub max_message: Option<u64>,
 }
 
-/// One direction of the tunnel.
-#[derive(Default)]
-struct Half {
-    /// Read but not yet written to the other side.
-    pending: Vec<u8>,
-    /// Written, but the writer (TLS) still holds some of it: flush before reading more.
-    unflushed: bool,
-    /// The reading side has ended its stream.
-    ended: bool,
-    /// The end of stream has been passed on (write side shut down).
-    closed: bool,
-    bytes: u64,
+/// What a tunnel listens to besides its sockets.
+#[derive(Debug)]
+pub struct Signals {
+    /// Graceful drain orders.
+    pub drains: Subscription,
+    /// Turns true when the shutdown grace is over: close at once.
+    pub force: watch::Receiver<bool>,
 }
 
-/// Copies between `client` and `backend` until both directions have ended, one fails, or a
-/// limit or `shutdown` fires. End of stream on one side is passed on as a write shutdown
-/// (half-close) to the other.
-///
-/// The connections are polled directly (`poll_read`/`poll_write`), which keeps the task's
-/// waker in each socket's own reader and writer slot: on plain TCP a message costs one `recv`,
-/// one `send` and one wake-up, with no readiness futures created, queued and dropped per
-/// message.
-pub async fn run<C, B>(
-    client: C,
-    backend: B,
-    limits: Limits,
-    shutdown: watch::Receiver<bool>,
-) -> (CloseReason, TunnelTotals)
+/// A hawser-initiated ending in progress.
+#[derive(Debug)]
+struct Ending {
+    reason: CloseReason,
+    deadline: Instant,
+}
+
+/// Per side: when it last sent something, and whether a ping is out (sent when).
+#[derive(Debug)]
+struct Liveness {
+    heard: Instant,
+    ping_sent: Option<Instant>,
+}
+
+/// Bytes each side sent right behind the handshake, read already (by hyper).
+#[derive(Debug, Default)]
+pub struct Early {
+    /// From the client, for the backend.
+    pub from_client: bytes::Bytes,
+    /// From the backend, for the client.
+    pub from_backend: bytes::Bytes,
+}
+
+/// Runs the tunnel between `client` and `backend` until it is over.
+pub async fn run<C, B>(client: C, backend: B, limits: Limits, signals: Signals, early: Early) -> Closed
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = Instant::now();
-    let mut tunnel =
-        Pair { client, backend, up: Half::default(), down: Half::default(), first_close: None, moved: false };
-    let mut last_activity = started;
-    let idle = limits.idle.unwrap_or(FAR_FUTURE);
-    let (idle_timer, max_timer, shutdown) = limits.clocks(shutdown);
-    let (mut idle_timer, mut max_timer, mut shutdown) = (pin!(idle_timer), pin!(max_timer), pin!(shutdown));
+    let websocket = limits.websocket.unwrap_or_default();
+    let mut tunnel = Pair::new(client, backend, limits.websocket.is_some(), websocket.max_message);
+    tunnel.up.seed(&early.from_client, websocket.max_message);
+    tunnel.down.seed(&early.from_backend, websocket.max_message);
+    drop(early);
+    let mut clock = Clock::new(limits);
+    let Signals { mut drains, mut force } = signals;
+    let forced = async move {
+        if force.wait_for(|forced| *forced).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ordered = drains.next();
+    let (mut forced, mut ordered) = (pin!(forced), pin!(ordered));
+    let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
+    let mut first_close: Option<CloseCode> = None;
     let reason = poll_fn(|cx| {
-        match tunnel.poll_copy(cx) {
-            Poll::Ready(reason) => return Poll::Ready(reason),
-            Poll::Pending if tunnel.moved => last_activity = Instant::now(),
-            Poll::Pending => {}
-        }
-        if shutdown.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(CloseReason::Shutdown);
-        }
-        if max_timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(CloseReason::MaxDuration);
-        }
-        // The idle timer is re-armed only when it fires, never per message.
-        while idle_timer.as_mut().poll(cx).is_ready() {
-            if last_activity.elapsed() >= idle {
-                return Poll::Ready(CloseReason::Idle);
+        loop {
+            let copied = tunnel.poll_copy(cx);
+            note_first_close(&tunnel, clock.ending.is_some(), &mut first_close);
+            if let Poll::Ready(reason) = copied {
+                return Poll::Ready(clock.ending.as_ref().map_or(reason, |e| e.reason));
             }
-            idle_timer.as_mut().reset(last_activity + idle);
+            clock.heard(&tunnel);
+            if forced.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(CloseReason::Shutdown);
+            }
+            if clock.drain_at.is_none()
+                && let Poll::Ready((cause, at)) = ordered.as_mut().poll(cx)
+            {
+                clock.drain_at = Some((cause, at));
+                timer.as_mut().reset(clock.next_deadline());
+            }
+            let mut acted = clock.frame_events(&mut tunnel);
+            if acted {
+                // The close handshake's deadline is sooner than anything armed.
+                timer.as_mut().reset(clock.next_deadline());
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                match clock.on_timer(&mut tunnel, websocket.ping) {
+                    Some(reason) => return Poll::Ready(reason),
+                    None => acted = true,
+                }
+                timer.as_mut().reset(clock.next_deadline());
+            }
+            if clock.ending.is_some()
+                && handshake_done(&tunnel)
+                && !(tunnel.up.ended() && tunnel.down.ended())
+            {
+                tunnel.up.finish();
+                tunnel.down.finish();
+                acted = true;
+            }
+            if !acted {
+                return Poll::Pending;
+            }
         }
-        Poll::Pending
     })
     .await;
+    if clock.ending.is_some() && first_close.as_ref().is_none_or(|c| c.by != Initiator::Hawser) {
+        // hawser began the close: its frame was the first, whatever the peers sent after.
+        let [(code, why), _] = reason.close_frames();
+        first_close = Some(CloseCode { code: Some(code), reason: why.to_owned(), by: Initiator::Hawser });
+    }
     let totals = TunnelTotals {
         client_to_backend: tunnel.up.bytes,
         backend_to_client: tunnel.down.bytes,
-        duration: started.elapsed(),
+        duration: clock.started.elapsed(),
     };
-    (reason, totals)
-}
-
-/// The two connections and what each direction has in hand.
-struct Pair<C, B> {
-    client: C,
-    backend: B,
-    /// Client to backend.
-    up: Half,
-    /// Backend to client.
-    down: Half,
-    first_close: Option<CloseReason>,
-    /// Whether the last [`Self::poll_copy`] moved any byte or end of stream.
-    moved: bool,
-}
-
-impl<C, B> Pair<C, B>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    /// Moves what both connections allow now. Ready with the reason once the tunnel is over;
-    /// pending (with the waker registered wherever the tunnel waits) otherwise.
-    fn poll_copy(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
-        let up = Direction {
-            half: &mut self.up,
-            closer: CloseReason::Client,
-            from: CloseReason::ClientError,
-            to: CloseReason::BackendError,
-        };
-        let down = Direction {
-            half: &mut self.down,
-            closer: CloseReason::Backend,
-            from: CloseReason::BackendError,
-            to: CloseReason::ClientError,
-        };
-        let moved_up = match up.drive(cx, &mut self.client, &mut self.backend, &mut self.first_close) {
-            Ok(moved) => moved,
-            Err(reason) => return Poll::Ready(reason),
-        };
-        let moved_down = match down.drive(cx, &mut self.backend, &mut self.client, &mut self.first_close) {
-            Ok(moved) => moved,
-            Err(reason) => return Poll::Ready(reason),
-        };
-        self.moved = moved_up || moved_down;
-        if self.up.closed && self.down.closed {
-            return Poll::Ready(self.first_close.unwrap_or(CloseReason::Client));
+    let websocket = match (&tunnel.up.frames, &tunnel.down.frames) {
+        (Some(up), Some(down)) => {
+            Some(WebSocketTotals { close: first_close, messages: (up.messages, down.messages) })
         }
-        Poll::Pending
+        _ => None,
+    };
+    Closed { reason, totals, websocket }
+}
+
+/// Records the first close frame a peer sent, unless hawser's came first.
+fn note_first_close<C, B>(tunnel: &Pair<C, B>, hawser_first: bool, first: &mut Option<CloseCode>) {
+    if first.is_some() || hawser_first {
+        return;
     }
+    let sent = |half: &Half, by| {
+        half.frames.as_ref().and_then(|f| f.close.as_deref()).map(|close| CloseCode {
+            code: close.code,
+            reason: close.reason.clone(),
+            by,
+        })
+    };
+    *first = sent(&tunnel.up, Initiator::Client).or_else(|| sent(&tunnel.down, Initiator::Backend));
 }
 
-/// One direction with what to blame when it ends or fails.
-struct Direction<'a> {
-    half: &'a mut Half,
-    /// Who closed the tunnel if this direction ends first.
-    closer: CloseReason,
-    /// Reading failed.
-    from: CloseReason,
-    /// Writing failed.
-    to: CloseReason,
+/// Whether both peers have answered hawser's close frame (or ended their stream).
+fn handshake_done<C, B>(tunnel: &Pair<C, B>) -> bool {
+    let answered = |half: &Half| half.ended() || half.frames.as_ref().is_some_and(|f| f.close.is_some());
+    answered(&tunnel.up) && answered(&tunnel.down)
 }
 
-impl Direction<'_> {
-    /// Moves bytes until the socket it waits on is not ready (the waker is then registered
-    /// there) or it has had its turn; passes an end of stream on. Says whether anything moved.
-    fn drive<R, W>(
-        self,
-        cx: &mut Context<'_>,
-        from: &mut R,
-        to: &mut W,
-        first_close: &mut Option<CloseReason>,
-    ) -> Result<bool, CloseReason>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let half = self.half;
-        let mut moved = false;
-        for turns in 1..=READS_PER_TURN {
-            let turn = if half.unflushed {
-                poll_flush(cx, to, half).map_err(|_| self.to)?
-            } else if !half.pending.is_empty() {
-                flush(cx, to, half).map_err(|_| self.to)?
-            } else if !half.ended {
-                step(cx, from, to, half, self.from, self.to)?
-            } else {
-                Poll::Pending
-            };
-            if turn.is_pending() {
-                break;
-            }
-            moved = true;
-            if turns == READS_PER_TURN {
-                // Still ready, but others get their turn first: come back right after them.
-                cx.waker().wake_by_ref();
+/// Every deadline of one tunnel.
+#[derive(Debug)]
+struct Clock {
+    limits: Limits,
+    started: Instant,
+    last_activity: Instant,
+    client: Liveness,
+    backend: Liveness,
+    pings_sent: u32,
+    drain_at: Option<(Cause, Instant)>,
+    ending: Option<Ending>,
+}
+
+impl Clock {
+    fn new(limits: Limits) -> Self {
+        let now = Instant::now();
+        let live = || Liveness { heard: now, ping_sent: None };
+        Self {
+            limits,
+            started: now,
+            last_activity: now,
+            client: live(),
+            backend: live(),
+            pings_sent: 0,
+            drain_at: None,
+            ending: None,
+        }
+    }
+
+    /// Notes what the last copy moved: forwarded bytes for the idle clock (hawser's pings and
+    /// their pongs keep no tunnel from idling out), any byte from a side as a sign of life.
+    fn heard<C, B>(&mut self, tunnel: &Pair<C, B>) {
+        if !(tunnel.moved || tunnel.up.heard || tunnel.down.heard) {
+            return;
+        }
+        let now = Instant::now();
+        if tunnel.moved {
+            self.last_activity = now;
+        }
+        for (half, side) in [(&tunnel.up, &mut self.client), (&tunnel.down, &mut self.backend)] {
+            if half.heard {
+                *side = Liveness { heard: now, ping_sent: None };
             }
         }
-        if half.ended && half.pending.is_empty() && !half.unflushed && !half.closed {
-            first_close.get_or_insert(self.closer);
-            // Pass the end of stream on as a half-close (RFC 9293 §3.6); over TLS a close_notify
-            // goes first, which may have to wait for the socket (then a later turn finishes it).
-            if Pin::new(to).poll_shutdown(cx).is_ready() {
-                half.closed = true;
-            }
-        }
-        Ok(moved)
-    }
-}
-
-/// One read from `from`, written on to `to`; only what `to` cannot take now is kept. tokio's
-/// `poll_read` takes a short read as "drained" (as nginx does), so a small message costs one
-/// `recv`, not a second one that would only say `EAGAIN`.
-fn step<R, W>(
-    cx: &mut Context<'_>,
-    from: &mut R,
-    to: &mut W,
-    half: &mut Half,
-    read_failed: CloseReason,
-    write_failed: CloseReason,
-) -> Result<Poll<()>, CloseReason>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    SCRATCH_BUFFER.with_borrow_mut(|scratch| {
-        let mut buffer = ReadBuf::new(scratch);
-        match Pin::new(from).poll_read(cx, &mut buffer) {
-            Poll::Pending => return Ok(Poll::Pending),
-            Poll::Ready(Err(_)) => return Err(read_failed),
-            Poll::Ready(Ok(())) => {}
-        }
-        let read = buffer.filled();
-        if read.is_empty() {
-            half.ended = true;
-            return Ok(Poll::Ready(()));
-        }
-        half.bytes += read.len() as u64;
-        let written = write_some(cx, to, read).map_err(|_| write_failed)?;
-        half.pending.extend_from_slice(&read[written..]);
-        half.unflushed = written > 0;
-        Ok(Poll::Ready(()))
-    })
-}
-
-/// Writes kept bytes; the buffer is released once empty. Pending when nothing could be written.
-fn flush<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, to: &mut W, half: &mut Half) -> io::Result<Poll<()>> {
-    let written = write_some(cx, to, &half.pending)?;
-    half.unflushed = written > 0;
-    if written == half.pending.len() {
-        half.pending = Vec::new();
-    } else {
-        half.pending.drain(..written);
-    }
-    Ok(if written == 0 { Poll::Pending } else { Poll::Ready(()) })
-}
-
-/// Pushes out what a buffering writer (TLS records) still holds; a no-op on a plain socket.
-fn poll_flush<W: AsyncWrite + Unpin>(
-    cx: &mut Context<'_>,
-    to: &mut W,
-    half: &mut Half,
-) -> io::Result<Poll<()>> {
-    match Pin::new(to).poll_flush(cx) {
-        Poll::Ready(Ok(())) => {
-            half.unflushed = false;
-            Ok(Poll::Ready(()))
-        }
-        Poll::Ready(Err(error)) => Err(error),
-        Poll::Pending => Ok(Poll::Pending),
-    }
-}
-
-/// As much of `data` as the socket takes now (0 when it takes nothing; the waker is then
-/// registered for writability).
-fn write_some<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, to: &mut W, mut data: &[u8]) -> io::Result<usize> {
-    let total = data.len();
-    while !data.is_empty() {
-        match Pin::new(&mut *to).poll_write(cx, data) {
-            Poll::Ready(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(written)) => data = &data[written..],
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => break,
-        }
-    }
-    Ok(total - data.len())
-}
-
-#[cfg(test)]
-mod socket_tests {
-    use std::time::Duration;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
-    use super::*;
-
-    /// A connected pair of loopback sockets: (ours, the peer's).
-    async fn socket_pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (accepted.expect("accept").0, connected.expect("connect"))
     }
 
-    /// A tunnel between two socket pairs: (client peer, backend peer, the running tunnel).
-    async fn tunnel(
-        limits: Limits,
-    ) -> (TcpStream, TcpStream, tokio::task::JoinHandle<(CloseReason, TunnelTotals)>, watch::Sender<bool>)
-    {
-        let (client, client_peer) = socket_pair().await;
-        let (backend, backend_peer) = socket_pair().await;
-        let (drain, shutdown) = watch::channel(false);
-        let task = tokio::spawn(run(client, backend, limits, shutdown));
-        (client_peer, backend_peer, task, drain)
-    }
-
-    #[tokio::test]
-    async fn a_slow_reader_gets_every_byte_in_order() {
-        let (mut client, mut backend, task, _drain) = tunnel(Limits::default()).await;
-        let sent: Vec<u8> = (0..8 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
-        let writer = {
-            let sent = sent.clone();
-            tokio::spawn(async move {
-                client.write_all(&sent).await.expect("write");
-                client.shutdown().await.expect("shutdown");
-                client
-            })
+    /// A broken frame or an oversized message stops its direction: the tunnel is closed.
+    fn frame_events<C, B>(&mut self, tunnel: &mut Pair<C, B>) -> bool {
+        let stopped = |half: &Half| half.frames.as_ref().and_then(|f| f.stopped);
+        let reason = match (stopped(&tunnel.up), stopped(&tunnel.down)) {
+            (Some(stop), _) => Some(stop_reason(stop, Peer::Client)),
+            (None, Some(stop)) => Some(stop_reason(stop, Peer::Backend)),
+            (None, None) => None,
         };
-        // Let the tunnel fill the backend's socket buffers and keep bytes pending.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut received = Vec::new();
-        backend.read_to_end(&mut received).await.expect("read");
-        assert!(received == sent, "bytes lost or reordered");
-        drop(backend);
-        drop(writer.await.expect("writer"));
-        let (reason, totals) = task.await.expect("tunnel");
-        assert_eq!(reason, CloseReason::Client);
-        assert_eq!(totals.client_to_backend, sent.len() as u64);
-    }
-
-    #[tokio::test]
-    async fn a_half_close_is_passed_on_and_the_other_direction_keeps_flowing() {
-        let (mut client, mut backend, task, _drain) = tunnel(Limits::default()).await;
-        client.write_all(b"last words").await.expect("write");
-        client.shutdown().await.expect("shutdown");
-        let mut got = Vec::new();
-        backend.read_to_end(&mut got).await.expect("read");
-        assert_eq!(got, b"last words");
-        backend.write_all(b"reply").await.expect("write");
-        drop(backend);
-        let mut reply = Vec::new();
-        client.read_to_end(&mut reply).await.expect("read");
-        assert_eq!(reply, b"reply");
-        let (reason, totals) = task.await.expect("tunnel");
-        assert_eq!(reason, CloseReason::Client);
-        assert_eq!((totals.client_to_backend, totals.backend_to_client), (10, 5));
-    }
-
-    #[tokio::test]
-    async fn idle_timeout_and_shutdown_end_the_tunnel() {
-        let idle = Limits { idle: Some(Duration::from_millis(150)), max_duration: None };
-        let (mut client, mut backend, task, _drain) = tunnel(idle).await;
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(75)).await;
-            client.write_all(b"x").await.expect("write");
-            backend.read_exact(&mut [0u8; 1]).await.expect("read");
+        match reason {
+            Some(reason) if self.ending.is_none() => {
+                self.begin(reason, tunnel);
+                true
+            }
+            _ => false,
         }
-        assert!(!task.is_finished(), "activity must postpone the idle timeout");
-        assert_eq!(task.await.expect("tunnel").0, CloseReason::Idle);
-
-        let (_client, _backend, task, drain) = tunnel(Limits::default()).await;
-        drain.send_replace(true);
-        assert_eq!(task.await.expect("tunnel").0, CloseReason::Shutdown);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_tunnel_closes_after_the_idle_timeout() {
-        let (client, _client_peer) = duplex(64);
-        let (backend, _backend_peer) = duplex(64);
-        let (_tx, shutdown) = watch::channel(false);
-        let limits = Limits { idle: Some(Duration::from_secs(30)), max_duration: None };
-        let started = Instant::now();
-        let (reason, _) = run(client, backend, limits, shutdown).await;
-        assert_eq!(reason, CloseReason::Idle);
-        assert_eq!(started.elapsed().as_secs(), 30);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn activity_postpones_the_idle_timeout() {
-        let (client, mut client_peer) = duplex(64);
-        let (backend, mut backend_peer) = duplex(64);
-        let (_tx, shutdown) = watch::channel(false);
-        let limits = Limits { idle: Some(Duration::from_secs(30)), max_duration: None };
-        let tunnel = tokio::spawn(run(client, backend, limits, shutdown));
-        for _ in 0..5 {
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            client_peer.write_all(b"ping").await.expect("write");
-            let mut got = [0u8; 4];
-            backend_peer.read_exact(&mut got).await.expect("read");
+    /// The timer fired: whichever deadlines passed act. `Some` ends the tunnel now.
+    fn on_timer<C, B>(&mut self, tunnel: &mut Pair<C, B>, ping: Option<Ping>) -> Option<CloseReason> {
+        let now = Instant::now();
+        if let Some(ending) = &self.ending {
+            return (now >= ending.deadline).then_some(ending.reason);
         }
-        let started = Instant::now();
-        let (reason, totals) = tunnel.await.expect("tunnel");
-        assert_eq!(reason, CloseReason::Idle);
-        assert_eq!(started.elapsed().as_secs(), 30);
-        assert_eq!(totals.client_to_backend, 20);
+        let reason = match self.drain_at {
+            Some((cause, at)) if now >= at => Some(CloseReason::Drained(cause)),
+            _ if now >= self.started + self.limits.max_duration.unwrap_or(FAR_FUTURE) => {
+                Some(CloseReason::MaxDuration)
+            }
+            _ if now >= self.last_activity + self.limits.idle.unwrap_or(FAR_FUTURE) => {
+                Some(CloseReason::Idle)
+            }
+            _ => ping.and_then(|ping| self.pings(tunnel, ping, now)),
+        };
+        let reason = reason?;
+        self.begin(reason, tunnel)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn max_duration_closes_a_busy_tunnel() {
-        let (client, mut client_peer) = duplex(64);
-        let (backend, mut backend_peer) = duplex(64);
-        let (_tx, shutdown) = watch::channel(false);
-        let limits =
-            Limits { idle: Some(Duration::from_secs(5)), max_duration: Some(Duration::from_secs(12)) };
-        let tunnel = tokio::spawn(run(client, backend, limits, shutdown));
-        let chatter = tokio::spawn(async move {
-            let mut got = [0u8; 1];
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if client_peer.write_all(b"x").await.is_err()
-                    || backend_peer.read_exact(&mut got).await.is_err()
-                {
-                    return;
+    /// Pings quiet sides; a side silent for the ping timeout after a ping is dead.
+    fn pings<C, B>(&mut self, tunnel: &mut Pair<C, B>, ping: Ping, now: Instant) -> Option<CloseReason> {
+        for (peer, live, half) in [
+            (Peer::Client, &mut self.client, &mut tunnel.down),
+            (Peer::Backend, &mut self.backend, &mut tunnel.up),
+        ] {
+            match live.ping_sent {
+                Some(sent) if now >= sent + ping.timeout => return Some(CloseReason::PingTimeout(peer)),
+                None if now >= live.heard + ping.interval => {
+                    self.pings_sent = self.pings_sent.wrapping_add(1);
+                    half.inject(ping_frame(self.pings_sent, peer));
+                    // The pong comes back on the other direction, read from `peer`.
+                    live.ping_sent = Some(now);
                 }
+                _ => {}
             }
-        });
-        let (reason, _) = tunnel.await.expect("tunnel");
-        assert_eq!(reason, CloseReason::MaxDuration);
-        chatter.abort();
+        }
+        let expect = |half: &mut Half, waiting: bool| {
+            if let (Some(frames), true) = (half.frames.as_mut(), waiting) {
+                frames.expect_pong();
+            }
+        };
+        expect(&mut tunnel.up, self.client.ping_sent.is_some());
+        expect(&mut tunnel.down, self.backend.ping_sent.is_some());
+        None
     }
 
-    #[tokio::test]
-    async fn close_by_either_side_and_byte_counts() {
-        let (client, mut client_peer) = duplex(1024);
-        let (backend, mut backend_peer) = duplex(1024);
-        let (_tx, shutdown) = watch::channel(false);
-        let tunnel = tokio::spawn(run(client, backend, Limits::default(), shutdown));
-        client_peer.write_all(b"hello").await.expect("write");
-        let mut got = [0u8; 5];
-        backend_peer.read_exact(&mut got).await.expect("read");
-        backend_peer.write_all(b"hi").await.expect("write");
-        client_peer.read_exact(&mut got[..2]).await.expect("read");
-        drop(backend_peer);
-        // The backend's end of stream reaches the client as a half-close first.
-        assert_eq!(client_peer.read(&mut got).await.expect("eof"), 0);
-        client_peer.shutdown().await.expect("shutdown");
-        let (reason, totals) = tunnel.await.expect("tunnel");
-        assert_eq!(reason, CloseReason::Backend);
-        assert_eq!((totals.client_to_backend, totals.backend_to_client), (5, 2));
+    /// hawser ends the tunnel for `reason`: a WebSocket gets close frames on both sides and
+    /// the handshake a bounded time; a byte tunnel ends now (`Some`).
+    fn begin<C, B>(&mut self, reason: CloseReason, tunnel: &mut Pair<C, B>) -> Option<CloseReason> {
+        if tunnel.up.frames.is_none() {
+            return Some(reason);
+        }
+        let [to_client, to_backend] = reason.close_frames();
+        tunnel.down.inject(close_frame(to_client.0, to_client.1, Peer::Client));
+        tunnel.up.inject(close_frame(to_backend.0, to_backend.1, Peer::Backend));
+        self.ending = Some(Ending { reason, deadline: Instant::now() + CLOSE_HANDSHAKE });
+        None
     }
 
-    #[tokio::test]
-    async fn shutdown_closes_the_tunnel() {
-        let (client, _client_peer) = duplex(64);
-        let (backend, _backend_peer) = duplex(64);
-        let (tx, shutdown) = watch::channel(false);
-        let tunnel = tokio::spawn(run(client, backend, Limits::default(), shutdown));
-        tx.send_replace(true);
-        assert_eq!(tunnel.await.expect("tunnel").0, CloseReason::Shutdown);
+    /// The earliest moment something may have to happen.
+    fn next_deadline(&self) -> Instant {
+        if let Some(ending) = &self.ending {
+            return ending.deadline;
+        }
+        let mut next = self.last_activity + self.limits.idle.unwrap_or(FAR_FUTURE);
+        next = next.min(self.started + self.limits.max_duration.unwrap_or(FAR_FUTURE));
+        if let Some((_, at)) = self.drain_at {
+            next = next.min(at);
+        }
+        if let Some(ping) = self.limits.websocket.and_then(|w| w.ping) {
+            for live in [&self.client, &self.backend] {
+                next = next.min(match live.ping_sent {
+                    Some(sent) => sent + ping.timeout,
+                    None => live.heard + ping.interval,
+                });
+            }
+        }
+        next
     }
 }
+
+fn stop_reason(stop: super::frames::Stop, peer: Peer) -> CloseReason {
+    match stop {
+        super::frames::Stop::Protocol(_) => CloseReason::ProtocolError(peer),
+        super::frames::Stop::TooBig => CloseReason::MessageTooBig(peer),
+    }
+}
+
+#[cfg(test)]
+mod tests;

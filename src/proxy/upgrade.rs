@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Proxy;
@@ -15,7 +14,7 @@ use super::body::{Lease, ProxyBody};
 use super::error::ProxyError;
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
-use super::tunnel::{self, CloseReason, Limits};
+use super::tunnel::{self, Closed, Early, Limits, Ping, Signals, WebSocketLimits};
 use crate::model::Route;
 
 /// Answers an upgrade request: checks the Origin and the budgets before anything reaches the
@@ -41,8 +40,10 @@ pub async fn upgrade(
     if !switched_to.is_some_and(|protocol| upgrade_allowed(protocol, &route.policy.allowed_upgrades)) {
         return Err(ProxyError::UnwantedUpgrade { endpoint });
     }
+    // Only a WebSocket is tracked frame by frame; any other allowed upgrade stays a byte tunnel.
+    let websocket = switched_to.is_some_and(|p| p.trim().eq_ignore_ascii_case("websocket"));
     let backend_side = hyper::upgrade::on(&mut response);
-    let tunnel = Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load };
+    let tunnel = Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load, websocket };
     proxy.tunnels.spawn(tunnel.run(client_side, backend_side));
     strip_hop_by_hop(response.headers_mut(), true);
     Ok((response.map(|_| ProxyBody::empty()), endpoint))
@@ -55,6 +56,7 @@ struct Tunnel {
     endpoint: std::net::SocketAddr,
     budget: BudgetGuard,
     load: super::balance::LoadGuard,
+    websocket: bool,
 }
 
 impl Tunnel {
@@ -70,66 +72,78 @@ impl Tunnel {
         let metrics = &self.proxy.metrics;
         metrics.upgrade(Some(&self.route.name), "upgraded");
         let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
-        let policy = &self.route.policy;
-        let limits = Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration };
-        let drain = self.proxy.drain.subscribe();
-        let (reason, totals) = join(client, backend, limits, drain).await;
-        metrics.tunnel_closed(open, &self.route.name, reason.label(), &totals);
-        tracing::info!(
-            target: "hawser::access",
-            route = %self.route.name,
-            endpoint = %self.endpoint,
-            closed_by = reason.label(),
-            duration_ms = totals.duration.as_millis() as u64,
-            bytes_from_client = totals.client_to_backend,
-            bytes_from_backend = totals.backend_to_client,
-            "tunnel closed"
-        );
+        let closed = join(client, backend, self.limits(), self.signals()).await;
+        metrics.tunnel_closed(open, &self.route.name, &closed);
+        log_closed(&self.route.name, self.endpoint, &closed);
         drop((self.budget, self.load));
+    }
+
+    fn limits(&self) -> Limits {
+        let policy = &self.route.policy;
+        let websocket = self.websocket.then(|| WebSocketLimits {
+            ping: policy.ping_interval.map(|interval| Ping { interval, timeout: policy.ping_timeout }),
+            max_message: policy.max_message_bytes,
+        });
+        Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration, websocket }
+    }
+
+    fn signals(&self) -> Signals {
+        Signals {
+            drains: self.proxy.drains.subscribe(self.route.name.clone(), self.endpoint),
+            force: self.proxy.force_close.subscribe(),
+        }
     }
 }
 
+/// The tunnel's access-log line: how it ended, the first close frame, what it carried.
+fn log_closed(route: &str, endpoint: std::net::SocketAddr, closed: &Closed) {
+    let close = closed.websocket.as_ref().and_then(|w| w.close.as_ref());
+    let messages = closed.websocket.as_ref().map(|w| w.messages);
+    tracing::info!(
+        target: "hawser::access",
+        route,
+        %endpoint,
+        closed_by = closed.reason.label(),
+        close_code = close.and_then(|c| c.code),
+        close_reason = close.map(|c| c.reason.as_str()),
+        close_initiator = close.map(|c| c.by.label()),
+        duration_ms = closed.totals.duration.as_millis() as u64,
+        bytes_from_client = closed.totals.client_to_backend,
+        bytes_from_backend = closed.totals.backend_to_client,
+        messages_from_client = messages.map(|m| m.0),
+        messages_from_backend = messages.map(|m| m.1),
+        "tunnel closed"
+    );
+}
+
 /// Runs the tunnel between two upgraded connections. Plain TCP sockets are taken back from
-/// hyper and driven directly (bytes hyper had already read past the handshake are delivered
-/// first); TLS on either side stays behind hyper's upgraded wrapper. Those tunnels are boxed,
-/// so that their larger state does not size every plain tunnel's task.
+/// hyper and driven directly (bytes hyper had already read past the handshake go first,
+/// through the frame tracker like the rest); TLS on either side stays behind hyper's upgraded
+/// wrapper. Those tunnels are boxed, so that their larger state does not size every plain
+/// tunnel's task.
 async fn join(
     client: hyper::upgrade::Upgraded,
     backend: hyper::upgrade::Upgraded,
     limits: Limits,
-    drain: tokio::sync::watch::Receiver<bool>,
-) -> (CloseReason, crate::metrics::TunnelTotals) {
+    signals: Signals,
+) -> Closed {
     type Plain = TokioIo<TcpStream>;
     let client = match client.downcast::<Plain>() {
         Ok(parts) => parts,
         Err(client) => {
-            return Box::pin(tunnel::run(TokioIo::new(client), TokioIo::new(backend), limits, drain)).await;
+            let (client, backend) = (TokioIo::new(client), TokioIo::new(backend));
+            return Box::pin(tunnel::run(client, backend, limits, signals, Early::default())).await;
         }
     };
-    let (mut client_io, client_early) = (client.io.into_inner(), client.read_buf);
+    let client_io = client.io.into_inner();
     match backend.downcast::<Plain>() {
         Ok(backend) => {
-            let (mut backend_io, backend_early) = (backend.io.into_inner(), backend.read_buf);
-            if deliver(&mut backend_io, client_early).await.is_err() {
-                return (CloseReason::BackendError, Default::default());
-            }
-            if deliver(&mut client_io, backend_early).await.is_err() {
-                return (CloseReason::ClientError, Default::default());
-            }
-            tunnel::run(client_io, backend_io, limits, drain).await
+            let early = Early { from_client: client.read_buf, from_backend: backend.read_buf };
+            tunnel::run(client_io, backend.io.into_inner(), limits, signals, early).await
         }
         Err(backend) => {
-            let mut backend = TokioIo::new(backend);
-            if deliver(&mut backend, client_early).await.is_err() {
-                return (CloseReason::BackendError, Default::default());
-            }
-            Box::pin(tunnel::run(client_io, backend, limits, drain)).await
+            let early = Early { from_client: client.read_buf, from_backend: bytes::Bytes::new() };
+            Box::pin(tunnel::run(client_io, TokioIo::new(backend), limits, signals, early)).await
         }
     }
-}
-
-/// Writes bytes hyper read past the handshake, then lets them go: they are a view of hyper's
-/// read buffer, which must not live as long as the tunnel.
-async fn deliver<W: AsyncWrite + Unpin>(to: &mut W, early: bytes::Bytes) -> std::io::Result<()> {
-    if early.is_empty() { Ok(()) } else { to.write_all(&early).await }
 }

@@ -141,8 +141,17 @@ impl TestProxy {
         let (tls_stop, tls_stopped) = stop_signal();
         let acceptor = hawser::proxy::tls::acceptor(handle.clone()).unwrap();
         let grace = Duration::from_secs(1);
-        tokio::spawn(hawser::proxy::serve(listener, None, proxy.clone(), stopped, grace));
-        tokio::spawn(hawser::proxy::serve(tls_listener, Some(acceptor), proxy.clone(), tls_stopped, grace));
+        let deadline = |stopped| async move {
+            stopped.await;
+            tokio::time::Instant::now() + grace
+        };
+        tokio::spawn(hawser::proxy::serve(listener, None, proxy.clone(), deadline(stopped)));
+        tokio::spawn(hawser::proxy::serve(
+            tls_listener,
+            Some(acceptor),
+            proxy.clone(),
+            deadline(tls_stopped),
+        ));
         Self { addr, tls_addr, table: handle, proxy, metrics, _stop: (stop, tls_stop) }
     }
 

@@ -25,6 +25,8 @@ impl Process {
     pub fn start_with_env(args: &[&str], listeners: usize, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
             .args(args)
+            // No load balancer to wait for: stop accepting at once on SIGTERM.
+            .env("HAWSER_SHUTDOWN_DELAY", "0s")
             .envs(env.iter().copied())
             .arg("--log-format=json")
             .stdout(Stdio::piped())

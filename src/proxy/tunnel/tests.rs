@@ -1,0 +1,316 @@
+//! The tunnel between real loopback sockets (and in-memory pipes under paused time): bytes in
+//! order, half-closes, clocks, and for WebSockets the close frames, pings and limits, checked
+//! with a strict WebSocket client and server on either end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+
+use super::*;
+use crate::proxy::drain::{Drains, Selector};
+
+/// What a test holds of a tunnel's signals.
+struct Control {
+    drains: Arc<Drains>,
+    force: watch::Sender<bool>,
+}
+
+fn signals() -> (Signals, Control) {
+    let drains = Arc::new(Drains::default());
+    let (force, forced) = watch::channel(false);
+    let subscription = drains.subscribe(Arc::from("r"), ([127, 0, 0, 1], 1).into());
+    (Signals { drains: subscription, force: forced }, Control { drains, force })
+}
+
+/// A connected pair of loopback sockets: (ours, the peer's).
+async fn socket_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    (accepted.expect("accept").0, connected.expect("connect"))
+}
+
+/// A tunnel between two socket pairs: (client peer, backend peer, the running tunnel, control).
+async fn tunnel(limits: Limits) -> (TcpStream, TcpStream, tokio::task::JoinHandle<Closed>, Control) {
+    let (client, client_peer) = socket_pair().await;
+    let (backend, backend_peer) = socket_pair().await;
+    let (signals, control) = signals();
+    let task = tokio::spawn(run(client, backend, limits, signals, Early::default()));
+    (client_peer, backend_peer, task, control)
+}
+
+/// A WebSocket tunnel with a strict client and server (tokio-tungstenite) on its two ends.
+async fn websocket(
+    limits: WebSocketLimits,
+    idle: Option<Duration>,
+) -> (WebSocketStream<TcpStream>, WebSocketStream<TcpStream>, tokio::task::JoinHandle<Closed>, Control) {
+    let limits = Limits { idle, max_duration: None, websocket: Some(limits) };
+    let (client, backend, task, control) = tunnel(limits).await;
+    let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+    let backend = WebSocketStream::from_raw_socket(backend, Role::Server, None).await;
+    (client, backend, task, control)
+}
+
+/// The close frame a peer received, reading (and answering pings) until it comes.
+async fn close_of(ws: &mut WebSocketStream<TcpStream>) -> (WsCode, String) {
+    let wait = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(Some(frame))) => return Some((frame.code, frame.reason.to_string())),
+                Ok(Message::Close(None)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        None
+    });
+    wait.await.expect("no close within 5 s").expect("ended without a close frame")
+}
+
+#[tokio::test]
+async fn a_slow_reader_gets_every_byte_in_order() {
+    let (mut client, mut backend, task, _control) = tunnel(Limits::default()).await;
+    let sent: Vec<u8> = (0..8 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    let writer = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            client.write_all(&sent).await.expect("write");
+            client.shutdown().await.expect("shutdown");
+            client
+        })
+    };
+    // Let the tunnel fill the backend's socket buffers and keep bytes pending.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut received = Vec::new();
+    backend.read_to_end(&mut received).await.expect("read");
+    assert!(received == sent, "bytes lost or reordered");
+    drop(backend);
+    drop(writer.await.expect("writer"));
+    let closed = task.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::Client);
+    assert_eq!(closed.totals.client_to_backend, sent.len() as u64);
+}
+
+#[tokio::test]
+async fn a_half_close_is_passed_on_and_the_other_direction_keeps_flowing() {
+    let (mut client, mut backend, task, _control) = tunnel(Limits::default()).await;
+    client.write_all(b"last words").await.expect("write");
+    client.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    backend.read_to_end(&mut got).await.expect("read");
+    assert_eq!(got, b"last words");
+    backend.write_all(b"reply").await.expect("write");
+    drop(backend);
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).await.expect("read");
+    assert_eq!(reply, b"reply");
+    let closed = task.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::Client);
+    assert_eq!((closed.totals.client_to_backend, closed.totals.backend_to_client), (10, 5));
+}
+
+#[tokio::test]
+async fn byte_tunnels_end_at_once_on_idle_and_force() {
+    let idle = Limits { idle: Some(Duration::from_millis(150)), ..Limits::default() };
+    let (mut client, mut backend, task, _control) = tunnel(idle).await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(75)).await;
+        client.write_all(b"x").await.expect("write");
+        backend.read_exact(&mut [0u8; 1]).await.expect("read");
+    }
+    assert!(!task.is_finished(), "activity must postpone the idle timeout");
+    assert_eq!(task.await.expect("tunnel").reason, CloseReason::Idle);
+    let (_client, _backend, task, control) = tunnel(Limits::default()).await;
+    control.force.send_replace(true);
+    assert_eq!(task.await.expect("tunnel").reason, CloseReason::Shutdown);
+}
+
+#[tokio::test]
+async fn idle_closes_a_websocket_with_1001_to_both_sides() {
+    let (mut client, mut backend, task, _control) =
+        websocket(WebSocketLimits::default(), Some(Duration::from_millis(200))).await;
+    client.send(Message::text("hello")).await.expect("send");
+    assert_eq!(backend.next().await.expect("message").expect("ok"), Message::text("hello"));
+    let (to_client, to_backend) = tokio::join!(close_of(&mut client), close_of(&mut backend));
+    assert_eq!(to_client, (WsCode::Away, "idle timeout".to_owned()));
+    assert_eq!(to_backend, (WsCode::Away, "idle timeout".to_owned()));
+    let closed = task.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::Idle);
+    let websocket = closed.websocket.expect("websocket");
+    assert_eq!(websocket.close.map(|c| (c.code, c.by)), Some((Some(1001), Initiator::Hawser)));
+    assert_eq!(websocket.messages, (1, 0));
+}
+
+#[tokio::test]
+async fn a_drain_order_closes_with_its_code_and_peers_closes_are_recorded() {
+    let (mut client, mut backend, task, control) = websocket(WebSocketLimits::default(), None).await;
+    control.drains.order(Cause::EndpointGone, Selector::All, Duration::ZERO, None);
+    let (to_client, to_backend) = tokio::join!(close_of(&mut client), close_of(&mut backend));
+    assert_eq!(to_client.0, WsCode::Restart);
+    assert_eq!(to_backend.0, WsCode::Away);
+    assert_eq!(task.await.expect("tunnel").reason, CloseReason::Drained(Cause::EndpointGone));
+
+    // A close the client starts passes through untouched and is recorded as the client's.
+    let (mut client, mut backend, task, _control) = websocket(WebSocketLimits::default(), None).await;
+    client
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: WsCode::Library(4000),
+            reason: "bye".into(),
+        }))
+        .await
+        .expect("close");
+    assert_eq!(close_of(&mut backend).await, (WsCode::Library(4000), "bye".to_owned()));
+    drop(backend);
+    while client.next().await.is_some() {}
+    drop(client);
+    let closed = task.await.expect("tunnel");
+    let close = closed.websocket.and_then(|w| w.close).expect("close");
+    assert_eq!((close.code, close.by), (Some(4000), Initiator::Client));
+}
+
+#[tokio::test]
+async fn pings_keep_answering_peers_and_find_dead_ones() {
+    let ping = Ping { interval: Duration::from_millis(100), timeout: Duration::from_millis(150) };
+    let limits = WebSocketLimits { ping: Some(ping), max_message: None };
+    let (mut client, mut backend, task, _control) = websocket(limits, Some(Duration::from_secs(60))).await;
+    // Both peers answer pings (tungstenite does, while it reads): the tunnel lives on, and
+    // hawser's pongs reach neither side.
+    let until = tokio::time::Instant::now() + Duration::from_millis(700);
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, backend.next()).await {
+            seen.push(message);
+        }
+        (backend, seen)
+    });
+    let mut client_seen = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, client.next()).await {
+        client_seen.push(message);
+    }
+    let (backend, backend_seen) = reader.await.expect("reader");
+    assert!(!task.is_finished(), "answering peers were cut");
+    for seen in [&client_seen, &backend_seen] {
+        assert!(seen.iter().all(|m| matches!(m, Message::Ping(_))), "{seen:?}");
+        assert!(!seen.is_empty(), "no ping arrived");
+    }
+    // The client stops reading (so it answers nothing): found dead, the backend told.
+    let mut backend = backend;
+    let started = Instant::now();
+    let to_backend = close_of(&mut backend).await;
+    assert_eq!(to_backend.0, WsCode::Away);
+    let closed = task.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::PingTimeout(Peer::Client));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    drop(client);
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_gets_1009_and_the_other_side_1001() {
+    let limits = WebSocketLimits { ping: None, max_message: Some(1000) };
+    let (mut client, mut backend, task, _control) = websocket(limits, None).await;
+    client.send(Message::binary(vec![1u8; 900])).await.expect("send");
+    assert_eq!(backend.next().await.expect("message").expect("ok").len(), 900);
+    client.send(Message::binary(vec![2u8; 1001])).await.expect("send");
+    let (to_client, to_backend) = tokio::join!(close_of(&mut client), close_of(&mut backend));
+    assert_eq!(to_client.0, WsCode::Size);
+    assert_eq!(to_backend.0, WsCode::Away);
+    assert_eq!(task.await.expect("tunnel").reason, CloseReason::MessageTooBig(Peer::Client));
+}
+
+#[tokio::test]
+async fn a_broken_frame_gets_1002_and_nothing_after_it_is_forwarded() {
+    let limits = Limits { websocket: Some(WebSocketLimits::default()), ..Limits::default() };
+    let (mut client, backend, task, _control) = tunnel(limits).await;
+    let mut backend = WebSocketStream::from_raw_socket(backend, Role::Server, None).await;
+    // An unmasked text frame from a client breaks RFC 6455 §5.1.
+    client.write_all(&[0x81, 0x02, b'h', b'i']).await.expect("write");
+    assert_eq!(close_of(&mut backend).await.0, WsCode::Away);
+    let mut answer = [0u8; 4];
+    client.read_exact(&mut answer).await.expect("close frame");
+    assert_eq!(answer, [0x88, 16, 0x03, 0xEA], "1002 to the client, unmasked");
+    let closed = task.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::ProtocolError(Peer::Client));
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_tunnel_closes_after_the_idle_timeout() {
+    let (client, _client_peer) = duplex(64);
+    let (backend, _backend_peer) = duplex(64);
+    let limits = Limits { idle: Some(Duration::from_secs(30)), ..Limits::default() };
+    let started = Instant::now();
+    let (signals, _control) = signals();
+    let closed = run(client, backend, limits, signals, Early::default()).await;
+    assert_eq!(closed.reason, CloseReason::Idle);
+    assert_eq!(started.elapsed().as_secs(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn activity_postpones_the_idle_timeout() {
+    let (client, mut client_peer) = duplex(64);
+    let (backend, mut backend_peer) = duplex(64);
+    let limits = Limits { idle: Some(Duration::from_secs(30)), ..Limits::default() };
+    let (signals, _control) = signals();
+    let tunnel = tokio::spawn(run(client, backend, limits, signals, Early::default()));
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        client_peer.write_all(b"ping").await.expect("write");
+        let mut got = [0u8; 4];
+        backend_peer.read_exact(&mut got).await.expect("read");
+    }
+    let started = Instant::now();
+    let closed = tunnel.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::Idle);
+    assert_eq!(started.elapsed().as_secs(), 30);
+    assert_eq!(closed.totals.client_to_backend, 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_duration_closes_a_busy_tunnel() {
+    let (client, mut client_peer) = duplex(64);
+    let (backend, mut backend_peer) = duplex(64);
+    let limits = Limits {
+        idle: Some(Duration::from_secs(5)),
+        max_duration: Some(Duration::from_secs(12)),
+        websocket: None,
+    };
+    let (signals, _control) = signals();
+    let tunnel = tokio::spawn(run(client, backend, limits, signals, Early::default()));
+    let chatter = tokio::spawn(async move {
+        let mut got = [0u8; 1];
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if client_peer.write_all(b"x").await.is_err() || backend_peer.read_exact(&mut got).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    assert_eq!(tunnel.await.expect("tunnel").reason, CloseReason::MaxDuration);
+    chatter.abort();
+}
+
+#[tokio::test]
+async fn close_by_either_side_and_byte_counts() {
+    let (client, mut client_peer) = duplex(1024);
+    let (backend, mut backend_peer) = duplex(1024);
+    let (signals, _control) = signals();
+    let tunnel = tokio::spawn(run(client, backend, Limits::default(), signals, Early::default()));
+    client_peer.write_all(b"hello").await.expect("write");
+    let mut got = [0u8; 5];
+    backend_peer.read_exact(&mut got).await.expect("read");
+    backend_peer.write_all(b"hi").await.expect("write");
+    client_peer.read_exact(&mut got[..2]).await.expect("read");
+    drop(backend_peer);
+    // The backend's end of stream reaches the client as a half-close first.
+    assert_eq!(client_peer.read(&mut got).await.expect("eof"), 0);
+    client_peer.shutdown().await.expect("shutdown");
+    let closed = tunnel.await.expect("tunnel");
+    assert_eq!(closed.reason, CloseReason::Backend);
+    assert_eq!((closed.totals.client_to_backend, closed.totals.backend_to_client), (5, 2));
+}
