@@ -42,6 +42,8 @@ impl Controller {
         self.log(&built.reports);
         let routes: usize = built.table.hosts().iter().map(|h| h.routes.len()).sum();
         let generation = self.table.publish(built.table);
+        let errors = built.reports.iter().filter(|r| r.level() == Level::Error).count();
+        self.table.set_config_errors(u64::try_from(errors).unwrap_or(u64::MAX));
         let problems = built.reports.iter().filter(|r| r.level() != Level::Info).count();
         tracing::info!(generation, routes, problems, "routing table built");
         BuildOutcome { reports: built.reports, served: built.served }
