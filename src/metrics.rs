@@ -165,7 +165,7 @@ impl Metrics {
         );
         registry.register(
             "config_errors",
-            "Error-level findings of the latest build (left-out objects, rules or annotations)",
+            "Error-level findings of the latest build (objects, rules or annotations left out or refused)",
             metrics.config_errors.clone(),
         );
         Self { registry, ..metrics }
