@@ -7,10 +7,11 @@
 What it checks:
   1. `helm lint --strict charts/hawser`.
   2. `helm template` with the default values and with kind=DaemonSet, watchNamespace=apps,
-     autoscaling.enabled=true, serviceMonitor.enabled=true, ingressClass.default=true and
+     autoscaling.enabled=true, serviceMonitor.enabled=true, prometheusRule.enabled=true (with an
+     additional label), grafanaDashboard.enabled=true, ingressClass.default=true and
      defaultSslCertificate=ns/name: every rendered document validates with kubernetes-validate
-     (strict, Kubernetes 1.33.0; kinds it has no schema for, such as ServiceMonitor, are skipped),
-     and each render has what its value asks for. The default render follows the binary's
+     (strict, Kubernetes 1.33.0; kinds it has no schema for, such as ServiceMonitor and
+     PrometheusRule, are skipped), and each render has what its value asks for. The default render follows the binary's
      Kubernetes-mode interface (flags, downward-API env, ports, probes, drain grace, security).
   3. charts/hawser/crds/ holds a byte-identical copy of crds/websocketroutes.hawser.dev.yaml, and
      every WebSocketRoute under manifests/examples/ and examples/ validates against the CRD's
@@ -51,6 +52,7 @@ CRD_NAME = "websocketroutes.hawser.dev.yaml"
 INSTALL_YAML = ROOT / "manifests" / "install.yaml"
 EXAMPLE_DIRS = [ROOT / "manifests" / "examples", ROOT / "examples"]
 RBAC_FILE = CHART / "rbac-required.json"
+DASHBOARD = CHART / "dashboards" / "hawser.json"
 
 RELEASE = "hawser"
 NAMESPACE = "hawser"
@@ -76,6 +78,8 @@ VALUE_SETS = [
     "watchNamespace=apps",
     "autoscaling.enabled=true",
     "serviceMonitor.enabled=true",
+    "prometheusRule.enabled=true,prometheusRule.additionalLabels.release=monitoring",
+    "grafanaDashboard.enabled=true",
     "ingressClass.default=true",
     "defaultSslCertificate=ns/name",
 ]
@@ -319,6 +323,8 @@ def default_render_contract(docs: list[dict]) -> list[str]:
            not in (ingress_class["metadata"].get("annotations") or {}), "not the default class")
     expect(not find(docs, "HorizontalPodAutoscaler") and not find(docs, "ServiceMonitor"),
            "no HPA or ServiceMonitor by default")
+    expect(not find(docs, "PrometheusRule") and not find(docs, "ConfigMap"),
+           "no PrometheusRule or dashboard ConfigMap by default")
     namespaced = [d for d in docs if d["kind"] not in
                   ("CustomResourceDefinition", "IngressClass", "ClusterRole", "ClusterRoleBinding")]
     stray = [d["kind"] for d in namespaced if d["metadata"].get("namespace") != NAMESPACE]
@@ -375,6 +381,32 @@ def expectation_service_monitor(docs: list[dict]) -> list[str]:
     return []
 
 
+def expectation_prometheus_rule(docs: list[dict]) -> list[str]:
+    rules = find(docs, "PrometheusRule")
+    if [r["apiVersion"] for r in rules] != ["monitoring.coreos.com/v1"]:
+        return ["no monitoring.coreos.com/v1 PrometheusRule"]
+    problems = []
+    labels = rules[0]["metadata"].get("labels") or {}
+    if labels.get("release") != "monitoring":
+        problems.append(f"additionalLabels not applied: {labels}")
+    alerts = [rule.get("alert") for group in rules[0]["spec"]["groups"] for rule in group["rules"]]
+    if len(alerts) < 5 or not all(alerts):
+        problems.append(f"alerts: {alerts}")
+    return problems
+
+
+def expectation_grafana_dashboard(docs: list[dict]) -> list[str]:
+    maps = find(docs, "ConfigMap")
+    if len(maps) != 1:
+        return [f"{len(maps)} ConfigMaps, expected the dashboard's"]
+    problems = []
+    if (maps[0]["metadata"].get("labels") or {}).get("grafana_dashboard") != "1":
+        problems.append("the ConfigMap lacks the label grafana_dashboard: \"1\"")
+    if (maps[0].get("data") or {}).get("hawser.json") != DASHBOARD.read_text():
+        problems.append(f"data hawser.json is not {DASHBOARD.relative_to(ROOT)}")
+    return problems
+
+
 def expectation_default_class(docs: list[dict]) -> list[str]:
     [ingress_class] = find(docs, "IngressClass")
     annotations = ingress_class["metadata"].get("annotations") or {}
@@ -393,6 +425,8 @@ EXPECTATIONS = {
     "watchNamespace=apps": expectation_watch_namespace,
     "autoscaling.enabled=true": expectation_autoscaling,
     "serviceMonitor.enabled=true": expectation_service_monitor,
+    "prometheusRule.enabled=true,prometheusRule.additionalLabels.release=monitoring": expectation_prometheus_rule,
+    "grafanaDashboard.enabled=true": expectation_grafana_dashboard,
     "ingressClass.default=true": expectation_default_class,
     "defaultSslCertificate=ns/name": expectation_default_certificate,
 }

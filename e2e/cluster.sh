@@ -3,17 +3,40 @@
 # flows over HTTP and WebSocket through the load balancer, that status and conditions appear, and
 # that a bad annotation produces a Warning Event. Cleans up after itself.
 #
-#   KUBECONFIG=~/.kube/config e2e/cluster.sh [IMAGE_TAG]
+#   KUBECONFIG=~/.kube/config e2e/cluster.sh [IMAGE]
 #
-# Needs kubectl, helm, python3 with `websockets`, and a cluster whose LoadBalancer Services get an
-# address (or set HAWSER_ADDRESS to reach the Service another way, e.g. a port-forward).
-# Does nothing without KUBECONFIG.
+# IMAGE is what the cluster runs: REPOSITORY:TAG (e.g. registry.example.com/hawser:dev, pushed
+# there beforehand), or a bare TAG of ghcr.io/hawser-dev/hawser. Without it: on a kind cluster
+# (current context kind-*) with a working docker, the image is built from the Dockerfile and
+# loaded into kind (`kind load docker-image`); anywhere else the chart's default image is used,
+# ghcr.io/hawser-dev/hawser:<appVersion>, which exists once that version is released.
+#
+# Needs kubectl, helm, python3 with `websockets`, (for kind) docker and kind, and a cluster whose
+# LoadBalancer Services get an address (or set HAWSER_ADDRESS to reach the Service another way,
+# e.g. a port-forward). Does nothing without KUBECONFIG.
 set -euo pipefail
 : "${KUBECONFIG:?set KUBECONFIG to run against a real cluster}"
 cd "$(dirname "$0")/.."
-TAG=${1:-0.1.0}
+IMAGE=${1:-}
 NS=hawser-e2e
 APPS=hawser-e2e-apps
+CONTEXT=$(kubectl config current-context 2>/dev/null || true)
+
+if [ -z "$IMAGE" ] && [[ "$CONTEXT" == kind-* ]] && command -v docker >/dev/null 2>&1 \
+    && docker info >/dev/null 2>&1; then
+  IMAGE="hawser:e2e-$(git rev-parse --short HEAD 2>/dev/null || echo local)"
+  echo "kind cluster ${CONTEXT#kind-}: building $IMAGE and loading it into the cluster"
+  docker build -t "$IMAGE" .
+  kind load docker-image "$IMAGE" --name "${CONTEXT#kind-}"
+fi
+IMAGE_SETS=()                               # empty: the chart's default image
+if [[ "${IMAGE##*/}" == *:* ]]; then          # REPOSITORY:TAG (a registry port is not a tag)
+  IMAGE_SETS=(--set "image.repository=${IMAGE%:*}" --set "image.tag=${IMAGE##*:}")
+elif [[ "$IMAGE" == */* ]]; then              # REPOSITORY: the chart's appVersion as tag
+  IMAGE_SETS=(--set "image.repository=$IMAGE")
+elif [ -n "$IMAGE" ]; then                    # TAG of ghcr.io/hawser-dev/hawser
+  IMAGE_SETS=(--set "image.tag=$IMAGE")
+fi
 
 cleanup() {
   kubectl delete namespace "$APPS" --ignore-not-found --wait=false
@@ -23,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 
 helm upgrade --install hawser charts/hawser --namespace "$NS" --create-namespace \
-  --set image.tag="$TAG" --wait --timeout 5m
+  "${IMAGE_SETS[@]}" --wait --timeout 5m
 kubectl -n "$NS" rollout status deployment/hawser --timeout=3m
 
 kubectl create namespace "$APPS" --dry-run=client -o yaml | kubectl apply -f -

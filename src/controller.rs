@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use tokio::sync::watch as channel;
@@ -19,6 +20,16 @@ use crate::source::{ManifestDir, watch};
 use crate::status::lease::{self, Election};
 use crate::status::writer::BuildOutcome;
 use crate::status::writer::{Publish, StatusWriter};
+
+/// How often the inputs are rebuilt without a change: findings that depend on the clock (a
+/// certificate expiring within 14 days, or expired) then appear without one. An unchanged
+/// table is not republished.
+pub const REBUILD_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Ticks every [`REBUILD_EVERY`], the first one [`REBUILD_EVERY`] from now.
+fn rebuild_clock() -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + REBUILD_EVERY, REBUILD_EVERY)
+}
 
 /// Builds tables and publishes them into one [`TableHandle`].
 #[derive(Debug)]
@@ -42,6 +53,8 @@ impl Controller {
         self.log(&built.reports);
         let routes: usize = built.table.hosts().iter().map(|h| h.routes.len()).sum();
         let generation = self.table.publish(built.table);
+        let errors = built.reports.iter().filter(|r| r.level() == Level::Error).count();
+        self.table.set_config_errors(u64::try_from(errors).unwrap_or(u64::MAX));
         let problems = built.reports.iter().filter(|r| r.level() != Level::Info).count();
         tracing::info!(generation, routes, problems, "routing table built");
         BuildOutcome { reports: built.reports, served: built.served }
@@ -88,12 +101,17 @@ pub async fn run_manifests(
     let (snapshot, reports) = manifests.load();
     controller.apply(&snapshot, reports);
     let mut stop = std::pin::pin!(stop);
+    let mut clock = rebuild_clock();
     loop {
         tokio::select! {
             more = watch::next_burst(&mut changes) => {
                 if !more {
                     anyhow::bail!("the manifests watcher stopped");
                 }
+                let (snapshot, reports) = manifests.load();
+                controller.apply(&snapshot, reports);
+            }
+            _ = clock.tick() => {
                 let (snapshot, reports) = manifests.load();
                 controller.apply(&snapshot, reports);
             }
@@ -140,12 +158,16 @@ pub async fn run_cluster(
     let status = tokio::spawn(write_status(writer, inputs.clone(), outcomes, leader));
     let mut controller = Controller::new(table, config);
     outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
+    let mut clock = rebuild_clock();
     loop {
         tokio::select! {
             more = watch::next_burst(&mut watches.changes) => {
                 if !more {
                     break;
                 }
+                outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
+            }
+            _ = clock.tick() => {
                 outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
             }
             () = &mut stop => break,
@@ -190,5 +212,32 @@ async fn crd_installed(client: &Client) -> bool {
             );
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_manifests_are_rebuilt_every_hour_without_a_change() {
+        let dir = std::env::temp_dir().join(format!("hawser-rebuild-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let table = Arc::new(TableHandle::new());
+        let mut swaps = table.subscribe();
+        let serving = tokio::spawn(run_manifests(
+            dir.clone(),
+            table.clone(),
+            BuildConfig::default(),
+            std::future::pending(),
+        ));
+        swaps.wait_for(|g| *g == 1).await.expect("the first table");
+        tokio::time::sleep(REBUILD_EVERY / 2).await;
+        assert_eq!(table.unchanged_publishes(), 0, "no rebuild before the hour");
+        tokio::time::sleep(REBUILD_EVERY).await;
+        assert_eq!(table.unchanged_publishes(), 1, "one rebuild after it, and the same table kept");
+        assert_eq!(table.generation(), 1);
+        serving.abort();
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -15,6 +15,7 @@ pub struct TableHandle {
     table: ArcSwap<RoutingTable>,
     generation: watch::Sender<u64>,
     unchanged: AtomicU64,
+    config_errors: AtomicU64,
 }
 
 impl Default for TableHandle {
@@ -30,6 +31,7 @@ impl TableHandle {
             table: ArcSwap::from_pointee(RoutingTable::default()),
             generation: watch::Sender::new(0),
             unchanged: AtomicU64::new(0),
+            config_errors: AtomicU64::new(0),
         }
     }
 
@@ -59,6 +61,17 @@ impl TableHandle {
     /// Publishes skipped because the table had not changed.
     pub fn unchanged_publishes(&self) -> u64 {
         self.unchanged.load(Ordering::Relaxed)
+    }
+
+    /// Records how many error-level findings the latest build had, published or not
+    /// (`hawser_config_errors`).
+    pub fn set_config_errors(&self, errors: u64) {
+        self.config_errors.store(errors, Ordering::Relaxed);
+    }
+
+    /// Error-level findings of the latest build (0 before the first).
+    pub fn config_errors(&self) -> u64 {
+        self.config_errors.load(Ordering::Relaxed)
     }
 
     /// A receiver that wakes on every swap.

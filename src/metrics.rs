@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -53,6 +53,14 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// A served certificate: its Secret and the host pattern it serves.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    namespace: String,
+    secret: String,
+    host: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BytesLabels {
     route: Arc<str>,
@@ -96,6 +104,11 @@ pub struct Metrics {
     table_generation: Gauge,
     table_swaps: Counter,
     kube_watch_errors: Family<KindLabels, Counter>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+    config_errors: Gauge,
+    /// The table generation the certificate series were last filled from. Held while rendering,
+    /// so one scrape cannot see the series another is refilling.
+    certificates_of: Mutex<u64>,
     /// The route label of requests no route matched.
     no_route: Arc<str>,
 }
@@ -131,6 +144,9 @@ impl Metrics {
             table_generation: Gauge::default(),
             table_swaps: Counter::default(),
             kube_watch_errors: Family::default(),
+            certificate_expiry: Family::default(),
+            config_errors: Gauge::default(),
+            certificates_of: Mutex::new(0),
             no_route: Arc::from(""),
             registry: Registry::default(),
         };
@@ -190,6 +206,16 @@ impl Metrics {
             "kube_watch_errors",
             "Failed list/watch calls to the Kubernetes API server, by kind (retried with backoff)",
             metrics.kube_watch_errors.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each served certificate expires (notAfter), Unix seconds, by Secret and host",
+            metrics.certificate_expiry.clone(),
+        );
+        registry.register(
+            "config_errors",
+            "Error-level findings of the latest build (objects, rules or annotations left out or refused)",
+            metrics.config_errors.clone(),
         );
         Self { registry, ..metrics }
     }
@@ -263,14 +289,37 @@ impl Metrics {
 
     /// The text exposition, with the table gauges read from `table` now.
     pub fn render(&self, table: &TableHandle) -> String {
+        let mut certificates_of = self.certificates_of.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = table.generation();
         self.table_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         self.table_swaps.inc_by(generation.saturating_sub(self.table_swaps.get()));
+        self.config_errors.set(i64::try_from(table.config_errors()).unwrap_or(i64::MAX));
+        if *certificates_of != generation {
+            self.fill_certificates(table);
+            *certificates_of = generation;
+        }
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::error!(%error, "encoding metrics failed");
         }
         text
+    }
+
+    /// One series per certificate the live table serves; those of certificates no longer
+    /// served go away.
+    fn fill_certificates(&self, table: &TableHandle) {
+        self.certificate_expiry.clear();
+        for vhost in table.load().hosts() {
+            let Some(tls) = &vhost.tls else { continue };
+            let Some(not_after) = tls.not_after else { continue };
+            let (namespace, secret) = tls.secret.split_once('/').unwrap_or(("", &tls.secret));
+            let labels = CertificateLabels {
+                namespace: namespace.to_owned(),
+                secret: secret.to_owned(),
+                host: vhost.host.to_string(),
+            };
+            self.certificate_expiry.get_or_create(&labels).set(not_after);
+        }
     }
 }
 
@@ -291,5 +340,46 @@ fn initiator_of(reason: CloseReason) -> &'static str {
         CloseReason::Client | CloseReason::ClientError => "client",
         CloseReason::Backend | CloseReason::BackendError => "backend",
         _ => "hawser",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HostMatch, HostTls, RoutingTable, VirtualHost};
+
+    fn with_certificate(host: &str, secret: &str, not_after: i64) -> RoutingTable {
+        let tls = HostTls { secret: secret.into(), certificate: None, not_after: Some(not_after) };
+        RoutingTable::new(vec![VirtualHost::new(HostMatch::parse(host), vec![]).with_tls(tls)])
+    }
+
+    fn certificate_lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| l.starts_with("hawser_certificate_expiry_timestamp_seconds{")).collect()
+    }
+
+    #[test]
+    fn certificate_series_follow_the_live_table() {
+        let (metrics, table) = (Metrics::new(), TableHandle::new());
+        assert!(certificate_lines(&metrics.render(&table)).is_empty());
+        table.publish(with_certificate("a.com", "apps/a-tls", 1_900_000_000));
+        assert_eq!(
+            certificate_lines(&metrics.render(&table)),
+            vec![
+                r#"hawser_certificate_expiry_timestamp_seconds{namespace="apps",secret="a-tls",host="a.com"} 1900000000"#
+            ]
+        );
+        table.publish(with_certificate("b.com", "apps/b-tls", 1_800_000_000));
+        let text = metrics.render(&table);
+        assert_eq!(certificate_lines(&text).len(), 1, "a.com's certificate is no longer served");
+        assert!(certificate_lines(&text)[0].contains(r#"host="b.com""#));
+    }
+
+    #[test]
+    fn config_errors_are_those_of_the_latest_build() {
+        let (metrics, table) = (Metrics::new(), TableHandle::new());
+        table.set_config_errors(3);
+        assert!(metrics.render(&table).lines().any(|l| l == "hawser_config_errors 3"));
+        table.set_config_errors(0);
+        assert!(metrics.render(&table).lines().any(|l| l == "hawser_config_errors 0"));
     }
 }

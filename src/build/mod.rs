@@ -208,7 +208,8 @@ fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<
 
 /// The certificate of every host with a TLS claim. A missing Secret was reported by the
 /// claimant; an unusable one (unparsable, expired, not covering the host) is reported here, and
-/// either way the host is served the default certificate.
+/// either way the host is served the default certificate. One that expires within
+/// [`tls::EXPIRY_WARNING`] is served and reported (a Warning, so an Event in a cluster).
 fn certificates(
     claims: &BTreeMap<HostMatch, TlsClaim>,
     snapshot: &Snapshot,
@@ -222,7 +223,7 @@ fn certificates(
         let loaded = parsed
             .entry(&claim.secret)
             .or_insert_with(|| snapshot.secret(namespace, name).map(|s| tls::load(s, now)));
-        let certificate = match loaded {
+        let served = match loaded {
             None => None,
             Some(Err(problem)) => {
                 report_certificate(claim, format!("Secret {namespace}/{name}: {problem}"), reports);
@@ -237,9 +238,19 @@ fn certificates(
                 );
                 None
             }
-            Some(Ok(loaded)) => Some(loaded.certificate.clone()),
+            Some(Ok(loaded)) => Some(&*loaded),
         };
-        hosts.insert(host.clone(), HostTls { secret: format!("{namespace}/{name}"), certificate });
+        if let Some(warning) = served.and_then(|l| tls::expiry_warning(l.not_after, now)) {
+            let message = format!("Secret {namespace}/{name}: {warning}");
+            Reporter::new(claim.rank.owner().clone(), reports).report(
+                Reason::Expiring,
+                claim.field.clone(),
+                message,
+            );
+        }
+        let (certificate, not_after) =
+            (served.map(|l| l.certificate.clone()), served.map(|l| l.not_after.timestamp()));
+        hosts.insert(host.clone(), HostTls { secret: format!("{namespace}/{name}"), certificate, not_after });
     }
     hosts
 }

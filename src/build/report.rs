@@ -50,6 +50,8 @@ pub enum Reason {
     Unsupported,
     /// An unknown setting; it has no effect.
     Ignored,
+    /// A served certificate expires within 14 days of the build.
+    Expiring,
     /// A foreign setting that tunes something hawser does not have; nothing to do.
     NotNeeded,
     /// A foreign setting mapped onto hawser's nearest equivalent.
@@ -74,7 +76,9 @@ impl Reason {
     pub fn level(self) -> Level {
         match self {
             Self::Invalid | Self::Refused | Self::UnresolvedRef => Level::Error,
-            Self::Conflict | Self::NoEndpoints | Self::Unsupported | Self::Ignored => Level::Warning,
+            Self::Conflict | Self::NoEndpoints | Self::Unsupported | Self::Ignored | Self::Expiring => {
+                Level::Warning
+            }
             Self::NotNeeded | Self::Translated | Self::Honored => Level::Info,
         }
     }

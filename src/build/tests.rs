@@ -7,6 +7,8 @@ use super::*;
 use crate::model::{HashKey, LoadBalancing, Policy};
 use crate::source::parse_documents;
 
+mod expiry;
+
 /// Services every case can point at: `web` (named port `http` 80 → 8080, one ready and one
 /// terminating endpoint), `api` (unnamed port 81 → 9090), `empty` (no endpoints).
 const SERVICES: &str = r#"

@@ -1,9 +1,10 @@
 //! Secrets → certificates, parsed at build time and never in a handshake: `tls.crt` (a PEM
 //! chain, leaf first) and `tls.key` (PEM: PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519), read
 //! from `data` or, in manifest files, `stringData`. A certificate is used only when the key
-//! matches, it is valid at build time, and it covers the host that names it.
+//! matches, it is valid at build time, and it covers the host that names it. One that expires
+//! within [`EXPIRY_WARNING`] of the build is still used, and reported.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::pem::PemObject;
@@ -13,6 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::time::ASN1Time;
 
 use crate::model::{BackendCa, Certificate, HostMatch};
 
@@ -23,7 +25,12 @@ pub struct Loaded {
     pub certificate: Certificate,
     /// DNS names of the leaf (SANs; the subject CN when there are none), lower-case.
     pub names: Vec<String>,
+    /// When the leaf stops being valid (its notAfter).
+    pub not_after: ASN1Time,
 }
+
+/// How long before it expires a served certificate is reported: 14 days.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 
 /// Parses and checks `secret` at `now`.
 pub fn load(secret: &Secret, now: SystemTime) -> Result<Loaded, String> {
@@ -40,9 +47,26 @@ pub fn load(secret: &Secret, now: SystemTime) -> Result<Loaded, String> {
     let (_, parsed) = X509Certificate::from_der(leaf).map_err(|e| format!("tls.crt: {e}"))?;
     check_validity(&parsed, now)?;
     let names = dns_names(&parsed);
+    let not_after = parsed.validity().not_after;
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| "tls.key does not belong to the certificate in tls.crt".to_owned())?;
-    Ok(Loaded { certificate: Certificate(Arc::new(certified)), names })
+    Ok(Loaded { certificate: Certificate(Arc::new(certified)), names, not_after })
+}
+
+/// "the certificate expires on DATE (in N days)" when `not_after` is at most [`EXPIRY_WARNING`]
+/// after `now`; N counts whole days left.
+pub fn expiry_warning(not_after: ASN1Time, now: SystemTime) -> Option<String> {
+    let left = not_after.timestamp().saturating_sub(unix_seconds(now));
+    let warn_within = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
+    (left <= warn_within).then(|| {
+        let (date, days) = (not_after.to_datetime().date(), left / (24 * 60 * 60));
+        let unit = if days == 1 { "day" } else { "days" };
+        format!("the certificate expires on {date} (in {days} {unit})")
+    })
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn field(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
@@ -56,9 +80,7 @@ fn field(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
 }
 
 fn check_validity(cert: &X509Certificate<'_>, now: SystemTime) -> Result<(), String> {
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = unix_seconds(now);
     let validity = cert.validity();
     if now < validity.not_before.timestamp() {
         return Err(format!("the certificate is not valid before {}", validity.not_before));

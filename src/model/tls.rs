@@ -40,6 +40,8 @@ pub struct HostTls {
     /// The certificate, or `None` when the Secret is missing or unusable (the default
     /// certificate is served instead; plain-HTTP requests are still redirected).
     pub certificate: Option<Certificate>,
+    /// When that certificate expires (its notAfter), in Unix seconds; `None` without one.
+    pub not_after: Option<i64>,
 }
 
 /// Trust for HTTPS backends: the CA certificates of a Secret and the client configuration that
