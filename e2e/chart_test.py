@@ -223,6 +223,7 @@ def expected_args(*extra: str) -> list[str]:
         *extra,
         "--log-format=json",
         "--shutdown-grace=290s",
+        "--shutdown-delay=5s",
     ]
 
 
@@ -289,8 +290,10 @@ def default_render_contract(docs: list[dict]) -> list[str]:
 
     grace = pod.get("terminationGracePeriodSeconds")
     expect(grace == 300, f"terminationGracePeriodSeconds 300, got {grace}")
-    expect(isinstance(grace, int) and grace > seconds("290s"),
-           "terminationGracePeriodSeconds exceeds --shutdown-grace")
+    pre_stop = main.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+    expect(pre_stop == 5, f"a 5 s preStop sleep, got {pre_stop}")
+    expect(isinstance(grace, int) and grace > (pre_stop or 0) + seconds("290s"),
+           "terminationGracePeriodSeconds exceeds preStop + --shutdown-grace")
     security = main.get("securityContext", {})
     for key, value in (("runAsNonRoot", True), ("runAsUser", 65532), ("readOnlyRootFilesystem", True),
                        ("allowPrivilegeEscalation", False)):

@@ -142,6 +142,23 @@ impl Snapshot {
         self.slices.get(&(namespace.to_owned(), service.to_owned())).map_or(&[], Vec::as_slice)
     }
 
+    /// Every address and port any EndpointSlice lists, ready or not: an endpoint missing here
+    /// is gone, not merely unready.
+    pub fn listed_endpoints(&self) -> std::collections::BTreeSet<std::net::SocketAddr> {
+        let slices = self.slices.values().flatten();
+        slices
+            .flat_map(|slice| {
+                let ports =
+                    slice.ports.iter().flatten().filter_map(|p| p.port).filter_map(|p| u16::try_from(p).ok());
+                let ports: Vec<u16> = ports.collect();
+                let ips = slice.endpoints.iter().flat_map(|e| &e.addresses).filter_map(|a| a.parse().ok());
+                ips.flat_map(move |ip: std::net::IpAddr| {
+                    ports.clone().into_iter().map(move |port| std::net::SocketAddr::new(ip, port))
+                })
+            })
+            .collect()
+    }
+
     /// The Secret `namespace/name`.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         self.secrets.get(&(namespace.to_owned(), name.to_owned()))

@@ -368,6 +368,15 @@ fn apply_hawser(
             })
         }
         "ignore-annotations" => Ok(Effect::Honored),
+        "ping-interval" => honored(values::optional_duration(value).map(|d| policy.ping_interval = d)),
+        "ping-timeout" => honored(values::positive_duration(value).map(|d| policy.ping_timeout = d)),
+        "max-message-bytes" => {
+            honored(values::positive(value).map(|n| policy.max_message_bytes = Some(u64::from(n))))
+        }
+        "rebalance" => honored(values::boolean(value).and_then(|on| {
+            policy.rebalance = if on { Some(values::rebalance(None, None)?) } else { None };
+            Ok(())
+        })),
         _ => return None,
     })
 }

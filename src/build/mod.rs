@@ -135,7 +135,9 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
         }
     });
     let default_certificate = default_certificate(snapshot, config, &mut reports);
-    let table = RoutingTable::new(vhosts.collect()).with_default_certificate(default_certificate);
+    let table = RoutingTable::new(vhosts.collect())
+        .with_default_certificate(default_certificate)
+        .with_listed_endpoints(snapshot.listed_endpoints());
     let tls = claims.into_iter().map(|(host, claim)| (host.to_string(), claim.secret)).collect();
     reports.sort();
     reports.dedup();

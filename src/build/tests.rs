@@ -412,7 +412,20 @@ fn hawser_annotations() {
         ("source-ranges", "10.0.0.0/8,192.168.0.0/16", Box::new(|p| p.source_ranges.len() == 2)),
         ("max-connections", "100", Box::new(|p| p.max_connections == Some(100))),
         ("max-connections-per-client", "5", Box::new(|p| p.max_connections_per_client == Some(5))),
+        ("ping-interval", "20s", Box::new(|p| p.ping_interval == Some(Duration::from_secs(20)))),
+        ("ping-interval", "0s", Box::new(|p| p.ping_interval.is_none())),
+        ("ping-timeout", "5s", Box::new(|p| p.ping_timeout == Duration::from_secs(5))),
+        ("max-message-bytes", "65536", Box::new(|p| p.max_message_bytes == Some(65536))),
+        ("rebalance", "true", Box::new(|p| p.rebalance == Some(crate::model::Rebalance::default()))),
+        ("rebalance", "false", Box::new(|p| p.rebalance.is_none())),
     ];
+    // Off by default on Ingresses.
+    let plain = policy_of(&built(&with_annotations("i", &[])));
+    assert_eq!((plain.ping_interval, plain.max_message_bytes, plain.rebalance), (None, None, None));
+    for (key, value) in [("ping-timeout", "0s"), ("max-message-bytes", "0"), ("rebalance", "yes")] {
+        let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
+        assert_eq!(problems(&built), vec![format!("Invalid Ingress default/i hawser.dev/{key}")], "{key}");
+    }
     for (key, value, check) in cases {
         let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
         assert!(check(&policy_of(&built)), "{key}: {value}");
@@ -576,6 +589,9 @@ fn websocket_routes_with_defaults_weights_and_policy() {
     assert_eq!(first.policy.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
     assert_eq!(first.policy.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
     assert_eq!(first.policy.max_connection_duration, None);
+    // WebSocketRoutes ping quiet sides every 30 s unless told otherwise.
+    assert_eq!(first.policy.ping_interval, Some(Duration::from_secs(30)));
+    assert_eq!(first.policy.ping_timeout, Duration::from_secs(30));
     let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
     assert_eq!(
         (slow.idle_timeout, slow.handshake_timeout),
@@ -777,4 +793,36 @@ fn another_namespace_never_takes_a_served_host_and_path() {
     let older_route = claim("WebSocketRoute", "evil", "grab", "bank.test", "2024-01-01T00:00:00Z");
     let older = built(&format!("{bank}---\n{older_route}"));
     assert!(older.table.summary()[0].ends_with("(wsroute/evil/grab/0/0)"));
+}
+
+#[test]
+fn websocket_route_lifecycle_fields() {
+    let rule = "    maxConnectionsPerClient: 3\n    pingInterval: 10s\n    pingTimeout: 2s\n    maxMessageBytes: 1048576\n    rebalance: {maxSkew: 1.5, closesPerSecond: 2}\n";
+    let built = built(&ROUTE.replace("    maxConnectionsPerClient: 3\n", rule));
+    let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
+    assert_eq!(slow.ping_interval, Some(Duration::from_secs(10)));
+    assert_eq!(slow.ping_timeout, Duration::from_secs(2));
+    assert_eq!(slow.max_message_bytes, Some(1_048_576));
+    assert_eq!(slow.rebalance, Some(crate::model::Rebalance { max_skew: 1.5, closes_per_second: 2 }));
+    let off = built_route_with("    pingInterval: 0s\n");
+    assert_eq!(off.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy.ping_interval, None);
+    for (bad, field) in [
+        ("    pingTimeout: 0s\n", "spec.rules[1].pingTimeout"),
+        ("    rebalance: {maxSkew: 0.5}\n", "spec.rules[1].rebalance"),
+    ] {
+        assert_eq!(
+            problems(&built_route_with(bad)),
+            vec![format!("Invalid WebSocketRoute default/chat {field}")]
+        );
+    }
+}
+
+/// [`ROUTE`] with `fields` added to its second rule.
+fn built_route_with(fields: &str) -> Built {
+    built(
+        &ROUTE.replace(
+            "    maxConnectionsPerClient: 3\n",
+            &format!("    maxConnectionsPerClient: 3\n{fields}"),
+        ),
+    )
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::model::Rebalance;
+
 /// A duration such as `90s`, `1h30m`, `500ms` or `1h 30m`. Plain `0` is zero.
 pub fn duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
@@ -17,6 +19,27 @@ pub fn duration(value: &str) -> Result<Duration, String> {
 /// A duration where zero means "off".
 pub fn optional_duration(value: &str) -> Result<Option<Duration>, String> {
     duration(value).map(|d| (!d.is_zero()).then_some(d))
+}
+
+/// A duration that must be more than zero.
+pub fn positive_duration(value: &str) -> Result<Duration, String> {
+    match duration(value)? {
+        d if d.is_zero() => Err(format!("{value:?} must be more than zero")),
+        d => Ok(d),
+    }
+}
+
+/// Rebalancing settings, defaults filled in: a skew of at least 1, at least one close a second.
+pub fn rebalance(max_skew: Option<f64>, closes_per_second: Option<u32>) -> Result<Rebalance, String> {
+    let defaults = Rebalance::default();
+    let max_skew = max_skew.unwrap_or(defaults.max_skew);
+    if !(max_skew.is_finite() && max_skew >= 1.0) {
+        return Err(format!("maxSkew {max_skew} must be a number of at least 1"));
+    }
+    match closes_per_second.unwrap_or(defaults.closes_per_second) {
+        0 => Err("closesPerSecond must be at least 1".to_owned()),
+        closes_per_second => Ok(Rebalance { max_skew, closes_per_second }),
+    }
 }
 
 /// ingress-nginx timeouts: whole seconds, optionally with an `s` (`60`, `3600s`).

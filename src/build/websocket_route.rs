@@ -13,7 +13,7 @@ use super::candidate::{Candidate, Rank};
 use super::ingress::valid_host;
 use super::report::{Reason, Reporter};
 use super::tls;
-use super::values;
+use super::values::{self, rebalance};
 use super::{Output, TlsClaim};
 use crate::crd::{
     BackendProtocolSpec, HashOn, LoadBalancingSpec, PathMatchType, RouteRule, Strategy, WebSocketRoute,
@@ -27,6 +27,8 @@ use crate::snapshot::Snapshot;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Handshake timeout of a WebSocketRoute rule that sets none.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ping interval of a WebSocketRoute rule that sets none.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What a refused rule does, for report messages.
 const RULE_REFUSED: &str = "the rule answers 503 (fail closed)";
@@ -138,6 +140,7 @@ fn rule_policy(rule: &RouteRule, field: &str, reporter: &mut Reporter<'_>) -> Op
     let mut policy = Policy {
         idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        ping_interval: Some(DEFAULT_PING_INTERVAL),
         ..Policy::default()
     };
     match apply_rule(rule, &mut policy) {
@@ -170,6 +173,16 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
     }
     if let Some(v) = &rule.max_connection_duration {
         policy.max_connection_duration = values::optional_duration(v).map_err(at("maxConnectionDuration"))?;
+    }
+    if let Some(v) = &rule.ping_interval {
+        policy.ping_interval = values::optional_duration(v).map_err(at("pingInterval"))?;
+    }
+    if let Some(v) = &rule.ping_timeout {
+        policy.ping_timeout = values::positive_duration(v).map_err(at("pingTimeout"))?;
+    }
+    policy.max_message_bytes = rule.max_message_bytes.filter(|&n| n > 0);
+    if let Some(spec) = &rule.rebalance {
+        policy.rebalance = Some(rebalance(spec.max_skew, spec.closes_per_second).map_err(at("rebalance"))?);
     }
     if let Some(lb) = &rule.load_balancing {
         policy.load_balancing = load_balancing(lb).map_err(at("loadBalancing"))?;

@@ -107,11 +107,46 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections_per_client: Option<u32>,
+    /// Ping a side of a WebSocket after it has sent nothing for this long; a side that then
+    /// answers nothing within `pingTimeout` is dead and the other side gets 1001. Pings keep
+    /// cloud load balancers from cutting quiet connections. Default `30s`; `0s` turns them off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub ping_interval: Option<String>,
+    /// How long a pinged side has to answer. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub ping_timeout: Option<String>,
+    /// The largest WebSocket message (all its fragments, as on the wire) either side may send;
+    /// a larger one closes the connection with 1009 to the sender. Default: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_message_bytes: Option<u64>,
+    /// Spread connections again after endpoints join: tunnels on an endpoint holding more than
+    /// `maxSkew` times the mean are closed with 1012, at most `closesPerSecond`, until the spread
+    /// is within the skew. Default: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceSpec>,
     /// `Upgrade` protocols tunnelled besides `websocket` (tokens such as `foo` or `foo/2`).
     /// Default: none; any other upgrade is forwarded as a plain request. `h2c` is never
     /// tunnelled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_upgrades: Vec<String>,
+}
+
+/// When and how fast a rule's WebSockets are spread again over its endpoints.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// An endpoint holding more than this times the mean number of tunnels is overloaded.
+    /// Default 1.25; at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub max_skew: Option<f64>,
+    /// At most this many tunnels are closed per second. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub closes_per_second: Option<u32>,
 }
 
 /// Protocol between hawser and a rule's backends.

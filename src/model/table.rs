@@ -6,7 +6,8 @@
 //! more header matches beats one with fewer, and then the order the builder gave wins.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -104,6 +105,10 @@ pub struct RoutingTable {
     /// Served for SNI names no virtual host has a certificate for (`--default-ssl-certificate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     default_certificate: Option<Certificate>,
+    /// Every endpoint the EndpointSlices list, ready or not. Tunnels to an endpoint that left
+    /// this set are drained (1012); an unready one keeps its tunnels.
+    #[serde(skip)]
+    listed_endpoints: Arc<BTreeSet<SocketAddr>>,
 }
 
 impl RoutingTable {
@@ -152,6 +157,17 @@ impl RoutingTable {
             .iter()
             .flat_map(|vhost| vhost.routes.iter().map(move |route| summary_line(&vhost.host, route)))
             .collect()
+    }
+
+    /// The same table knowing every endpoint the EndpointSlices list.
+    pub fn with_listed_endpoints(mut self, endpoints: BTreeSet<SocketAddr>) -> Self {
+        self.listed_endpoints = Arc::new(endpoints);
+        self
+    }
+
+    /// Every endpoint the EndpointSlices list, ready or not.
+    pub fn listed_endpoints(&self) -> &BTreeSet<SocketAddr> {
+        &self.listed_endpoints
     }
 
     /// The same table serving `certificate` when no host's certificate fits the SNI name.

@@ -152,6 +152,13 @@ impl Drains {
             .sum()
     }
 
+    /// Live tunnels of `route`, per endpoint.
+    pub fn per_endpoint(&self, route: &str) -> HashMap<SocketAddr, u32> {
+        let census = self.census();
+        let of_route = census.iter().filter(|((name, _), _)| **name == *route);
+        of_route.map(|((_, endpoint), n)| (*endpoint, *n)).collect()
+    }
+
     fn census(&self) -> std::sync::MutexGuard<'_, Census> {
         self.census.lock().unwrap_or_else(PoisonError::into_inner)
     }

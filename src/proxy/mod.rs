@@ -20,6 +20,7 @@ mod service;
 pub mod tls;
 mod tunnel;
 mod upgrade;
+mod upkeep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,10 +92,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy serving whatever `table` holds.
+    /// A proxy serving whatever `table` holds. Call within a tokio runtime.
     pub fn new(table: Arc<TableHandle>, metrics: Arc<Metrics>, config: ProxyConfig) -> Arc<Self> {
         let pool = pool::BackendPool::new(config.pool_max_idle_per_endpoint, config.pool_idle_timeout);
-        Arc::new(Self {
+        let proxy = Arc::new(Self {
             table,
             metrics,
             config,
@@ -105,7 +106,10 @@ impl Proxy {
             tunnels: TaskTracker::new(),
             drains: Arc::default(),
             force_close: watch::Sender::new(false),
-        })
+        });
+        // Endpoints gone and rebalancing are noticed from the table; the task ends with the proxy.
+        tokio::spawn(upkeep::run(Arc::downgrade(&proxy)));
+        proxy
     }
 
     /// Live upgraded connections.

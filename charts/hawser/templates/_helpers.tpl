@@ -101,6 +101,10 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
 {{- end }}
 - --log-format={{ .Values.logFormat }}
 - --shutdown-grace={{ .Values.shutdownGrace }}
+- --shutdown-delay={{ .Values.shutdownDelay }}
+{{- with .Values.drainWindow }}
+- --drain-window={{ . }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
