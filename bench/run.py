@@ -4,6 +4,7 @@
     python3 bench/run.py                 # full run (~10 min), table on stdout and in bench/results.md
     python3 bench/run.py --smoke         # about a minute: every scenario once, asserts numbers exist
     python3 bench/run.py --only wss,HTTP # the scenarios whose names contain one of these
+    python3 bench/run.py --baseline OLD  # also measure the hawser binary OLD (before a change)
 
 Every proxy gets the same single core (taskset -c 0: nginx `worker_processes 1`, HAProxy
 `nbthread 1`, hawser's runtime sizes itself to its one allowed core); the load generator and the
@@ -185,7 +186,7 @@ def write_atomically(path, text):
     os.replace(temporary, path)
 
 
-def start_hawser(hawser, echo_port, work, cert, key):
+def start_hawser(hawser, echo_port, work, cert, key, name="hawser"):
     manifests = work / "hawser"
     manifests.mkdir()
     (manifests / "tls.yaml").write_text(hawser_secret(cert, key))
@@ -201,7 +202,7 @@ def start_hawser(hawser, echo_port, work, cert, key):
         write_atomically(manifests / "bench.yaml", hawser_manifests(echo_port, n))
         return lambda: status(port, f"gen-{n}.bench", "/") == 200
 
-    return Proxy("hawser", port, process, tls_port, reconfigure)
+    return Proxy(name, port, process, tls_port, reconfigure)
 
 
 def status(port, host, path):
@@ -430,6 +431,7 @@ def main():
     parser.add_argument("--changes", type=int, default=100, help="configuration changes under load")
     parser.add_argument("--only", help="comma-separated texts: run only the scenarios whose names contain one")
     parser.add_argument("--output", default=str(ROOT / "bench/results.md"))
+    parser.add_argument("--baseline", help="another hawser binary (e.g. built before a change), measured as `before` in the same rounds")
     args = parser.parse_args()
     limit = raise_file_limit()
     if args.tunnels is None:
@@ -450,6 +452,9 @@ def main():
         lambda: start_nginx(echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key),
         lambda: start_haproxy(echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key, args.tunnels),
     ]
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        starters.append(lambda: start_hawser(baseline, echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key, "before"))
     targets = []
     try:
         targets = [start() for start in starters]
@@ -504,8 +509,8 @@ def report(results, targets, args):
         f"{version('nginx')}; {version('haproxy')}. Medians of {args.rounds} interleaved rounds; "
         "the last column is hawser ÷ the better of nginx and HAProxy (higher is better for rates, lower for the rest).",
         "",
-        "| scenario | figure | " + " | ".join(names) + " | hawser ÷ best anchor |",
-        "|---|---|" + "---|" * len(names) + "---|",
+        "| scenario | figure | " + " | ".join(names) + " | hawser ÷ best anchor |" + (" hawser ÷ before |" if "before" in names else ""),
+        "|---|---|" + "---|" * len(names) + "---|" + ("---|" if "before" in names else ""),
     ]
     for scenario, by_target in results.items():
         keys = [k for k in next(iter(by_target.values()))[0] if k not in ("failed", "alive")]
@@ -518,7 +523,11 @@ def report(results, targets, args):
             flag = ""
             if key in HIGHER_IS_BETTER and values.get("direct", 0) == values.get("direct", 0) and values.get("direct", 0) < max(values[n] for n in names if n != "direct"):
                 flag = " (client-bound: direct is not the fastest)"
-            lines.append(f"| {scenario} | {key} | {cells} | {fmt(ratio, 2)}{flag} |")
+            line = f"| {scenario} | {key} | {cells} | {fmt(ratio, 2)}{flag} |"
+            if "before" in names:
+                before = values["before"]
+                line += f" {fmt(values['hawser'] / before if before else float('nan'), 3)} |"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 

@@ -104,6 +104,17 @@ pub struct RunArgs {
     /// unchanged, never treated as a separator).
     #[arg(long, value_enum, default_value_t = EncodedSlashes::Reject)]
     pub encoded_slashes: EncodedSlashes,
+    /// Add `Server: hawser` (no version) to responses that carry no `Server` of their own.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub server_header: bool,
+    /// Error bodies name the failure's details (endpoint addresses, objects): for development
+    /// only. By default they say only the status; details are in the access log.
+    #[arg(long)]
+    pub verbose_errors: bool,
+    /// Listen backlog of the proxy listeners (the kernel caps it at net.core.somaxconn), so a
+    /// reconnect storm is queued rather than dropped.
+    #[arg(long, default_value_t = 4096)]
+    pub listen_backlog: u32,
     /// Time a connection has to send its PROXY protocol header.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub proxy_protocol_timeout: Duration,
@@ -143,6 +154,8 @@ impl RunArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.then_some(self.proxy_protocol_timeout),
             encoded_slashes: self.encoded_slashes,
+            server_header: self.server_header,
+            verbose_errors: self.verbose_errors,
             ..ProxyConfig::default()
         }
     }

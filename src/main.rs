@@ -78,6 +78,7 @@ struct Serve {
     proxy: ProxyConfig,
     build: BuildConfig,
     shutdown: Shutdown,
+    listen_backlog: u32,
     banner: Option<String>,
 }
 
@@ -104,6 +105,7 @@ impl From<RunArgs> for Serve {
                 delay: args.shutdown_delay,
                 drain_window: args.drain_window,
             },
+            listen_backlog: args.listen_backlog,
             banner: None,
         }
     }
@@ -113,8 +115,8 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     let table = Arc::new(TableHandle::new());
     let metrics = Arc::new(Metrics::new());
     let proxy = Proxy::new(table.clone(), metrics.clone(), options.proxy);
-    let http = bind(options.http_addr, "proxy").await?;
-    let https = bind(options.https_addr, "proxy-tls").await?;
+    let http = bind_with_backlog(options.http_addr, "proxy", options.listen_backlog)?;
+    let https = bind_with_backlog(options.https_addr, "proxy-tls", options.listen_backlog)?;
     let admin_listener = bind(options.admin_addr, "admin").await?;
     let tls = proxy::tls::acceptor(table.clone()).context("setting up TLS")?;
     let (closing, close) = watch::channel(None);
@@ -220,6 +222,7 @@ async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         proxy: ProxyConfig::default(),
         build: BuildConfig::default(),
         shutdown: Shutdown { grace: Duration::from_secs(1), delay: Duration::ZERO, drain_window: None },
+        listen_backlog: 1024,
         banner: Some(banner),
     })
     .await
@@ -236,6 +239,20 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener to {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(listener = what, addr = %local, "listening");
+    Ok(listener)
+}
+
+/// A proxy listener with an explicit backlog (`TcpListener::bind` uses 128, which a reconnect
+/// storm overflows: the SYNs it drops wait out a 1 s retransmission).
+fn bind_with_backlog(addr: SocketAddr, what: &str, backlog: u32) -> anyhow::Result<TcpListener> {
+    let context = || format!("binding the {what} listener to {addr}");
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+    let socket = socket.with_context(context)?;
+    socket.set_reuseaddr(true).with_context(context)?;
+    socket.bind(addr).with_context(context)?;
+    let listener = socket.listen(backlog).with_context(context)?;
+    tracing::info!(listener = what, addr = %listener.local_addr()?, backlog, "listening");
     Ok(listener)
 }
 

@@ -250,3 +250,104 @@ async fn an_ingress_with_unenforced_auth_is_refused_not_served_open() {
     assert_eq!(get(proxy, "admin.test", "/").await.0, StatusCode::OK);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What the backend saw of a raw request, if it got that far: (status, echo's view).
+async fn raw_exchange(proxy: SocketAddr, head: &str) -> (String, Option<hawser::echo::SeenRequest>) {
+    let answer = raw(proxy, head, Duration::from_secs(5)).await;
+    let status = answer.get(9..12).unwrap_or("").to_owned();
+    let body = answer.find("\r\n\r\n").map(|at| answer[at + 4..].to_owned()).unwrap_or_default();
+    let seen = (status == "200").then(|| seen(&Bytes::from(body)));
+    (status, seen)
+}
+
+#[tokio::test]
+async fn a_strict_http11_edge() {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let routes = hawser::model::RoutingTable::new(vec![
+        hawser::model::VirtualHost::new(
+            hawser::model::HostMatch::parse("a.test"),
+            vec![prefix_route("a", "/", &[a.addr], Policy::default())],
+        ),
+        hawser::model::VirtualHost::new(
+            hawser::model::HostMatch::parse("b.test"),
+            vec![prefix_route("b", "/", &[b.addr], Policy::default())],
+        ),
+    ]);
+    let proxy = TestProxy::start(routes).await;
+    let close = "Connection: close\r\n";
+    // (request head, status, echo that must answer)
+    let cases: &[(String, &str, Option<&str>)] = &[
+        (format!("GET / HTTP/1.1\r\nHost: a.test\r\n{close}\r\n"), "200", Some("a")),
+        (format!("GET http://b.test/ HTTP/1.1\r\nHost: a.test\r\n{close}\r\n"), "200", Some("b")),
+        (format!("GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n{close}\r\n"), "400", None),
+        (format!("GET / HTTP/1.1\r\n{close}\r\n"), "400", None),
+        (format!("GET a.test:80 HTTP/1.1\r\nHost: a.test\r\n{close}\r\n"), "400", None),
+        (format!("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n{close}\r\n"), "405", None),
+        (format!("GET / HTTP/1.1\r\nHost: 2130706433/.a.test\r\n{close}\r\n"), "400", None),
+        (format!("GET / HTTP/1.1\r\nHost: a.test?x\r\n{close}\r\n"), "400", None),
+        (format!("GET / HTTP/1.1\r\nHost: user@a.test\r\n{close}\r\n"), "400", None),
+        (format!("GET / HTTP/1.0\r\n\r\n"), "404", None),
+    ];
+    for (head, status, echo_name) in cases {
+        let (got, seen) = raw_exchange(proxy.addr, head).await;
+        assert_eq!(&got, status, "{head:?}");
+        assert_eq!(seen.map(|s| s.name).as_deref(), *echo_name, "{head:?}");
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_request_ids_and_the_server_header() {
+    let echo = echo("a").await;
+    let proxy = TestProxy::start(simple_table(&[echo.addr], Policy::default())).await;
+    let head = "GET / HTTP/1.1\r\nHost: a.test\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Scheme: https\r\nX-Forwarded-Prefix: /admin\r\nX-Original-URI: /admin\r\nX-Request-Id: trace-7\r\nConnection: close\r\n\r\n";
+    let (status, seen) = raw_exchange(proxy.addr, head).await;
+    assert_eq!(status, "200");
+    let headers = seen.unwrap().headers;
+    for forged in
+        ["forwarded", "x-forwarded-port", "x-forwarded-scheme", "x-forwarded-prefix", "x-original-uri"]
+    {
+        assert!(!headers.contains_key(forged), "{forged} reached the backend: {headers:?}");
+    }
+    assert_eq!(headers.get("x-request-id").map(String::as_str), Some("trace-7"));
+    let (_, response_headers, _) = get(proxy.addr, "a.test", "/").await;
+    assert_eq!(response_headers.get("server").map(|v| v.as_bytes()), Some(&b"hawser"[..]));
+    // hawser's own errors name nothing internal, and carry the request id for the log line.
+    let dead = TestProxy::start(simple_table(&[dead_addr().await], Policy::default())).await;
+    let (status, headers, body) = get(dead.addr, "a.test", "/").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body, "502 Bad Gateway\n");
+    assert_eq!(headers["x-request-id"].len(), 32);
+    let (status, _, body) =
+        get(TestProxy::start(simple_table(&[], Policy::default())).await.addr, "a.test", "/").await;
+    assert_eq!((status, &body[..]), (StatusCode::SERVICE_UNAVAILABLE, &b"503 Service Unavailable\n"[..]));
+}
+
+#[tokio::test]
+async fn two_origins_and_http2_cookies() {
+    let echo = echo("a").await;
+    let policy = Policy { allowed_origins: vec!["https://ok.example".into()], ..Policy::default() };
+    let proxy = TestProxy::start(simple_table(&[echo.addr], policy)).await;
+    let ws = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://ok.example\r\nOrigin: https://evil.example\r\n\r\n";
+    let answer = raw(proxy.addr, ws, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let evil = ws.replace(
+        "Origin: https://ok.example\r\nOrigin: https://evil.example\r\n",
+        "Origin: https://evil.com?.ok.example\r\n",
+    );
+    let answer = raw(proxy.addr, &evil, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    // HTTP/2 may split cookies; the HTTP/1.1 backend gets one header joined with "; ".
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let req = Request::get("http://a.test/")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let body = h2.send_request(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(seen(&body).headers.get("cookie").map(String::as_str), Some("a=1; b=2"));
+}

@@ -218,9 +218,8 @@ async fn http2_prior_knowledge_clients_are_served() {
 #[tokio::test]
 async fn unknown_host_or_path_is_404() {
     let echo = echo("a").await;
-    let proxy =
-        TestProxy::start(table("a.test", vec![prefix_route("r", "/api", &[echo.addr], Policy::default())]))
-            .await;
+    let table = table("a.test", vec![prefix_route("r", "/api", &[echo.addr], Policy::default())]);
+    let proxy = TestProxy::with_config(table, verbose()).await;
     assert_eq!(get(proxy.addr, "b.test", "/api").await.0, StatusCode::NOT_FOUND);
     let (status, _, body) = get(proxy.addr, "a.test", "/web").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -230,7 +229,7 @@ async fn unknown_host_or_path_is_404() {
 
 #[tokio::test]
 async fn route_without_endpoints_is_503() {
-    let proxy = TestProxy::start(simple_table(&[], Policy::default())).await;
+    let proxy = TestProxy::with_config(simple_table(&[], Policy::default()), verbose()).await;
     let (status, headers, body) = get(proxy.addr, "a.test", "/").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(headers.contains_key("retry-after"));
@@ -239,7 +238,8 @@ async fn route_without_endpoints_is_503() {
 
 #[tokio::test]
 async fn refused_endpoint_is_502() {
-    let proxy = TestProxy::start(simple_table(&[dead_addr().await], Policy::default())).await;
+    let proxy =
+        TestProxy::with_config(simple_table(&[dead_addr().await], Policy::default()), verbose()).await;
     let (status, _, body) = get(proxy.addr, "a.test", "/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(String::from_utf8_lossy(&body).contains("could not connect"));
@@ -264,7 +264,7 @@ async fn slow_backend_is_504_after_the_handshake_timeout() {
     })
     .await;
     let policy = Policy { handshake_timeout: ms(300), ..Policy::default() };
-    let proxy = TestProxy::start(simple_table(&[silent.addr], policy)).await;
+    let proxy = TestProxy::with_config(simple_table(&[silent.addr], policy), verbose()).await;
     let started = std::time::Instant::now();
     let (status, _, body) = get(proxy.addr, "a.test", "/").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
@@ -318,4 +318,9 @@ async fn concurrent_requests_spread_without_errors() {
     let results =
         futures_util::stream::iter(tasks).then(|t| async { t.await.unwrap().0 }).collect::<Vec<_>>().await;
     assert!(results.iter().all(|s| *s == StatusCode::OK));
+}
+
+/// Error bodies with their details, as `--verbose-errors` gives them.
+fn verbose() -> hawser::proxy::ProxyConfig {
+    hawser::proxy::ProxyConfig { verbose_errors: true, ..hawser::proxy::ProxyConfig::default() }
 }

@@ -21,32 +21,76 @@ pub fn check_source(policy: &Policy, client: IpAddr) -> Result<(), ProxyError> {
 
 /// Refuses a browser handshake from an Origin not on the allow-list, which is what protects a
 /// WebSocket from cross-site hijacking (browsers do not apply CORS to WebSocket handshakes).
-/// A handshake without `Origin` comes from a non-browser client and passes.
+/// A handshake without `Origin` comes from a non-browser client and passes; two `Origin`
+/// headers, or one that is not `scheme://host[:port]`, are refused (RFC 6454 §7).
 pub fn check_origin(policy: &Policy, headers: &HeaderMap) -> Result<(), ProxyError> {
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let mut values = headers.get_all(header::ORIGIN).iter();
+    let Some(origin) = values.next() else { return Ok(()) };
+    if values.next().is_some() {
+        return Err(ProxyError::BadRequest { reason: "more than one Origin header" });
+    }
     let origin = String::from_utf8_lossy(origin.as_bytes()).to_ascii_lowercase();
-    if policy.allowed_origins.is_empty()
-        || policy.allowed_origins.iter().any(|allowed| origin_matches(allowed, &origin))
-    {
+    if policy.allowed_origins.is_empty() {
+        return Ok(());
+    }
+    let parsed = Origin::parse(&origin);
+    if parsed.as_ref().is_some_and(|o| policy.allowed_origins.iter().any(|allowed| o.allowed_by(allowed))) {
         return Ok(());
     }
     Err(ProxyError::OriginForbidden { origin })
 }
 
-/// `*` allows all; `https://*.example.com` allows any one-or-more-label subdomain over https;
-/// anything else must equal the origin (scheme and host compared case-insensitively).
-fn origin_matches(allowed: &str, origin: &str) -> bool {
-    let allowed = allowed.trim_end_matches('/').to_ascii_lowercase();
-    if allowed == "*" || allowed == origin {
-        return true;
+/// A serialised origin, `scheme://host[:port]`, lower-case.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// `None` unless `value` is exactly `scheme://host[:port]` with a host of hostname
+    /// characters (or a bracketed IPv6 literal) and a numeric port.
+    fn parse(value: &'a str) -> Option<Self> {
+        let (scheme, rest) = value.split_once("://")?;
+        let valid_scheme = scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.starts_with('[') || host.ends_with(']') => (host, Some(port)),
+            _ => (rest, None),
+        };
+        let valid_host = if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            literal.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
+        let valid_port = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        (!scheme.is_empty() && valid_scheme && valid_host && valid_port).then_some(Self {
+            scheme,
+            host,
+            port,
+        })
     }
-    match allowed.split_once("://*.") {
-        Some((scheme, suffix)) => origin
-            .strip_prefix(scheme)
-            .and_then(|rest| rest.strip_prefix("://"))
-            .and_then(|host| host.strip_suffix(suffix))
-            .is_some_and(|label| label.len() > 1 && label.ends_with('.')),
-        None => false,
+
+    /// `*` allows all; `https://*.example.com` allows any subdomain (one or more labels) over
+    /// that scheme and port; anything else must be the same origin.
+    fn allowed_by(&self, allowed: &str) -> bool {
+        let allowed = allowed.trim_end_matches('/').to_ascii_lowercase();
+        if allowed == "*" {
+            return true;
+        }
+        let stand_in = allowed.replacen("://*.", "://wildcard.", 1);
+        let Some(pattern) = Origin::parse(&stand_in) else { return false };
+        let same_place = pattern.scheme == self.scheme && pattern.port == self.port;
+        match pattern.host.strip_prefix("wildcard.").filter(|_| allowed.contains("://*.")) {
+            Some(suffix) => {
+                same_place
+                    && self
+                        .host
+                        .strip_suffix(suffix)
+                        .is_some_and(|label| label.len() > 1 && label.ends_with('.'))
+            }
+            None => same_place && pattern.host == self.host,
+        }
     }
 }
 
@@ -137,10 +181,29 @@ mod tests {
             ("https://*.example.com", "http://a.example.com", false),
             ("*", "https://anything.org", true),
             ("https://a.com", "null", false),
+            ("https://*.ok.example", "https://evil.com?.ok.example", false),
+            ("https://*.ok.example", "https://evil.com/.ok.example", false),
+            ("https://*.ok.example", "https://a.ok.example:8443", false),
+            ("https://*.ok.example:8443", "https://a.ok.example:8443", true),
+            ("https://a.com", "https://a.com:443", false),
+            ("https://a.com", "https://a.com@evil.org", false),
+            ("http://[::1]:8080", "http://[::1]:8080", true),
         ];
         for (allowed, origin, want) in cases {
-            assert_eq!(origin_matches(allowed, &origin.to_ascii_lowercase()), want, "{allowed} vs {origin}");
+            let origin = origin.to_ascii_lowercase();
+            let allowed_by = Origin::parse(&origin).is_some_and(|o| o.allowed_by(allowed));
+            assert_eq!(allowed_by, want, "{allowed} vs {origin}");
         }
+    }
+
+    #[test]
+    fn two_origins_are_a_bad_request() {
+        let policy = Policy { allowed_origins: vec!["https://a.com".into()], ..Policy::default() };
+        let mut headers = HeaderMap::new();
+        headers.append(header::ORIGIN, "https://a.com".parse().expect("value"));
+        headers.append(header::ORIGIN, "https://evil.org".parse().expect("value"));
+        assert!(matches!(check_origin(&policy, &headers), Err(ProxyError::BadRequest { .. })));
+        assert!(matches!(check_origin(&Policy::default(), &headers), Err(ProxyError::BadRequest { .. })));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frames::{Forward, FrameTracker, Peer, close_frame, code};
+use super::frames::{Forward, FrameTracker, Peer};
 use super::tunnel::CloseReason;
 
 /// Scratch space for one read; 64 KiB moves large WebSocket messages in few system calls.
@@ -90,17 +90,6 @@ impl Half {
     pub fn ended(&self) -> bool {
         self.ended
     }
-
-    /// The source ended: a WebSocket receiver that got no close frame is told its peer went
-    /// away (at a frame boundary only; a cut frame is better left cut than corrupted).
-    fn source_ended(&mut self, to: Peer) {
-        self.ended = true;
-        let told = self.frames.as_ref().is_none_or(|f| f.close.is_some() || f.closed_by_hawser());
-        if !told {
-            let reason = if to == Peer::Client { "backend went away" } else { "client went away" };
-            self.inject(close_frame(code::GOING_AWAY, reason, to));
-        }
-    }
 }
 
 /// The two connections and what each direction has in hand.
@@ -144,7 +133,6 @@ where
         self.down.heard = false;
         let up = Direction {
             half: &mut self.up,
-            to_peer: Peer::Backend,
             closer: CloseReason::Client,
             from: CloseReason::ClientError,
             to: CloseReason::BackendError,
@@ -156,7 +144,6 @@ where
         };
         let down = Direction {
             half: &mut self.down,
-            to_peer: Peer::Client,
             closer: CloseReason::Backend,
             from: CloseReason::BackendError,
             to: CloseReason::ClientError,
@@ -186,8 +173,6 @@ where
 /// One direction with what to blame when it ends or fails.
 struct Direction<'a> {
     half: &'a mut Half,
-    /// Who this direction writes to.
-    to_peer: Peer,
     /// Who closed the tunnel if this direction ends first.
     closer: CloseReason,
     /// Reading failed.
@@ -266,16 +251,16 @@ impl Direction<'_> {
                 // A TLS peer that ends with a FIN but no close_notify (browsers do) simply closed.
                 Poll::Ready(Err(error)) if error.kind() == ErrorKind::UnexpectedEof => {}
                 Poll::Ready(Err(_)) => {
-                    // Whoever failed is to blame, even if the surviving side is told first.
+                    // Whoever failed is to blame; the tunnel ends once what is pending is out.
                     first_close.get_or_insert(self.from);
-                    half.source_ended(self.to_peer);
+                    half.ended = true;
                     return Ok(Poll::Ready(true));
                 }
                 Poll::Ready(Ok(())) => {}
             }
             let read = buffer.filled();
             if read.is_empty() {
-                half.source_ended(self.to_peer);
+                half.ended = true;
                 return Ok(Poll::Ready(true));
             }
             half.bytes += read.len() as u64;

@@ -59,6 +59,8 @@ pub enum ProxyError {
     BadPath(#[from] super::path::PathError),
     #[error("the route's object asks for a restriction hawser does not enforce")]
     Refused,
+    #[error("CONNECT is not served")]
+    MethodNotAllowed,
     #[error("backend {endpoint} switched to a protocol this route does not tunnel")]
     UnwantedUpgrade { endpoint: SocketAddr },
 }
@@ -78,6 +80,7 @@ impl ProxyError {
             Self::ConnectTimeout { .. } | Self::HandshakeTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::OriginForbidden { .. } | Self::SourceForbidden { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -95,6 +98,7 @@ impl ProxyError {
             | Self::RouteBudget { .. }
             | Self::ClientBudget { .. }
             | Self::BadRequest { .. }
+            | Self::MethodNotAllowed
             | Self::BadPath(_) => Culprit::Client,
         }
     }
@@ -114,15 +118,23 @@ impl ProxyError {
             Self::ClientBudget { .. } => "client_budget",
             Self::BadRequest { .. } | Self::BadPath(_) => "bad_request",
             Self::Refused => "refused",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::UnwantedUpgrade { .. } => "unwanted_upgrade",
         }
     }
 
-    /// The one place a proxy failure becomes a response: a short plain-text body that says
-    /// which failure it was, and `Retry-After` where waiting helps.
-    pub fn into_response(&self) -> Response<ProxyBody> {
+    /// The one place a proxy failure becomes a response: the status line as a short
+    /// plain-text body (the details, which name addresses and objects, only with `verbose`,
+    /// for development; they are in the access log and metrics either way), and `Retry-After`
+    /// where waiting helps.
+    pub fn into_response(&self, verbose: bool) -> Response<ProxyBody> {
         let status = self.status();
-        let body = format!("{} {}: {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""), self);
+        let reason = status.canonical_reason().unwrap_or("");
+        let body = if verbose {
+            format!("{} {reason}: {self}\n", status.as_u16())
+        } else {
+            format!("{} {reason}\n", status.as_u16())
+        };
         let mut response = Response::new(ProxyBody::full(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -130,6 +142,12 @@ impl ProxyError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(self, Self::RouteBudget { .. } | Self::ClientBudget { .. } | Self::NoEndpoint { .. }) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if matches!(self, Self::MethodNotAllowed) {
+            headers.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
         }
         response
     }
@@ -152,9 +170,30 @@ mod tests {
             (ProxyError::BadRequest { reason: "x" }, 400, false),
         ];
         for (error, status, retry_after) in cases {
-            let response = error.into_response();
+            let response = error.into_response(false);
             assert_eq!(response.status().as_u16(), status, "{error}");
             assert_eq!(response.headers().contains_key(header::RETRY_AFTER), retry_after, "{error}");
         }
+    }
+
+    #[tokio::test]
+    async fn bodies_name_no_address_or_object_unless_verbose() {
+        use http_body_util::BodyExt;
+        let error = ProxyError::Connect {
+            endpoint: ([10, 1, 2, 3], 8080).into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let no_endpoint = ProxyError::NoEndpoint { route: "ingress/bank/web/0/0".into() };
+        let body = |verbose| error_body(&no_endpoint, verbose);
+        assert_eq!(body(false).await, "503 Service Unavailable\n");
+        assert!(body(true).await.contains("ingress/bank/web"));
+        let plain = error.into_response(false).into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(plain, "502 Bad Gateway\n");
+    }
+
+    async fn error_body(error: &ProxyError, verbose: bool) -> String {
+        use http_body_util::BodyExt;
+        let bytes = error.into_response(verbose).into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::balance::{LoadGuard, hash_key, pick};
 use super::error::ProxyError;
-use super::headers::{Client, set_forwarded, strip_hop_by_hop};
+use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolKey, Sender, connect};
 use crate::model::{BackendProtocol, LoadBalancing, Route};
 
@@ -36,8 +36,12 @@ pub struct Sent {
 pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &HeaderValue, upgrade: bool) {
     let target = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(target);
+    let from_http2 = req.version() == Version::HTTP_2;
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
+    if from_http2 {
+        join_cookies(headers);
+    }
     strip_hop_by_hop(headers, upgrade);
     headers.insert(header::HOST, host.clone());
     set_forwarded(headers, client, host.to_str().unwrap_or_default());

@@ -21,6 +21,14 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// Forwarding headers a client could forge and a backend might believe: removed unless the
+/// peer is a trusted proxy (`X-Original-*` by prefix too).
+const FORGEABLE: [HeaderName; 4] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
 
 /// Who sent a request and over what.
 #[derive(Clone, Copy, Debug)]
@@ -120,6 +128,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// kept and the peer is appended to X-Forwarded-For; from anyone else they are replaced, so a
 /// client cannot forge its address (ingress-nginx's default, `use-forwarded-headers: false`).
 pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &str) {
+    if !client.trusted {
+        remove_forgeable(headers);
+    }
     let ip = client.ip.to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(chain) if client.trusted => format!("{chain}, {ip}"),
@@ -129,6 +140,30 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &str) {
     set_unless_trusted(headers, &X_REAL_IP, &ip, client.trusted);
     set_unless_trusted(headers, &X_FORWARDED_PROTO, client.scheme, client.trusted);
     set_unless_trusted(headers, &X_FORWARDED_HOST, host, client.trusted);
+}
+
+fn remove_forgeable(headers: &mut HeaderMap) {
+    for name in &FORGEABLE {
+        headers.remove(name);
+    }
+    let original: Vec<HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with("x-original-")).cloned().collect();
+    for name in original {
+        headers.remove(name);
+    }
+}
+
+/// HTTP/2 may split `cookie` into several fields; an HTTP/1.1 backend must get them as one,
+/// joined with `; ` (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 fn set_unless_trusted(headers: &mut HeaderMap, name: &HeaderName, value: &str, trusted: bool) {
@@ -226,6 +261,40 @@ mod tests {
         assert_eq!(map["x-real-ip"], "192.0.2.7");
         assert_eq!(map["x-forwarded-proto"], "http");
         assert_eq!(map["x-forwarded-host"], "a.com");
+    }
+
+    #[test]
+    fn forgeable_forwarding_headers_from_untrusted_clients_are_removed() {
+        let pairs = [
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-scheme", "https"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-original-uri", "/admin"),
+            ("x-original-forwarded-for", "6.6.6.6"),
+            ("x-kept", "yes"),
+        ];
+        let mut untrusted = headers(&pairs);
+        set_forwarded(&mut untrusted, &Client::new([192, 0, 2, 7].into(), "http", &[]), "a.com");
+        let left: Vec<&str> = untrusted
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| !k.starts_with("x-forwarded-") || *k == "x-forwarded-port")
+            .collect();
+        assert_eq!(left, vec!["x-kept", "x-real-ip"]);
+        let trusted_net = ["192.0.2.0/24".parse().expect("net")];
+        let mut trusted = headers(&pairs);
+        set_forwarded(&mut trusted, &Client::new([192, 0, 2, 7].into(), "http", &trusted_net), "a.com");
+        assert_eq!(trusted["forwarded"], "for=6.6.6.6");
+        assert_eq!(trusted["x-original-uri"], "/admin");
+    }
+
+    #[test]
+    fn split_http2_cookies_are_joined() {
+        let mut map = headers(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookies(&mut map);
+        assert_eq!(map.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(map[header::COOKIE], "a=1; b=2; c=3");
     }
 
     #[test]

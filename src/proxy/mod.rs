@@ -17,6 +17,7 @@ mod path;
 mod pool;
 mod proxy_protocol;
 mod service;
+mod target;
 pub mod tls;
 mod tunnel;
 mod upgrade;
@@ -58,6 +59,10 @@ pub struct ProxyConfig {
     pub proxy_protocol: Option<Duration>,
     /// What `%2F`, `%5C` and `\` in a request path get. Default: 400.
     pub encoded_slashes: EncodedSlashes,
+    /// Add `Server: hawser` to responses that carry no `Server`. Default: on.
+    pub server_header: bool,
+    /// Error bodies name the failure's details (addresses, objects). Default: off.
+    pub verbose_errors: bool,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +75,8 @@ impl Default for ProxyConfig {
             pool_max_idle_per_endpoint: 64,
             proxy_protocol: None,
             encoded_slashes: EncodedSlashes::Reject,
+            server_header: true,
+            verbose_errors: false,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::PooledConnection;
+use super::target::{REQUEST_ID, check_form, request_host, request_id};
 use super::upgrade::upgrade;
 use crate::model::{HttpsRedirect, Route, VirtualHost, normalize_host};
 
@@ -32,14 +33,23 @@ impl Proxy {
     /// Answers one request. Never fails: every error becomes a response here.
     pub(super) async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: Client,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        let id = request_id(&req);
+        req.headers_mut().insert(&REQUEST_ID, id.clone());
         // The access log is off in most benchmarks and busy clusters: copy nothing for it then.
         let logged = tracing::enabled!(target: "hawser::access", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().path().to_owned()));
-        let (response, outcome) = self.route_request(req, &client).await;
+        let (mut response, outcome) = self.route_request(req, &client).await;
+        if outcome.error.is_some() {
+            // Ties the client's error to the access-log line.
+            response.headers_mut().insert(&REQUEST_ID, id.clone());
+        }
+        if self.config.server_header {
+            response.headers_mut().entry(header::SERVER).or_insert(HeaderValue::from_static("hawser"));
+        }
         let status = response.status().as_u16();
         self.metrics.request(outcome.route.as_ref(), status);
         if outcome.upgrade && status != 101 {
@@ -54,6 +64,7 @@ impl Proxy {
             %method,
             path,
             route,
+            request_id = id.to_str().unwrap_or_default(),
             endpoint = outcome.endpoint.map(|e| e.to_string()),
             status,
             upgrade = outcome.upgrade,
@@ -77,7 +88,7 @@ impl Proxy {
                 (response, outcome)
             }
             Err(error) => {
-                let response = error.into_response();
+                let response = error.into_response(self.config.verbose_errors);
                 outcome.error = Some(error);
                 (response, outcome)
             }
@@ -92,6 +103,7 @@ impl Proxy {
         client: &Client,
         outcome: &mut Outcome,
     ) -> Result<(Response<ProxyBody>, Option<SocketAddr>), ProxyError> {
+        check_form(&req)?;
         let host = request_host(&req)?;
         normalize_request_path(&mut req, self.config.encoded_slashes)?;
         let table = self.table.load();
@@ -182,19 +194,4 @@ fn normalize_request_path(req: &mut Request<Incoming>, slashes: EncodedSlashes) 
     *req.uri_mut() = http::Uri::from_parts(parts)
         .map_err(|_| ProxyError::BadRequest { reason: "invalid request target" })?;
     Ok(())
-}
-
-/// The request's host as the client wrote it: `Host` for HTTP/1, `:authority` for HTTP/2.
-fn request_host(req: &Request<Incoming>) -> Result<HeaderValue, ProxyError> {
-    if let Some(host) = req.headers().get(header::HOST) {
-        return match host.to_str() {
-            Ok(_) => Ok(host.clone()),
-            Err(_) => Err(ProxyError::BadRequest { reason: "Host header is not visible ASCII" }),
-        };
-    }
-    match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str())
-            .map_err(|_| ProxyError::BadRequest { reason: "invalid :authority" }),
-        None => Ok(HeaderValue::from_static("")),
-    }
 }
