@@ -286,7 +286,7 @@ async fn a_strict_http11_edge() {
         (format!("GET / HTTP/1.1\r\nHost: 2130706433/.a.test\r\n{close}\r\n"), "400", None),
         (format!("GET / HTTP/1.1\r\nHost: a.test?x\r\n{close}\r\n"), "400", None),
         (format!("GET / HTTP/1.1\r\nHost: user@a.test\r\n{close}\r\n"), "400", None),
-        (format!("GET / HTTP/1.0\r\n\r\n"), "404", None),
+        ("GET / HTTP/1.0\r\n\r\n".to_owned(), "404", None),
     ];
     for (head, status, echo_name) in cases {
         let (got, seen) = raw_exchange(proxy.addr, head).await;
