@@ -273,6 +273,56 @@ def websocket_round_trip(port: int) -> None:
             raise RuntimeError(f"the echo answered {echoed!r}")
 
 
+def websocket_open(port: int) -> socket.socket:
+    """A WebSocket through hawser, handshake done."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise RuntimeError(f"the upgrade got no 101: {head!r}")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"the upgrade got {head.splitlines()[0]!r}")
+    return conn
+
+
+def close_code(conn: socket.socket) -> int:
+    """The code of the close frame hawser sends next (server frames are unmasked)."""
+    frame = b""
+    while len(frame) < 4:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise RuntimeError(f"no close frame, got {frame!r}")
+        frame += chunk
+    if frame[0] != 0x88:
+        raise RuntimeError(f"not a close frame: {frame!r}")
+    return int.from_bytes(frame[2:4], "big")
+
+
+def websocket_protocol_error(port: int) -> None:
+    """An unmasked client frame breaks RFC 6455 §5.1: hawser answers 1002."""
+    with websocket_open(port) as conn:
+        conn.sendall(bytes([0x81, 0x02]) + b"hi")
+        if (code := close_code(conn)) != 1002:
+            raise RuntimeError(f"an unmasked frame got close code {code}, not 1002")
+
+
+def websocket_drained(port: int, admin: int) -> None:
+    """POST /drain on the route: the tunnel gets 1012."""
+    with websocket_open(port) as conn:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{admin}/drain?route=wsroute/default/chat/0/0&window=0s", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            if json.loads(answer.read()).get("draining") != 1:
+                raise RuntimeError("the admin drain found no tunnel")
+        if (code := close_code(conn)) != 1012:
+            raise RuntimeError(f"the drained tunnel got close code {code}, not 1012")
+
+
 def certificate(workdir: Path) -> tuple[str, str, float]:
     """A self-signed certificate for localhost, valid two days: (PEM, key PEM, notAfter)."""
     key, crt = workdir / "tls.key", workdir / "tls.crt"
@@ -341,8 +391,13 @@ def expositions(hawser: str, workdir: Path) -> tuple[str, str, float]:
         get(f"http://127.0.0.1:{http_port}/", host="nothing.example")  # 404, no route
         get(f"http://127.0.0.1:{http_port}/ws")  # a plain request on the WebSocketRoute
         websocket_round_trip(http_port)
+        websocket_protocol_error(http_port)
+        websocket_drained(http_port, admin_port)
         standalone_text = metrics_until(
-            admin_port, lambda t: "# TYPE hawser_tunnel_duration_seconds histogram" in t, "a closed tunnel")
+            admin_port,
+            lambda t: all(f"# TYPE {family} counter" in t for family in (
+                "hawser_websocket_protocol_errors", "hawser_drained")),
+            "a closed tunnel, a protocol error and a drain")
         cluster_text = metrics_until(
             kube_admin, lambda t: "hawser_kube_watch_errors_total{" in t, "a watch error")
     return standalone_text, cluster_text, not_after
