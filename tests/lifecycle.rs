@@ -333,6 +333,12 @@ async fn oversized_messages_get_1009_and_the_metrics_say_who_closed() {
     ] {
         metrics_with(admin, line).await;
     }
+    // The access log line says how the WebSocket ended.
+    let closed = eventually("the access-log line", || hawser.events("tunnel closed").pop()).await;
+    assert_eq!(closed["close_code"], 1009, "{closed}");
+    assert_eq!(closed["close_initiator"], "hawser", "{closed}");
+    assert_eq!(closed["closed_by"], "message_too_big", "{closed}");
+    assert_eq!(closed["messages_from_client"], 1, "{closed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

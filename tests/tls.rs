@@ -368,3 +368,30 @@ async fn https_backends_are_verified_against_a_ca_secret() {
     let proxy = TestProxy::start(build_table(&yaml)).await;
     assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn a_wss_client_ending_with_a_bare_fin_closed_normally() {
+    let echo = echo("e").await;
+    let a = cert(&["a.test"]);
+    let yaml = manifests(&[
+        service_yaml("echo", echo.addr),
+        secret_yaml("a-tls", &a),
+        tls_ingress("a", "a.test", Some("a-tls"), ""),
+    ]);
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    let stream = tls_connect(proxy.tls_addr, "a.test", &[b"http/1.1"]).await;
+    let request = "wss://a.test/chat".into_client_request().unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    ws.send(Message::text("bye soon")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("bye soon"));
+    // Browsers end with a TCP FIN and no TLS close_notify: an ordinary client close.
+    let (mut tcp, _) = ws.into_inner().into_inner();
+    tcp.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    metrics_containing(
+        &proxy,
+        r#"hawser_tunnels_closed_total{route="ingress/default/a/0/0",reason="client"} 1"#,
+    )
+    .await;
+}

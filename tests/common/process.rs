@@ -14,6 +14,8 @@ pub const ANY_PORTS: [&str; 6] =
 pub struct Process {
     child: Child,
     listening: Vec<(String, SocketAddr)>,
+    /// Every JSON log line after the `listening` ones.
+    logged: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Process {
@@ -44,8 +46,21 @@ impl Process {
                 listening.push((event["listener"].as_str().unwrap().to_owned(), addr));
             }
         }
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, listening }
+        let logged: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = std::sync::Arc::default();
+        let keep = std::sync::Arc::clone(&logged);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                    keep.lock().unwrap().push(event);
+                }
+            }
+        });
+        Self { child, listening, logged }
+    }
+
+    /// The JSON log events logged so far whose `message` is `message`.
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.logged.lock().unwrap().iter().filter(|e| e["message"] == message).cloned().collect()
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {
