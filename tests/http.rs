@@ -324,3 +324,52 @@ async fn concurrent_requests_spread_without_errors() {
 fn verbose() -> hawser::proxy::ProxyConfig {
     hawser::proxy::ProxyConfig { verbose_errors: true, ..hawser::proxy::ProxyConfig::default() }
 }
+
+#[tokio::test]
+async fn a_backend_answering_before_the_body_is_sent_does_not_stall_the_next_request() {
+    // Answers 413 as soon as the head is in, keeps the connection, and reads the body slowly.
+    let backend = raw_backend(|mut stream| async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok(n @ 1..) = stream.read(&mut buf).await else { return };
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let answer: &[u8] = if head.starts_with("POST") {
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+            } else if head.starts_with("GET") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            } else {
+                tokio::time::sleep(ms(50)).await;
+                continue;
+            };
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(simple_table(&[backend.addr], Policy::default())).await;
+    // An upload the backend refuses at once, whose body keeps coming for a second.
+    let mut upload = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    upload
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    upload.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+    let feeder = tokio::spawn(async move {
+        for _ in 0..20 {
+            if upload.write_all(&[b'x'; 1000]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(ms(50)).await;
+        }
+    });
+    // Other clients' requests are not queued behind that body.
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::OK);
+        assert!(started.elapsed() < ms(500), "waited {:?} behind another client's upload", started.elapsed());
+    }
+    feeder.abort();
+}

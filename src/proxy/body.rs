@@ -1,7 +1,10 @@
-//! The response body type of the proxy: nothing, a short message, or a backend's streamed body
-//! that hands its pooled connection back once the last byte went through.
+//! The body types of the proxy: the response body (nothing, a short message, or a backend's
+//! streamed body that hands its pooled connection back once the last byte went through), and
+//! the request body on its way to a backend, which tells whether it was sent whole.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -19,13 +22,69 @@ pub struct Lease {
     pub connection: Option<PooledConnection>,
     /// Counts the request against its endpoint while the body streams.
     pub load: Option<LoadGuard>,
+    /// Whether the request body has been sent whole (`None`: it had none).
+    pub request_sent: Option<Arc<AtomicBool>>,
 }
 
 impl Lease {
+    /// The response has ended: the connection goes back to the pool only if the request body
+    /// went out whole too. A backend that answered early (a 401 or 413 on an upload) leaves the
+    /// rest of the body in flight, and the next request on that connection would wait behind it.
     fn finish(self) {
-        if let Some(connection) = self.connection {
+        let exchange_complete = self.request_sent.is_none_or(|sent| sent.load(Ordering::Acquire));
+        if let (Some(connection), true) = (self.connection, exchange_complete) {
             connection.release();
         }
+    }
+}
+
+/// A client's request body on its way to a backend.
+#[derive(Debug)]
+pub struct RequestBody {
+    body: Incoming,
+    /// Set once the last frame went out; `None` for a body that was empty from the start.
+    sent: Option<Arc<AtomicBool>>,
+}
+
+impl RequestBody {
+    /// Wraps `body`; the flag (absent for an empty body) turns true once it was sent whole.
+    pub fn new(body: Incoming) -> (Self, Option<Arc<AtomicBool>>) {
+        let sent = (!body.is_end_stream()).then(Arc::default);
+        (Self { body, sent: sent.clone() }, sent)
+    }
+
+    /// Wraps `body` when nobody needs to know when it was sent (upgrades own their connection).
+    pub fn untracked(body: Incoming) -> Self {
+        Self { body, sent: None }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let ended = match &frame {
+            None => true,
+            Some(Ok(_)) => self.body.is_end_stream(),
+            Some(Err(_)) => false,
+        };
+        if let (true, Some(sent)) = (ended, &self.sent) {
+            sent.store(true, Ordering::Release);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 
 use super::Proxy;
 use super::balance::{LoadGuard, hash_key, pick};
+use super::body::RequestBody;
 use super::error::ProxyError;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolKey, Sender, connect};
@@ -53,7 +54,7 @@ pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &Head
 pub async fn send(
     proxy: &Proxy,
     route: &Route,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     client: &Client,
     fresh: bool,
 ) -> Result<Sent, ProxyError> {

@@ -6,17 +6,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::backend_tls::BackendTls;
+use super::body::RequestBody;
 use super::error::ProxyError;
 
 /// A client half of one backend connection.
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<RequestBody>;
 
 /// Where a pooled connection goes: an endpoint, in clear text or over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use super::Proxy;
 use super::admission::check_source;
-use super::body::{Lease, ProxyBody};
+use super::body::{Lease, ProxyBody, RequestBody};
 use super::error::ProxyError;
 use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
@@ -141,6 +141,9 @@ impl Proxy {
             if is_upgrade {
                 return upgrade(self, route, req, client).await;
             }
+            let (parts, body) = req.into_parts();
+            let (body, request_sent) = RequestBody::new(body);
+            let req = Request::from_parts(parts, body);
             let Sent { response, endpoint, sender, load } = send(self, route, req, client, false).await?;
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // A 101 to a request that asked for no upgrade hawser tunnels (a stripped h2c).
@@ -148,7 +151,7 @@ impl Proxy {
             }
             let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
             let endpoint = endpoint.addr;
-            let lease = Lease { connection: Some(connection), load: Some(load) };
+            let lease = Lease { connection: Some(connection), load: Some(load), request_sent };
             let mut response = response.map(|body| ProxyBody::backend(body, lease));
             strip_hop_by_hop(response.headers_mut(), false);
             Ok((response, endpoint))

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use super::Proxy;
 use super::admission::{BudgetGuard, check_origin};
-use super::body::{Lease, ProxyBody};
+use super::body::{Lease, ProxyBody, RequestBody};
 use super::error::ProxyError;
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
@@ -29,11 +29,12 @@ pub async fn upgrade(
     check_origin(&route.policy, req.headers())?;
     let budget = proxy.budgets.admit(route, client.ip)?;
     let client_side = hyper::upgrade::on(&mut req);
+    let req = req.map(RequestBody::untracked);
     let Sent { mut response, endpoint, load, .. } = send(proxy, route, req, client, true).await?;
     let endpoint = endpoint.addr;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         strip_hop_by_hop(response.headers_mut(), false);
-        let lease = Lease { connection: None, load: Some(load) };
+        let lease = Lease { connection: None, load: Some(load), request_sent: None };
         return Ok((response.map(|body| ProxyBody::backend(body, lease)), endpoint));
     }
     let switched_to = response.headers().get(http::header::UPGRADE).and_then(|v| v.to_str().ok());
