@@ -128,10 +128,66 @@ impl<'r> Reporter<'r> {
         &self.object
     }
 
-    /// Adds one finding.
+    /// Adds one finding. User-written values quoted in the message are cut short, so a huge
+    /// annotation does not become a huge log line, Event or condition.
     pub fn report(&mut self, reason: Reason, field: impl Into<String>, message: impl Into<String>) {
-        let report =
-            Report { object: self.object.clone(), field: field.into(), reason, message: message.into() };
+        let message = shorten_quoted(&message.into());
+        let report = Report { object: self.object.clone(), field: field.into(), reason, message };
         self.reports.push(report);
+    }
+}
+
+/// Longest quoted value kept whole in a finding, in characters.
+const QUOTED_MAX: usize = 64;
+
+/// Cuts every `"…"` (a `{:?}`-quoted value) longer than [`QUOTED_MAX`] characters, saying how
+/// long it was.
+fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        let quoted = &rest[open + 1..];
+        let close = quoted
+            .char_indices()
+            .scan(false, |escaped, (i, c)| {
+                let end = c == '"' && !*escaped;
+                *escaped = c == '\\' && !*escaped;
+                Some((i, end))
+            })
+            .find(|(_, end)| *end)
+            .map_or(quoted.len(), |(i, _)| i);
+        let value = &quoted[..close];
+        let length = value.chars().count();
+        if length > QUOTED_MAX {
+            out.extend(value.chars().take(QUOTED_MAX));
+            out.push_str(&format!("…({length} characters)"));
+        } else {
+            out.push_str(value);
+        }
+        rest = &quoted[close..];
+        if let Some(stripped) = rest.strip_prefix('"') {
+            out.push('"');
+            rest = stripped;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten_quoted;
+
+    #[test]
+    fn long_quoted_values_are_cut() {
+        let huge = "x".repeat(1 << 20);
+        let message = shorten_quoted(&format!("{huge:?} is not a duration like 90s or 1h"));
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(message.ends_with("…(1048576 characters)\" is not a duration like 90s or 1h"), "{message}");
+        let short = "\"90x\" is not a duration";
+        assert_eq!(shorten_quoted(short), short);
+        let escaped = format!("{:?} and {:?}", "a\"b", "c");
+        assert_eq!(shorten_quoted(&escaped), escaped);
     }
 }
