@@ -93,3 +93,17 @@ async fn slow_header_senders_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(2), "cut after {:?}", started.elapsed());
     assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_silent_connection_lives_one_header_read_timeout() {
+    let echo = echo("a").await;
+    let config = ProxyConfig { header_read_timeout: ms(400), ..ProxyConfig::default() };
+    let proxy = TestProxy::with_config(simple_table(&[echo.addr], Policy::default()), config).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "connection still open after 5 s");
+    let lived = started.elapsed();
+    assert!(lived >= ms(380) && lived < ms(700), "a silent connection lived {lived:?}, not one timeout");
+}

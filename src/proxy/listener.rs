@@ -96,7 +96,12 @@ impl Listener {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let client = Client::new(client_ip, scheme, &self.proxy.config.trusted_proxies);
         let Some(acceptor) = &self.tls else {
-            let h2 = prior_knowledge(&stream, self.proxy.config.header_read_timeout).await;
+            // A connection that sends nothing within the header-read timeout is closed here,
+            // not handed to HTTP/1 for a second timeout.
+            let Some(h2) = prior_knowledge(&stream, self.proxy.config.header_read_timeout).await else {
+                tracing::debug!(%peer, "nothing sent within the header-read timeout");
+                return;
+            };
             return self.serve_http(stream, h2, client).await;
         };
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
@@ -146,17 +151,25 @@ impl Listener {
 }
 
 /// Whether a clear-text client starts with the HTTP/2 preface: peeks until the bytes seen stop
-/// matching it, all of it has arrived, or `timeout` passes (then HTTP/1 answers).
-async fn prior_knowledge(stream: &TcpStream, timeout: Duration) -> bool {
+/// matching it or all of it has arrived. `None` when not one byte came within `timeout` (or
+/// the client closed); a client that sent part of the preface by then gets HTTP/1.
+async fn prior_knowledge(stream: &TcpStream, timeout: Duration) -> Option<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut seen = [0u8; H2_PREFACE.len()];
+    let mut any = false;
     loop {
-        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await else { return false };
-        if n == 0 || seen[..n] != H2_PREFACE[..n] {
-            return false;
+        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await else {
+            return any.then_some(false);
+        };
+        if n == 0 {
+            return None;
+        }
+        any = true;
+        if seen[..n] != H2_PREFACE[..n] {
+            return Some(false);
         }
         if n == H2_PREFACE.len() {
-            return true;
+            return Some(true);
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
