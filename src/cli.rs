@@ -111,6 +111,11 @@ pub struct RunArgs {
     /// only. By default they say only the status; details are in the access log.
     #[arg(long)]
     pub verbose_errors: bool,
+    /// Client connections served at once (tunnels included); more are closed at accept, so the
+    /// admin port and live connections never run out of descriptors. Default: half of the
+    /// open-files limit less 100 (each proxied connection holds two).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Listen backlog of the proxy listeners (the kernel caps it at net.core.somaxconn), so a
     /// reconnect storm is queued rather than dropped.
     #[arg(long, default_value_t = 4096)]
@@ -155,6 +160,7 @@ impl RunArgs {
             proxy_protocol: self.proxy_protocol.then_some(self.proxy_protocol_timeout),
             encoded_slashes: self.encoded_slashes,
             server_header: self.server_header,
+            max_connections: self.max_connections.unwrap_or_else(crate::proxy::default_max_connections),
             verbose_errors: self.verbose_errors,
             ..ProxyConfig::default()
         }

@@ -104,6 +104,7 @@ pub struct Metrics {
     table_generation: Gauge,
     table_swaps: Counter,
     kube_watch_errors: Family<KindLabels, Counter>,
+    connections_rejected: Family<RejectLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     config_errors: Gauge,
     /// The table generation the certificate series were last filled from. Held while rendering,
@@ -111,6 +112,11 @@ pub struct Metrics {
     certificates_of: Mutex<u64>,
     /// The route label of requests no route matched.
     no_route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,6 +150,7 @@ impl Metrics {
             table_generation: Gauge::default(),
             table_swaps: Counter::default(),
             kube_watch_errors: Family::default(),
+            connections_rejected: Family::default(),
             certificate_expiry: Family::default(),
             config_errors: Gauge::default(),
             certificates_of: Mutex::new(0),
@@ -202,6 +209,11 @@ impl Metrics {
             metrics.table_generation.clone(),
         );
         registry.register("table_swaps", "Routing tables made live", metrics.table_swaps.clone());
+        registry.register(
+            "connections_rejected",
+            "Client connections closed at accept, by reason (max_connections: the descriptor budget is spent)",
+            metrics.connections_rejected.clone(),
+        );
         registry.register(
             "kube_watch_errors",
             "Failed list/watch calls to the Kubernetes API server, by kind (retried with backoff)",
@@ -280,6 +292,11 @@ impl Metrics {
         if let CloseReason::Drained(cause) = reason {
             self.drained.get_or_create(&CauseLabels { route: route.clone(), cause: cause.label() }).inc();
         }
+    }
+
+    /// Counts a client connection closed at accept, by why (`max_connections`).
+    pub fn connection_rejected(&self, reason: &'static str) {
+        self.connections_rejected.get_or_create(&RejectLabels { reason }).inc();
     }
 
     /// Counts a failed list or watch of `kind`.

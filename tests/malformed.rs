@@ -107,3 +107,35 @@ async fn a_silent_connection_lives_one_header_read_timeout() {
     let lived = started.elapsed();
     assert!(lived >= ms(380) && lived < ms(700), "a silent connection lived {lived:?}, not one timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_descriptor_limit_new_connections_are_refused_and_admin_still_answers() {
+    use common::process::{ANY_PORTS, Process};
+    let echo = echo("a").await;
+    let dir = tempdir();
+    std::fs::write(dir.join("a.yaml"), format!("{}---\n{}", service_yaml("a", echo.addr), INGRESS)).unwrap();
+    // 160 descriptors: 100 kept back, so 30 client connections at most.
+    let args = [&["run"][..], &ANY_PORTS, &["--manifests", dir.to_str().unwrap()]].concat();
+    let hawser = Process::start_under(&["prlimit", "--nofile=160:160", "--"], &args, 3, &[]);
+    let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
+    eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        held.push(TcpStream::connect(proxy).await.unwrap());
+    }
+    tokio::time::sleep(ms(200)).await;
+    // The 31st is closed at once, cleanly; the admin port keeps answering.
+    let mut refused = TcpStream::connect(proxy).await.unwrap();
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(2), refused.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the 31st connection was kept: {closed:?}");
+    assert_eq!(get(admin, "admin", "/healthz").await.0, StatusCode::OK);
+    let (_, _, metrics) = get(admin, "admin", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains(r#"hawser_connections_rejected_total{reason="max_connections"}"#), "{metrics}");
+    // Once connections close, service resumes.
+    held.clear();
+    eventually_async(|| async { get(proxy, "a.test", "/").await.0 == StatusCode::OK }).await;
+}
+
+const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";

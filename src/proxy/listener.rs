@@ -55,7 +55,19 @@ pub async fn serve(
     let mut deadline = None;
     let stopped = async { deadline = Some(stop.await) };
     accept_until(listener, what, stopped, |stream, peer| {
-        connections.spawn(shared.clone().connection(stream, peer));
+        let proxy = &shared.proxy;
+        if proxy.connections.get() + proxy.open_tunnels() >= proxy.config.max_connections {
+            // Closed at once: the descriptors left are the admin listener's and the live ones'.
+            proxy.metrics.connection_rejected("max_connections");
+            tracing::debug!(%peer, "connection refused: --max-connections reached");
+            return;
+        }
+        let counted = proxy.connections.open();
+        let connection = shared.clone().connection(stream, peer);
+        connections.spawn(async move {
+            connection.await;
+            drop(counted);
+        });
     })
     .await;
     shared.closing.send_replace(true);

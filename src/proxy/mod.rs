@@ -6,6 +6,7 @@ mod admission;
 mod backend_tls;
 mod balance;
 mod body;
+mod budget;
 mod copy;
 mod drain;
 mod error;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 pub use backend_tls::unverified_client_config;
+pub use budget::default_max_connections;
 pub use drain::{Cause as DrainCause, Selector as DrainSelector};
 pub use error::{Culprit, ProxyError};
 pub use frames::Peer;
@@ -63,6 +65,9 @@ pub struct ProxyConfig {
     pub server_header: bool,
     /// Error bodies name the failure's details (addresses, objects). Default: off.
     pub verbose_errors: bool,
+    /// Client connections (tunnels included) served at once; more are closed at accept.
+    /// Default: what the open-files limit allows with a reserve ([`default_max_connections`]).
+    pub max_connections: usize,
 }
 
 impl Default for ProxyConfig {
@@ -77,6 +82,7 @@ impl Default for ProxyConfig {
             encoded_slashes: EncodedSlashes::Reject,
             server_header: true,
             verbose_errors: false,
+            max_connections: budget::default_max_connections(),
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Proxy {
     pool: Arc<pool::BackendPool>,
     backend_tls: backend_tls::BackendTls,
     tunnels: TaskTracker,
+    /// Client connections open now (not counting tunnels, which `tunnels` counts).
+    connections: budget::ConnectionCount,
     /// Graceful drain orders for live tunnels, and their census.
     drains: Arc<drain::Drains>,
     /// Set when the shutdown grace is over: every tunnel closes at once.
@@ -111,6 +119,7 @@ impl Proxy {
             pool: Arc::new(pool),
             backend_tls: backend_tls::BackendTls::default(),
             tunnels: TaskTracker::new(),
+            connections: budget::ConnectionCount::default(),
             drains: Arc::default(),
             force_close: watch::Sender::new(false),
         });

@@ -25,7 +25,21 @@ impl Process {
 
     /// Like [`Self::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], listeners: usize, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        Self::start_under(&[], args, listeners, env)
+    }
+
+    /// Like [`Self::start_with_env`], run by `wrapper` (e.g. `prlimit --nofile=N:N --`).
+    pub fn start_under(wrapper: &[&str], args: &[&str], listeners: usize, env: &[(&str, &str)]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_hawser");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(args)
             // No load balancer to wait for: stop accepting at once on SIGTERM.
             .env("HAWSER_SHUTDOWN_DELAY", "0s")
