@@ -229,6 +229,8 @@ impl Metrics {
             "Error-level findings of the latest build (objects, rules or annotations left out or refused)",
             metrics.config_errors.clone(),
         );
+        // Known before it happens: a zero is a better first sample than an absent series.
+        metrics.connections_rejected.get_or_create(&RejectLabels { reason: "max_connections" });
         Self { registry, ..metrics }
     }
 
