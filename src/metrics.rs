@@ -230,7 +230,7 @@ impl Metrics {
             metrics.config_errors.clone(),
         );
         // Known before it happens: a zero is a better first sample than an absent series.
-        metrics.connections_rejected.get_or_create(&RejectLabels { reason: "max_connections" });
+        metrics.connections_rejected.get_or_create(&RejectLabels { reason: "max_connections" }).inc_by(0);
         Self { registry, ..metrics }
     }
 

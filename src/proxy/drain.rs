@@ -135,7 +135,10 @@ impl Drains {
     /// is counted until the subscription is dropped.
     pub fn subscribe(self: &Arc<Self>, route: Arc<str>, endpoint: SocketAddr) -> Subscription {
         let receiver = self.orders.subscribe();
-        let seen = self.next.load(Ordering::Relaxed).saturating_sub(1);
+        // A shutdown under way applies to tunnels opened during it too (the last handshakes).
+        let shutdown =
+            receiver.borrow().iter().rev().find(|o| o.cause == Cause::Shutdown).map(|o| o.sequence);
+        let seen = shutdown.map_or(self.next.load(Ordering::Relaxed), |sequence| sequence).saturating_sub(1);
         // Consecutive tunnels land far apart in any window (golden-ratio sequence).
         let place = self.tunnels.fetch_add(1, Ordering::Relaxed);
         *self.census().entry((route.clone(), endpoint)).or_default() += 1;
@@ -180,9 +183,6 @@ impl Subscription {
     /// turn in the window comes. Never completes if the sender is gone.
     pub async fn next(&mut self) -> (Cause, Instant) {
         loop {
-            if self.receiver.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
             let orders = self.receiver.borrow_and_update().clone();
             let seen = self.seen;
             for order in orders.iter().filter(|o| o.sequence > seen) {
@@ -190,6 +190,9 @@ impl Subscription {
                 if order.selector.matches(&self.route, self.endpoint) && take_place(order) {
                     return (order.cause, order.issued + spread(order.window, self.place));
                 }
+            }
+            if self.receiver.changed().await.is_err() {
+                std::future::pending::<()>().await;
             }
         }
     }
@@ -261,8 +264,13 @@ mod tests {
         // A tunnel opened after an order is not touched by it.
         let mut late = drains.subscribe(route.clone(), a);
         let untouched = tokio::time::timeout(Duration::from_millis(10), late.next()).await;
-        assert!(untouched.is_err());
-        drop((on_a, also_on_a, late));
+        assert!(untouched.is_err(), "{untouched:?}");
+        // But a tunnel opened during a shutdown is drained with the others.
+        drains.order(Cause::Shutdown, Selector::All, Duration::ZERO, None);
+        drains.order(Cause::Admin, Selector::Endpoint(b), Duration::ZERO, None);
+        let mut during_shutdown = drains.subscribe(route.clone(), a);
+        assert_eq!(during_shutdown.next().await.0, Cause::Shutdown);
+        drop((on_a, also_on_a, late, during_shutdown));
         assert_eq!(drains.count(&Selector::Endpoint(a)), 0);
         assert_eq!(drains.count(&Selector::Endpoint(b)), 1);
     }

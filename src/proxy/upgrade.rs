@@ -44,7 +44,13 @@ pub async fn upgrade(
     // Only a WebSocket is tracked frame by frame; any other allowed upgrade stays a byte tunnel.
     let websocket = switched_to.is_some_and(|p| p.trim().eq_ignore_ascii_case("websocket"));
     let backend_side = hyper::upgrade::on(&mut response);
-    let tunnel = Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load, websocket };
+    // Counted and listening for drains from now on, before the client sees the 101.
+    let signals = Signals {
+        drains: proxy.drains.subscribe(route.name.clone(), endpoint),
+        force: proxy.force_close.subscribe(),
+    };
+    let tunnel =
+        Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load, websocket, signals };
     proxy.tunnels.spawn(tunnel.run(client_side, backend_side));
     strip_hop_by_hop(response.headers_mut(), true);
     Ok((response.map(|_| ProxyBody::empty()), endpoint))
@@ -58,6 +64,7 @@ struct Tunnel {
     budget: BudgetGuard,
     load: super::balance::LoadGuard,
     websocket: bool,
+    signals: Signals,
 }
 
 impl Tunnel {
@@ -73,7 +80,8 @@ impl Tunnel {
         let metrics = &self.proxy.metrics;
         metrics.upgrade(Some(&self.route.name), "upgraded");
         let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
-        let closed = join(client, backend, self.limits(), self.signals()).await;
+        let limits = self.limits();
+        let closed = join(client, backend, limits, self.signals).await;
         metrics.tunnel_closed(open, &self.route.name, &closed);
         log_closed(&self.route.name, self.endpoint, &closed);
         drop((self.budget, self.load));
@@ -86,13 +94,6 @@ impl Tunnel {
             max_message: policy.max_message_bytes,
         });
         Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration, websocket }
-    }
-
-    fn signals(&self) -> Signals {
-        Signals {
-            drains: self.proxy.drains.subscribe(self.route.name.clone(), self.endpoint),
-            force: self.proxy.force_close.subscribe(),
-        }
     }
 }
 
