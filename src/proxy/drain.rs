@@ -91,7 +91,8 @@ struct Order {
 /// Live tunnels per route and endpoint.
 type Census = HashMap<(Arc<str>, SocketAddr), u32>;
 
-/// Issues drain orders; tunnels [`Drains::subscribe`] and are counted while they live.
+/// Issues drain orders; tunnels [`Drains::subscribe`] and are counted while they live and
+/// have not been ordered to close.
 #[derive(Debug)]
 pub struct Drains {
     orders: watch::Sender<Arc<Vec<Arc<Order>>>>,
@@ -142,7 +143,7 @@ impl Drains {
         // Consecutive tunnels land far apart in any window (golden-ratio sequence).
         let place = self.tunnels.fetch_add(1, Ordering::Relaxed);
         *self.census().entry((route.clone(), endpoint)).or_default() += 1;
-        Subscription { drains: self.clone(), receiver, seen, place, route, endpoint }
+        Subscription { drains: self.clone(), receiver, seen, place, route, endpoint, counted: true }
     }
 
     /// Live tunnels `selector` names.
@@ -176,6 +177,8 @@ pub struct Subscription {
     place: u32,
     route: Arc<str>,
     endpoint: SocketAddr,
+    /// In the census: live and not yet ordered to close.
+    counted: bool,
 }
 
 impl Subscription {
@@ -188,6 +191,8 @@ impl Subscription {
             for order in orders.iter().filter(|o| o.sequence > seen) {
                 self.seen = order.sequence;
                 if order.selector.matches(&self.route, self.endpoint) && take_place(order) {
+                    // Closing now: no longer counted for drains and rebalancing to come.
+                    self.uncount();
                     return (order.cause, order.issued + spread(order.window, self.place));
                 }
             }
@@ -198,8 +203,11 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
+impl Subscription {
+    fn uncount(&mut self) {
+        if !std::mem::take(&mut self.counted) {
+            return;
+        }
         let mut census = self.drains.census();
         let key = (self.route.clone(), self.endpoint);
         if let Some(count) = census.get_mut(&key) {
@@ -208,6 +216,12 @@ impl Drop for Subscription {
                 census.remove(&key);
             }
         }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.uncount();
     }
 }
 

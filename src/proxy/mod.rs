@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 pub use backend_tls::unverified_client_config;
@@ -102,8 +101,6 @@ pub struct Proxy {
     connections: budget::ConnectionCount,
     /// Graceful drain orders for live tunnels, and their census.
     drains: Arc<drain::Drains>,
-    /// Set when the shutdown grace is over: every tunnel closes at once.
-    force_close: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -121,7 +118,6 @@ impl Proxy {
             tunnels: TaskTracker::new(),
             connections: budget::ConnectionCount::default(),
             drains: Arc::default(),
-            force_close: watch::Sender::new(false),
         });
         // Endpoints gone and rebalancing are noticed from the table; the task ends with the proxy.
         tokio::spawn(upkeep::run(Arc::downgrade(&proxy)));
@@ -134,15 +130,14 @@ impl Proxy {
     }
 
     /// Shutdown: every tunnel gets a close frame (1001), the closes spread evenly over
-    /// `window`; whatever is still open at `deadline` is closed at once. Call after the
-    /// listeners have stopped accepting.
+    /// `window`, each with its bounded close handshake. Returns when they are all closed or at
+    /// `deadline`, whichever comes first; the process then exits, closing what is left. Call
+    /// after the listeners have stopped accepting.
     pub async fn drain_tunnels(&self, window: Duration, deadline: tokio::time::Instant) {
         self.tunnels.close();
         self.drain(DrainCause::Shutdown, DrainSelector::All, window);
         if tokio::time::timeout_at(deadline, self.tunnels.wait()).await.is_err() {
             tracing::info!(open = self.tunnels.len(), "shutdown grace over, closing the remaining tunnels");
-            self.force_close.send_replace(true);
-            self.tunnels.wait().await;
         }
     }
 

@@ -13,7 +13,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::copy::{Half, Pair};
@@ -42,8 +41,6 @@ pub enum CloseReason {
     Idle,
     /// The route's maximum connection duration passed.
     MaxDuration,
-    /// hawser shut down and the grace period ended.
-    Shutdown,
     /// A drain order (shutdown, endpoint gone, admin, rebalance) closed it.
     Drained(Cause),
     /// This peer answered no ping within the route's ping timeout.
@@ -64,7 +61,7 @@ impl CloseReason {
             Self::BackendError => "backend_error",
             Self::Idle => "idle",
             Self::MaxDuration => "max_duration",
-            Self::Shutdown | Self::Drained(Cause::Shutdown) => "shutdown",
+            Self::Drained(Cause::Shutdown) => "shutdown",
             Self::Drained(Cause::EndpointGone) => "endpoint_gone",
             Self::Drained(Cause::Admin) => "admin_drain",
             Self::Drained(Cause::Rebalance) => "rebalance",
@@ -179,15 +176,6 @@ pub struct WebSocketLimits {
     pub max_message: Option<u64>,
 }
 
-/// What a tunnel listens to besides its sockets.
-#[derive(Debug)]
-pub struct Signals {
-    /// Graceful drain orders.
-    pub drains: Subscription,
-    /// Turns true when the shutdown grace is over: close at once.
-    pub force: watch::Receiver<bool>,
-}
-
 /// A hawser-initiated ending in progress.
 #[derive(Debug)]
 struct Ending {
@@ -211,103 +199,83 @@ pub struct Early {
     pub from_backend: bytes::Bytes,
 }
 
-/// Runs the tunnel between `client` and `backend` until it is over.
-pub async fn run<C, B>(client: C, backend: B, limits: Limits, signals: Signals, early: Early) -> Closed
+/// The tunnel between `client` and `backend`, which runs until it is over.
+pub fn run<C, B>(
+    client: C,
+    backend: B,
+    limits: Limits,
+    drains: Subscription,
+    early: Early,
+) -> impl Future<Output = Closed>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let websocket = limits.websocket.unwrap_or_default();
-    let mut tunnel = Pair::new(client, backend, limits.websocket.is_some(), websocket.max_message);
-    tunnel.up.seed(&early.from_client, websocket.max_message);
-    tunnel.down.seed(&early.from_backend, websocket.max_message);
-    drop(early);
+    let max_message = limits.websocket.and_then(|w| w.max_message);
+    let mut tunnel = Pair::new(client, backend, limits.websocket.is_some(), max_message);
+    tunnel.up.seed(&early.from_client, max_message);
+    tunnel.down.seed(&early.from_backend, max_message);
     let mut clock = Clock::new(limits);
-    let Signals { mut drains, mut force } = signals;
-    let forced = async move {
-        if force.wait_for(|forced| *forced).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let ordered = drains.next();
-    let (mut forced, mut ordered) = (pin!(forced), pin!(ordered));
-    let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
-    let mut first_close: Option<CloseCode> = None;
-    let reason = poll_fn(|cx| {
-        loop {
-            let copied = tunnel.poll_copy(cx);
-            note_first_close(&tunnel, clock.ending.is_some(), &mut first_close);
-            if let Poll::Ready(reason) = copied {
-                return Poll::Ready(clock.ending.as_ref().map_or(reason, |e| e.reason));
-            }
-            clock.heard(&tunnel);
-            if forced.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(CloseReason::Shutdown);
-            }
-            if clock.drain_at.is_none()
-                && let Poll::Ready((cause, at)) = ordered.as_mut().poll(cx)
-            {
-                clock.drain_at = Some((cause, at));
-                timer.as_mut().reset(clock.next_deadline());
-            }
-            let mut acted = clock.frame_events(&mut tunnel);
-            if acted {
-                // The close handshake's deadline is sooner than anything armed.
-                timer.as_mut().reset(clock.next_deadline());
-            }
-            while timer.as_mut().poll(cx).is_ready() {
-                match clock.on_timer(&mut tunnel, websocket.ping) {
-                    Some(reason) => return Poll::Ready(reason),
-                    None => acted = true,
+    let mut drains = drains;
+    // An async block, not an async fn: its captures are stored once, where an async fn would
+    // keep a second copy of its arguments (rust-lang/rust#62958), and every idle tunnel pays.
+    async move {
+        let mut ordered = pin!(drains.next());
+        let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
+        let reason = poll_fn(|cx| {
+            loop {
+                let copied = tunnel.poll_copy(cx);
+                clock.note_first_close(&tunnel);
+                if let Poll::Ready(reason) = copied {
+                    return Poll::Ready(clock.ending.as_ref().map_or(reason, |e| e.reason));
                 }
-                timer.as_mut().reset(clock.next_deadline());
+                clock.heard(&tunnel);
+                if clock.drain_at.is_none()
+                    && let Poll::Ready((cause, at)) = ordered.as_mut().poll(cx)
+                {
+                    clock.drain_at = Some((cause, at));
+                    timer.as_mut().reset(clock.next_deadline());
+                }
+                let mut acted = clock.frame_events(&mut tunnel);
+                if acted {
+                    // The close handshake's deadline is sooner than anything armed.
+                    timer.as_mut().reset(clock.next_deadline());
+                }
+                while timer.as_mut().poll(cx).is_ready() {
+                    match clock.on_timer(&mut tunnel) {
+                        Some(reason) => return Poll::Ready(reason),
+                        None => acted = true,
+                    }
+                    timer.as_mut().reset(clock.next_deadline());
+                }
+                if clock.ending.is_some()
+                    && handshake_done(&tunnel)
+                    && !(tunnel.up.ended() && tunnel.down.ended())
+                {
+                    tunnel.up.finish();
+                    tunnel.down.finish();
+                    acted = true;
+                }
+                if !acted {
+                    return Poll::Pending;
+                }
             }
-            if clock.ending.is_some()
-                && handshake_done(&tunnel)
-                && !(tunnel.up.ended() && tunnel.down.ended())
-            {
-                tunnel.up.finish();
-                tunnel.down.finish();
-                acted = true;
-            }
-            if !acted {
-                return Poll::Pending;
-            }
-        }
-    })
-    .await;
-    if clock.ending.is_some() && first_close.as_ref().is_none_or(|c| c.by != Initiator::Hawser) {
-        // hawser began the close: its frame was the first, whatever the peers sent after.
-        let [(code, why), _] = reason.close_frames();
-        first_close = Some(CloseCode { code: Some(code), reason: why.to_owned(), by: Initiator::Hawser });
-    }
-    let totals = TunnelTotals {
-        client_to_backend: tunnel.up.bytes,
-        backend_to_client: tunnel.down.bytes,
-        duration: clock.started.elapsed(),
-    };
-    let websocket = match (&tunnel.up.frames, &tunnel.down.frames) {
-        (Some(up), Some(down)) => {
-            Some(WebSocketTotals { close: first_close, messages: (up.messages, down.messages) })
-        }
-        _ => None,
-    };
-    Closed { reason, totals, websocket }
-}
-
-/// Records the first close frame a peer sent, unless hawser's came first.
-fn note_first_close<C, B>(tunnel: &Pair<C, B>, hawser_first: bool, first: &mut Option<CloseCode>) {
-    if first.is_some() || hawser_first {
-        return;
-    }
-    let sent = |half: &Half, by| {
-        half.frames.as_ref().and_then(|f| f.close.as_deref()).map(|close| CloseCode {
-            code: close.code,
-            reason: close.reason.clone(),
-            by,
         })
-    };
-    *first = sent(&tunnel.up, Initiator::Client).or_else(|| sent(&tunnel.down, Initiator::Backend));
+        .await;
+        let totals = TunnelTotals {
+            client_to_backend: tunnel.up.bytes,
+            backend_to_client: tunnel.down.bytes,
+            duration: clock.started.elapsed(),
+        };
+        let websocket = match (&tunnel.up.frames, &tunnel.down.frames) {
+            (Some(up), Some(down)) => Some(WebSocketTotals {
+                close: clock.first_close(reason, &tunnel),
+                messages: (up.messages, down.messages),
+            }),
+            _ => None,
+        };
+        Closed { reason, totals, websocket }
+    }
 }
 
 /// Whether both peers have answered hawser's close frame (or ended their stream).
@@ -327,6 +295,8 @@ struct Clock {
     pings_sent: u32,
     drain_at: Option<(Cause, Instant)>,
     ending: Option<Ending>,
+    /// Who sent the first close frame, when a peer did before hawser.
+    first_close_by: Option<Initiator>,
 }
 
 impl Clock {
@@ -342,7 +312,34 @@ impl Clock {
             pings_sent: 0,
             drain_at: None,
             ending: None,
+            first_close_by: None,
         }
+    }
+
+    /// Notes which peer sent a close frame first, unless hawser's came first.
+    fn note_first_close<C, B>(&mut self, tunnel: &Pair<C, B>) {
+        if self.first_close_by.is_some() || self.ending.is_some() {
+            return;
+        }
+        let closed = |half: &Half| half.frames.as_ref().is_some_and(|f| f.close.is_some());
+        self.first_close_by = match (closed(&tunnel.up), closed(&tunnel.down)) {
+            (true, _) => Some(Initiator::Client),
+            (_, true) => Some(Initiator::Backend),
+            _ => None,
+        };
+    }
+
+    /// The first close frame of the WebSocket: hawser's when it began the close, else the
+    /// first peer's.
+    fn first_close<C, B>(&self, reason: CloseReason, tunnel: &Pair<C, B>) -> Option<CloseCode> {
+        if self.ending.is_some() {
+            let [(code, why), _] = reason.close_frames();
+            return Some(CloseCode { code: Some(code), reason: why.to_owned(), by: Initiator::Hawser });
+        }
+        let by = self.first_close_by?;
+        let half = if by == Initiator::Client { &tunnel.up } else { &tunnel.down };
+        let close = half.frames.as_ref()?.close.as_deref()?;
+        Some(CloseCode { code: close.code, reason: close.reason.clone(), by })
     }
 
     /// Notes what the last copy moved: forwarded bytes for the idle clock (hawser's pings and
@@ -380,7 +377,8 @@ impl Clock {
     }
 
     /// The timer fired: whichever deadlines passed act. `Some` ends the tunnel now.
-    fn on_timer<C, B>(&mut self, tunnel: &mut Pair<C, B>, ping: Option<Ping>) -> Option<CloseReason> {
+    fn on_timer<C, B>(&mut self, tunnel: &mut Pair<C, B>) -> Option<CloseReason> {
+        let ping = self.limits.websocket.and_then(|w| w.ping);
         let now = Instant::now();
         if let Some(ending) = &self.ending {
             return (now >= ending.deadline).then_some(ending.reason);

@@ -1,8 +1,11 @@
 //! Upgrade (WebSocket) requests: admission, the handshake on a dedicated backend connection,
 //! and on `101` the tunnel that joins the two upgraded connections for their whole life.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -11,10 +14,11 @@ use tokio::net::TcpStream;
 use super::Proxy;
 use super::admission::{BudgetGuard, check_origin};
 use super::body::{Lease, ProxyBody, RequestBody};
+use super::drain::Subscription;
 use super::error::ProxyError;
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
-use super::tunnel::{self, Closed, Early, Limits, Ping, Signals, WebSocketLimits};
+use super::tunnel::{self, Closed, Early, Limits, Ping, WebSocketLimits};
 use crate::model::Route;
 
 /// Answers an upgrade request: checks the Origin and the budgets before anything reaches the
@@ -45,10 +49,7 @@ pub async fn upgrade(
     let websocket = switched_to.is_some_and(|p| p.trim().eq_ignore_ascii_case("websocket"));
     let backend_side = hyper::upgrade::on(&mut response);
     // Counted and listening for drains from now on, before the client sees the 101.
-    let signals = Signals {
-        drains: proxy.drains.subscribe(route.name.clone(), endpoint),
-        force: proxy.force_close.subscribe(),
-    };
+    let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
     let tunnel =
         Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load, websocket, signals };
     proxy.tunnels.spawn(tunnel.run(client_side, backend_side));
@@ -64,27 +65,35 @@ struct Tunnel {
     budget: BudgetGuard,
     load: super::balance::LoadGuard,
     websocket: bool,
-    signals: Signals,
+    signals: Subscription,
 }
 
 impl Tunnel {
-    async fn run(self, client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
-        let (client, backend) = match tokio::try_join!(client, backend) {
-            Ok(sides) => sides,
-            Err(error) => {
-                tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
-                self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete");
-                return;
-            }
-        };
-        let metrics = &self.proxy.metrics;
-        metrics.upgrade(Some(&self.route.name), "upgraded");
-        let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
-        let limits = self.limits();
-        let closed = join(client, backend, limits, self.signals).await;
-        metrics.tunnel_closed(open, &self.route.name, &closed);
-        log_closed(&self.route.name, self.endpoint, &closed);
-        drop((self.budget, self.load));
+    /// The tunnel's task. An async block rather than an async fn, so that `self` is stored once
+    /// in every idle tunnel's task, not twice (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)]
+    fn run(
+        self,
+        client: hyper::upgrade::OnUpgrade,
+        backend: hyper::upgrade::OnUpgrade,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let (client, backend) = match tokio::try_join!(client, backend) {
+                Ok(sides) => sides,
+                Err(error) => {
+                    tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
+                    self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete");
+                    return;
+                }
+            };
+            let metrics = &self.proxy.metrics;
+            metrics.upgrade(Some(&self.route.name), "upgraded");
+            let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
+            let closed = join(client, backend, self.limits(), self.signals).await;
+            metrics.tunnel_closed(open, &self.route.name, &closed);
+            log_closed(&self.route.name, self.endpoint, &closed);
+            drop((self.budget, self.load));
+        }
     }
 
     fn limits(&self) -> Limits {
@@ -123,29 +132,29 @@ fn log_closed(route: &str, endpoint: std::net::SocketAddr, closed: &Closed) {
 /// through the frame tracker like the rest); TLS on either side stays behind hyper's upgraded
 /// wrapper. Those tunnels are boxed, so that their larger state does not size every plain
 /// tunnel's task.
-async fn join(
+fn join(
     client: hyper::upgrade::Upgraded,
     backend: hyper::upgrade::Upgraded,
     limits: Limits,
-    signals: Signals,
-) -> Closed {
+    signals: Subscription,
+) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send>>> {
     type Plain = TokioIo<TcpStream>;
     let client = match client.downcast::<Plain>() {
         Ok(parts) => parts,
         Err(client) => {
             let (client, backend) = (TokioIo::new(client), TokioIo::new(backend));
-            return Box::pin(tunnel::run(client, backend, limits, signals, Early::default())).await;
+            return Either::Right(Box::pin(tunnel::run(client, backend, limits, signals, Early::default())));
         }
     };
     let client_io = client.io.into_inner();
     match backend.downcast::<Plain>() {
         Ok(backend) => {
             let early = Early { from_client: client.read_buf, from_backend: backend.read_buf };
-            tunnel::run(client_io, backend.io.into_inner(), limits, signals, early).await
+            Either::Left(tunnel::run(client_io, backend.io.into_inner(), limits, signals, early))
         }
         Err(backend) => {
             let early = Early { from_client: client.read_buf, from_backend: bytes::Bytes::new() };
-            Box::pin(tunnel::run(client_io, TokioIo::new(backend), limits, signals, early)).await
+            Either::Right(Box::pin(tunnel::run(client_io, TokioIo::new(backend), limits, signals, early)))
         }
     }
 }
