@@ -71,6 +71,10 @@ impl Half {
         match self.frames.as_mut().map(|frames| frames.scan(early, max_message)) {
             None | Some(Forward::All) => self.pending.extend_from_slice(early),
             Some(Forward::Bytes(bytes)) => self.pending.extend_from_slice(&bytes),
+            Some(Forward::Prefixed(head, from)) => {
+                self.pending.extend_from_slice(&head);
+                self.pending.extend_from_slice(&early[from..]);
+            }
         }
     }
 
@@ -269,14 +273,21 @@ impl Direction<'_> {
                 Some(frames) => frames.scan(read, self.max_message),
                 None => Forward::All,
             };
-            let out = match &forward {
-                Forward::All => read,
-                Forward::Bytes(bytes) => bytes.as_slice(),
+            let parts: [&[u8]; 2] = match &forward {
+                Forward::All => [read, &[]],
+                Forward::Bytes(bytes) => [bytes, &[]],
+                Forward::Prefixed(head, from) => [head, &read[*from..]],
             };
-            let written = write_some(cx, to, out).map_err(|_| self.to)?;
-            half.pending.extend_from_slice(&out[written..]);
-            half.unflushed = written > 0;
-            Ok(Poll::Ready(!out.is_empty()))
+            let (mut wrote, mut blocked) = (false, false);
+            for part in parts {
+                // Once the socket takes no more, the rest waits, in order.
+                let written = if blocked { 0 } else { write_some(cx, to, part).map_err(|_| self.to)? };
+                wrote |= written > 0;
+                blocked |= written < part.len();
+                half.pending.extend_from_slice(&part[written..]);
+            }
+            half.unflushed = wrote;
+            Ok(Poll::Ready(parts.iter().any(|part| !part.is_empty())))
         })
     }
 }

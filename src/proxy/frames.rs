@@ -65,6 +65,9 @@ pub enum Forward {
     All,
     /// These bytes instead (a control frame held or dropped, a frame inserted, the rest cut).
     Bytes(Vec<u8>),
+    /// These bytes (the frame start held from the last chunk, completed), then the chunk from
+    /// this offset on, as it was read.
+    Prefixed(Vec<u8>, usize),
 }
 
 /// The frame state of one direction.
@@ -150,16 +153,26 @@ impl FrameTracker {
     /// Scans the next bytes of the direction; `max_message` limits a message's payload (the sum
     /// of its fragments). Says how they go on; findings land in the public fields.
     pub fn scan(&mut self, data: &[u8], max_message: Option<u64>) -> Forward {
-        match self.held.take() {
-            None => self.scan_chunk(data, max_message),
-            Some(held) => {
-                let mut combined = held.into_vec();
-                combined.extend_from_slice(data);
-                match self.scan_chunk(&combined, max_message) {
-                    Forward::All => Forward::Bytes(combined),
-                    bytes => bytes,
-                }
-            }
+        let Some(held) = self.held.take() else { return self.scan_chunk(data, max_message) };
+        // Complete the held frame start with only the bytes it needs, so the rest of the chunk
+        // (most of a large message) still goes on without a copy.
+        let mut start = held.into_vec();
+        let mut taken = 0;
+        while let Some(more) = still_needed(&start).filter(|&n| n > 0 && taken < data.len()) {
+            let take = more.min(data.len() - taken);
+            start.extend_from_slice(&data[taken..taken + take]);
+            taken += take;
+        }
+        let head = match self.scan_chunk(&start, max_message) {
+            Forward::All => start,
+            Forward::Bytes(bytes) | Forward::Prefixed(bytes, _) => bytes,
+        };
+        if taken == data.len() {
+            return Forward::Bytes(head);
+        }
+        match self.scan_chunk(&data[taken..], max_message) {
+            Forward::All => Forward::Prefixed(head, taken),
+            Forward::Bytes(rest) | Forward::Prefixed(rest, _) => Forward::Bytes([head, rest].concat()),
         }
     }
 
@@ -286,6 +299,24 @@ impl FrameTracker {
             _ => true,
         }
     }
+}
+
+/// How many more bytes the frame starting `bytes` needs before hawser can decide on it: its
+/// whole header, and for a control frame its payload too.
+fn still_needed(bytes: &[u8]) -> Option<usize> {
+    let Some(&second) = bytes.get(1) else { return Some(2 - bytes.len()) };
+    let extended = match second & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let header = 2 + extended + if second & 0x80 != 0 { 4 } else { 0 };
+    if bytes.len() < header {
+        return Some(header - bytes.len());
+    }
+    let control = bytes[0] & 0x0F >= OP_CLOSE;
+    let payload = if control { Header::parse(bytes)?.payload.min(126) as usize } else { 0 };
+    Some((header + payload).saturating_sub(bytes.len()))
 }
 
 /// A parsed frame header.
@@ -441,9 +472,26 @@ mod tests {
             match tracker.scan(chunk, limit) {
                 Forward::All => out.extend_from_slice(chunk),
                 Forward::Bytes(bytes) => out.extend_from_slice(&bytes),
+                Forward::Prefixed(head, from) => {
+                    out.extend_from_slice(&head);
+                    out.extend_from_slice(&chunk[from..]);
+                }
             }
         }
         out
+    }
+
+    #[test]
+    fn a_header_split_across_reads_costs_no_copy_of_the_next_chunk() {
+        let big = frame(true, OP_BINARY, &vec![5u8; 70_000], true);
+        let mut tracker = FrameTracker::new(Peer::Client);
+        // The first read ends three bytes into the header.
+        assert_eq!(tracker.scan(&big[..3], None), Forward::Bytes(Vec::new()));
+        match tracker.scan(&big[3..40_000], None) {
+            Forward::Prefixed(head, from) => assert_eq!((head.len(), from), (14, 11)),
+            other => panic!("expected the held header then the chunk unchanged, got {other:?}"),
+        }
+        assert_eq!(tracker.scan(&big[40_000..], None), Forward::All);
     }
 
     #[test]
