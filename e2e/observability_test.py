@@ -248,22 +248,11 @@ def metrics_until(admin: int, ready, what: str) -> str:
 
 def websocket_round_trip(port: int) -> None:
     """An RFC 6455 handshake, one masked text frame echoed back, then the client closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(4096)
-            if not chunk:
-                raise RuntimeError(f"the upgrade got no 101: {head!r}")
-            head += chunk
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(f"the upgrade got {head.splitlines()[0]!r}")
+    with websocket_open(port) as conn:
         payload, mask = b"hello", b"\x01\x02\x03\x04"
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         conn.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
-        echoed = head.split(b"\r\n\r\n", 1)[1]
+        echoed = b""
         while len(echoed) < 2 + len(payload):
             chunk = conn.recv(4096)
             if not chunk:

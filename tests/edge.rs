@@ -181,12 +181,7 @@ async fn upgrades_and_http2_are_normalised_too() {
     let refused = ws_refused(proxy.addr, "a.test", "/public/%2e%2e/admin", &[]).await;
     assert_eq!(refused.status(), StatusCode::NOT_FOUND);
     // HTTP/2 with prior knowledge.
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut h2, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut h2 = h2_client(proxy.addr).await;
     for (path, want) in [("/public/%2e%2e/admin", 404), ("/public/a/../b", 200), ("/public%2fb", 400)] {
         let req = Request::get(format!("http://a.test{path}")).body(Full::<Bytes>::default()).unwrap();
         let response = h2.send_request(req).await.unwrap();
@@ -337,12 +332,7 @@ async fn two_origins_and_http2_cookies() {
     let answer = raw(proxy.addr, &evil, Duration::from_secs(3)).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     // HTTP/2 may split cookies; the HTTP/1.1 backend gets one header joined with "; ".
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut h2, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut h2 = h2_client(proxy.addr).await;
     let req = Request::get("http://a.test/")
         .header("cookie", "a=1")
         .header("cookie", "b=2")
@@ -350,4 +340,15 @@ async fn two_origins_and_http2_cookies() {
         .unwrap();
     let body = h2.send_request(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
     assert_eq!(seen(&body).headers.get("cookie").map(String::as_str), Some("a=1; b=2"));
+}
+
+/// An HTTP/2 (prior knowledge) connection to `addr`.
+async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (h2, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    h2
 }

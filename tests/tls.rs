@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -58,8 +59,8 @@ async fn sni_picks_exact_wildcard_and_default_certificates() {
     }
 }
 
-#[tokio::test]
-async fn wss_echo_and_http2_over_alpn() {
+/// An echo behind a.test with TLS, and a wss connection to it through the proxy.
+async fn wss_to_echo() -> (Server, TestProxy, tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>) {
     let echo = echo("e").await;
     let a = cert(&["a.test"]);
     let yaml = manifests(&[
@@ -68,10 +69,15 @@ async fn wss_echo_and_http2_over_alpn() {
         tls_ingress("a", "a.test", Some("a-tls"), ""),
     ]);
     let proxy = TestProxy::start(build_table(&yaml)).await;
-
     let stream = tls_connect(proxy.tls_addr, "a.test", &[b"http/1.1"]).await;
     let request = "wss://a.test/chat".into_client_request().unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    (echo, proxy, ws)
+}
+
+#[tokio::test]
+async fn wss_echo_and_http2_over_alpn() {
+    let (_echo, proxy, mut ws) = wss_to_echo().await;
     ws.send(Message::text("secure hello")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("secure hello"));
     // Larger than TLS records and socket buffers: the tunnel must flush what TLS holds back.
@@ -371,17 +377,7 @@ async fn https_backends_are_verified_against_a_ca_secret() {
 
 #[tokio::test]
 async fn a_wss_client_ending_with_a_bare_fin_closed_normally() {
-    let echo = echo("e").await;
-    let a = cert(&["a.test"]);
-    let yaml = manifests(&[
-        service_yaml("echo", echo.addr),
-        secret_yaml("a-tls", &a),
-        tls_ingress("a", "a.test", Some("a-tls"), ""),
-    ]);
-    let proxy = TestProxy::start(build_table(&yaml)).await;
-    let stream = tls_connect(proxy.tls_addr, "a.test", &[b"http/1.1"]).await;
-    let request = "wss://a.test/chat".into_client_request().unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    let (_echo, proxy, mut ws) = wss_to_echo().await;
     ws.send(Message::text("bye soon")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("bye soon"));
     // Browsers end with a TCP FIN and no TLS close_notify: an ordinary client close.

@@ -55,8 +55,13 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    list_tokens(headers, &header::CONNECTION)
+}
+
+/// The items of a comma-separated list header, over all its fields (RFC 9110 §5.6.1).
+fn list_tokens<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'h str> {
     headers
-        .get_all(header::CONNECTION)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -98,13 +103,7 @@ pub fn upgrade_allowed(protocol: &str, allowed: &[String]) -> bool {
 }
 
 fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    list_tokens(headers, &header::UPGRADE)
 }
 
 /// Removes hop-by-hop headers. With `keep_upgrade`, an `Upgrade` header survives and is
