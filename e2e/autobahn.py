@@ -51,6 +51,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from manifests import ECHO_SERVICE  # e2e/manifests.py, beside this script
+
 KOSOKU_VERSION = "0.1.0"
 DEFAULT_EXCLUDE = ["9.*", "12.*", "13.*"]
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
@@ -60,19 +62,7 @@ SUITE_SECONDS = 900
 
 # Every host, every path (no hostnames, no matches: PathPrefix /) to the echo, with the
 # WebSocketRoute defaults: no message limit, 1 h idle timeout, pings only after 30 s of silence.
-MANIFESTS = """apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: ECHO_PORT}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
----
-apiVersion: hawser.dev/v1alpha1
+MANIFESTS = ECHO_SERVICE + """apiVersion: hawser.dev/v1alpha1
 kind: WebSocketRoute
 metadata: {name: autobahn}
 spec:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import websockets
 
+from manifests import ECHO_SERVICE, LOCALHOST_TLS  # e2e/manifests.py, beside this script
+
 DEADLINE_SECONDS = 30
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>running</title>
@@ -43,27 +45,7 @@ Promise.all([roundTrip("ws://127.0.0.1:HTTP_PORT/ws"), roundTrip("wss://localhos
   .catch((why) => { document.title = "FAIL " + why; });
 </script>"""
 
-MANIFESTS = """apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: ECHO_PORT}]
-endpoints: [{addresses: ["127.0.0.1"]}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: localhost-tls}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: CERT
-  tls.key: KEY
----
-apiVersion: hawser.dev/v1alpha1
+MANIFESTS = ECHO_SERVICE + LOCALHOST_TLS + """apiVersion: hawser.dev/v1alpha1
 kind: WebSocketRoute
 metadata: {name: plain}
 spec:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chart_test  # noqa: E402  (helm, pinned pip packages, the check runner)
+from manifests import ECHO_SERVICE, LOCALHOST_TLS  # noqa: E402
 
 ROOT = chart_test.ROOT
 DASHBOARD = chart_test.DASHBOARD
@@ -59,27 +60,7 @@ REQUIRED_ALERTS = [
     ("tunnels closed abnormally", "hawser_tunnels_closed_total", "client_error|backend_error"),
 ]
 
-MANIFESTS = """apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-1, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{name: http, port: ECHO_PORT}]
-endpoints: [{addresses: ["127.0.0.1"]}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: localhost-tls}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: CERT
-  tls.key: KEY
----
-apiVersion: hawser.dev/v1alpha1
+MANIFESTS = ECHO_SERVICE + LOCALHOST_TLS + """apiVersion: hawser.dev/v1alpha1
 kind: WebSocketRoute
 metadata: {name: chat}
 spec:
