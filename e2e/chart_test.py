@@ -58,9 +58,13 @@ RELEASE = "hawser"
 NAMESPACE = "hawser"
 KUBERNETES_VERSION = "1.33.0"
 RENDER_COMMAND = ["template", RELEASE, "charts/hawser", "--namespace", NAMESPACE, "--include-crds"]
+# manifests/install.yaml leaves the affinity key out: a generated one would be the same
+# for everyone who applies the file. Its README section says how to create the Secret.
+INSTALL_SETS = ("affinityKey.generate=false", "affinityKey.existingSecret=hawser-affinity-key")
 INSTALL_HEADER = (
     "# Generated from charts/hawser by `helm template hawser charts/hawser --namespace hawser"
-    " --include-crds`; do not edit.\n"
+    " --include-crds --set affinityKey.generate=false --set affinityKey.existingSecret=hawser-affinity-key`;"
+    " do not edit.\n"
     "# Regenerate with `python3 e2e/chart_test.py --update`.\n"
 )
 
@@ -82,6 +86,7 @@ VALUE_SETS = [
     "grafanaDashboard.enabled=true",
     "ingressClass.default=true",
     "defaultSslCertificate=ns/name",
+    "affinityKey.existingSecret=mine",
 ]
 
 # (apiGroup, resource) pairs that are not namespaced: always granted cluster-wide.
@@ -313,6 +318,9 @@ def default_render_contract(docs: list[dict]) -> list[str]:
     pdbs = find(docs, "PodDisruptionBudget")
     expect([p["spec"].get("maxUnavailable") for p in pdbs] == [1], "a PodDisruptionBudget, maxUnavailable 1")
 
+    expect(affinity_key_source(docs) == (f"{RELEASE}-affinity-key", True),
+           f"HAWSER_AFFINITY_KEY from a generated Secret, got {affinity_key_source(docs)}")
+
     [service] = find(docs, "Service", RELEASE)
     spec = service["spec"]
     expect(spec["type"] == "LoadBalancer", "Service type LoadBalancer")
@@ -423,7 +431,26 @@ def expectation_default_certificate(docs: list[dict]) -> list[str]:
     return [] if args == expected_args("--default-ssl-certificate=ns/name") else [f"args {args}"]
 
 
+def affinity_key_source(docs: list[dict]) -> tuple[str | None, bool]:
+    """The Secret HAWSER_AFFINITY_KEY comes from, and whether the render generates it (with a
+    48-character key)."""
+    import base64
+
+    env = {e["name"]: e for e in container(docs).get("env", [])}
+    ref = env.get("HAWSER_AFFINITY_KEY", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    name = ref.get("name") if ref.get("key") == "affinity-key" else None
+    generated = [s for s in find(docs, "Secret", name)
+                 if len(base64.b64decode(s.get("data", {}).get("affinity-key", ""))) == 48]
+    return name, bool(generated)
+
+
+def expectation_own_affinity_key(docs: list[dict]) -> list[str]:
+    found = affinity_key_source(docs)
+    return [] if found == ("mine", False) else [f"affinity key from {found}, not the Secret mine"]
+
+
 EXPECTATIONS = {
+    "affinityKey.existingSecret=mine": expectation_own_affinity_key,
     "kind=DaemonSet": expectation_daemonset,
     "watchNamespace=apps": expectation_watch_namespace,
     "autoscaling.enabled=true": expectation_autoscaling,
@@ -515,7 +542,7 @@ def strip_header(text: str) -> str:
 def check_install_yaml(helm: Helm) -> list[str]:
     if not INSTALL_YAML.is_file():
         return ["manifests/install.yaml is missing (python3 e2e/chart_test.py --update)"]
-    if strip_header(INSTALL_YAML.read_text()) != helm.render_text():
+    if strip_header(INSTALL_YAML.read_text()) != helm.render_text(*INSTALL_SETS):
         return ["manifests/install.yaml differs from a fresh render (python3 e2e/chart_test.py --update)"]
     return []
 
@@ -663,7 +690,7 @@ def run_checks(helm: Helm) -> Results:
     results.check(f"charts/hawser/crds/{CRD_NAME} is crds/{CRD_NAME}", check_crd_copy)
     results.check("example WebSocketRoutes match the CRD schema", check_example_routes)
     results.check("other example documents: kubernetes-validate", check_example_builtins)
-    results.check("manifests/install.yaml is the default render", lambda: check_install_yaml(helm))
+    results.check("manifests/install.yaml is the default render without a generated key", lambda: check_install_yaml(helm))
 
     try:
         required, source = required_rbac()
@@ -685,7 +712,7 @@ def run_checks(helm: Helm) -> Results:
 
 def update(helm: Helm) -> None:
     shutil.copyfile(ROOT / "crds" / CRD_NAME, CHART / "crds" / CRD_NAME)
-    INSTALL_YAML.write_text(INSTALL_HEADER + helm.render_text())
+    INSTALL_YAML.write_text(INSTALL_HEADER + helm.render_text(*INSTALL_SETS))
     print(f"wrote charts/hawser/crds/{CRD_NAME} and {INSTALL_YAML.relative_to(ROOT)}")
 
 

@@ -116,6 +116,15 @@ pub struct RunArgs {
     /// open-files limit less 100 (each proxied connection holds two).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// The secret affinity cookies are keyed with. Give every replica the same one (the chart
+    /// does, from a Secret) so that a cookie one replica issued is honoured by the others and
+    /// after restarts. Unset: a random key of this process.
+    #[arg(long, env = "HAWSER_AFFINITY_KEY", hide_env_values = true, value_name = "SECRET")]
+    pub affinity_key: Option<String>,
+    /// Offer WebSockets over HTTP/2 (RFC 8441 extended CONNECT) on both listeners. `false`
+    /// makes browsers open a separate HTTP/1.1 connection for each WebSocket.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    pub http2_websockets: bool,
     /// Listen backlog of the proxy listeners (the kernel caps it at net.core.somaxconn), so a
     /// reconnect storm is queued rather than dropped.
     #[arg(long, default_value_t = 4096)]
@@ -162,6 +171,11 @@ impl RunArgs {
             server_header: self.server_header,
             max_connections: self.max_connections.unwrap_or_else(crate::proxy::default_max_connections),
             verbose_errors: self.verbose_errors,
+            affinity_key: self
+                .affinity_key
+                .as_deref()
+                .map_or_else(crate::proxy::AffinityKey::random, crate::proxy::AffinityKey::from_secret),
+            extended_connect: self.http2_websockets,
             ..ProxyConfig::default()
         }
     }

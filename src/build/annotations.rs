@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::affinity;
 use super::report::{Reason, Reporter};
 use super::unenforced::{self, Unenforced};
 use super::values;
@@ -20,8 +21,6 @@ pub const HAWSER: &str = "hawser.dev/";
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
 /// ingress-nginx timeouts applied together by `apply_nginx_timeouts`.
 const NGINX_TIMEOUTS: [&str; 2] = ["proxy-read-timeout", "proxy-send-timeout"];
-/// ingress-nginx's default affinity cookie.
-const NGINX_DEFAULT_COOKIE: &str = "INGRESSCOOKIE";
 
 /// What applying one annotation did.
 enum Effect {
@@ -107,6 +106,9 @@ pub fn ingress_policy(
     policy.refused = rejected;
     IngressSettings { policy, backend_ca }
 }
+
+/// Why a session-cookie key does nothing on its own.
+const WITHOUT_AFFINITY: &str = "has no effect without affinity: cookie";
 
 /// What a refused Ingress does, for report messages.
 pub const REFUSED: &str = "every path of the Ingress answers 503 (fail closed)";
@@ -228,16 +230,36 @@ fn apply_nginx(
         }),
         "affinity" => match value.trim() {
             "cookie" => {
-                let cookie = all.get("session-cookie-name").map_or(NGINX_DEFAULT_COOKIE, |c| c.trim());
-                policy.load_balancing = LoadBalancing::ConsistentHash(HashKey::Cookie(cookie.to_owned()));
-                Ok(Effect::Translated(format!(
-                    "consistent hashing on cookie {cookie:?}; hawser does not issue the cookie, requests without it are balanced round-robin"
-                )))
+                policy.affinity = Some(affinity::nginx_cookie(all));
+                Ok(Effect::Honored)
             }
             other => Err(format!("{other:?} is not cookie").into()),
         },
-        "session-cookie-name" if all.contains_key("affinity") => Ok(Effect::Honored),
-        "session-cookie-name" => Ok(Effect::Unsupported("has no effect without affinity: cookie")),
+        "affinity-mode" | "session-cookie-hash" | "affinity-canary-behavior"
+            if !all.contains_key("affinity") =>
+        {
+            Ok(Effect::Unsupported(WITHOUT_AFFINITY))
+        }
+        "affinity-mode" => match value.trim() {
+            "persistent" => Ok(Effect::Honored),
+            "balanced" => Ok(Effect::Translated(
+                "persistent: hawser's cookie names the endpoint, so sessions never move when pods are added; new sessions are balanced by the route's strategy".into(),
+            )),
+            other => Err(format!("{other:?} is not balanced or persistent").into()),
+        },
+        "session-cookie-hash" => {
+            Ok(Effect::Translated("the cookie value is always a keyed hash of the endpoint".into()))
+        }
+        "affinity-canary-behavior" => Ok(Effect::Unsupported("hawser has no canaries yet")),
+        key if key.starts_with("session-cookie-") => {
+            let mut check = crate::model::CookieAffinity::named(affinity::NGINX_DEFAULT_COOKIE);
+            let valid = affinity::nginx_attribute(&mut check, key, value)?;
+            match valid {
+                Err(message) => Err(message.into()),
+                Ok(()) if !all.contains_key("affinity") => Ok(Effect::Unsupported(WITHOUT_AFFINITY)),
+                Ok(()) => Ok(Effect::Honored),
+            }
+        }
         "whitelist-source-range" | "allowlist-source-range" => {
             values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
                 policy.source_ranges = ranges;
@@ -346,6 +368,7 @@ fn apply_hawser(
             honored(load_balancing(value, all.get("hash-on").copied()).map(|lb| policy.load_balancing = lb))
         }
         "hash-on" => Ok(Effect::Honored),
+        "affinity" => honored(affinity::hawser(value).map(|a| policy.affinity = a)),
         "allowed-origins" => values::origins(values::list(value)).map_err(fatal).map(|origins| {
             policy.allowed_origins = origins;
             Effect::Honored

@@ -7,6 +7,7 @@
 //! what is left is grouped into virtual hosts. Output is sorted, so equal inputs give equal
 //! tables and equal reports.
 
+mod affinity;
 mod annotations;
 mod backends;
 mod candidate;

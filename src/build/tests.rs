@@ -7,6 +7,7 @@ use super::*;
 use crate::model::{HashKey, LoadBalancing, Policy};
 use crate::source::parse_documents;
 
+mod affinity;
 mod expiry;
 
 /// Services every case can point at: `web` (named port `http` 80 → 8080, one ready and one
@@ -500,13 +501,10 @@ fn nginx_annotations_are_translated() {
         ("upstream-hash-by", "$arg_room", LoadBalancing::ConsistentHash(HashKey::Query("room".into()))),
         ("load-balance", "ewma", LoadBalancing::LeastConnections),
         ("load-balance", "round_robin", LoadBalancing::RoundRobin),
-        ("affinity", "cookie", LoadBalancing::ConsistentHash(HashKey::Cookie("INGRESSCOOKIE".into()))),
     ];
     for (key, value, want) in cases {
         assert_eq!(policy_of(&nginx(&[(key, value)])).load_balancing, want, "{key}: {value}");
     }
-    let affinity = policy_of(&nginx(&[("affinity", "cookie"), ("session-cookie-name", "route")]));
-    assert_eq!(affinity.load_balancing, LoadBalancing::ConsistentHash(HashKey::Cookie("route".into())));
     let ranges = policy_of(&nginx(&[("allowlist-source-range", "10.0.0.0/8, 172.16.0.0/12")]));
     assert_eq!(ranges.source_ranges.len(), 2);
     assert_eq!(policy_of(&nginx(&[("limit-connections", "7")])).max_connections_per_client, Some(7));

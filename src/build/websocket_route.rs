@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
+use super::affinity;
 use super::backends::{self, PortRef};
 use super::candidate::{Candidate, Rank};
 use super::ingress::valid_host;
@@ -183,6 +184,9 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
     policy.max_message_bytes = rule.max_message_bytes.filter(|&n| n > 0);
     if let Some(spec) = &rule.rebalance {
         policy.rebalance = Some(rebalance(spec.max_skew, spec.closes_per_second).map_err(at("rebalance"))?);
+    }
+    if let Some(spec) = &rule.session_affinity {
+        policy.affinity = Some(affinity::route(spec).map_err(at("sessionAffinity"))?);
     }
     if let Some(lb) = &rule.load_balancing {
         policy.load_balancing = load_balancing(lb).map_err(at("loadBalancing"))?;

@@ -132,6 +132,58 @@ pub struct RouteRule {
     /// tunnelled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_upgrades: Vec<String>,
+    /// Keep each client on one endpoint with a cookie hawser issues: what socket.io, SignalR and
+    /// SockJS need when their clients start with HTTP long-polling. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinitySpec>,
+}
+
+/// How a rule keeps a client on one endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinitySpec {
+    /// A cookie hawser sets on the first response; its value names the endpoint (a keyed hash,
+    /// never an address). A request carrying it goes to that endpoint while it is ready.
+    pub cookie: CookieAffinitySpec,
+}
+
+/// The affinity cookie's name and attributes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CookieAffinitySpec {
+    /// Default `hawser-affinity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"))]
+    pub name: Option<String>,
+    /// The cookie's `Path`. Default: the rule's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[!-:<-~]*$"))]
+    pub path: Option<String>,
+    /// The cookie's `Max-Age` (a duration such as `48h`). Default: a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_age: Option<String>,
+    /// The cookie's `SameSite`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSiteSpec>,
+    /// `Secure` on every response; without it, on HTTPS responses only. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    /// When the cookie's endpoint is listed but refuses the connection, point the cookie at the
+    /// endpoint that took the request. Default false: the next request tries it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_on_failure: Option<bool>,
+}
+
+/// A cookie's `SameSite` attribute.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SameSiteSpec {
+    /// Same-site requests only.
+    Strict,
+    /// Also top-level cross-site navigations.
+    Lax,
+    /// Every request (browsers require `Secure` with it).
+    None,
 }
 
 /// When and how fast a rule's WebSockets are spread again over its endpoints.

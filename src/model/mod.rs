@@ -14,6 +14,8 @@ mod tls;
 pub use backend::{Backend, Endpoint};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
-pub use policy::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy, Rebalance};
+pub use policy::{
+    BackendProtocol, CookieAffinity, HashKey, HttpsRedirect, LoadBalancing, Policy, Rebalance, SameSite,
+};
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
 pub use tls::{BackendCa, Certificate, HostTls};

@@ -27,6 +27,8 @@ pub struct Policy {
     pub max_connection_duration: Option<Duration>,
     /// How new connections are spread over the endpoints.
     pub load_balancing: LoadBalancing,
+    /// Keep a client on one endpoint with a cookie hawser issues. `None`: no affinity.
+    pub affinity: Option<CookieAffinity>,
     /// Browser `Origin`s allowed to open a WebSocket (exact, or `https://*.example.com`).
     /// Empty: any. A handshake without `Origin` (not a browser) is allowed.
     pub allowed_origins: Vec<String>,
@@ -75,6 +77,7 @@ impl Default for Policy {
             handshake_timeout: Duration::from_secs(60),
             max_connection_duration: None,
             load_balancing: LoadBalancing::RoundRobin,
+            affinity: None,
             allowed_origins: Vec::new(),
             max_connections: None,
             max_connections_per_client: None,
@@ -139,6 +142,64 @@ pub enum HashKey {
     Query(String),
     /// The client IP address.
     SourceIp,
+}
+
+/// Session affinity by a cookie hawser issues (ingress-nginx's `affinity: cookie`). A request
+/// without a valid cookie is balanced by the route's strategy and its response sets the cookie,
+/// whose value names the chosen endpoint opaquely; a request with it goes to that endpoint
+/// while the endpoint is listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CookieAffinity {
+    /// The cookie's name.
+    pub name: String,
+    /// Its `Path`. `None`: the route's path.
+    pub path: Option<String>,
+    /// Its `Domain`. `None`: none (the request's host only).
+    pub domain: Option<String>,
+    /// Its `Max-Age`. `None`: a session cookie.
+    #[serde(serialize_with = "opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Its `Expires`, this long after the response. `None`: none.
+    #[serde(serialize_with = "opt_duration")]
+    pub expires: Option<Duration>,
+    /// Its `SameSite`. `None`: none.
+    pub same_site: Option<SameSite>,
+    /// Leave out `SameSite=None` for the browsers that reject it (ingress-nginx's
+    /// `session-cookie-conditional-samesite-none`).
+    pub same_site_none_if_supported: bool,
+    /// `Secure` always; without it, `Secure` only on HTTPS requests.
+    pub secure: bool,
+    /// When the cookie's endpoint is listed but refuses the connection, point the cookie at the
+    /// endpoint that took the request instead of keeping it.
+    pub change_on_failure: bool,
+}
+
+impl CookieAffinity {
+    /// A cookie of this name with ingress-nginx's default attributes.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            path: None,
+            domain: None,
+            max_age: None,
+            expires: None,
+            same_site: None,
+            same_site_none_if_supported: false,
+            secure: false,
+            change_on_failure: false,
+        }
+    }
+}
+
+/// A cookie's `SameSite` attribute (RFC 6265bis §5.4.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SameSite {
+    /// Sent on same-site requests only.
+    Strict,
+    /// Also on top-level cross-site navigations.
+    Lax,
+    /// On every request; browsers require `Secure` with it.
+    None,
 }
 
 /// When a plain-HTTP request gets `308 Permanent Redirect` to `https://`.

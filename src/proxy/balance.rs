@@ -114,7 +114,7 @@ fn rendezvous(endpoints: &[Endpoint], hash: u64, usable: impl Fn(&&Endpoint) -> 
     endpoints.iter().filter(usable).max_by(|a, b| score(a).total_cmp(&score(b)))
 }
 
-fn addr_bytes(addr: SocketAddr) -> [u8; 18] {
+pub(super) fn addr_bytes(addr: SocketAddr) -> [u8; 18] {
     let mut bytes = [0u8; 18];
     let ip = match addr.ip() {
         IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
@@ -138,7 +138,7 @@ pub fn hash_key(key: &HashKey, headers: &HeaderMap, uri: &Uri, client: IpAddr) -
     }
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()

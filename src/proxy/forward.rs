@@ -7,6 +7,7 @@ use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQue
 use hyper::body::Incoming;
 
 use super::Proxy;
+use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
 use super::body::RequestBody;
 use super::error::ProxyError;
@@ -30,6 +31,9 @@ pub struct Sent {
     pub sender: Sender,
     /// Counts the exchange against the endpoint for least-connections.
     pub load: LoadGuard,
+    /// The affinity cookie the response must set (the route has affinity and the request's
+    /// cookie named no listed endpoint, or one that failed under `change_on_failure`).
+    pub set_cookie: Option<HeaderValue>,
 }
 
 /// Rewrites a client request for the backend: origin-form target, HTTP/1.1, the client's
@@ -67,16 +71,18 @@ pub async fn send(
         LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
         _ => None,
     };
+    let affinity = RequestAffinity::of(route, &proxy.config.affinity_key, req.headers(), client.scheme);
     let mut failed: Vec<SocketAddr> = Vec::new();
     let mut last_error = None;
     for _ in 0..MAX_ATTEMPTS {
-        let Some(endpoint) = pick(&route.backend, &route.policy.load_balancing, hash, &proxy.loads, &failed)
-        else {
-            break;
-        };
+        let endpoint = affinity
+            .as_ref()
+            .and_then(|a| a.preferred(&failed))
+            .or_else(|| pick(&route.backend, &route.policy.load_balancing, hash, &proxy.loads, &failed));
+        let Some(endpoint) = endpoint else { break };
         let addr = endpoint.addr;
-        let key = PoolKey { addr, tls: tls.is_some() };
-        let pooled = if fresh { None } else { proxy.pool.checkout(key).await };
+        let pool_key = PoolKey { addr, tls: tls.is_some() };
+        let pooled = if fresh { None } else { proxy.pool.checkout(pool_key).await };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(sender) => sender,
@@ -95,7 +101,10 @@ pub async fn send(
         };
         let load = proxy.loads.acquire(addr);
         match sender.try_send_request(req).await {
-            Ok(response) => return Ok(Sent { response, endpoint: key, sender, load }),
+            Ok(response) => {
+                let set_cookie = affinity.as_ref().and_then(|a| a.cookie_for(addr));
+                return Ok(Sent { response, endpoint: pool_key, sender, load, set_cookie });
+            }
             Err(mut error) => match error.take_message() {
                 Some(unsent) if reused => req = unsent,
                 _ => return Err(ProxyError::Backend { endpoint: addr, source: error.into_error() }),

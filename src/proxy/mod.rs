@@ -3,6 +3,7 @@
 //! Kubernetes.
 
 mod admission;
+mod affinity;
 mod backend_tls;
 mod balance;
 mod body;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tokio_util::task::TaskTracker;
 
+pub use affinity::AffinityKey;
 pub use backend_tls::unverified_client_config;
 pub use budget::default_max_connections;
 pub use drain::{Cause as DrainCause, Selector as DrainSelector};
@@ -67,6 +69,10 @@ pub struct ProxyConfig {
     /// Client connections (tunnels included) served at once; more are closed at accept.
     /// Default: what the open-files limit allows with a reserve ([`default_max_connections`]).
     pub max_connections: usize,
+    /// The secret affinity cookies are keyed with. Default: random, for this process only.
+    pub affinity_key: AffinityKey,
+    /// Offer WebSockets over HTTP/2 (RFC 8441 extended CONNECT). Default: on.
+    pub extended_connect: bool,
 }
 
 impl Default for ProxyConfig {
@@ -82,6 +88,8 @@ impl Default for ProxyConfig {
             server_header: true,
             verbose_errors: false,
             max_connections: budget::default_max_connections(),
+            affinity_key: AffinityKey::random(),
+            extended_connect: true,
         }
     }
 }

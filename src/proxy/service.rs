@@ -144,7 +144,8 @@ impl Proxy {
             let (parts, body) = req.into_parts();
             let (body, request_sent) = RequestBody::new(body);
             let req = Request::from_parts(parts, body);
-            let Sent { response, endpoint, sender, load } = send(self, route, req, client, false).await?;
+            let Sent { response, endpoint, sender, load, set_cookie } =
+                send(self, route, req, client, false).await?;
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // A 101 to a request that asked for no upgrade hawser tunnels (a stripped h2c).
                 return Err(ProxyError::UnwantedUpgrade { endpoint: endpoint.addr });
@@ -154,6 +155,9 @@ impl Proxy {
             let lease = Lease { connection: Some(connection), load: Some(load), request_sent };
             let mut response = response.map(|body| ProxyBody::backend(body, lease));
             strip_hop_by_hop(response.headers_mut(), false);
+            if let Some(cookie) = set_cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
             Ok((response, endpoint))
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ProxyError::HandshakeTimeout { timeout }))

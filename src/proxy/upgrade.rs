@@ -34,8 +34,11 @@ pub async fn upgrade(
     let budget = proxy.budgets.admit(route, client.ip)?;
     let client_side = hyper::upgrade::on(&mut req);
     let req = req.map(RequestBody::untracked);
-    let Sent { mut response, endpoint, load, .. } = send(proxy, route, req, client, true).await?;
+    let Sent { mut response, endpoint, load, set_cookie, .. } = send(proxy, route, req, client, true).await?;
     let endpoint = endpoint.addr;
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(http::header::SET_COOKIE, cookie);
+    }
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         strip_hop_by_hop(response.headers_mut(), false);
         let lease = Lease { connection: None, load: Some(load), request_sent: None };

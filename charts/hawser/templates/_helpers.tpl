@@ -109,3 +109,8 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
 - {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the session-affinity key (`affinity-key`). */}}
+{{- define "hawser.affinityKeySecret" -}}
+{{- .Values.affinityKey.existingSecret | default (printf "%s-affinity-key" (include "hawser.fullname" .)) }}
+{{- end }}
