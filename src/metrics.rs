@@ -67,18 +67,36 @@ struct BytesLabels {
     direction: &'static str,
 }
 
+/// `protocol` is how the client opened the connection: `h1` (HTTP/1.1 `Upgrade`) or `h2`
+/// (RFC 8441 extended CONNECT).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpgradeLabels {
+    route: Arc<str>,
+    reason: &'static str,
+    protocol: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CloseLabels {
     route: Arc<str>,
     /// The close code, `1005` for a close frame without one, `1006` when none was sent.
     code: u16,
     initiator: &'static str,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    route: Arc<str>,
+    direction: &'static str,
+    protocol: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabels {
     route: Arc<str>,
     side: &'static str,
+    protocol: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,13 +110,13 @@ struct CauseLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    upgrades: Family<ReasonLabels, Counter>,
+    upgrades: Family<UpgradeLabels, Counter>,
     tunnels_active: Family<TunnelLabels, Gauge>,
     tunnels_closed: Family<ReasonLabels, Counter>,
     tunnel_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     tunnel_bytes: Family<BytesLabels, Counter>,
     websocket_closes: Family<CloseLabels, Counter>,
-    websocket_messages: Family<BytesLabels, Counter>,
+    websocket_messages: Family<MessageLabels, Counter>,
     websocket_protocol_errors: Family<SideLabels, Counter>,
     drained: Family<CauseLabels, Counter>,
     table_generation: Gauge,
@@ -160,7 +178,7 @@ impl Metrics {
         registry.register("requests", "Responses sent, by route and status", metrics.requests.clone());
         registry.register(
             "upgrades",
-            "Upgrade (WebSocket) handshakes, by route and result",
+            "Upgrade (WebSocket) handshakes, by route, result and client protocol (h1, h2)",
             metrics.upgrades.clone(),
         );
         registry.register(
@@ -185,17 +203,17 @@ impl Metrics {
         );
         registry.register(
             "websocket_closes",
-            "Closed WebSockets, by route, first close code (1005: none given, 1006: no close frame) and who sent it",
+            "Closed WebSockets, by route, first close code (1005: none given, 1006: no close frame), who sent it and client protocol",
             metrics.websocket_closes.clone(),
         );
         registry.register(
             "websocket_messages",
-            "WebSocket data messages through closed tunnels, by route and direction",
+            "WebSocket data messages through closed tunnels, by route, direction and client protocol",
             metrics.websocket_messages.clone(),
         );
         registry.register(
             "websocket_protocol_errors",
-            "WebSockets closed with 1002 for breaking RFC 6455, by route and the side that broke it",
+            "WebSockets closed with 1002 for breaking RFC 6455, by route, the side that broke it and client protocol",
             metrics.websocket_protocol_errors.clone(),
         );
         registry.register(
@@ -241,10 +259,11 @@ impl Metrics {
         self.requests.get_or_create(&RequestLabels { route, status }).inc();
     }
 
-    /// Counts one upgrade handshake outcome (`upgraded`, `rejected`, or an error label).
-    pub fn upgrade(&self, route: Option<&Arc<str>>, result: &'static str) {
+    /// Counts one upgrade handshake outcome (`upgraded`, `rejected`, or an error label) of a
+    /// client that used `protocol` (`h1` or `h2`).
+    pub fn upgrade(&self, route: Option<&Arc<str>>, result: &'static str, protocol: &'static str) {
         let route = route.unwrap_or(&self.no_route).clone();
-        self.upgrades.get_or_create(&ReasonLabels { route, reason: result }).inc();
+        self.upgrades.get_or_create(&UpgradeLabels { route, reason: result, protocol }).inc();
     }
 
     /// Marks a tunnel open; the returned gauge must be handed back to [`Self::tunnel_closed`].
@@ -255,13 +274,13 @@ impl Metrics {
         gauge
     }
 
-    /// Records how a tunnel ended.
-    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, ended: &Closed) {
+    /// Records how a tunnel of a client that used `protocol` ended.
+    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, ended: &Closed, protocol: &'static str) {
         open.dec();
         let (reason, closed) = (ended.reason.label(), &ended.totals);
         self.tunnels_closed.get_or_create(&ReasonLabels { route: route.clone(), reason }).inc();
         if let Some(websocket) = &ended.websocket {
-            self.websocket_closed(route, ended.reason, websocket);
+            self.websocket_closed(route, ended.reason, websocket, protocol);
         }
         self.tunnel_seconds
             .get_or_create(&RouteLabels { route: route.clone() })
@@ -272,16 +291,23 @@ impl Metrics {
         self.tunnel_bytes.get_or_create(&downstream).inc_by(closed.backend_to_client);
     }
 
-    fn websocket_closed(&self, route: &Arc<str>, reason: CloseReason, websocket: &WebSocketTotals) {
+    fn websocket_closed(
+        &self,
+        route: &Arc<str>,
+        reason: CloseReason,
+        websocket: &WebSocketTotals,
+        protocol: &'static str,
+    ) {
         let (code, initiator) = match &websocket.close {
             Some(close) => (close.code.unwrap_or(1005), close.by.label()),
             None => (1006, initiator_of(reason)),
         };
-        self.websocket_closes.get_or_create(&CloseLabels { route: route.clone(), code, initiator }).inc();
+        let close = CloseLabels { route: route.clone(), code, initiator, protocol };
+        self.websocket_closes.get_or_create(&close).inc();
         let (from_client, from_backend) = websocket.messages;
-        let up = BytesLabels { route: route.clone(), direction: "client_to_backend" };
+        let up = MessageLabels { route: route.clone(), direction: "client_to_backend", protocol };
         self.websocket_messages.get_or_create(&up).inc_by(from_client);
-        let down = BytesLabels { route: route.clone(), direction: "backend_to_client" };
+        let down = MessageLabels { route: route.clone(), direction: "backend_to_client", protocol };
         self.websocket_messages.get_or_create(&down).inc_by(from_backend);
         let side = match reason {
             CloseReason::ProtocolError(Peer::Client) => Some("client"),
@@ -289,7 +315,8 @@ impl Metrics {
             _ => None,
         };
         if let Some(side) = side {
-            self.websocket_protocol_errors.get_or_create(&SideLabels { route: route.clone(), side }).inc();
+            let labels = SideLabels { route: route.clone(), side, protocol };
+            self.websocket_protocol_errors.get_or_create(&labels).inc();
         }
         if let CloseReason::Drained(cause) = reason {
             self.drained.get_or_create(&CauseLabels { route: route.clone(), cause: cause.label() }).inc();

@@ -257,19 +257,26 @@ async fn backend_closing_before_a_response_is_502() {
 }
 
 #[tokio::test]
-async fn slow_backend_is_504_after_the_handshake_timeout() {
+async fn slow_backends_get_504_after_the_response_or_handshake_timeout() {
     let silent = raw_backend(|stream| async move {
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(stream);
     })
     .await;
-    let policy = Policy { handshake_timeout: ms(300), ..Policy::default() };
+    let policy = Policy { handshake_timeout: ms(300), response_timeout: ms(900), ..Policy::default() };
     let proxy = TestProxy::with_config(simple_table(&[silent.addr], policy), verbose()).await;
+    // A plain request waits for the response timeout (a long poll is a plain request).
     let started = std::time::Instant::now();
     let (status, _, body) = get(proxy.addr, "a.test", "/").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(String::from_utf8_lossy(&body).contains("did not answer"));
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let waited = started.elapsed();
+    assert!(waited >= ms(900) && waited < Duration::from_secs(3), "{waited:?}");
+    // An upgrade waits for the handshake timeout.
+    let started = std::time::Instant::now();
+    assert_eq!(ws_refused(proxy.addr, "a.test", "/", &[]).await.status(), StatusCode::GATEWAY_TIMEOUT);
+    let waited = started.elapsed();
+    assert!(waited >= ms(300) && waited < ms(900), "{waited:?}");
 }
 
 #[tokio::test]

@@ -327,9 +327,9 @@ async fn oversized_messages_get_1009_and_the_metrics_say_who_closed() {
     assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, Some(1009));
     eventually("the backend's 1001", || (codes.lock().unwrap().first() == Some(&1001)).then_some(())).await;
     for line in [
-        r#"hawser_websocket_closes_total{route="wsroute/default/chat/0/0",code="1009",initiator="hawser"} 1"#,
+        r#"hawser_websocket_closes_total{route="wsroute/default/chat/0/0",code="1009",initiator="hawser",protocol="h1"} 1"#,
         r#"hawser_tunnels_closed_total{route="wsroute/default/chat/0/0",reason="message_too_big"} 1"#,
-        r#"hawser_websocket_messages_total{route="wsroute/default/chat/0/0",direction="client_to_backend"} 1"#,
+        r#"hawser_websocket_messages_total{route="wsroute/default/chat/0/0",direction="client_to_backend",protocol="h1"} 1"#,
     ] {
         metrics_with(admin, line).await;
     }

@@ -189,7 +189,9 @@ async fn non_101_answers_are_relayed() {
     assert_eq!(response.body().as_deref(), Some(&b"go away"[..]));
     let text = proxy.metrics.render(&proxy.table);
     assert!(
-        text.contains(r#"hawser_upgrades_total{route="default/r",reason="refused_by_backend"} 1"#),
+        text.contains(
+            r#"hawser_upgrades_total{route="default/r",reason="refused_by_backend",protocol="h1"} 1"#
+        ),
         "{text}"
     );
 }
@@ -283,7 +285,11 @@ async fn connection_budgets_answer_503_before_the_upgrade() {
     let refused = ws_refused(proxy.addr, "chat.test", "/ws", &[]).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
-    metrics_containing(&proxy, r#"hawser_upgrades_total{route="default/r",reason="client_budget"} 1"#).await;
+    metrics_containing(
+        &proxy,
+        r#"hawser_upgrades_total{route="default/r",reason="client_budget",protocol="h1"} 1"#,
+    )
+    .await;
     let accepted_after = seen(&get(echo.addr, "x", "/").await.2).connection;
     assert_eq!(accepted_after, accepted_before + 1, "the refused handshake reached the backend");
     // Closing a tunnel gives its place back.
@@ -315,7 +321,10 @@ async fn tunnel_metrics_and_bytes_are_recorded() {
     let text =
         metrics_containing(&proxy, r#"hawser_tunnels_closed_total{route="default/r",reason="backend"} 1"#)
             .await;
-    assert!(text.contains(r#"hawser_upgrades_total{route="default/r",reason="upgraded"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"hawser_upgrades_total{route="default/r",reason="upgraded",protocol="h1"} 1"#),
+        "{text}"
+    );
     assert!(
         text.contains(r#"hawser_tunnel_bytes_total{route="default/r",direction="client_to_backend"}"#),
         "{text}"
@@ -348,7 +357,7 @@ async fn shutdown_sends_1001_within_the_window_and_closes_what_is_left_at_the_de
     assert!(text.contains(r#"hawser_tunnels_closed_total{route="default/r",reason="shutdown"} 1"#), "{text}");
     assert!(text.contains(r#"hawser_drained_total{route="default/r",cause="shutdown"} 1"#), "{text}");
     assert!(
-        text.contains(r#"hawser_websocket_closes_total{route="default/r",code="1001",initiator="hawser"} 1"#),
+        text.contains(r#"hawser_websocket_closes_total{route="default/r",code="1001",initiator="hawser",protocol="h1"} 1"#),
         "{text}"
     );
 }

@@ -297,6 +297,7 @@ fn apply_nginx_timeouts(nginx: &BTreeMap<&str, &str>, policy: &mut Policy, repor
                 idle = Some(idle.map_or(timeout, |current| current.max(timeout)));
                 if key == "proxy-read-timeout" {
                     policy.handshake_timeout = timeout;
+                    policy.response_timeout = timeout;
                 }
                 let how = "idle timeout = the larger of proxy-read-timeout and proxy-send-timeout (no byte in either direction)";
                 reporter.report(Reason::Translated, field, how);
@@ -360,6 +361,7 @@ fn apply_hawser(
     Some(match key {
         "idle-timeout" => honored(values::optional_duration(value).map(|d| policy.idle_timeout = d)),
         "handshake-timeout" => honored(values::duration(value).map(|d| policy.handshake_timeout = d)),
+        "response-timeout" => honored(values::duration(value).map(|d| policy.response_timeout = d)),
         "connect-timeout" => honored(values::duration(value).map(|d| policy.connect_timeout = d)),
         "max-connection-duration" => {
             honored(values::optional_duration(value).map(|d| policy.max_connection_duration = d))

@@ -398,6 +398,7 @@ fn hawser_annotations() {
         ("idle-timeout", "2h", Box::new(|p| p.idle_timeout == Some(Duration::from_secs(7200)))),
         ("idle-timeout", "0s", Box::new(|p| p.idle_timeout.is_none())),
         ("handshake-timeout", "5s", Box::new(|p| p.handshake_timeout == Duration::from_secs(5))),
+        ("response-timeout", "45s", Box::new(|p| p.response_timeout == Duration::from_secs(45))),
         ("connect-timeout", "500ms", Box::new(|p| p.connect_timeout == Duration::from_millis(500))),
         (
             "max-connection-duration",
@@ -487,6 +488,7 @@ fn nginx_annotations_are_translated() {
     let policy = policy_of(&timeouts);
     assert_eq!(policy.idle_timeout, Some(Duration::from_secs(3600)));
     assert_eq!(policy.handshake_timeout, Duration::from_secs(3600));
+    assert_eq!(policy.response_timeout, Duration::from_secs(3600));
     assert_eq!(policy.connect_timeout, Duration::from_secs(2));
     let send_only = policy_of(&nginx(&[("proxy-send-timeout", "30")]));
     assert_eq!(send_only.idle_timeout, Some(Duration::from_secs(30)));
@@ -559,6 +561,7 @@ spec:
     backends: [{name: web, port: 80}]
     idleTimeout: 90s
     handshakeTimeout: 2s
+    responseTimeout: 25s
     maxConnectionDuration: 24h
     loadBalancing: {strategy: ConsistentHash, hashOn: {query: room}}
     allowedOrigins: [https://chat.a.com]
@@ -586,6 +589,7 @@ fn websocket_routes_with_defaults_weights_and_policy() {
     let first = built.table.lookup("chat.a.com", "/ws/room", header).unwrap();
     assert_eq!(first.policy.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
     assert_eq!(first.policy.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!(first.policy.response_timeout, Duration::from_secs(60), "long polls fit");
     assert_eq!(first.policy.max_connection_duration, None);
     // WebSocketRoutes ping quiet sides every 30 s unless told otherwise.
     assert_eq!(first.policy.ping_interval, Some(Duration::from_secs(30)));
@@ -596,6 +600,7 @@ fn websocket_routes_with_defaults_weights_and_policy() {
         (Some(Duration::from_secs(90)), Duration::from_secs(2))
     );
     assert_eq!(slow.max_connection_duration, Some(Duration::from_secs(86400)));
+    assert_eq!(slow.response_timeout, Duration::from_secs(25));
     assert_eq!(slow.load_balancing, LoadBalancing::ConsistentHash(HashKey::Query("room".into())));
     assert_eq!((slow.max_connections, slow.max_connections_per_client), (Some(100), Some(3)));
     assert_eq!((slow.allowed_origins.len(), slow.source_ranges.len()), (1, 1));

@@ -77,6 +77,12 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub handshake_timeout: Option<String>,
+    /// A plain request (not an upgrade) must get its response head within this, connects and
+    /// retries included. Long-polling transports (socket.io, SignalR) hold requests open up to
+    /// their ping interval. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub response_timeout: Option<String>,
     /// Close a connection this long after it opened, busy or not. Default `0s`: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]

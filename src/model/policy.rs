@@ -18,10 +18,15 @@ pub struct Policy {
     /// TCP connect to one endpoint. Default 5 s (ingress-nginx's `proxy-connect-timeout`).
     #[serde(serialize_with = "duration")]
     pub connect_timeout: Duration,
-    /// From the start of forwarding until the backend's response head (or `101`) arrived,
-    /// connects and retries included. Default 60 s.
+    /// From the start of forwarding an upgrade until the backend's `101` (or other answer)
+    /// arrived, connects and retries included. Default 60 s.
     #[serde(serialize_with = "duration")]
     pub handshake_timeout: Duration,
+    /// The same for a plain request, until its response head: long-polling transports
+    /// (socket.io, SignalR) hold requests open for up to this. Default 60 s
+    /// (ingress-nginx's `proxy-read-timeout`).
+    #[serde(serialize_with = "duration")]
+    pub response_timeout: Duration,
     /// Close a tunnel this long after the upgrade whatever it does. `None`: unlimited.
     #[serde(serialize_with = "opt_duration")]
     pub max_connection_duration: Option<Duration>,
@@ -75,6 +80,7 @@ impl Default for Policy {
             idle_timeout: Some(Duration::from_secs(60)),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(60),
+            response_timeout: Duration::from_secs(60),
             max_connection_duration: None,
             load_balancing: LoadBalancing::RoundRobin,
             affinity: None,

@@ -59,10 +59,12 @@ pub enum ProxyError {
     BadPath(#[from] super::path::PathError),
     #[error("the route's object asks for a restriction hawser does not enforce")]
     Refused,
-    #[error("CONNECT is not served")]
+    #[error("CONNECT is not served (only RFC 8441's extended CONNECT for websocket)")]
     MethodNotAllowed,
     #[error("backend {endpoint} switched to a protocol this route does not tunnel")]
     UnwantedUpgrade { endpoint: SocketAddr },
+    #[error("backend {endpoint} answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
+    BadHandshake { endpoint: SocketAddr },
 }
 
 impl ProxyError {
@@ -74,9 +76,10 @@ impl ProxyError {
             | Self::RouteBudget { .. }
             | Self::ClientBudget { .. }
             | Self::Refused => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect { .. } | Self::Backend { .. } | Self::UnwantedUpgrade { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Connect { .. }
+            | Self::Backend { .. }
+            | Self::UnwantedUpgrade { .. }
+            | Self::BadHandshake { .. } => StatusCode::BAD_GATEWAY,
             Self::ConnectTimeout { .. } | Self::HandshakeTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::OriginForbidden { .. } | Self::SourceForbidden { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
@@ -90,6 +93,7 @@ impl ProxyError {
             Self::NoRoute | Self::NoEndpoint { .. } | Self::Refused => Culprit::Config,
             Self::Connect { .. }
             | Self::UnwantedUpgrade { .. }
+            | Self::BadHandshake { .. }
             | Self::ConnectTimeout { .. }
             | Self::Backend { .. }
             | Self::HandshakeTimeout { .. } => Culprit::Backend,
@@ -120,6 +124,7 @@ impl ProxyError {
             Self::Refused => "refused",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UnwantedUpgrade { .. } => "unwanted_upgrade",
+            Self::BadHandshake { .. } => "bad_handshake",
         }
     }
 

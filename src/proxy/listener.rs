@@ -86,6 +86,11 @@ fn http_builders(proxy: &Proxy) -> (http1::Builder, http2::Builder<TokioExecutor
         .max_buf_size(max_header_bytes);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new()).max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+    if proxy.config.extended_connect {
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3): browsers then open WebSockets as
+        // streams of the connection they already have.
+        h2.enable_connect_protocol();
+    }
     (h1, h2)
 }
 

@@ -11,6 +11,7 @@ mod budget;
 mod copy;
 mod drain;
 mod error;
+mod extended_connect;
 mod forward;
 mod frames;
 mod headers;

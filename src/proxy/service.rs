@@ -13,6 +13,7 @@ use super::Proxy;
 use super::admission::check_source;
 use super::body::{Lease, ProxyBody, RequestBody};
 use super::error::ProxyError;
+use super::extended_connect::{Handshake, connect_protocol};
 use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
 use super::path::{EncodedSlashes, normalize as normalize_path};
@@ -25,7 +26,8 @@ use crate::model::{HttpsRedirect, Route, VirtualHost, normalize_host};
 struct Outcome {
     route: Option<Arc<str>>,
     endpoint: Option<SocketAddr>,
-    upgrade: bool,
+    /// How the client asked for an upgrade the route tunnels, if it did.
+    upgrade: Option<Handshake>,
     error: Option<ProxyError>,
 }
 
@@ -52,9 +54,9 @@ impl Proxy {
         }
         let status = response.status().as_u16();
         self.metrics.request(outcome.route.as_ref(), status);
-        if outcome.upgrade && status != 101 {
+        if let Some(handshake) = outcome.upgrade.filter(|h| h.success() != status) {
             let result = outcome.error.as_ref().map_or("refused_by_backend", ProxyError::label);
-            self.metrics.upgrade(outcome.route.as_ref(), result);
+            self.metrics.upgrade(outcome.route.as_ref(), result, handshake.label());
         }
         let Some((method, path)) = logged else { return response };
         let route = outcome.route.as_deref().unwrap_or("");
@@ -67,7 +69,8 @@ impl Proxy {
             request_id = id.to_str().unwrap_or_default(),
             endpoint = outcome.endpoint.map(|e| e.to_string()),
             status,
-            upgrade = outcome.upgrade,
+            upgrade = outcome.upgrade.is_some(),
+            protocol = outcome.upgrade.map(Handshake::label),
             error = outcome.error.as_ref().map(|e| e.to_string()),
             culprit = outcome.error.as_ref().map(|e| format!("{:?}", e.culprit())),
             duration_ms = started.elapsed().as_millis() as u64,
@@ -80,7 +83,13 @@ impl Proxy {
         req: Request<Incoming>,
         client: &Client,
     ) -> (Response<ProxyBody>, Outcome) {
-        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        let upgrade = if req.version() == Version::HTTP_11 && is_upgrade(req.headers()) {
+            Some(Handshake::Http1)
+        } else {
+            connect_protocol(&req)
+                .is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
+                .then_some(Handshake::Http2)
+        };
         let mut outcome = Outcome { route: None, endpoint: None, upgrade, error: None };
         match self.forward(req, client, &mut outcome).await {
             Ok((response, endpoint)) => {
@@ -119,8 +128,11 @@ impl Proxy {
             return Ok((https_redirect(&name, req.uri()), None));
         }
         // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
-        outcome.upgrade = outcome.upgrade && admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades);
-        prepare_request(&mut req, client, &host, outcome.upgrade);
+        outcome.upgrade = outcome.upgrade.filter(|handshake| match handshake {
+            Handshake::Http1 => admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades),
+            Handshake::Http2 => true,
+        });
+        prepare_request(&mut req, client, &host, outcome.upgrade.is_some());
         let (response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
         Ok((response, Some(endpoint)))
     }
@@ -130,16 +142,19 @@ impl Proxy {
         route: &Arc<Route>,
         req: Request<Incoming>,
         client: &Client,
-        is_upgrade: bool,
+        handshake: Option<Handshake>,
     ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
         if route.policy.refused {
             return Err(ProxyError::Refused);
         }
         check_source(&route.policy, client.ip)?;
-        let timeout = route.policy.handshake_timeout;
+        let timeout = match handshake {
+            Some(_) => route.policy.handshake_timeout,
+            None => route.policy.response_timeout,
+        };
         let exchange = async {
-            if is_upgrade {
-                return upgrade(self, route, req, client).await;
+            if let Some(handshake) = handshake {
+                return upgrade(self, route, req, client, handshake).await;
             }
             let (parts, body) = req.into_parts();
             let (body, request_sent) = RequestBody::new(body);

@@ -8,16 +8,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderName, HeaderValue, Method, Request, Version, header};
 
 use super::error::ProxyError;
+use super::extended_connect::connect_protocol;
 
 /// The request id header, passed to the backend and put on hawser's own error answers.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied request id kept; a longer (or non-token) one is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Refuses targets hawser does not serve: `CONNECT` (405; the HTTP/2 extended CONNECT of RFC
-/// 8441 is not offered yet) and the authority-form outside `CONNECT` (400, RFC 9112 §3.2.3).
+/// Refuses targets hawser does not serve: `CONNECT` (405) but RFC 8441's extended CONNECT for a
+/// WebSocket, and the authority-form outside `CONNECT` (400, RFC 9112 §3.2.3).
 pub fn check_form<B>(req: &Request<B>) -> Result<(), ProxyError> {
-    if req.method() == Method::CONNECT {
+    let websocket = connect_protocol(req).is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+    if req.method() == Method::CONNECT && !websocket {
         return Err(ProxyError::MethodNotAllowed);
     }
     let uri = req.uri();

@@ -16,12 +16,14 @@ use super::admission::{BudgetGuard, check_origin};
 use super::body::{Lease, ProxyBody, RequestBody};
 use super::drain::Subscription;
 use super::error::ProxyError;
+use super::extended_connect::{Handshake, to_http1_handshake, to_http2_response};
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
 use super::tunnel::{self, Closed, Early, Limits, Ping, WebSocketLimits};
 use crate::model::Route;
 
-/// Answers an upgrade request: checks the Origin and the budgets before anything reaches the
+/// Answers an upgrade request (an HTTP/1.1 `Upgrade` or an HTTP/2 extended CONNECT, which the
+/// backend sees as the former): checks the Origin and the budgets before anything reaches the
 /// backend, then relays the backend's answer. On `101` a task joins the two sides; the route's
 /// `Arc` goes with it, so later table swaps cannot touch the tunnel.
 pub async fn upgrade(
@@ -29,10 +31,12 @@ pub async fn upgrade(
     route: &Arc<Route>,
     mut req: Request<Incoming>,
     client: &Client,
+    handshake: Handshake,
 ) -> Result<(Response<ProxyBody>, std::net::SocketAddr), ProxyError> {
     check_origin(&route.policy, req.headers())?;
     let budget = proxy.budgets.admit(route, client.ip)?;
     let client_side = hyper::upgrade::on(&mut req);
+    let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
     let req = req.map(RequestBody::untracked);
     let Sent { mut response, endpoint, load, set_cookie, .. } = send(proxy, route, req, client, true).await?;
     let endpoint = endpoint.addr;
@@ -40,6 +44,10 @@ pub async fn upgrade(
         response.headers_mut().append(http::header::SET_COOKIE, cookie);
     }
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // A 2xx would tell an HTTP/2 client its tunnel is open.
+        if accept.is_some() && response.status().is_success() {
+            return Err(ProxyError::BadHandshake { endpoint });
+        }
         strip_hop_by_hop(response.headers_mut(), false);
         let lease = Lease { connection: None, load: Some(load), request_sent: None };
         return Ok((response.map(|body| ProxyBody::backend(body, lease)), endpoint));
@@ -50,13 +58,16 @@ pub async fn upgrade(
     }
     // Only a WebSocket is tracked frame by frame; any other allowed upgrade stays a byte tunnel.
     let websocket = switched_to.is_some_and(|p| p.trim().eq_ignore_ascii_case("websocket"));
+    if let Some(accept) = &accept {
+        to_http2_response(&mut response, accept, endpoint)?;
+    }
     let backend_side = hyper::upgrade::on(&mut response);
     // Counted and listening for drains from now on, before the client sees the 101.
     let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
-    let tunnel =
-        Tunnel { proxy: proxy.clone(), route: route.clone(), endpoint, budget, load, websocket, signals };
-    proxy.tunnels.spawn(tunnel.run(client_side, backend_side));
-    strip_hop_by_hop(response.headers_mut(), true);
+    let (proxy, route) = (proxy.clone(), route.clone());
+    let tunnel = Tunnel { proxy, route, endpoint, budget, load, websocket, handshake, signals };
+    tunnel.proxy.tunnels.clone().spawn(tunnel.run(client_side, backend_side));
+    strip_hop_by_hop(response.headers_mut(), handshake == Handshake::Http1);
     Ok((response.map(|_| ProxyBody::empty()), endpoint))
 }
 
@@ -68,6 +79,7 @@ struct Tunnel {
     budget: BudgetGuard,
     load: super::balance::LoadGuard,
     websocket: bool,
+    handshake: Handshake,
     signals: Subscription,
 }
 
@@ -85,16 +97,18 @@ impl Tunnel {
                 Ok(sides) => sides,
                 Err(error) => {
                     tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
-                    self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete");
+                    let protocol = self.handshake.label();
+                    self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete", protocol);
                     return;
                 }
             };
             let metrics = &self.proxy.metrics;
-            metrics.upgrade(Some(&self.route.name), "upgraded");
+            let protocol = self.handshake.label();
+            metrics.upgrade(Some(&self.route.name), "upgraded", protocol);
             let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
             let closed = join(client, backend, self.limits(), self.signals).await;
-            metrics.tunnel_closed(open, &self.route.name, &closed);
-            log_closed(&self.route.name, self.endpoint, &closed);
+            metrics.tunnel_closed(open, &self.route.name, &closed, protocol);
+            log_closed(&self.route.name, self.endpoint, protocol, &closed);
             drop((self.budget, self.load));
         }
     }
@@ -110,13 +124,14 @@ impl Tunnel {
 }
 
 /// The tunnel's access-log line: how it ended, the first close frame, what it carried.
-fn log_closed(route: &str, endpoint: std::net::SocketAddr, closed: &Closed) {
+fn log_closed(route: &str, endpoint: std::net::SocketAddr, protocol: &str, closed: &Closed) {
     let close = closed.websocket.as_ref().and_then(|w| w.close.as_ref());
     let messages = closed.websocket.as_ref().map(|w| w.messages);
     tracing::info!(
         target: "hawser::access",
         route,
         %endpoint,
+        protocol,
         closed_by = closed.reason.label(),
         close_code = close.and_then(|c| c.code),
         close_reason = close.map(|c| c.reason.as_str()),
