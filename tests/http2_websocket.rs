@@ -196,3 +196,54 @@ async fn turned_off_the_setting_is_not_offered() {
     // The client refuses to send what the server did not offer (RFC 8441 §4).
     assert!(sender.send_request(req).await.is_err());
 }
+
+#[tokio::test]
+async fn the_lifecycle_applies_to_h2_streams() {
+    let backend = echo("e").await;
+    let policy = Policy { idle_timeout: Some(ms(300)), ..Policy::default() };
+    let proxy = TestProxy::start(simple_table(&[backend.addr], policy)).await;
+    let mut sender = h2c(proxy.addr).await;
+    let mut ws = open(&mut sender, "http://a.test/chat", &[]).await.unwrap();
+    echoed(&mut ws, Message::text("then silence")).await;
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => {
+            assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1001, "idle timeout"))
+        }
+        other => panic!("expected hawser's close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reset_stream_ends_the_backend_connection_and_a_dead_backend_ends_the_stream() {
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let backend = raw_backend(move |stream| {
+        let ended = ended_tx.clone();
+        async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            while let Some(Ok(message)) = ws.next().await {
+                if message == Message::text("drop dead") {
+                    return; // TCP closes without a close frame
+                }
+                if message.is_text() {
+                    ws.send(message).await.unwrap();
+                }
+            }
+            let _ = ended.send(());
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(simple_table(&[backend.addr], Policy::default())).await;
+    let mut sender = h2c(proxy.addr).await;
+    // The client abandons its stream (RST_STREAM): the backend's connection ends.
+    let mut ws = open(&mut sender, "http://a.test/chat", &[]).await.unwrap();
+    echoed(&mut ws, Message::text("hello")).await;
+    drop(ws);
+    tokio::time::timeout(std::time::Duration::from_secs(5), ended.recv()).await.unwrap();
+    // The backend dies: the client's stream ends, and the connection serves on.
+    let mut ws = open(&mut sender, "http://a.test/chat", &[]).await.unwrap();
+    ws.send(Message::text("drop dead")).await.unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap();
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    let mut again = open(&mut sender, "http://a.test/chat", &[]).await.unwrap();
+    echoed(&mut again, Message::text("the connection lives on")).await;
+}
