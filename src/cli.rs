@@ -143,6 +143,10 @@ pub struct RunArgs {
     /// Largest request head accepted, in bytes (at least 8192); larger heads get 431.
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(8192..))]
     pub max_header_bytes: u32,
+    /// Time a client has between two parts of a request body; a client that stalls longer
+    /// gets `408` and the backend exchange is abandoned (nginx's `client_body_timeout`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub request_body_timeout: Duration,
     /// Time a client has to send a complete request head (e.g. `30s`).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
@@ -177,6 +181,7 @@ impl RunArgs {
                 .as_deref()
                 .map_or_else(crate::proxy::AffinityKey::random, crate::proxy::AffinityKey::from_secret),
             extended_connect: self.http2_websockets,
+            request_body_timeout: self.request_body_timeout,
             ..ProxyConfig::default()
         }
     }

@@ -139,3 +139,64 @@ async fn at_the_descriptor_limit_new_connections_are_refused_and_admin_still_ans
 }
 
 const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
+
+/// A backend that reads the whole request body, then answers with its length.
+async fn body_reader() -> Server {
+    backend(|req: http::Request<hyper::body::Incoming>| async move {
+        use http_body_util::BodyExt;
+        let length = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+        http::Response::new(full_body(format!("read {length}")))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_gets_408_and_a_slow_steady_one_gets_through() {
+    let reader = body_reader().await;
+    let config = ProxyConfig { request_body_timeout: ms(300), ..ProxyConfig::default() };
+    let policy = Policy { response_timeout: ms(500), ..Policy::default() };
+    let proxy = TestProxy::with_config(simple_table(&[reader.addr], policy), config).await;
+    // Ten bytes of a hundred, then nothing.
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // Ten bytes every 150 ms for 1.5 s: longer than the response timeout, never stalled.
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n").await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(ms(150)).await;
+        stream.write_all(b"0123456789").await.unwrap();
+    }
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("read 100"), "{answer}");
+}
+
+#[tokio::test]
+async fn the_header_limit_is_exact() {
+    let echo = echo("a").await;
+    let config = ProxyConfig { max_header_bytes: 8192, ..ProxyConfig::default() };
+    let proxy = TestProxy::with_config(simple_table(&[echo.addr], Policy::default()), config).await;
+    // "GET / HTTP/1.1\r\n" + "Host: a.test\r\n" + "X-Fill: …\r\n" + "\r\n"
+    let head =
+        |fill: usize| format!("GET / HTTP/1.1\r\nHost: a.test\r\nX-Fill: {}\r\n\r\n", "f".repeat(fill));
+    let exact = 8192 - head(0).len();
+    assert_eq!(head(exact).len(), 8192);
+    for (fill, status) in [(exact, "200"), (exact + 1, "431"), (exact + 4096, "431")] {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(head(fill).as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 64];
+        let n = stream.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert_eq!(answer.get(9..12), Some(status), "{} bytes: {answer}", head(fill).len());
+    }
+}

@@ -1,15 +1,19 @@
 //! The body types of the proxy: the response body (nothing, a short message, or a backend's
 //! streamed body that hands its pooled connection back once the last byte went through), and
-//! the request body on its way to a backend, which tells whether it was sent whole.
+//! the request body on its way to a backend, which tells whether it was sent whole and ends
+//! with an error when its client stalls.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep, sleep};
 
 use super::balance::LoadGuard;
 use super::pool::PooledConnection;
@@ -44,30 +48,59 @@ pub struct RequestBody {
     body: Incoming,
     /// Set once the last frame went out; `None` for a body that was empty from the start.
     sent: Option<Arc<AtomicBool>>,
+    /// The client must send the next part of the body within this (nginx's
+    /// `client_body_timeout`), so a slow body cannot hold a backend connection for ever.
+    stall: Option<Stall>,
 }
+
+/// The deadline for the next part of a request body.
+#[derive(Debug)]
+struct Stall {
+    limit: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+/// The error a request body ends with when its client stalled.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no part of the request body for {0:?}")]
+pub struct BodyStalled(pub Duration);
 
 impl RequestBody {
     /// Wraps `body`; the flag (absent for an empty body) turns true once it was sent whole.
-    pub fn new(body: Incoming) -> (Self, Option<Arc<AtomicBool>>) {
+    /// Each part of the body must come within `stall_limit` of the previous one (or of the
+    /// first poll).
+    pub fn new(body: Incoming, stall_limit: Duration) -> (Self, Option<Arc<AtomicBool>>) {
         let sent = (!body.is_end_stream()).then(Arc::default);
-        (Self { body, sent: sent.clone() }, sent)
+        let stall = sent.is_some().then(|| Stall { limit: stall_limit, timer: Box::pin(sleep(stall_limit)) });
+        (Self { body, sent: sent.clone(), stall }, sent)
     }
 
     /// Wraps `body` when nobody needs to know when it was sent (upgrades own their connection).
     pub fn untracked(body: Incoming) -> Self {
-        Self { body, sent: None }
+        Self { body, sent: None, stall: None }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                let Some(stall) = &mut self.stall else { return Poll::Pending };
+                ready!(stall.timer.as_mut().poll(cx));
+                return Poll::Ready(Some(Err(Box::new(BodyStalled(stall.limit)))));
+            }
+        };
+        if let Some(stall) = &mut self.stall {
+            let next = Instant::now() + stall.limit;
+            stall.timer.as_mut().reset(next);
+        }
         let ended = match &frame {
             None => true,
             Some(Ok(_)) => self.body.is_end_stream(),
@@ -76,7 +109,7 @@ impl Body for RequestBody {
         if let (true, Some(sent)) = (ended, &self.sent) {
             sent.store(true, Ordering::Release);
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

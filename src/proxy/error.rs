@@ -45,6 +45,8 @@ pub enum ProxyError {
     },
     #[error("backend did not answer within {timeout:?}")]
     HandshakeTimeout { timeout: Duration },
+    #[error("the client sent no part of the request body for {timeout:?}")]
+    RequestBodyTimeout { timeout: Duration },
     #[error("origin {origin:?} is not allowed on this route")]
     OriginForbidden { origin: String },
     #[error("client address {ip} is outside the route's source ranges")]
@@ -63,6 +65,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("backend {endpoint} switched to a protocol this route does not tunnel")]
     UnwantedUpgrade { endpoint: SocketAddr },
+    #[error("the request head is larger than --max-header-bytes")]
+    HeadersTooLarge,
     #[error("backend {endpoint} answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
     BadHandshake { endpoint: SocketAddr },
 }
@@ -84,6 +88,8 @@ impl ProxyError {
             Self::OriginForbidden { .. } | Self::SourceForbidden { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -103,6 +109,8 @@ impl ProxyError {
             | Self::ClientBudget { .. }
             | Self::BadRequest { .. }
             | Self::MethodNotAllowed
+            | Self::RequestBodyTimeout { .. }
+            | Self::HeadersTooLarge
             | Self::BadPath(_) => Culprit::Client,
         }
     }
@@ -125,6 +133,8 @@ impl ProxyError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UnwantedUpgrade { .. } => "unwanted_upgrade",
             Self::BadHandshake { .. } => "bad_handshake",
+            Self::RequestBodyTimeout { .. } => "request_body_timeout",
+            Self::HeadersTooLarge => "headers_too_large",
         }
     }
 

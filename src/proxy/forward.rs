@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
-use super::body::RequestBody;
+use super::body::{BodyStalled, RequestBody};
 use super::error::ProxyError;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolKey, Sender, connect};
@@ -107,9 +107,21 @@ pub async fn send(
             }
             Err(mut error) => match error.take_message() {
                 Some(unsent) if reused => req = unsent,
-                _ => return Err(ProxyError::Backend { endpoint: addr, source: error.into_error() }),
+                _ => return Err(backend_error(addr, error.into_error())),
             },
         }
     }
     Err(last_error.unwrap_or_else(|| ProxyError::NoEndpoint { route: route.name.to_string() }))
+}
+
+/// A failed exchange: the client's stalled body (`408`), or the backend's failure.
+fn backend_error(endpoint: SocketAddr, error: hyper::Error) -> ProxyError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(current) = cause {
+        if let Some(stalled) = current.downcast_ref::<BodyStalled>() {
+            return ProxyError::RequestBodyTimeout { timeout: stalled.0 };
+        }
+        cause = current.source();
+    }
+    ProxyError::Backend { endpoint, source: error }
 }

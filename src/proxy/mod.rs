@@ -74,6 +74,9 @@ pub struct ProxyConfig {
     pub affinity_key: AffinityKey,
     /// Offer WebSockets over HTTP/2 (RFC 8441 extended CONNECT). Default: on.
     pub extended_connect: bool,
+    /// A client must send each part of a request body within this. Default 60 s (nginx's
+    /// `client_body_timeout`).
+    pub request_body_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -91,6 +94,7 @@ impl Default for ProxyConfig {
             max_connections: budget::default_max_connections(),
             affinity_key: AffinityKey::random(),
             extended_connect: true,
+            request_body_timeout: Duration::from_secs(60),
         }
     }
 }

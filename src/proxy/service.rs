@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, Version, header};
@@ -18,7 +19,7 @@ use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::PooledConnection;
-use super::target::{REQUEST_ID, check_form, request_host, request_id};
+use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
 use crate::model::{HttpsRedirect, Route, VirtualHost, normalize_host};
 
@@ -35,16 +36,15 @@ impl Proxy {
     /// Answers one request. Never fails: every error becomes a response here.
     pub(super) async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         client: Client,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let id = request_id(&req);
-        req.headers_mut().insert(&REQUEST_ID, id.clone());
         // The access log is off in most benchmarks and busy clusters: copy nothing for it then.
         let logged = tracing::enabled!(target: "hawser::access", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().path().to_owned()));
-        let (mut response, outcome) = self.route_request(req, &client).await;
+        let (mut response, outcome) = self.route_request(req, &client, &id).await;
         if outcome.error.is_some() {
             // Ties the client's error to the access-log line.
             response.headers_mut().insert(&REQUEST_ID, id.clone());
@@ -82,6 +82,7 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Incoming>,
         client: &Client,
+        id: &HeaderValue,
     ) -> (Response<ProxyBody>, Outcome) {
         let upgrade = if req.version() == Version::HTTP_11 && is_upgrade(req.headers()) {
             Some(Handshake::Http1)
@@ -91,7 +92,7 @@ impl Proxy {
                 .then_some(Handshake::Http2)
         };
         let mut outcome = Outcome { route: None, endpoint: None, upgrade, error: None };
-        match self.forward(req, client, &mut outcome).await {
+        match self.forward(req, client, id, &mut outcome).await {
             Ok((response, endpoint)) => {
                 outcome.endpoint = endpoint;
                 (response, outcome)
@@ -110,9 +111,12 @@ impl Proxy {
         self: &Arc<Self>,
         mut req: Request<Incoming>,
         client: &Client,
+        id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Result<(Response<ProxyBody>, Option<SocketAddr>), ProxyError> {
         check_form(&req)?;
+        check_head_size(&req, self.config.max_header_bytes)?;
+        req.headers_mut().insert(&REQUEST_ID, id.clone());
         let host = request_host(&req)?;
         normalize_request_path(&mut req, self.config.encoded_slashes)?;
         let table = self.table.load();
@@ -148,34 +152,47 @@ impl Proxy {
             return Err(ProxyError::Refused);
         }
         check_source(&route.policy, client.ip)?;
-        let timeout = match handshake {
-            Some(_) => route.policy.handshake_timeout,
-            None => route.policy.response_timeout,
-        };
-        let exchange = async {
-            if let Some(handshake) = handshake {
-                return upgrade(self, route, req, client, handshake).await;
-            }
-            let (parts, body) = req.into_parts();
-            let (body, request_sent) = RequestBody::new(body);
-            let req = Request::from_parts(parts, body);
-            let Sent { response, endpoint, sender, load, set_cookie } =
-                send(self, route, req, client, false).await?;
-            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                // A 101 to a request that asked for no upgrade hawser tunnels (a stripped h2c).
-                return Err(ProxyError::UnwantedUpgrade { endpoint: endpoint.addr });
-            }
-            let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
-            let endpoint = endpoint.addr;
-            let lease = Lease { connection: Some(connection), load: Some(load), request_sent };
-            let mut response = response.map(|body| ProxyBody::backend(body, lease));
-            strip_hop_by_hop(response.headers_mut(), false);
-            if let Some(cookie) = set_cookie {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            Ok((response, endpoint))
-        };
+        let Some(handshake) = handshake else { return self.plain(route, req, client).await };
+        let timeout = route.policy.handshake_timeout;
+        let exchange = upgrade(self, route, req, client, handshake);
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ProxyError::HandshakeTimeout { timeout }))
+    }
+
+    /// A plain request, on a pooled connection. Its response head must come within the route's
+    /// response timeout; while the client is still sending the body, the request body timeout
+    /// guards it instead, so a long upload is not cut for taking long.
+    async fn plain(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        req: Request<Incoming>,
+        client: &Client,
+    ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
+        let (parts, body) = req.into_parts();
+        let (body, request_sent) = RequestBody::new(body, self.config.request_body_timeout);
+        let req = Request::from_parts(parts, body);
+        let timeout = route.policy.response_timeout;
+        let mut exchange = std::pin::pin!(send(self, route, req, client, false));
+        let uploading = || request_sent.as_ref().is_some_and(|sent| !sent.load(Ordering::Acquire));
+        let Sent { response, endpoint, sender, load, set_cookie } = loop {
+            match tokio::time::timeout(timeout, exchange.as_mut()).await {
+                Ok(sent) => break sent?,
+                Err(_) if uploading() => continue,
+                Err(_) => return Err(ProxyError::HandshakeTimeout { timeout }),
+            }
+        };
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // A 101 to a request that asked for no upgrade hawser tunnels (a stripped h2c).
+            return Err(ProxyError::UnwantedUpgrade { endpoint: endpoint.addr });
+        }
+        let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
+        let endpoint = endpoint.addr;
+        let lease = Lease { connection: Some(connection), load: Some(load), request_sent };
+        let mut response = response.map(|body| ProxyBody::backend(body, lease));
+        strip_hop_by_hop(response.headers_mut(), false);
+        if let Some(cookie) = set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok((response, endpoint))
     }
 }
 

@@ -29,6 +29,17 @@ pub fn check_form<B>(req: &Request<B>) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Refuses a request head larger than `limit` bytes as written in HTTP/1.1 (request line and
+/// header lines with their CRLFs): hyper's own limit is on its read buffer, which lets heads
+/// up to half as large again through.
+pub fn check_head_size<B>(req: &Request<B>, limit: usize) -> Result<(), ProxyError> {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let request_line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize =
+        req.headers().iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+    if request_line + fields + 2 > limit { Err(ProxyError::HeadersTooLarge) } else { Ok(()) }
+}
+
 /// The host a request is for: the target's authority when it has one (absolute-form, HTTP/2's
 /// `:authority`), which wins over `Host` (RFC 9112 §3.2.2); else the one `Host` header. Two
 /// `Host` headers, none on HTTP/1.1, or one that is not a host name (or IP literal) with an
@@ -121,6 +132,15 @@ mod tests {
         {
             assert!(bad(req(&[("host", invalid)], "/", h11)), "{invalid}");
         }
+    }
+
+    #[test]
+    fn the_head_limit_is_exact() {
+        // "GET / HTTP/1.1\r\n" (16) + "x-fill: " + value + "\r\n" + "\r\n" = 28 + value.
+        let head = |value: usize| req(&[("x-fill", &"v".repeat(value))], "/", Version::HTTP_11);
+        assert!(check_head_size(&head(100), 128).is_ok());
+        assert!(check_head_size(&head(100), 127).is_err());
+        assert!(matches!(check_head_size(&head(10_000), 8192), Err(ProxyError::HeadersTooLarge)));
     }
 
     #[test]
