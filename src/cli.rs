@@ -143,6 +143,10 @@ pub struct RunArgs {
     /// Largest request head accepted, in bytes (at least 8192); larger heads get 431.
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(8192..))]
     pub max_header_bytes: u32,
+    /// Upgrade handshakes (WebSocket, either protocol) waiting for their backend at once; more
+    /// get `503` with `Retry-After`, so slow backends cannot make pending handshakes eat memory.
+    #[arg(long, default_value_t = 4096)]
+    pub max_pending_handshakes: usize,
     /// Time a client has between two parts of a request body; a client that stalls longer
     /// gets `408` and the backend exchange is abandoned (nginx's `client_body_timeout`).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -182,6 +186,7 @@ impl RunArgs {
                 .map_or_else(crate::proxy::AffinityKey::random, crate::proxy::AffinityKey::from_secret),
             extended_connect: self.http2_websockets,
             request_body_timeout: self.request_body_timeout,
+            max_pending_handshakes: self.max_pending_handshakes,
             ..ProxyConfig::default()
         }
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use hawser::model::Policy;
+use hawser::proxy::ProxyConfig;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -360,4 +361,29 @@ async fn shutdown_sends_1001_within_the_window_and_closes_what_is_left_at_the_de
         text.contains(r#"hawser_websocket_closes_total{route="default/r",code="1001",initiator="hawser",protocol="h1"} 1"#),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn handshakes_waiting_for_a_slow_backend_are_capped() {
+    let silent = raw_backend(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    })
+    .await;
+    let config = ProxyConfig { max_pending_handshakes: 2, ..ProxyConfig::default() };
+    let policy = Policy { handshake_timeout: ms(800), ..Policy::default() };
+    let proxy = TestProxy::with_config(simple_table(&[silent.addr], policy), config).await;
+    let addr = proxy.addr;
+    let waiting: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { ws_refused(addr, "a.test", "/ws", &[]).await.status() }))
+        .collect();
+    eventually("two handshakes pending", || (proxy.proxy.pending_handshakes() == 2).then_some(())).await;
+    let third = ws_refused(addr, "a.test", "/ws", &[]).await;
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(third.headers().contains_key("retry-after"));
+    for status in futures_util::future::join_all(waiting).await {
+        assert_eq!(status.unwrap(), StatusCode::GATEWAY_TIMEOUT);
+    }
+    // Their places are free again.
+    assert_eq!(ws_refused(addr, "a.test", "/ws", &[]).await.status(), StatusCode::GATEWAY_TIMEOUT);
 }

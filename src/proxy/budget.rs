@@ -25,7 +25,8 @@ fn open_files_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Open client connections (tunnels are counted by the proxy's task tracker on top).
+/// Open client connections (tunnels are counted by the proxy's task tracker on top), or
+/// upgrade handshakes waiting for their backend.
 #[derive(Debug, Default)]
 pub struct ConnectionCount(Arc<AtomicUsize>);
 
@@ -38,6 +39,12 @@ impl ConnectionCount {
     pub fn open(&self) -> Counted {
         self.0.fetch_add(1, Ordering::Relaxed);
         Counted(self.0.clone())
+    }
+
+    /// Counts one more unless `limit` are counted already.
+    pub fn try_open(&self, limit: usize) -> Option<Counted> {
+        let counted = self.open();
+        (self.get() <= limit).then_some(counted)
     }
 
     /// Connections open now.
@@ -61,7 +68,9 @@ mod tests {
         let count = ConnectionCount::default();
         let (a, b) = (count.open(), count.open());
         assert_eq!(count.get(), 2);
-        drop((a, b));
+        assert!(count.try_open(2).is_none(), "a third is over the limit of two");
+        let c = count.try_open(3).expect("room for a third");
+        drop((a, b, c));
         assert_eq!(count.get(), 0);
         assert!(default_max_connections() >= 1);
     }

@@ -65,6 +65,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("backend {endpoint} switched to a protocol this route does not tunnel")]
     UnwantedUpgrade { endpoint: SocketAddr },
+    #[error("{limit} upgrade handshakes are already waiting for their backends")]
+    PendingHandshakes { limit: usize },
     #[error("the request head is larger than --max-header-bytes")]
     HeadersTooLarge,
     #[error("backend {endpoint} answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
@@ -79,6 +81,7 @@ impl ProxyError {
             Self::NoEndpoint { .. }
             | Self::RouteBudget { .. }
             | Self::ClientBudget { .. }
+            | Self::PendingHandshakes { .. }
             | Self::Refused => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. }
             | Self::Backend { .. }
@@ -107,6 +110,7 @@ impl ProxyError {
             | Self::SourceForbidden { .. }
             | Self::RouteBudget { .. }
             | Self::ClientBudget { .. }
+            | Self::PendingHandshakes { .. }
             | Self::BadRequest { .. }
             | Self::MethodNotAllowed
             | Self::RequestBodyTimeout { .. }
@@ -135,6 +139,7 @@ impl ProxyError {
             Self::BadHandshake { .. } => "bad_handshake",
             Self::RequestBodyTimeout { .. } => "request_body_timeout",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::PendingHandshakes { .. } => "pending_handshakes",
         }
     }
 
@@ -155,7 +160,13 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(self, Self::RouteBudget { .. } | Self::ClientBudget { .. } | Self::NoEndpoint { .. }) {
+        if matches!(
+            self,
+            Self::RouteBudget { .. }
+                | Self::ClientBudget { .. }
+                | Self::NoEndpoint { .. }
+                | Self::PendingHandshakes { .. }
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         if matches!(self, Self::MethodNotAllowed) {

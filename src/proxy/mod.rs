@@ -77,6 +77,8 @@ pub struct ProxyConfig {
     /// A client must send each part of a request body within this. Default 60 s (nginx's
     /// `client_body_timeout`).
     pub request_body_timeout: Duration,
+    /// Upgrade handshakes waiting for their backend at once; more get `503`. Default 4096.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for ProxyConfig {
@@ -95,6 +97,7 @@ impl Default for ProxyConfig {
             affinity_key: AffinityKey::random(),
             extended_connect: true,
             request_body_timeout: Duration::from_secs(60),
+            max_pending_handshakes: 4096,
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct Proxy {
     tunnels: TaskTracker,
     /// Client connections open now (not counting tunnels, which `tunnels` counts).
     connections: budget::ConnectionCount,
+    /// Upgrade handshakes waiting for their backend now.
+    handshakes: budget::ConnectionCount,
     /// Graceful drain orders for live tunnels, and their census.
     drains: Arc<drain::Drains>,
 }
@@ -130,6 +135,7 @@ impl Proxy {
             backend_tls: backend_tls::BackendTls::default(),
             tunnels: TaskTracker::new(),
             connections: budget::ConnectionCount::default(),
+            handshakes: budget::ConnectionCount::default(),
             drains: Arc::default(),
         });
         // Endpoints gone and rebalancing are noticed from the table; the task ends with the proxy.
@@ -140,6 +146,11 @@ impl Proxy {
     /// Live upgraded connections.
     pub fn open_tunnels(&self) -> usize {
         self.tunnels.len()
+    }
+
+    /// Upgrade handshakes waiting for their backend now.
+    pub fn pending_handshakes(&self) -> usize {
+        self.handshakes.get()
     }
 
     /// Shutdown: every tunnel gets a close frame (1001), the closes spread evenly over

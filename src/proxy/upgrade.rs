@@ -35,6 +35,11 @@ pub async fn upgrade(
 ) -> Result<(Response<ProxyBody>, std::net::SocketAddr), ProxyError> {
     check_origin(&route.policy, req.headers())?;
     let budget = proxy.budgets.admit(route, client.ip)?;
+    // Released when this returns: the tunnel, if any, is counted by its budget from then on.
+    let _pending = proxy
+        .handshakes
+        .try_open(proxy.config.max_pending_handshakes)
+        .ok_or(ProxyError::PendingHandshakes { limit: proxy.config.max_pending_handshakes })?;
     let client_side = hyper::upgrade::on(&mut req);
     let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
     let req = req.map(RequestBody::untracked);
