@@ -352,3 +352,24 @@ async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<
     tokio::spawn(connection);
     h2
 }
+
+/// The response headers the upstream Ingress conformance suite (ingress-controller-conformance,
+/// `features/default_backend.feature` and the others) checks on every answer.
+#[tokio::test]
+async fn conformance_response_headers_on_proxied_and_own_answers() {
+    let echo = echo("a").await;
+    let routed =
+        TestProxy::start(table("a.test", vec![prefix_route("r", "/", &[echo.addr], Policy::default())]))
+            .await;
+    for (path, host, status) in
+        [("/", "a.test", StatusCode::OK), ("/", "unknown.test", StatusCode::NOT_FOUND)]
+    {
+        let (got, headers, body) = get(routed.addr, host, path).await;
+        assert_eq!(got, status, "{host}");
+        for name in ["server", "date", "content-type", "content-length"] {
+            assert!(headers.contains_key(name), "{host}: no {name} in {headers:?}");
+        }
+        assert_eq!(headers["content-length"].to_str().unwrap(), body.len().to_string());
+        assert!(httpdate::parse_http_date(headers["date"].to_str().unwrap()).is_ok());
+    }
+}
