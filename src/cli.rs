@@ -229,6 +229,11 @@ pub struct TranslationArgs {
     /// to serve WITHOUT enforcement instead of refusing the Ingress. Default: none.
     #[arg(long, value_delimiter = ',', value_name = "KEY")]
     pub ignore_annotations: Vec<String>,
+    /// How hosts are shared between namespaces: `path` (each host and path goes to the
+    /// namespace that claimed it first) or `namespace` (each whole host does; other namespaces
+    /// join only where the owner's objects allow them with `hawser.dev/allowed-namespaces`).
+    #[arg(long, value_enum, default_value_t = crate::build::HostOwnership::Path)]
+    pub host_ownership: crate::build::HostOwnership,
 }
 
 impl TranslationArgs {
@@ -243,6 +248,7 @@ impl TranslationArgs {
         BuildConfig {
             ingress_class: self.ingress_class.clone(),
             ignore_annotations,
+            host_ownership: self.host_ownership,
             ..BuildConfig::default()
         }
     }

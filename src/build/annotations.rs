@@ -393,6 +393,13 @@ fn apply_hawser(
             })
         }
         "ignore-annotations" => Ok(Effect::Honored),
+        "allowed-namespaces" => super::ownership::parse_allowed(value)
+            .map(|_| {
+                Effect::Translated(
+                    "namespaces allowed on this Ingress's hosts under --host-ownership=namespace".into(),
+                )
+            })
+            .map_err(Failure::from),
         "ping-interval" => honored(values::optional_duration(value).map(|d| policy.ping_interval = d)),
         "ping-timeout" => honored(values::positive_duration(value).map(|d| policy.ping_timeout = d)),
         "max-message-bytes" => {

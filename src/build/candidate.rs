@@ -35,6 +35,12 @@ impl Rank {
     fn age(&self) -> (bool, Option<Timestamp>) {
         (self.undated, self.created)
     }
+
+    /// Which claim came first across namespaces: the oldest, then the namespace first in name
+    /// order.
+    pub fn claim_order(&self) -> ((bool, Option<Timestamp>), &str) {
+        (self.age(), &self.owner.namespace)
+    }
 }
 
 /// The index of the claim that wins among `claims` on one host and path (or one host's TLS).
@@ -43,10 +49,7 @@ impl Rank {
 /// come after dated ones, then namespaces in name order). Within the winning namespace,
 /// [`Rank`] decides. `None` only for no claims.
 pub fn winner<T>(claims: &[T], rank: impl Fn(&T) -> &Rank) -> Option<usize> {
-    let oldest = claims
-        .iter()
-        .map(&rank)
-        .min_by(|a, b| a.age().cmp(&b.age()).then_with(|| a.owner.namespace.cmp(&b.owner.namespace)))?;
+    let oldest = claims.iter().map(&rank).min_by(|a, b| a.claim_order().cmp(&b.claim_order()))?;
     let namespace = &oldest.owner.namespace;
     (0..claims.len())
         .filter(|&i| rank(&claims[i]).owner.namespace == *namespace)

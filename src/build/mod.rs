@@ -14,6 +14,7 @@ mod candidate;
 mod class;
 pub mod conditions;
 mod ingress;
+mod ownership;
 pub mod report;
 mod tls;
 mod unenforced;
@@ -32,6 +33,8 @@ pub use report::{Level, ObjectRef, Reason, Report};
 pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 
 use candidate::{Candidate, Rank};
+use ownership::Delegations;
+pub use ownership::HostOwnership;
 use report::Reporter;
 
 use crate::model::{Certificate, HostMatch, HostTls, Route, RoutingTable, VirtualHost};
@@ -49,6 +52,8 @@ pub struct BuildConfig {
     /// Access-restricting nginx annotations served without enforcement instead of refusing
     /// the Ingress (`--ignore-annotations`). Default: none.
     pub ignore_annotations: Vec<String>,
+    /// How hosts are shared between namespaces (`--host-ownership`). Default: by path.
+    pub host_ownership: HostOwnership,
 }
 
 impl Default for BuildConfig {
@@ -59,6 +64,7 @@ impl Default for BuildConfig {
             default_certificate: None,
             now: SystemTime::now(),
             ignore_annotations: Vec::new(),
+            host_ownership: HostOwnership::Path,
         }
     }
 }
@@ -108,9 +114,11 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
     let mut reports = Vec::new();
     let mut out = Output::default();
     let mut served = Vec::new();
+    let mut delegations = Delegations::new();
     for ingress in snapshot.ingresses.iter().filter(|i| classes.serves_ingress(i)) {
         let object = ObjectRef::new("Ingress", &ingress.namespace().unwrap_or_default(), &ingress.name_any());
         served.push(object.clone());
+        delegate(&object, ingress.annotations(), &mut delegations);
         let reporter = &mut Reporter::new(object, &mut reports);
         ingress::translate(ingress, snapshot, &config.ignore_annotations, reporter, &mut out);
     }
@@ -119,7 +127,11 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
         let object =
             ObjectRef::new("WebSocketRoute", &route.namespace().unwrap_or_default(), &route.name_any());
         served.push(object.clone());
+        delegate(&object, route.annotations(), &mut delegations);
         websocket_route::translate(route, snapshot, &mut Reporter::new(object, &mut reports), &mut out);
+    }
+    if config.host_ownership == HostOwnership::Namespace {
+        ownership::enforce(&mut out.candidates, &mut out.tls, &delegations, &mut reports);
     }
     let mut hosts = assemble(out.candidates, &mut reports);
     let claims = settle_tls(out.tls, &mut reports);
@@ -144,6 +156,16 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
     reports.dedup();
     served.sort();
     Built { table, tls, reports, served }
+}
+
+/// Notes the namespaces `object` allows on its hosts (its `hawser.dev/allowed-namespaces`; an
+/// invalid value allows none, and an Ingress reports it with its other annotations).
+fn delegate(object: &ObjectRef, annotations: &BTreeMap<String, String>, delegations: &mut Delegations) {
+    if let Some(Ok(allowed)) =
+        annotations.get(ownership::ALLOWED_NAMESPACES).map(|v| ownership::parse_allowed(v))
+    {
+        delegations.insert(object.clone(), allowed);
+    }
 }
 
 /// Keeps the winning candidate of each host + path + headers ([`candidate::winner`]),
