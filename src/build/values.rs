@@ -190,4 +190,36 @@ mod tests {
         assert_eq!(boolean("false"), Ok(false));
         assert!(boolean("no").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_read_what_was_written(h in 0u64..1000, m in 0u64..60, secs in 0u64..60, ms in 0u64..1000) {
+            let written = format!("{h}h{m}m{secs}s{ms}ms");
+            let want = Duration::from_millis(((h * 60 + m) * 60 + secs) * 1000 + ms);
+            proptest::prop_assert_eq!(duration(&written), Ok(want));
+        }
+
+        #[test]
+        fn any_annotation_value_is_answered_without_panic(value in "\\PC{0,80}") {
+            let _ = duration(&value);
+            let _ = nginx_seconds(&value);
+            let _ = cidrs(list(&value));
+            let _ = origins(list(&value));
+            let _ = upgrade_protocols(list(&value));
+            let _ = positive(&value);
+            let _ = super::super::ownership::parse_allowed(&value);
+            let mut cookie = crate::model::CookieAffinity::named("c");
+            for key in ["session-cookie-name", "session-cookie-path", "session-cookie-domain", "session-cookie-max-age", "session-cookie-samesite"] {
+                let _ = super::super::affinity::nginx_attribute(&mut cookie, key, &value);
+            }
+        }
+
+        #[test]
+        fn accepted_origins_and_ranges_are_well_formed(host in "[a-z]{1,10}(\\.[a-z]{1,10}){0,3}", port in proptest::option::of(1u16..)) {
+            let origin = match port { Some(p) => format!("https://{host}:{p}"), None => format!("https://{host}") };
+            proptest::prop_assert_eq!(origins(list(&origin)), Ok(vec![origin.clone()]));
+            let with_path = format!("{origin}/path");
+            proptest::prop_assert!(origins(list(&with_path)).is_err());
+        }
+    }
 }

@@ -437,4 +437,6 @@ pub fn ping_frame(sequence: u32, to: Peer) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

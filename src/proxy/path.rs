@@ -152,4 +152,53 @@ mod tests {
         assert!(matches!(normalize("/a/b?", EncodedSlashes::Reject), Ok(Cow::Borrowed(_))));
         assert!(matches!(normalize("/a/%41", EncodedSlashes::Reject), Ok(Cow::Owned(_))));
     }
+
+    /// Paths made of the pieces that matter: segments, dots, escapes, slashes.
+    fn tricky_path() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("/"),
+            Just("."),
+            Just(".."),
+            Just("%2e"),
+            Just("%2E"),
+            Just("%2f"),
+            Just("%5C"),
+            Just("\\"),
+            Just("%41"),
+            Just("%7e"),
+            Just("%20"),
+            Just("%"),
+            Just("%0"),
+            Just("%00"),
+            Just("a"),
+            Just("b"),
+            Just("~"),
+            Just("-"),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|pieces| format!("/{}", pieces.concat()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normal_forms_are_fixed_points_without_dot_segments(path in tricky_path()) {
+            for slashes in [EncodedSlashes::Reject, EncodedSlashes::Keep] {
+                let Ok(once) = normalize(&path, slashes) else { continue };
+                let twice = normalize(&once, slashes).map(Cow::into_owned);
+                proptest::prop_assert_eq!(twice.as_deref(), Ok(&*once), "{}", path);
+                proptest::prop_assert!(once.starts_with('/'));
+                proptest::prop_assert!(!once.contains("//"), "{} -> {}", path, once);
+                for segment in once.split('/') {
+                    proptest::prop_assert!(segment != "." && segment != "..", "{} -> {}", path, once);
+                    proptest::prop_assert!(!segment.eq_ignore_ascii_case("%2e%2e"), "{} -> {}", path, once);
+                }
+            }
+        }
+
+        #[test]
+        fn any_string_is_answered_without_panic(path in "\\PC*") {
+            let _ = normalize(&path, EncodedSlashes::Reject);
+            let _ = normalize(&path, EncodedSlashes::Keep);
+        }
+    }
 }

@@ -168,4 +168,19 @@ mod tests {
             too_long.as_str()
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_host_header_is_answered_without_panic(host in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            if let Ok(value) = HeaderValue::from_bytes(&host) {
+                let mut request = Request::get("/").body(()).expect("request");
+                request.headers_mut().insert(header::HOST, value);
+                if let Ok(accepted) = request_host(&request) {
+                    // Whatever passes is a host name (or IP literal) and an optional port.
+                    let text = accepted.to_str().expect("ASCII");
+                    proptest::prop_assert!(!text.contains(['/', '\\', '?', '#', '@', ' ']), "{}", text);
+                }
+            }
+        }
+    }
 }
