@@ -800,6 +800,20 @@ fn another_namespace_never_takes_a_served_host_and_path() {
 }
 
 #[test]
+fn a_mistyped_rule_leaves_out_that_rule_only() {
+    let built =
+        built(&ROUTE.replace("    maxConnectionsPerClient: 3\n", "    maxConnectionsPerClient: lots\n"));
+    assert_eq!(
+        problems(&built),
+        vec!["Invalid WebSocketRoute default/chat spec.rules[1]"],
+        "the other rule stays"
+    );
+    let summary = built.table.summary();
+    assert!(summary.iter().all(|s| s.contains("(wsroute/default/chat/0/")), "{summary:?}");
+    assert_eq!(summary.len(), 4, "rule 0 on both hosts, two matches each: {summary:?}");
+}
+
+#[test]
 fn websocket_route_lifecycle_fields() {
     let rule = "    maxConnectionsPerClient: 3\n    pingInterval: 10s\n    pingTimeout: 2s\n    maxMessageBytes: 1048576\n    rebalance: {maxSkew: 1.5, closesPerSecond: 2}\n";
     let built = built(&ROUTE.replace("    maxConnectionsPerClient: 3\n", rule));

@@ -17,7 +17,8 @@ use super::tls;
 use super::values::{self, rebalance};
 use super::{Output, TlsClaim};
 use crate::crd::{
-    BackendProtocolSpec, HashOn, LoadBalancingSpec, PathMatchType, RouteRule, Strategy, WebSocketRoute,
+    BackendProtocolSpec, HashOn, LoadBalancingSpec, PathMatchType, RouteRule, RuleSlot, Strategy,
+    WebSocketRoute,
 };
 use crate::model::{
     Backend, BackendProtocol, HashKey, HeaderMatch, HostMatch, LoadBalancing, PathMatch, Policy, Route,
@@ -39,8 +40,15 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
     let namespace = route.namespace().unwrap_or_default();
     let rank = Rank::new(reporter.object().clone(), route.creation_timestamp().map(|t| t.0), false);
     let Some(hosts) = hosts(&route.spec.hostnames, reporter) else { return };
-    for (r, rule) in route.spec.rules.iter().enumerate() {
+    for (r, slot) in route.spec.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
+        let rule = match slot {
+            RuleSlot::Valid(rule) => rule,
+            RuleSlot::Invalid { error, .. } => {
+                reporter.report(Reason::Invalid, field, format!("{error}; the rule is left out"));
+                continue;
+            }
+        };
         let Some(mut policy) = rule_policy(rule, &field, reporter) else { continue };
         policy.backend_server_name = rule.backends.first().map(|b| backends::dns_name(&b.name, &namespace));
         if let Some(name) = &rule.backend_ca_secret {

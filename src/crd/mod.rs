@@ -8,6 +8,10 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod rule_slot;
+
+pub use rule_slot::RuleSlot;
+
 /// Go-style durations as users write them in Kubernetes: `90s`, `1h`, `1h30m`, `500ms`, `0s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 /// `port` is an int-or-string: its string form must be 1–65535 or a port name (IANA service
@@ -45,8 +49,8 @@ pub struct WebSocketRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RouteTls>,
     /// At least one rule.
-    #[schemars(length(min = 1))]
-    pub rules: Vec<RouteRule>,
+    #[schemars(length(min = 1), with = "Vec<RouteRule>")]
+    pub rules: Vec<RuleSlot>,
 }
 
 /// TLS settings of a route.
