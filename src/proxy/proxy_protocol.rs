@@ -81,3 +81,34 @@ fn header(parsed: &HeaderResult<'_>) -> Option<(usize, Option<SocketAddr>)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_a_header_or_not_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Some((length, _)) = header(&HeaderResult::parse(&bytes)) {
+                prop_assert!(length <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn v1_headers_give_their_source_and_length(
+            source in any::<u32>(), destination in any::<u32>(), ports in any::<(u16, u16)>(),
+            rest in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let (source, destination) = (Ipv4Addr::from(source), Ipv4Addr::from(destination));
+            let line = format!("PROXY TCP4 {source} {destination} {} {}\r\n", ports.0, ports.1);
+            let mut bytes = line.clone().into_bytes();
+            bytes.extend(rest);
+            let parsed = header(&HeaderResult::parse(&bytes));
+            prop_assert_eq!(parsed, Some((line.len(), Some(SocketAddr::from((source, ports.0))))));
+        }
+    }
+}
