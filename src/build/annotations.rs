@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::affinity;
 use super::report::{Reason, Reporter};
+use super::requests;
 use super::unenforced::{self, Unenforced};
 use super::values;
 use crate::model::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy};
@@ -23,7 +24,7 @@ pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
 const NGINX_TIMEOUTS: [&str; 2] = ["proxy-read-timeout", "proxy-send-timeout"];
 
 /// What applying one annotation did.
-enum Effect {
+pub(super) enum Effect {
     Honored,
     Translated(String),
     Unsupported(&'static str),
@@ -36,7 +37,7 @@ enum Effect {
 }
 
 /// A failed annotation: its message, and whether the Ingress must be refused (fail closed).
-struct Failure {
+pub(super) struct Failure {
     message: String,
     fatal: bool,
 }
@@ -80,6 +81,7 @@ pub fn ingress_policy(
         unenforced::opt_outs(own_opt_outs).chain(opt_outs.iter().map(String::as_str)).collect();
     for (key, value) in nginx.iter().filter(|(key, _)| !NGINX_TIMEOUTS.contains(key)) {
         let outcome = apply_nginx(key, value, &nginx, &mut policy)
+            .or_else(|| requests::apply(key, value, &nginx, &mut policy))
             .or_else(|| unenforced_effect(key, value, &opted_out));
         rejected |= record(reporter, NGINX, key, outcome);
     }

@@ -16,6 +16,7 @@ pub mod conditions;
 mod ingress;
 mod ownership;
 pub mod report;
+mod requests;
 mod tls;
 mod unenforced;
 mod values;

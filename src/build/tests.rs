@@ -10,6 +10,7 @@ use crate::source::parse_documents;
 mod affinity;
 mod expiry;
 mod ownership;
+mod requests;
 
 /// Services every case can point at: `web` (named port `http` 80 → 8080, one ready and one
 /// terminating endpoint), `api` (unnamed port 81 → 9090), `empty` (no endpoints).

@@ -15,7 +15,8 @@ pub use backend::{Backend, Endpoint};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{
-    BackendProtocol, CookieAffinity, HashKey, HttpsRedirect, LoadBalancing, Policy, Rebalance, SameSite,
+    BackendProtocol, CookieAffinity, HashKey, HttpsRedirect, LoadBalancing, Policy, Rebalance, Redirect,
+    Rewrites, SameSite,
 };
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
 pub use tls::{BackendCa, Certificate, HostTls};

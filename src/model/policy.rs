@@ -68,6 +68,13 @@ pub struct Policy {
     /// Close surplus tunnels on overloaded endpoints so clients reconnect to the others.
     /// `None`: never (the default).
     pub rebalance: Option<Rebalance>,
+    /// The largest request body accepted, in bytes; larger gets `413`. `None`: unlimited.
+    pub max_body_bytes: Option<u64>,
+    /// Endpoints tried for one request when they refuse the connection. Default 3
+    /// (ingress-nginx's `proxy-next-upstream-tries`).
+    pub max_endpoints_tried: u32,
+    /// Answers hawser gives instead of the backend, and what it changes on the way.
+    pub rewrites: Rewrites,
     /// Every request answers `503`: the route's object asks for a restriction hawser cannot
     /// enforce, or states one invalidly (fail closed). The route still claims its host and
     /// path, so no less specific route serves them instead.
@@ -97,9 +104,35 @@ impl Default for Policy {
             ping_timeout: Duration::from_secs(30),
             max_message_bytes: None,
             rebalance: None,
+            max_body_bytes: None,
+            max_endpoints_tried: 3,
+            rewrites: Rewrites::default(),
             refused: false,
         }
     }
+}
+
+/// What hawser answers itself, or changes in a request, before the backend sees it
+/// (ingress-nginx's redirect and header annotations).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rewrites {
+    /// Every request is answered with this redirect instead of being proxied.
+    pub redirect: Option<Redirect>,
+    /// A request for `/` is redirected (`302`) to this path.
+    pub app_root: Option<String>,
+    /// The `Host` the backend is sent. `None`: the client's.
+    pub upstream_host: Option<String>,
+    /// `X-Forwarded-Prefix` sent to the backend.
+    pub forwarded_prefix: Option<String>,
+}
+
+/// A redirect hawser answers with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    /// A 3xx status.
+    pub status: u16,
+    /// The `Location`.
+    pub location: String,
 }
 
 /// When and how fast a route's tunnels are spread again over its endpoints.

@@ -51,6 +51,8 @@ pub struct RequestBody {
     /// The client must send the next part of the body within this (nginx's
     /// `client_body_timeout`), so a slow body cannot hold a backend connection for ever.
     stall: Option<Stall>,
+    /// The route's limit (`proxy-body-size`) and the bytes the body may still bring; `None`: any.
+    allowance: Option<(u64, u64)>,
 }
 
 /// The deadline for the next part of a request body.
@@ -60,6 +62,11 @@ struct Stall {
     timer: Pin<Box<Sleep>>,
 }
 
+/// The error a request body ends with when it is larger than its route allows.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the route's limit of {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
 /// The error a request body ends with when its client stalled.
 #[derive(Debug, thiserror::Error)]
 #[error("the client sent no part of the request body for {0:?}")]
@@ -68,16 +75,16 @@ pub struct BodyStalled(pub Duration);
 impl RequestBody {
     /// Wraps `body`; the flag (absent for an empty body) turns true once it was sent whole.
     /// Each part of the body must come within `stall_limit` of the previous one (or of the
-    /// first poll).
-    pub fn new(body: Incoming, stall_limit: Duration) -> (Self, Option<Arc<AtomicBool>>) {
+    /// first poll). A body past `limit` bytes ends with [`BodyTooLarge`].
+    pub fn new(body: Incoming, stall_limit: Duration, limit: Option<u64>) -> (Self, Option<Arc<AtomicBool>>) {
         let sent = (!body.is_end_stream()).then(Arc::default);
         let stall = sent.is_some().then(|| Stall { limit: stall_limit, timer: Box::pin(sleep(stall_limit)) });
-        (Self { body, sent: sent.clone(), stall }, sent)
+        (Self { body, sent: sent.clone(), stall, allowance: limit.map(|l| (l, l)) }, sent)
     }
 
     /// Wraps `body` when nobody needs to know when it was sent (upgrades own their connection).
     pub fn untracked(body: Incoming) -> Self {
-        Self { body, sent: None, stall: None }
+        Self { body, sent: None, stall: None, allowance: None }
     }
 }
 
@@ -100,6 +107,16 @@ impl Body for RequestBody {
         if let Some(stall) = &mut self.stall {
             let next = Instant::now() + stall.limit;
             stall.timer.as_mut().reset(next);
+        }
+        let size = match &frame {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |data| data.len() as u64),
+            _ => 0,
+        };
+        if let Some((limit, left)) = &mut self.allowance {
+            match left.checked_sub(size) {
+                Some(rest) => *left = rest,
+                None => return Poll::Ready(Some(Err(Box::new(BodyTooLarge(*limit))))),
+            }
         }
         let ended = match &frame {
             None => true,

@@ -67,6 +67,8 @@ pub enum ProxyError {
     UnwantedUpgrade { endpoint: SocketAddr },
     #[error("{limit} upgrade handshakes are already waiting for their backends")]
     PendingHandshakes { limit: usize },
+    #[error("the request body is larger than the route's limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
     #[error("the request head is larger than --max-header-bytes")]
     HeadersTooLarge,
     #[error("backend {endpoint} answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
@@ -93,6 +95,7 @@ impl ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -115,6 +118,7 @@ impl ProxyError {
             | Self::MethodNotAllowed
             | Self::RequestBodyTimeout { .. }
             | Self::HeadersTooLarge
+            | Self::PayloadTooLarge { .. }
             | Self::BadPath(_) => Culprit::Client,
         }
     }
@@ -139,6 +143,7 @@ impl ProxyError {
             Self::BadHandshake { .. } => "bad_handshake",
             Self::RequestBodyTimeout { .. } => "request_body_timeout",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::PendingHandshakes { .. } => "pending_handshakes",
         }
     }

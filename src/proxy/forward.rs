@@ -9,16 +9,15 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
-use super::body::{BodyStalled, RequestBody};
+use super::body::{BodyStalled, BodyTooLarge, RequestBody};
 use super::error::ProxyError;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolKey, Sender, connect};
 use crate::model::{BackendProtocol, LoadBalancing, Route};
 
-/// Connection attempts per request, across endpoints and stale pooled connections
-/// (ingress-nginx's `proxy-next-upstream-tries` is 3 endpoints).
-const MAX_ATTEMPTS: usize = 5;
-const MAX_ENDPOINTS_TRIED: usize = 3;
+/// Connection attempts per request beyond the endpoints it may try: stale pooled connections
+/// replaced on the way.
+const SPARE_ATTEMPTS: usize = 2;
 
 /// A backend's answer and what it travelled on.
 #[derive(Debug)]
@@ -74,7 +73,12 @@ pub async fn send(
     let affinity = RequestAffinity::of(route, &proxy.config.affinity_key, req.headers(), client.scheme);
     let mut failed: Vec<SocketAddr> = Vec::new();
     let mut last_error = None;
-    for _ in 0..MAX_ATTEMPTS {
+    // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
+    let endpoints_tried = usize::try_from(route.policy.max_endpoints_tried)
+        .unwrap_or(usize::MAX)
+        .min(route.backend.endpoints().len())
+        .max(1);
+    for _ in 0..endpoints_tried + SPARE_ATTEMPTS {
         let endpoint = affinity
             .as_ref()
             .and_then(|a| a.preferred(&failed))
@@ -92,7 +96,7 @@ pub async fn send(
                     tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
                     failed.push(addr);
                     last_error = Some(error);
-                    if failed.len() >= MAX_ENDPOINTS_TRIED {
+                    if failed.len() >= endpoints_tried {
                         break;
                     }
                     continue;
@@ -120,6 +124,9 @@ fn backend_error(endpoint: SocketAddr, error: hyper::Error) -> ProxyError {
     while let Some(current) = cause {
         if let Some(stalled) = current.downcast_ref::<BodyStalled>() {
             return ProxyError::RequestBodyTimeout { timeout: stalled.0 };
+        }
+        if let Some(too_large) = current.downcast_ref::<BodyTooLarge>() {
+            return ProxyError::PayloadTooLarge { limit: too_large.0 };
         }
         cause = current.source();
     }

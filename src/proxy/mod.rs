@@ -16,6 +16,7 @@ mod forward;
 mod frames;
 mod headers;
 mod listener;
+mod own_answers;
 mod path;
 mod pool;
 mod proxy_protocol;

@@ -17,11 +17,12 @@ use super::error::ProxyError;
 use super::extended_connect::{Handshake, connect_protocol};
 use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
+use super::own_answers::{https_redirect, redirects_to_https, rewrite_request, route_answer};
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::PooledConnection;
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
-use crate::model::{HttpsRedirect, Route, VirtualHost, normalize_host};
+use crate::model::{Route, normalize_host};
 
 /// Where a request went, for the access log.
 struct Outcome {
@@ -131,12 +132,16 @@ impl Proxy {
         if client.scheme == "http" && redirects_to_https(&route, vhost) {
             return Ok((https_redirect(&name, req.uri()), None));
         }
+        if let Some(answer) = route_answer(&route, req.uri()) {
+            return Ok((answer, None));
+        }
         // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
         outcome.upgrade = outcome.upgrade.filter(|handshake| match handshake {
             Handshake::Http1 => admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades),
             Handshake::Http2 => true,
         });
         prepare_request(&mut req, client, &host, outcome.upgrade.is_some());
+        rewrite_request(&route, req.headers_mut());
         let (response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
         Ok((response, Some(endpoint)))
     }
@@ -167,8 +172,13 @@ impl Proxy {
         req: Request<Incoming>,
         client: &Client,
     ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
+        let limit = route.policy.max_body_bytes;
+        if let Some(limit) = limit.filter(|&limit| declared_length(&req).is_some_and(|length| length > limit))
+        {
+            return Err(ProxyError::PayloadTooLarge { limit });
+        }
         let (parts, body) = req.into_parts();
-        let (body, request_sent) = RequestBody::new(body, self.config.request_body_timeout);
+        let (body, request_sent) = RequestBody::new(body, self.config.request_body_timeout, limit);
         let req = Request::from_parts(parts, body);
         let timeout = route.policy.response_timeout;
         let mut exchange = std::pin::pin!(send(self, route, req, client, false));
@@ -196,25 +206,9 @@ impl Proxy {
     }
 }
 
-/// Whether a plain-HTTP request on `route` must go to HTTPS first.
-fn redirects_to_https(route: &Route, vhost: &VirtualHost) -> bool {
-    match route.policy.https_redirect {
-        HttpsRedirect::Always => true,
-        HttpsRedirect::IfTls => vhost.tls.is_some(),
-        HttpsRedirect::Never => false,
-    }
-}
-
-/// `308 Permanent Redirect` (RFC 9110 §15.4.9: the method and body are kept, so upgrades and
-/// POSTs are redirected safely) to the same host on the default HTTPS port.
-fn https_redirect(host: &str, uri: &http::Uri) -> Response<ProxyBody> {
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut response = Response::new(ProxyBody::empty());
-    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
-    if let Ok(location) = HeaderValue::from_str(&format!("https://{host}{target}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
+/// The body length a request declares (`Content-Length`), if it does.
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Replaces the request's path with its normalised form (see `path.rs`), keeping the query.

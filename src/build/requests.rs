@@ -1,0 +1,125 @@
+//! ingress-nginx annotations on how requests are answered and passed on: the body size limit,
+//! redirects answered by hawser, `app-root`, the backend's `Host` (`upstream-vhost`),
+//! `X-Forwarded-Prefix`, and how many endpoints a request may try.
+
+use std::collections::BTreeMap;
+
+use super::annotations::{Effect, Failure};
+use crate::model::{Policy, Redirect};
+
+/// One `nginx.ingress.kubernetes.io/` key of this kind. `None`: not one of them.
+pub(super) fn apply(
+    key: &str,
+    value: &str,
+    all: &BTreeMap<&str, &str>,
+    policy: &mut Policy,
+) -> Option<Result<Effect, Failure>> {
+    let rewrites = &mut policy.rewrites;
+    let result = match key {
+        "proxy-body-size" => size(value).map(|limit| policy.max_body_bytes = limit),
+        "permanent-redirect" => {
+            redirect(value, all.get("permanent-redirect-code"), 301).map(|r| rewrites.redirect = Some(r))
+        }
+        // A permanent redirect wins when both are set, as in ingress-nginx.
+        "temporal-redirect" if all.contains_key("permanent-redirect") => Ok(()),
+        "temporal-redirect" => {
+            redirect(value, all.get("temporal-redirect-code"), 302).map(|r| rewrites.redirect = Some(r))
+        }
+        "permanent-redirect-code" | "temporal-redirect-code" => {
+            let redirect = key.trim_end_matches("-code");
+            return Some(match redirect_code(value) {
+                Err(message) => Err(message.into()),
+                Ok(_) if !all.contains_key(redirect) => {
+                    Ok(Effect::Unsupported("has no effect without its redirect annotation"))
+                }
+                Ok(_) => Ok(Effect::Honored),
+            });
+        }
+        "app-root" => absolute_path(value).map(|path| rewrites.app_root = Some(path)),
+        "upstream-vhost" => host(value).map(|host| rewrites.upstream_host = Some(host)),
+        "x-forwarded-prefix" => absolute_path(value).map(|prefix| rewrites.forwarded_prefix = Some(prefix)),
+        "proxy-next-upstream-tries" => match value.trim().parse::<u32>() {
+            // 0 is "no limit" to nginx; hawser still stops at every endpoint tried once.
+            Ok(tries) => {
+                policy.max_endpoints_tried = if tries == 0 { u32::MAX } else { tries };
+                Ok(())
+            }
+            Err(_) => Err(format!("{value:?} is not a whole number")),
+        },
+        _ => return None,
+    };
+    Some(result.map(|()| Effect::Honored).map_err(Failure::from))
+}
+
+/// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.
+fn size(value: &str) -> Result<Option<u64>, String> {
+    let value = value.trim();
+    let (digits, unit) = match value.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&value[..at], c.to_ascii_lowercase()),
+        _ => (value, 'b'),
+    };
+    let scale: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(format!("{value:?} is not a size (bytes, or with k, m or g)")),
+    };
+    let number: u64 =
+        digits.parse().map_err(|_| format!("{value:?} is not a size (bytes, or with k, m or g)"))?;
+    Ok(Some(number.saturating_mul(scale)).filter(|&limit| limit > 0))
+}
+
+/// A redirect to `location` with the status `code` names (or `default`).
+fn redirect(location: &str, code: Option<&&str>, default: u16) -> Result<Redirect, String> {
+    let location = location.trim();
+    let status = code.map_or(Ok(default), |code| redirect_code(code))?;
+    let absolute =
+        location.starts_with("https://") || location.starts_with("http://") || location.starts_with('/');
+    if !absolute || location.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(format!("{location:?} is not an absolute URL or path"));
+    }
+    Ok(Redirect { status, location: location.to_owned() })
+}
+
+/// A redirect status: 300–308 (ingress-nginx's range).
+fn redirect_code(value: &str) -> Result<u16, String> {
+    match value.trim().parse::<u16>() {
+        Ok(code) if (300..=308).contains(&code) => Ok(code),
+        _ => Err(format!("{value:?} is not a redirect status (300-308)")),
+    }
+}
+
+/// A path starting with `/`, without spaces or control characters.
+fn absolute_path(value: &str) -> Result<String, String> {
+    let path = value.trim();
+    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(path.to_owned())
+    } else {
+        Err(format!("{value:?} is not an absolute path"))
+    }
+}
+
+/// A host name with an optional port.
+fn host(value: &str) -> Result<String, String> {
+    let host = value.trim();
+    let (name, port) = host.rsplit_once(':').map_or((host, None), |(n, p)| (n, Some(p)));
+    let name_ok =
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+    if name_ok && port_ok { Ok(host.to_owned()) } else { Err(format!("{value:?} is not a host name")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_nginx_sizes() {
+        assert_eq!(size("1m"), Ok(Some(1 << 20)));
+        assert_eq!(size("8K"), Ok(Some(8192)));
+        assert_eq!(size("100"), Ok(Some(100)));
+        assert_eq!(size("0"), Ok(None));
+        assert!(size("1x").is_err() && size("m").is_err() && size("-1").is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! Answers hawser gives itself instead of the backend's: redirects to HTTPS, a route's
+//! redirect (ingress-nginx's `permanent-redirect`, `temporal-redirect`) and `app-root`; and
+//! what a route changes in a request on its way (`upstream-vhost`, `x-forwarded-prefix`).
+
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri, header};
+
+use super::body::ProxyBody;
+use crate::model::{HttpsRedirect, Route, VirtualHost};
+
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// Whether a plain-HTTP request on `route` must go to HTTPS first.
+pub fn redirects_to_https(route: &Route, vhost: &VirtualHost) -> bool {
+    match route.policy.https_redirect {
+        HttpsRedirect::Always => true,
+        HttpsRedirect::IfTls => vhost.tls.is_some(),
+        HttpsRedirect::Never => false,
+    }
+}
+
+/// `308 Permanent Redirect` (RFC 9110 §15.4.9: the method and body are kept, so upgrades and
+/// POSTs are redirected safely) to the same host on the default HTTPS port.
+pub fn https_redirect(host: &str, uri: &Uri) -> Response<ProxyBody> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    redirect(StatusCode::PERMANENT_REDIRECT, &format!("https://{host}{target}"))
+}
+
+/// The route's own redirect, or its `app-root` redirect for `/`, if it answers `uri` itself.
+/// A refused route answers nothing itself: it is refused.
+pub fn route_answer(route: &Route, uri: &Uri) -> Option<Response<ProxyBody>> {
+    let rewrites = &route.policy.rewrites;
+    if route.policy.refused {
+        return None;
+    }
+    if let Some(to) = &rewrites.redirect {
+        let status = StatusCode::from_u16(to.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+        return Some(redirect(status, &to.location));
+    }
+    let root = rewrites.app_root.as_deref().filter(|_| uri.path() == "/")?;
+    Some(redirect(StatusCode::FOUND, root))
+}
+
+/// What `route` changes in a request for its backend: the `Host` (`upstream-vhost`) and
+/// `X-Forwarded-Prefix`.
+pub fn rewrite_request(route: &Route, headers: &mut HeaderMap) {
+    let rewrites = &route.policy.rewrites;
+    if let Some(host) = rewrites.upstream_host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(header::HOST, host);
+    }
+    if let Some(prefix) = rewrites.forwarded_prefix.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+        headers.insert(&X_FORWARDED_PREFIX, prefix);
+    }
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = status;
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}

@@ -1,0 +1,90 @@
+//! ingress-nginx annotations honoured through the proxy, as a migrating user writes them:
+//! `proxy-body-size`, `permanent-redirect` / `temporal-redirect` (+ `-code`), `app-root`,
+//! `upstream-vhost` and `x-forwarded-prefix`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode, header};
+use http_body_util::{Full, StreamBody};
+
+/// The echo Service and an Ingress for `a.test` `/` with `annotations` (nginx prefix added).
+fn ingress(echo: std::net::SocketAddr, annotations: &[(&str, &str)]) -> hawser::model::RoutingTable {
+    let annotations: String =
+        annotations.iter().map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n")).collect();
+    build_table(&format!(
+        "{}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  annotations:\n{annotations}spec:\n  ingressClassName: hawser\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{name: http}}}}}}}}\n",
+        service_yaml("echo", echo)
+    ))
+}
+
+#[tokio::test]
+async fn proxy_body_size_answers_413_for_declared_and_streamed_bodies() {
+    let echo = echo("a").await;
+    let proxy = TestProxy::start(ingress(echo.addr, &[("proxy-body-size", "1k")])).await;
+    let post =
+        |body: Vec<u8>| Request::post("/upload").header("host", "a.test").body(Full::from(body)).unwrap();
+    assert_eq!(request(proxy.addr, post(vec![b'x'; 1024])).await.0, StatusCode::OK);
+    assert_eq!(request(proxy.addr, post(vec![b'x'; 1025])).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Chunked, no Content-Length: counted as it streams.
+    let chunks =
+        futures_util::stream::iter((0..4).map(|_| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'y'; 400])))
+        }));
+    let streamed = Request::post("/upload").header("host", "a.test").body(StreamBody::new(chunks)).unwrap();
+    let mut sender = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+        tokio::net::TcpStream::connect(proxy.addr).await.unwrap(),
+    ))
+    .await
+    .map(|(sender, connection)| {
+        tokio::spawn(connection);
+        sender
+    })
+    .unwrap();
+    let response = sender.send_request(streamed).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn redirects_and_app_root_are_answered_by_hawser() {
+    let echo = echo("a").await;
+    let cases: &[(&[(&str, &str)], &str, StatusCode, Option<&str>)] = &[
+        (
+            &[("permanent-redirect", "https://example.com/new")],
+            "/any",
+            StatusCode::MOVED_PERMANENTLY,
+            Some("https://example.com/new"),
+        ),
+        (
+            &[("permanent-redirect", "https://example.com/new"), ("permanent-redirect-code", "308")],
+            "/any",
+            StatusCode::PERMANENT_REDIRECT,
+            Some("https://example.com/new"),
+        ),
+        (&[("temporal-redirect", "/maintenance")], "/any", StatusCode::FOUND, Some("/maintenance")),
+        (&[("app-root", "/app")], "/", StatusCode::FOUND, Some("/app")),
+        (&[("app-root", "/app")], "/app/page", StatusCode::OK, None),
+    ];
+    for (annotations, path, status, location) in cases {
+        let proxy = TestProxy::start(ingress(echo.addr, annotations)).await;
+        let (got, headers, _) = get(proxy.addr, "a.test", path).await;
+        assert_eq!(got, *status, "{annotations:?} {path}");
+        assert_eq!(headers.get(header::LOCATION).map(|l| l.to_str().unwrap()), *location, "{annotations:?}");
+    }
+}
+
+#[tokio::test]
+async fn upstream_vhost_and_forwarded_prefix_reach_the_backend() {
+    let echo = echo("a").await;
+    let annotations = [("upstream-vhost", "internal.svc.local"), ("x-forwarded-prefix", "/shop")];
+    let proxy = TestProxy::start(ingress(echo.addr, &annotations)).await;
+    let request = Request::get("/").header("host", "a.test").header("x-forwarded-prefix", "/forged");
+    let (status, _, body) = common::request(proxy.addr, request.body(Full::default()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = seen(&body);
+    assert_eq!(seen.host.as_deref(), Some("internal.svc.local"));
+    assert_eq!(seen.headers["x-forwarded-prefix"], "/shop");
+    assert_eq!(seen.headers["x-forwarded-host"], "a.test", "the client's host stays in X-Forwarded-Host");
+}
