@@ -11,9 +11,12 @@ fn nginx(pairs: &[(&str, &str)]) -> Built {
     built(&with_annotations("i", &refs))
 }
 
+/// Annotations, and what the policy they give must satisfy.
+type Case = (Vec<(&'static str, &'static str)>, Box<dyn Fn(&Policy) -> bool>);
+
 #[test]
 fn request_annotations_become_policy() {
-    let cases: Vec<(Vec<(&str, &str)>, Box<dyn Fn(&Policy) -> bool>)> = vec![
+    let cases: Vec<Case> = vec![
         (vec![("proxy-body-size", "8m")], Box::new(|p| p.max_body_bytes == Some(8 << 20))),
         (vec![("proxy-body-size", "0")], Box::new(|p| p.max_body_bytes.is_none())),
         (vec![("proxy-next-upstream-tries", "1")], Box::new(|p| p.max_endpoints_tried == 1)),
