@@ -47,10 +47,13 @@ async fn proxy_body_size_answers_413_for_declared_and_streamed_bodies() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// Annotations, a path, and the status and `Location` hawser answers.
+type RedirectCase<'a> = (&'a [(&'a str, &'a str)], &'a str, StatusCode, Option<&'a str>);
+
 #[tokio::test]
 async fn redirects_and_app_root_are_answered_by_hawser() {
     let echo = echo("a").await;
-    let cases: &[(&[(&str, &str)], &str, StatusCode, Option<&str>)] = &[
+    let cases: &[RedirectCase] = &[
         (
             &[("permanent-redirect", "https://example.com/new")],
             "/any",
