@@ -10,14 +10,27 @@ use common::*;
 use http::{Request, StatusCode, header};
 use http_body_util::{Full, StreamBody};
 
-/// The echo Service and an Ingress for `a.test` `/` with `annotations` (nginx prefix added).
-fn ingress(echo: std::net::SocketAddr, annotations: &[(&str, &str)]) -> hawser::model::RoutingTable {
+/// An Ingress `name` for `a.test`: one `path` of `path_type` to Service `service` (port
+/// `http`), with `annotations` (the nginx prefix added).
+fn ingress_yaml(
+    name: &str,
+    service: &str,
+    path: &str,
+    path_type: &str,
+    annotations: &[(&str, &str)],
+) -> String {
     let annotations: String =
         annotations.iter().map(|(k, v)| format!("    nginx.ingress.kubernetes.io/{k}: {v:?}\n")).collect();
-    build_table(&format!(
-        "{}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  annotations:\n{annotations}spec:\n  ingressClassName: hawser\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{name: http}}}}}}}}\n",
-        service_yaml("echo", echo)
-    ))
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations:\n{annotations}spec:\n  ingressClassName: hawser\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {{path: {path:?}, pathType: {path_type}, backend: {{service: {{name: {service}, port: {{name: http}}}}}}}}\n"
+    )
+}
+
+/// The echo Service and an Ingress for `a.test` `/` with `annotations`.
+fn ingress(echo: std::net::SocketAddr, annotations: &[(&str, &str)]) -> hawser::model::RoutingTable {
+    build_table(
+        &[service_yaml("echo", echo), ingress_yaml("web", "echo", "/", "Prefix", annotations)].join("---\n"),
+    )
 }
 
 #[tokio::test]
@@ -90,4 +103,55 @@ async fn upstream_vhost_and_forwarded_prefix_reach_the_backend() {
     assert_eq!(seen.host.as_deref(), Some("internal.svc.local"));
     assert_eq!(seen.headers["x-forwarded-prefix"], "/shop");
     assert_eq!(seen.headers["x-forwarded-host"], "a.test", "the client's host stays in X-Forwarded-Host");
+}
+
+#[tokio::test]
+async fn regex_paths_and_rewrite_target_as_the_ingress_nginx_docs_teach() {
+    let echo = echo("api").await;
+    let annotations = [("use-regex", "true"), ("rewrite-target", "/$2")];
+    let api = ingress_yaml("api", "echo", "/api(/|$)(.*)", "ImplementationSpecific", &annotations);
+    let yaml = [service_yaml("echo", echo.addr), api].join("---\n");
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    for (path, sent) in [
+        ("/api/orders?page=2", Some("/orders?page=2")),
+        ("/api", Some("/")),
+        ("/API/orders/7", Some("/orders/7")),
+        ("/apix", None),
+        ("/v1/api/orders", None),
+    ] {
+        let (status, _, body) = get(proxy.addr, "a.test", path).await;
+        match sent {
+            Some(sent) => {
+                assert_eq!(status, StatusCode::OK, "{path}");
+                let seen = seen(&body);
+                let target = seen.query.map_or(seen.path.clone(), |query| format!("{}?{query}", seen.path));
+                assert_eq!(target, sent, "{path}");
+            }
+            None => assert_eq!(status, StatusCode::NOT_FOUND, "{path}"),
+        }
+    }
+    // A WebSocket handshake takes the regex route too.
+    let (_ws, response) = ws_connect(proxy.addr, "a.test", "/api/live", &[]).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+}
+
+#[tokio::test]
+async fn regex_routes_come_before_prefixes_and_longer_regexes_first() {
+    let (short, long, prefix) = (echo("short").await, echo("long").await, echo("prefix").await);
+    let regex = [("use-regex", "true")];
+    let yaml = [
+        service_yaml("short", short.addr),
+        service_yaml("long", long.addr),
+        service_yaml("prefix", prefix.addr),
+        ingress_yaml("short", "short", "/shop/.*", "ImplementationSpecific", &regex),
+        ingress_yaml("long", "long", "/shop/items/[0-9]+", "ImplementationSpecific", &regex),
+        ingress_yaml("plain", "prefix", "/shop", "Prefix", &[]),
+    ]
+    .join("---\n");
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    for (path, want) in [("/shop/items/42", "long"), ("/shop/cart", "short"), ("/shop", "prefix")] {
+        let (status, _, body) = get(proxy.addr, "a.test", path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(seen(&body).name, want, "{path}");
+    }
 }

@@ -61,6 +61,8 @@ pub struct IngressSettings {
     /// A Secret (same namespace) whose `ca.crt` must verify HTTPS backends, and the annotation
     /// that named it.
     pub backend_ca: Option<(String, String)>,
+    /// The Ingress's Prefix and ImplementationSpecific paths are regular expressions.
+    pub regex_paths: bool,
 }
 
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
@@ -106,7 +108,7 @@ pub fn ingress_policy(
         }
     };
     policy.refused = rejected;
-    IngressSettings { policy, backend_ca }
+    IngressSettings { policy, backend_ca, regex_paths: requests::regex_paths(&nginx) }
 }
 
 /// Why a session-cookie key does nothing on its own.

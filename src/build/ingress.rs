@@ -18,7 +18,7 @@ use super::candidate::{Candidate, Rank};
 use super::report::{Reason, Reporter};
 use super::tls;
 use super::{Output, TlsClaim};
-use crate::model::{Backend, HostMatch, PathMatch, Policy, Route};
+use crate::model::{Backend, HostMatch, PathMatch, Policy, RegexPath, Route};
 use crate::snapshot::Snapshot;
 
 /// Adds what `ingress` asks for to `out`, reporting into `reporter`.
@@ -33,12 +33,13 @@ pub fn translate(
 ) {
     let namespace = ingress.namespace().unwrap_or_default();
     let settings = ingress_policy(ingress.annotations(), &namespace, opt_outs, reporter);
+    let regex = settings.regex_paths;
     let policy = with_backend_ca(settings, snapshot, &namespace, reporter);
     let Some(spec) = ingress.spec.as_ref() else { return };
     let created = ingress.creation_timestamp().map(|t| t.0);
     let rank = |implicit| Rank::new(reporter.object().clone(), created, implicit);
     let (explicit, implicit) = (rank(false), rank(true));
-    let mut translator = Translator { snapshot, namespace: &namespace, policy, reporter, out };
+    let mut translator = Translator { snapshot, namespace: &namespace, policy, regex, reporter, out };
     let hosts = translator.rules(spec, &explicit);
     translator.default_backend(spec, &hosts, &implicit);
     translator.tls(spec, &hosts, &explicit);
@@ -72,6 +73,8 @@ struct Translator<'a, 'r> {
     snapshot: &'a Snapshot,
     namespace: &'a str,
     policy: Policy,
+    /// Prefix and ImplementationSpecific paths are regular expressions (`use-regex`).
+    regex: bool,
     reporter: &'a mut Reporter<'r>,
     out: &'a mut Output,
 }
@@ -166,6 +169,17 @@ impl Translator<'_, '_> {
         }
         match path.path_type.as_str() {
             "Exact" => Some(PathMatch::Exact(value)),
+            "Prefix" | "ImplementationSpecific" if self.regex => match RegexPath::new(&value) {
+                Ok(regex) => Some(PathMatch::Regex(regex)),
+                Err(message) => {
+                    self.reporter.report(
+                        Reason::Invalid,
+                        format!("{field}.path"),
+                        format!("{message}; the path is left out"),
+                    );
+                    None
+                }
+            },
             "Prefix" | "ImplementationSpecific" => Some(PathMatch::Prefix(value)),
             other => {
                 let message = format!(

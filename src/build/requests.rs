@@ -36,6 +36,9 @@ pub(super) fn apply(
             });
         }
         "app-root" => absolute_path(value).map(|path| rewrites.app_root = Some(path)),
+        "rewrite-target" => rewrite_target(value).map(|target| rewrites.rewrite_target = Some(target)),
+        // Read by the Ingress's path translation (`regex_paths`); here only checked.
+        "use-regex" => super::values::boolean(value).map(drop),
         "upstream-vhost" => host(value).map(|host| rewrites.upstream_host = Some(host)),
         "x-forwarded-prefix" => absolute_path(value).map(|prefix| rewrites.forwarded_prefix = Some(prefix)),
         "proxy-next-upstream-tries" => match value.trim().parse::<u32>() {
@@ -49,6 +52,23 @@ pub(super) fn apply(
         _ => return None,
     };
     Some(result.map(|()| Effect::Honored).map_err(Failure::from))
+}
+
+/// Whether the Ingress's Prefix and ImplementationSpecific paths are regular expressions:
+/// `use-regex: "true"`, or a `rewrite-target` (whose capture groups need one), as in
+/// ingress-nginx.
+pub(super) fn regex_paths(nginx: &BTreeMap<&str, &str>) -> bool {
+    nginx.get("use-regex").is_some_and(|v| v.trim() == "true") || nginx.contains_key("rewrite-target")
+}
+
+/// A rewrite target: a path (with `$N` groups) or a lone group such as `$1`.
+fn rewrite_target(value: &str) -> Result<String, String> {
+    let target = value.trim();
+    if (target.starts_with('/') || target.starts_with('$')) && target.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(target.to_owned())
+    } else {
+        Err(format!("{value:?} is not a path (with $1…$9 for the capture groups)"))
+    }
 }
 
 /// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.

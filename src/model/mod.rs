@@ -8,6 +8,7 @@ mod backend;
 mod host;
 mod path;
 mod policy;
+mod regex_path;
 mod table;
 mod tls;
 
@@ -18,5 +19,6 @@ pub use policy::{
     BackendProtocol, CookieAffinity, HashKey, HttpsRedirect, LoadBalancing, Policy, Rebalance, Redirect,
     Rewrites, SameSite,
 };
+pub use regex_path::RegexPath;
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
 pub use tls::{BackendCa, Certificate, HostTls};

@@ -4,6 +4,8 @@ use std::cmp::Reverse;
 
 use serde::Serialize;
 
+use super::RegexPath;
+
 /// How a route matches the request path (the part before `?`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", content = "value")]
@@ -13,6 +15,9 @@ pub enum PathMatch {
     /// Whole `/`-separated segments: `/foo` (or `/foo/`) matches `/foo`, `/foo/` and `/foo/bar`,
     /// but not `/foobar`. `/` matches every path.
     Prefix(String),
+    /// A regular expression matched from the start of the path, without case (ingress-nginx's
+    /// `use-regex`).
+    Regex(RegexPath),
 }
 
 impl PathMatch {
@@ -27,14 +32,26 @@ impl PathMatch {
                     None => false,
                 }
             }
+            Self::Regex(regex) => regex.matches(path),
         }
     }
 
-    /// Sort key for precedence within a host: Exact first, then longer prefixes.
+    /// Sort key for precedence within a host: Exact first, then regular expressions, longer
+    /// first (nginx tries regex locations before settling on a prefix one, and ingress-nginx
+    /// writes them longest first), then longer prefixes.
     pub(crate) fn precedence(&self) -> (u8, Reverse<usize>) {
         match self {
             Self::Exact(path) => (0, Reverse(path.len())),
-            Self::Prefix(prefix) => (1, Reverse(prefix.trim_end_matches('/').len())),
+            Self::Regex(regex) => (1, Reverse(regex.source().len())),
+            Self::Prefix(prefix) => (2, Reverse(prefix.trim_end_matches('/').len())),
+        }
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Exact(path) | Self::Prefix(path) => path,
+            Self::Regex(regex) => regex.source(),
         }
     }
 }

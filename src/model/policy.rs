@@ -124,6 +124,9 @@ pub struct Rewrites {
     pub upstream_host: Option<String>,
     /// `X-Forwarded-Prefix` sent to the backend.
     pub forwarded_prefix: Option<String>,
+    /// The path the backend is sent, made from the route's regular expression and its capture
+    /// groups (`$1`…`$9`; ingress-nginx's `rewrite-target`).
+    pub rewrite_target: Option<String>,
 }
 
 /// A redirect hawser answers with.

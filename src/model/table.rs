@@ -217,6 +217,7 @@ fn summary_line(host: &HostMatch, route: &Route) -> String {
     let path = match &route.path {
         PathMatch::Exact(path) => format!("Exact {path}"),
         PathMatch::Prefix(path) => format!("Prefix {path}"),
+        PathMatch::Regex(regex) => format!("Regex {}", regex.source()),
     };
     let headers: String = route.headers.iter().map(|h| format!(" [{}={}]", h.name, h.value)).collect();
     let endpoints = route.backend.endpoints();

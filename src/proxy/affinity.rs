@@ -123,8 +123,11 @@ pub fn set_cookie(
     context: &CookieContext<'_>,
 ) -> Option<HeaderValue> {
     let mut cookie = format!("{}={:016x}", affinity.name, key.token(endpoint));
+    // A regular expression is no cookie path: `/` then (ingress-nginx asks for
+    // `session-cookie-path` with regex paths).
     let path = affinity.path.as_deref().unwrap_or(match context.route_path {
         PathMatch::Exact(path) | PathMatch::Prefix(path) => path,
+        PathMatch::Regex(_) => "/",
     });
     // A `;` would end the attribute early and start another (a route path may hold one).
     if !path.contains(';') {

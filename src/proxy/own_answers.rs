@@ -1,11 +1,12 @@
 //! Answers hawser gives itself instead of the backend's: redirects to HTTPS, a route's
 //! redirect (ingress-nginx's `permanent-redirect`, `temporal-redirect`) and `app-root`; and
-//! what a route changes in a request on its way (`upstream-vhost`, `x-forwarded-prefix`).
+//! what a route changes in a request on its way (`rewrite-target`, `upstream-vhost`,
+//! `x-forwarded-prefix`).
 
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 
 use super::body::ProxyBody;
-use crate::model::{HttpsRedirect, Route, VirtualHost};
+use crate::model::{HttpsRedirect, PathMatch, Route, VirtualHost};
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
@@ -40,16 +41,38 @@ pub fn route_answer(route: &Route, uri: &Uri) -> Option<Response<ProxyBody>> {
     Some(redirect(StatusCode::FOUND, root))
 }
 
-/// What `route` changes in a request for its backend: the `Host` (`upstream-vhost`) and
+/// What `route` changes in a request for its backend: the path (`rewrite-target`, from the
+/// route's regular expression; the query stays), the `Host` (`upstream-vhost`) and
 /// `X-Forwarded-Prefix`.
-pub fn rewrite_request(route: &Route, headers: &mut HeaderMap) {
+pub fn rewrite_request<B>(route: &Route, req: &mut Request<B>) {
+    if let Some(uri) = rewritten_uri(route, req.uri()) {
+        *req.uri_mut() = uri;
+    }
     let rewrites = &route.policy.rewrites;
+    let headers = req.headers_mut();
     if let Some(host) = rewrites.upstream_host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(header::HOST, host);
     }
     if let Some(prefix) = rewrites.forwarded_prefix.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
         headers.insert(&X_FORWARDED_PREFIX, prefix);
     }
+}
+
+/// The request target `rewrite-target` makes of `uri` on a regular-expression route.
+fn rewritten_uri(route: &Route, uri: &Uri) -> Option<Uri> {
+    let target = route.policy.rewrites.rewrite_target.as_deref()?;
+    let PathMatch::Regex(regex) = &route.path else { return None };
+    let mut path = regex.rewrite(uri.path(), target)?;
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    if let Some(query) = uri.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path.parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {

@@ -141,7 +141,7 @@ impl Proxy {
             Handshake::Http2 => true,
         });
         prepare_request(&mut req, client, &host, outcome.upgrade.is_some());
-        rewrite_request(&route, req.headers_mut());
+        rewrite_request(&route, &mut req);
         let (response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
         Ok((response, Some(endpoint)))
     }

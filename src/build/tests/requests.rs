@@ -44,6 +44,7 @@ fn request_annotations_become_policy() {
                         app_root: Some("/app".into()),
                         upstream_host: Some("in.svc:8080".into()),
                         forwarded_prefix: Some("/shop".into()),
+                        rewrite_target: None,
                     }
             }),
         ),
@@ -85,4 +86,43 @@ fn bad_request_annotations_are_reported_and_left_out() {
         "the code and the redirect that needs it: {:?}",
         problems(&bad_code)
     );
+}
+
+#[test]
+fn regex_paths_with_use_regex_or_rewrite_target() {
+    let with = |path_type: &str, path: &str, pairs: &[(&str, &str)]| {
+        let keyed: Vec<(String, &str)> =
+            pairs.iter().map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), *v)).collect();
+        let list: String = keyed.iter().map(|(k, v)| format!("    {k}: {v:?}\n")).collect();
+        let doc = simple("i", "a.com", path_type, &format!("{path:?}"));
+        built(&doc.replacen("metadata:\n", &format!("metadata:\n  annotations:\n{list}"), 1))
+    };
+    let regex = [("use-regex", "true")];
+    assert_eq!(
+        with("ImplementationSpecific", "/api(/|$)(.*)", &regex).table.summary(),
+        vec!["a.com Regex /api(/|$)(.*) -> 10.0.0.1:8080 (ingress/default/i/0/0)"]
+    );
+    assert_eq!(
+        with("Prefix", "/v[0-9]+/", &[("rewrite-target", "/$1")]).table.summary(),
+        vec!["a.com Regex /v[0-9]+/ -> 10.0.0.1:8080 (ingress/default/i/0/0)"],
+        "rewrite-target makes the paths regular expressions"
+    );
+    assert_eq!(
+        with("Exact", "/exact", &regex).table.summary(),
+        vec!["a.com Exact /exact -> 10.0.0.1:8080 (ingress/default/i/0/0)"]
+    );
+    assert_eq!(
+        with("Prefix", "/api(", &[("use-regex", "false")]).table.summary(),
+        vec!["a.com Prefix /api( -> 10.0.0.1:8080 (ingress/default/i/0/0)"]
+    );
+    let bad = with("ImplementationSpecific", "/api(", &regex);
+    assert!(bad.table.summary().is_empty());
+    assert_eq!(problems(&bad), vec!["Invalid Ingress default/i spec.rules[0].http.paths[0].path"]);
+    let target = with("ImplementationSpecific", "/api(/|$)(.*)", &[("rewrite-target", "/$2")]);
+    assert_eq!(policy_of_path(&target, "/api/x").rewrites.rewrite_target.as_deref(), Some("/$2"));
+    assert!(problems(&with("Prefix", "/", &[("rewrite-target", "no-slash")])).len() == 1);
+}
+
+fn policy_of_path(built: &Built, path: &str) -> Policy {
+    built.table.lookup("a.com", path, |_| None).expect("route").policy.clone()
 }
