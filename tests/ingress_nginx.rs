@@ -155,3 +155,40 @@ async fn regex_routes_come_before_prefixes_and_longer_regexes_first() {
         assert_eq!(seen(&body).name, want, "{path}");
     }
 }
+
+#[tokio::test]
+async fn cors_preflights_are_answered_by_hawser_and_answers_decorated() {
+    let echo = echo("a").await;
+    let annotations = [
+        ("enable-cors", "true"),
+        ("cors-allow-origin", "https://app.example.com, https://*.partner.test"),
+        ("cors-expose-headers", "X-Total"),
+        ("cors-max-age", "600"),
+    ];
+    let proxy = TestProxy::start(ingress(echo.addr, &annotations)).await;
+    let send = |method: &str, origin: &str| {
+        let request = Request::builder()
+            .method(method)
+            .uri("/orders")
+            .header("host", "a.test")
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT");
+        common::request(proxy.addr, request.body(Full::default()).unwrap())
+    };
+    let (status, headers, body) = send("OPTIONS", "https://app.example.com").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(body.is_empty(), "the preflight never reached the backend");
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(headers["access-control-max-age"], "600");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let (status, headers, body) = send("GET", "https://eu.partner.test").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen(&body).method, "GET");
+    assert_eq!(headers["access-control-allow-origin"], "https://eu.partner.test");
+    assert_eq!(headers["access-control-expose-headers"], "X-Total");
+    // Another origin: no CORS headers, and its OPTIONS goes to the backend like any request.
+    let (status, headers, body) = send("OPTIONS", "https://evil.test").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen(&body).method, "OPTIONS");
+    assert!(!headers.contains_key("access-control-allow-origin"));
+}

@@ -49,7 +49,14 @@ impl From<String> for Failure {
 }
 
 fn fatal(message: String) -> Failure {
-    Failure { message, fatal: true }
+    Failure::fatal(message)
+}
+
+impl Failure {
+    /// A failure that refuses the whole Ingress (fail closed).
+    pub(super) fn fatal(message: String) -> Self {
+        Self { message, fatal: true }
+    }
 }
 
 /// What an Ingress's annotations ask for.

@@ -1,11 +1,12 @@
 //! ingress-nginx annotations on how requests are answered and passed on: the body size limit,
-//! redirects answered by hawser, `app-root`, the backend's `Host` (`upstream-vhost`),
-//! `X-Forwarded-Prefix`, and how many endpoints a request may try.
+//! redirects answered by hawser, `app-root`, regex paths and `rewrite-target`, CORS, the
+//! backend's `Host` (`upstream-vhost`), `X-Forwarded-Prefix`, and how many endpoints a request
+//! may try.
 
 use std::collections::BTreeMap;
 
 use super::annotations::{Effect, Failure};
-use crate::model::{Policy, Redirect};
+use crate::model::{Cors, Policy, Redirect};
 
 /// One `nginx.ingress.kubernetes.io/` key of this kind. `None`: not one of them.
 pub(super) fn apply(
@@ -41,6 +42,20 @@ pub(super) fn apply(
         "use-regex" => super::values::boolean(value).map(drop),
         "upstream-vhost" => host(value).map(|host| rewrites.upstream_host = Some(host)),
         "x-forwarded-prefix" => absolute_path(value).map(|prefix| rewrites.forwarded_prefix = Some(prefix)),
+        "enable-cors" => super::values::boolean(value).map(|on| policy.cors = on.then(|| cors(all))),
+        key if key.starts_with("cors-") => {
+            let mut check = Cors::default();
+            return Some(match cors_setting(&mut check, key, value)? {
+                // The origins are a security setting: a list hawser cannot read fails closed
+                // (allowing every origin instead would open credentialed reads to all sites).
+                Err(message) if key == "cors-allow-origin" => Err(Failure::fatal(message)),
+                Err(message) => Err(message.into()),
+                Ok(()) if all.get("enable-cors").is_none_or(|v| v.trim() != "true") => {
+                    Ok(Effect::Unsupported("has no effect without enable-cors: \"true\""))
+                }
+                Ok(()) => Ok(Effect::Honored),
+            });
+        }
         "proxy-next-upstream-tries" => match value.trim().parse::<u32>() {
             // 0 is "no limit" to nginx; hawser still stops at every endpoint tried once.
             Ok(tries) => {
@@ -69,6 +84,45 @@ fn rewrite_target(value: &str) -> Result<String, String> {
     } else {
         Err(format!("{value:?} is not a path (with $1…$9 for the capture groups)"))
     }
+}
+
+/// ingress-nginx's defaults, with the `cors-*` keys of `all` that are valid (each invalid one
+/// is reported on its own key).
+fn cors(all: &BTreeMap<&str, &str>) -> Cors {
+    let mut cors = Cors::default();
+    for (key, value) in all {
+        let _ = cors_setting(&mut cors, key, value);
+    }
+    cors
+}
+
+/// Applies one `cors-*` key. `None`: not one.
+fn cors_setting(cors: &mut Cors, key: &str, value: &str) -> Option<Result<(), String>> {
+    let header_list = |value: &str| {
+        let value = value.trim();
+        if value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            Ok(value.to_owned())
+        } else {
+            Err(format!("{value:?} is not a header value"))
+        }
+    };
+    Some(match key {
+        "cors-allow-origin" => {
+            super::values::origins(super::values::list(value)).map(|o| cors.allow_origins = o)
+        }
+        "cors-allow-methods" => header_list(value).map(|v| cors.allow_methods = v),
+        "cors-allow-headers" => header_list(value).map(|v| cors.allow_headers = v),
+        "cors-expose-headers" => header_list(value).map(|v| cors.expose_headers = v),
+        "cors-allow-credentials" => super::values::boolean(value).map(|on| cors.allow_credentials = on),
+        "cors-max-age" => match value.trim().parse::<u64>() {
+            Ok(seconds) => {
+                cors.max_age = seconds;
+                Ok(())
+            }
+            Err(_) => Err(format!("{value:?} is not a number of seconds")),
+        },
+        _ => return None,
+    })
 }
 
 /// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.

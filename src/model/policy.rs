@@ -75,6 +75,8 @@ pub struct Policy {
     pub max_endpoints_tried: u32,
     /// Answers hawser gives instead of the backend, and what it changes on the way.
     pub rewrites: Rewrites,
+    /// CORS answered by hawser (ingress-nginx's `enable-cors`). `None`: left to the backend.
+    pub cors: Option<Cors>,
     /// Every request answers `503`: the route's object asks for a restriction hawser cannot
     /// enforce, or states one invalidly (fail closed). The route still claims its host and
     /// path, so no less specific route serves them instead.
@@ -107,6 +109,7 @@ impl Default for Policy {
             max_body_bytes: None,
             max_endpoints_tried: 3,
             rewrites: Rewrites::default(),
+            cors: None,
             refused: false,
         }
     }
@@ -127,6 +130,37 @@ pub struct Rewrites {
     /// The path the backend is sent, made from the route's regular expression and its capture
     /// groups (`$1`…`$9`; ingress-nginx's `rewrite-target`).
     pub rewrite_target: Option<String>,
+}
+
+/// The CORS headers of a route (the `Access-Control-*` values, as sent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cors {
+    /// Origins allowed: exact, `https://*.example.com`, or `*`.
+    pub allow_origins: Vec<String>,
+    /// `Access-Control-Allow-Methods`.
+    pub allow_methods: String,
+    /// `Access-Control-Allow-Headers`.
+    pub allow_headers: String,
+    /// `Access-Control-Expose-Headers`; empty: not sent.
+    pub expose_headers: String,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub allow_credentials: bool,
+    /// `Access-Control-Max-Age` of preflight answers, in seconds.
+    pub max_age: u64,
+}
+
+impl Default for Cors {
+    /// ingress-nginx's defaults.
+    fn default() -> Self {
+        Self {
+            allow_origins: vec!["*".to_owned()],
+            allow_methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS".to_owned(),
+            allow_headers: "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization".to_owned(),
+            expose_headers: String::new(),
+            allow_credentials: true,
+            max_age: 1_728_000,
+        }
+    }
 }
 
 /// A redirect hawser answers with.

@@ -40,6 +40,13 @@ pub fn check_origin(policy: &Policy, headers: &HeaderMap) -> Result<(), ProxyErr
     Err(ProxyError::OriginForbidden { origin })
 }
 
+/// Whether `origin` (as the browser sent it) is one `allowed` names (`*`, exact, or
+/// `https://*.example.com`).
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    let origin = origin.to_ascii_lowercase();
+    Origin::parse(&origin).is_some_and(|o| allowed.iter().any(|a| o.allowed_by(a)))
+}
+
 /// A serialised origin, `scheme://host[:port]`, lower-case.
 #[derive(Debug, PartialEq, Eq)]
 struct Origin<'a> {

@@ -9,6 +9,7 @@ mod balance;
 mod body;
 mod budget;
 mod copy;
+mod cors;
 mod drain;
 mod error;
 mod extended_connect;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::admission::check_source;
 use super::body::{Lease, ProxyBody, RequestBody};
+use super::cors::{self, CorsAnswer};
 use super::error::ProxyError;
 use super::extended_connect::{Handshake, connect_protocol};
 use super::forward::{Sent, prepare_request, send};
@@ -135,6 +136,12 @@ impl Proxy {
         if let Some(answer) = route_answer(&route, req.uri()) {
             return Ok((answer, None));
         }
+        let cors = cors::answer(route.policy.cors.as_ref(), req.method(), req.headers());
+        let cors_origin = match cors {
+            Some(CorsAnswer::Preflight(answer)) if !route.policy.refused => return Ok((answer, None)),
+            Some(CorsAnswer::Decorate(origin)) => Some(origin),
+            _ => None,
+        };
         // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
         outcome.upgrade = outcome.upgrade.filter(|handshake| match handshake {
             Handshake::Http1 => admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades),
@@ -142,7 +149,10 @@ impl Proxy {
         });
         prepare_request(&mut req, client, &host, outcome.upgrade.is_some());
         rewrite_request(&route, &mut req);
-        let (response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
+        let (mut response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
+        if let (Some(cors), Some(origin)) = (&route.policy.cors, cors_origin) {
+            cors::decorate(cors, &origin, response.headers_mut());
+        }
         Ok((response, Some(endpoint)))
     }
 

@@ -126,3 +126,37 @@ fn regex_paths_with_use_regex_or_rewrite_target() {
 fn policy_of_path(built: &Built, path: &str) -> Policy {
     built.table.lookup("a.com", path, |_| None).expect("route").policy.clone()
 }
+
+#[test]
+fn cors_annotations() {
+    let on = nginx(&[
+        ("enable-cors", "true"),
+        ("cors-allow-origin", "https://a.com, https://*.b.com"),
+        ("cors-allow-credentials", "false"),
+        ("cors-max-age", "60"),
+        ("cors-allow-methods", "GET, POST"),
+    ]);
+    let want = crate::model::Cors {
+        allow_origins: vec!["https://a.com".into(), "https://*.b.com".into()],
+        allow_methods: "GET, POST".into(),
+        allow_credentials: false,
+        max_age: 60,
+        ..crate::model::Cors::default()
+    };
+    assert_eq!(policy_of(&on).cors, Some(want));
+    assert!(problems(&on).is_empty(), "{:?}", problems(&on));
+    assert_eq!(policy_of(&nginx(&[("enable-cors", "true")])).cors, Some(crate::model::Cors::default()));
+    let off = nginx(&[("cors-allow-origin", "https://a.com")]);
+    assert_eq!(policy_of(&off).cors, None);
+    assert_eq!(
+        problems(&off),
+        vec!["Unsupported Ingress default/i nginx.ingress.kubernetes.io/cors-allow-origin"]
+    );
+    // An origin list hawser cannot read refuses the Ingress rather than allow every origin.
+    let bad = nginx(&[("enable-cors", "true"), ("cors-allow-origin", "a.com")]);
+    assert!(policy_of(&bad).refused);
+    assert_eq!(
+        problems(&bad),
+        vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/cors-allow-origin"]
+    );
+}
