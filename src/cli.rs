@@ -147,6 +147,10 @@ pub struct RunArgs {
     /// get `503` with `Retry-After`, so slow backends cannot make pending handshakes eat memory.
     #[arg(long, default_value_t = 4096)]
     pub max_pending_handshakes: usize,
+    /// The status of a request over its route's rate limit (`limit-rps`, `limit-rpm`): 503, as
+    /// ingress-nginx answers by default, or 429.
+    #[arg(long, default_value = "503", value_parser = parse_rate_limited_status)]
+    pub rate_limited_status: http::StatusCode,
     /// Time a client has between two parts of a request body; a client that stalls longer
     /// gets `408` and the backend exchange is abandoned (nginx's `client_body_timeout`).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -187,6 +191,7 @@ impl RunArgs {
             extended_connect: self.http2_websockets,
             request_body_timeout: self.request_body_timeout,
             max_pending_handshakes: self.max_pending_handshakes,
+            rate_limited_status: self.rate_limited_status,
             ..ProxyConfig::default()
         }
     }
@@ -352,5 +357,14 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("not run") };
         let args = *args;
         assert_eq!(args.trusted_proxies.len(), 2);
+    }
+}
+
+/// `503` or `429`.
+fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, String> {
+    match value.trim() {
+        "503" => Ok(http::StatusCode::SERVICE_UNAVAILABLE),
+        "429" => Ok(http::StatusCode::TOO_MANY_REQUESTS),
+        other => Err(format!("{other:?} is not 503 or 429")),
     }
 }

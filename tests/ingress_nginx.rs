@@ -192,3 +192,33 @@ async fn cors_preflights_are_answered_by_hawser_and_answers_decorated() {
     assert_eq!(seen(&body).method, "OPTIONS");
     assert!(!headers.contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn limit_rps_lets_the_burst_through_then_refuses() {
+    let echo = echo("a").await;
+    let statuses = |proxy: std::net::SocketAddr| async move {
+        let mut statuses = Vec::new();
+        for _ in 0..30 {
+            statuses.push(get(proxy, "a.test", "/").await.0);
+        }
+        statuses
+    };
+    // Two a second with a burst of 2 × 3: six at once, then refusals.
+    let limited = ingress(echo.addr, &[("limit-rps", "2"), ("limit-burst-multiplier", "3")]);
+    let proxy = TestProxy::start(limited.clone()).await;
+    let got = statuses(proxy.addr).await;
+    let passed = got.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!((6..=8).contains(&passed), "{passed} passed: {got:?}");
+    assert!(got[..6].iter().all(|s| *s == StatusCode::OK), "the burst comes first: {got:?}");
+    assert!(got.contains(&StatusCode::SERVICE_UNAVAILABLE));
+    // 429 by flag; an exempt client is never limited.
+    let config = hawser::proxy::ProxyConfig {
+        rate_limited_status: StatusCode::TOO_MANY_REQUESTS,
+        ..hawser::proxy::ProxyConfig::default()
+    };
+    let proxy = TestProxy::with_config(limited, config).await;
+    assert!(statuses(proxy.addr).await.contains(&StatusCode::TOO_MANY_REQUESTS));
+    let exempt = ingress(echo.addr, &[("limit-rps", "2"), ("limit-whitelist", "127.0.0.0/8")]);
+    let proxy = TestProxy::start(exempt).await;
+    assert!(statuses(proxy.addr).await.iter().all(|s| *s == StatusCode::OK));
+}

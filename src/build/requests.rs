@@ -1,12 +1,12 @@
 //! ingress-nginx annotations on how requests are answered and passed on: the body size limit,
-//! redirects answered by hawser, `app-root`, regex paths and `rewrite-target`, CORS, the
-//! backend's `Host` (`upstream-vhost`), `X-Forwarded-Prefix`, and how many endpoints a request
-//! may try.
+//! redirects answered by hawser, `app-root`, regex paths and `rewrite-target`, CORS, request
+//! rate limits, the backend's `Host` (`upstream-vhost`), `X-Forwarded-Prefix`, and how many
+//! endpoints a request may try.
 
 use std::collections::BTreeMap;
 
 use super::annotations::{Effect, Failure};
-use crate::model::{Cors, Policy, Redirect};
+use crate::model::{Cors, Policy, Rate, RateLimit, Redirect};
 
 /// One `nginx.ingress.kubernetes.io/` key of this kind. `None`: not one of them.
 pub(super) fn apply(
@@ -54,6 +54,22 @@ pub(super) fn apply(
                     Ok(Effect::Unsupported("has no effect without enable-cors: \"true\""))
                 }
                 Ok(()) => Ok(Effect::Honored),
+            });
+        }
+        "limit-rps" | "limit-rpm" => {
+            super::values::positive(value).map(|_| policy.rate_limit = Some(rate_limit(all)))
+        }
+        "limit-burst-multiplier" | "limit-whitelist" | "limit-allowlist" => {
+            let valid = match key {
+                "limit-burst-multiplier" => super::values::positive(value).map(drop),
+                _ => super::values::cidrs(super::values::list(value)).map(drop),
+            };
+            return Some(match valid {
+                Err(message) => Err(message.into()),
+                Ok(()) if !all.contains_key("limit-rps") && !all.contains_key("limit-rpm") => {
+                    Ok(Effect::Unsupported("has no effect without limit-rps or limit-rpm"))
+                }
+                Ok(()) => Ok(Effect::Translated("per client IP and route, per hawser replica".into())),
             });
         }
         "proxy-next-upstream-tries" => match value.trim().parse::<u32>() {
@@ -123,6 +139,28 @@ fn cors_setting(cors: &mut Cors, key: &str, value: &str) -> Option<Result<(), St
         },
         _ => return None,
     })
+}
+
+/// ingress-nginx's request limits from `all`: `limit-rps` and `limit-rpm`, each with a burst of
+/// `limit-burst-multiplier` (default 5) times its rate, and the exempt `limit-whitelist`.
+/// Invalid values are left out (each reported on its own key).
+fn rate_limit(all: &BTreeMap<&str, &str>) -> RateLimit {
+    let number = |key: &str| all.get(key).and_then(|v| super::values::positive(v).ok());
+    let multiplier = f64::from(number("limit-burst-multiplier").unwrap_or(5));
+    let rates = [("limit-rps", 1.0), ("limit-rpm", 60.0)]
+        .into_iter()
+        .filter_map(|(key, seconds)| {
+            let per_period = f64::from(number(key)?);
+            Some(Rate { per_second: per_period / seconds, burst: per_period * multiplier })
+        })
+        .collect();
+    let exempt = ["limit-whitelist", "limit-allowlist"]
+        .iter()
+        .filter_map(|key| all.get(key))
+        .filter_map(|value| super::values::cidrs(super::values::list(value)).ok())
+        .flatten()
+        .collect();
+    RateLimit { rates, exempt }
 }
 
 /// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.

@@ -16,8 +16,8 @@ pub use backend::{Backend, Endpoint};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{
-    BackendProtocol, CookieAffinity, Cors, HashKey, HttpsRedirect, LoadBalancing, Policy, Rebalance,
-    Redirect, Rewrites, SameSite,
+    BackendProtocol, CookieAffinity, Cors, HashKey, HttpsRedirect, LoadBalancing, Policy, Rate, RateLimit,
+    Rebalance, Redirect, Rewrites, SameSite,
 };
 pub use regex_path::RegexPath;
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};

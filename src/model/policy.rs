@@ -77,6 +77,8 @@ pub struct Policy {
     pub rewrites: Rewrites,
     /// CORS answered by hawser (ingress-nginx's `enable-cors`). `None`: left to the backend.
     pub cors: Option<Cors>,
+    /// Requests (handshakes included) per client IP, per replica. `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
     /// Every request answers `503`: the route's object asks for a restriction hawser cannot
     /// enforce, or states one invalidly (fail closed). The route still claims its host and
     /// path, so no less specific route serves them instead.
@@ -110,6 +112,7 @@ impl Default for Policy {
             max_endpoints_tried: 3,
             rewrites: Rewrites::default(),
             cors: None,
+            rate_limit: None,
             refused: false,
         }
     }
@@ -161,6 +164,26 @@ impl Default for Cors {
             max_age: 1_728_000,
         }
     }
+}
+
+/// Request rates allowed per client IP on a route (ingress-nginx's `limit-rps`, `limit-rpm`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RateLimit {
+    /// Each must have room for a request.
+    pub rates: Vec<Rate>,
+    /// Clients never limited (`limit-whitelist`).
+    pub exempt: Vec<IpNet>,
+}
+
+impl Eq for RateLimit {}
+
+/// One rate: a bucket of `burst` requests refilled at `per_second`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Rate {
+    /// Requests a second on average.
+    pub per_second: f64,
+    /// Requests allowed at once.
+    pub burst: f64,
 }
 
 /// A redirect hawser answers with.

@@ -69,6 +69,8 @@ pub enum ProxyError {
     PendingHandshakes { limit: usize },
     #[error("the request body is larger than the route's limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    #[error("this client is over the route's request rate")]
+    RateLimited { status: StatusCode },
     #[error("the request head is larger than --max-header-bytes")]
     HeadersTooLarge,
     #[error("backend {endpoint} answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
@@ -96,6 +98,7 @@ impl ProxyError {
             Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { status } => *status,
         }
     }
 
@@ -119,6 +122,7 @@ impl ProxyError {
             | Self::RequestBodyTimeout { .. }
             | Self::HeadersTooLarge
             | Self::PayloadTooLarge { .. }
+            | Self::RateLimited { .. }
             | Self::BadPath(_) => Culprit::Client,
         }
     }
@@ -144,6 +148,7 @@ impl ProxyError {
             Self::RequestBodyTimeout { .. } => "request_body_timeout",
             Self::HeadersTooLarge => "headers_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
             Self::PendingHandshakes { .. } => "pending_handshakes",
         }
     }

@@ -21,6 +21,7 @@ mod own_answers;
 mod path;
 mod pool;
 mod proxy_protocol;
+mod rate_limit;
 mod service;
 mod target;
 pub mod tls;
@@ -81,6 +82,8 @@ pub struct ProxyConfig {
     pub request_body_timeout: Duration,
     /// Upgrade handshakes waiting for their backend at once; more get `503`. Default 4096.
     pub max_pending_handshakes: usize,
+    /// What a client over its route's rate limit gets: `503` (ingress-nginx's default) or `429`.
+    pub rate_limited_status: http::StatusCode,
 }
 
 impl Default for ProxyConfig {
@@ -100,6 +103,7 @@ impl Default for ProxyConfig {
             extended_connect: true,
             request_body_timeout: Duration::from_secs(60),
             max_pending_handshakes: 4096,
+            rate_limited_status: http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct Proxy {
     connections: budget::ConnectionCount,
     /// Upgrade handshakes waiting for their backend now.
     handshakes: budget::ConnectionCount,
+    /// Request rates per route and client.
+    rates: rate_limit::RateLimiter,
     /// Graceful drain orders for live tunnels, and their census.
     drains: Arc<drain::Drains>,
 }
@@ -138,6 +144,7 @@ impl Proxy {
             tunnels: TaskTracker::new(),
             connections: budget::ConnectionCount::default(),
             handshakes: budget::ConnectionCount::default(),
+            rates: rate_limit::RateLimiter::default(),
             drains: Arc::default(),
         });
         // Endpoints gone and rebalancing are noticed from the table; the task ends with the proxy.

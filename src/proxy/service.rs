@@ -167,6 +167,11 @@ impl Proxy {
             return Err(ProxyError::Refused);
         }
         check_source(&route.policy, client.ip)?;
+        if let Some(limit) = &route.policy.rate_limit
+            && !self.rates.admit(&route.name, limit, client.ip)
+        {
+            return Err(ProxyError::RateLimited { status: self.config.rate_limited_status });
+        }
         let Some(handshake) = handshake else { return self.plain(route, req, client).await };
         let timeout = route.policy.handshake_timeout;
         let exchange = upgrade(self, route, req, client, handshake);

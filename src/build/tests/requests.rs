@@ -160,3 +160,28 @@ fn cors_annotations() {
         vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/cors-allow-origin"]
     );
 }
+
+#[test]
+fn rate_limit_annotations() {
+    let limited = nginx(&[("limit-rps", "10"), ("limit-rpm", "300"), ("limit-whitelist", "10.0.0.0/8")]);
+    let limit = policy_of(&limited).rate_limit.expect("a limit");
+    assert_eq!(
+        limit.rates,
+        vec![
+            crate::model::Rate { per_second: 10.0, burst: 50.0 },
+            crate::model::Rate { per_second: 5.0, burst: 1500.0 },
+        ]
+    );
+    assert_eq!(limit.exempt, vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
+    assert!(problems(&limited).is_empty(), "{:?}", problems(&limited));
+    let alone = nginx(&[("limit-burst-multiplier", "2")]);
+    assert!(policy_of(&alone).rate_limit.is_none());
+    assert_eq!(
+        problems(&alone),
+        vec!["Unsupported Ingress default/i nginx.ingress.kubernetes.io/limit-burst-multiplier"]
+    );
+    assert_eq!(
+        problems(&nginx(&[("limit-rps", "fast")])),
+        vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/limit-rps"]
+    );
+}
