@@ -326,6 +326,15 @@ fn parse_namespaced_name(value: &str) -> Result<SecretRef, String> {
     }
 }
 
+/// `503` or `429`.
+fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, String> {
+    match value.trim() {
+        "503" => Ok(http::StatusCode::SERVICE_UNAVAILABLE),
+        "429" => Ok(http::StatusCode::TOO_MANY_REQUESTS),
+        other => Err(format!("{other:?} is not 503 or 429")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,14 +366,5 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("not run") };
         let args = *args;
         assert_eq!(args.trusted_proxies.len(), 2);
-    }
-}
-
-/// `503` or `429`.
-fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, String> {
-    match value.trim() {
-        "503" => Ok(http::StatusCode::SERVICE_UNAVAILABLE),
-        "429" => Ok(http::StatusCode::TOO_MANY_REQUESTS),
-        other => Err(format!("{other:?} is not 503 or 429")),
     }
 }

@@ -12,6 +12,9 @@ use crate::model::RateLimit;
 /// Above this many buckets, those full again (idle long enough) are dropped on the next check.
 const PRUNE_ABOVE: usize = 16_384;
 
+/// A route, a client, and which of the route's rates.
+type BucketKey = (Arc<str>, IpAddr, usize);
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -21,7 +24,7 @@ struct Bucket {
 /// The buckets of every route and client, kept across table swaps (keyed by route name).
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<(Arc<str>, IpAddr, usize), Bucket>>,
+    buckets: Mutex<HashMap<BucketKey, Bucket>>,
 }
 
 impl RateLimiter {
