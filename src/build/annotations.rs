@@ -277,6 +277,12 @@ fn apply_nginx(
                 Effect::Honored
             })
         }
+        "denylist-source-range" | "blacklist-source-range" => {
+            values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
+                policy.denied_ranges = ranges;
+                Effect::Honored
+            })
+        }
         "limit-connections" => values::positive(value).map_err(Failure::from).map(|limit| {
             policy.max_connections_per_client = Some(limit);
             Effect::Translated(

@@ -511,18 +511,23 @@ fn nginx_annotations_are_translated() {
     }
     let ranges = policy_of(&nginx(&[("allowlist-source-range", "10.0.0.0/8, 172.16.0.0/12")]));
     assert_eq!(ranges.source_ranges.len(), 2);
+    let denied = nginx(&[("denylist-source-range", "192.0.2.0/24")]);
+    assert_eq!(policy_of(&denied).denied_ranges, vec!["192.0.2.0/24".parse::<ipnet::IpNet>().unwrap()]);
+    assert!(!policy_of(&denied).refused);
+    let unreadable = nginx(&[("denylist-source-range", "10.0.0.0/33")]);
+    assert!(policy_of(&unreadable).refused, "an unreadable deny list fails closed");
     assert_eq!(policy_of(&nginx(&[("limit-connections", "7")])).max_connections_per_client, Some(7));
     let bad_hash = nginx(&[("upstream-hash-by", "$request_uri$host")]);
     assert_eq!(
         problems(&bad_hash),
         vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/upstream-hash-by"]
     );
-    let unknown = nginx(&[("enable-cors", "true"), ("backend-protocol", "GRPC")]);
+    let unknown = nginx(&[("canary", "true"), ("backend-protocol", "GRPC")]);
     assert_eq!(
         problems(&unknown),
         vec![
             "Unsupported Ingress default/i nginx.ingress.kubernetes.io/backend-protocol",
-            "Ignored Ingress default/i nginx.ingress.kubernetes.io/enable-cors"
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/canary"
         ]
     );
     let reasons: Vec<Reason> = timeouts.reports.iter().map(|r| r.reason).collect();
@@ -715,7 +720,6 @@ fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
     for (key, value) in [
         ("nginx.ingress.kubernetes.io/auth-url", "http://auth.svc/check"),
         ("nginx.ingress.kubernetes.io/configuration-snippet", "deny all;"),
-        ("nginx.ingress.kubernetes.io/denylist-source-range", "10.0.0.0/8"),
         ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
         ("nginx.ingress.kubernetes.io/satisfy", "any"),
         ("nginx.ingress.kubernetes.io/enable-global-auth", "true"),

@@ -18,8 +18,6 @@ pub const REFUSED: &[&str] = &[
     "global-auth-*",
     "enable-global-auth",
     "satisfy",
-    "denylist-source-range",
-    "blacklist-source-range",
     "*-snippet",
     "enable-modsecurity",
     "enable-owasp-core-rules",
@@ -102,7 +100,7 @@ mod tests {
             ("configuration-snippet", "deny all;", Some(Unenforced::Refused)),
             ("server-snippet", "x", Some(Unenforced::Refused)),
             ("satisfy", "any", Some(Unenforced::Refused)),
-            ("denylist-source-range", "10.0.0.0/8", Some(Unenforced::Refused)),
+            ("denylist-source-range", "10.0.0.0/8", None),
             ("proxy-buffering", "off", Some(Unenforced::NotNeeded)),
             ("rewrite-target", "/", None),
         ];

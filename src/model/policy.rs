@@ -43,6 +43,9 @@ pub struct Policy {
     pub max_connections_per_client: Option<u32>,
     /// Client addresses allowed on the route. Empty: any.
     pub source_ranges: Vec<IpNet>,
+    /// Client addresses refused on the route, whatever `source_ranges` says
+    /// (ingress-nginx's `denylist-source-range`).
+    pub denied_ranges: Vec<IpNet>,
     /// How hawser talks to the endpoints.
     pub backend_protocol: BackendProtocol,
     /// TLS server name sent to HTTPS backends (the Service's DNS name). `None`: none.
@@ -99,6 +102,7 @@ impl Default for Policy {
             max_connections: None,
             max_connections_per_client: None,
             source_ranges: Vec::new(),
+            denied_ranges: Vec::new(),
             backend_protocol: BackendProtocol::Http,
             backend_server_name: None,
             backend_ca: None,

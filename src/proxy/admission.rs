@@ -10,9 +10,13 @@ use http::{HeaderMap, header};
 use super::error::ProxyError;
 use crate::model::{Policy, Route};
 
-/// Refuses clients outside the route's source ranges (empty ranges allow everyone).
+/// Refuses clients in the route's denied ranges, and those outside its source ranges (empty
+/// ranges allow everyone).
 pub fn check_source(policy: &Policy, client: IpAddr) -> Result<(), ProxyError> {
     let client = client.to_canonical();
+    if policy.denied_ranges.iter().any(|net| net.contains(&client)) {
+        return Err(ProxyError::SourceForbidden { ip: client });
+    }
     if policy.source_ranges.is_empty() || policy.source_ranges.iter().any(|net| net.contains(&client)) {
         return Ok(());
     }
@@ -221,6 +225,21 @@ mod tests {
         headers.insert(header::ORIGIN, "https://b.com".parse().expect("value"));
         assert!(matches!(check_origin(&policy, &headers), Err(ProxyError::OriginForbidden { .. })));
         assert!(check_origin(&Policy::default(), &headers).is_ok());
+    }
+
+    #[test]
+    fn denied_ranges_win() {
+        let policy = Policy {
+            source_ranges: vec!["10.0.0.0/8".parse().expect("net")],
+            denied_ranges: vec!["10.9.0.0/16".parse().expect("net")],
+            ..Policy::default()
+        };
+        assert!(check_source(&policy, IpAddr::from([10, 1, 2, 3])).is_ok());
+        assert!(check_source(&policy, IpAddr::from([10, 9, 2, 3])).is_err());
+        let denied_only =
+            Policy { denied_ranges: vec!["192.0.2.0/24".parse().expect("net")], ..Policy::default() };
+        assert!(check_source(&denied_only, IpAddr::from([198, 51, 100, 1])).is_ok());
+        assert!(check_source(&denied_only, "::ffff:192.0.2.9".parse().expect("ip")).is_err());
     }
 
     #[test]
