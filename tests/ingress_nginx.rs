@@ -222,3 +222,44 @@ async fn limit_rps_lets_the_burst_through_then_refuses() {
     let proxy = TestProxy::start(exempt).await;
     assert!(statuses(proxy.addr).await.iter().all(|s| *s == StatusCode::OK));
 }
+
+#[tokio::test]
+async fn a_canary_ingress_takes_its_weight_and_what_its_header_or_cookie_send() {
+    let (stable, canary) = (echo("stable").await, echo("canary").await);
+    let canary_annotations = [
+        ("canary", "true"),
+        ("canary-weight", "20"),
+        ("canary-by-header", "X-Canary"),
+        ("canary-by-cookie", "use_canary"),
+    ];
+    let yaml = [
+        service_yaml("stable", stable.addr),
+        service_yaml("canary", canary.addr),
+        ingress_yaml("web", "stable", "/", "Prefix", &[]),
+        ingress_yaml("web-canary", "canary", "/", "Prefix", &canary_annotations),
+    ]
+    .join("---\n");
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    let served_by = |headers: &'static [(&'static str, &'static str)]| async move {
+        let mut request = Request::get("/").header("host", "a.test");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (status, _, body) = common::request(proxy.addr, request.body(Full::default()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        seen(&body).name
+    };
+    let mut to_canary = 0;
+    for _ in 0..1000 {
+        if served_by(&[]).await == "canary" {
+            to_canary += 1;
+        }
+    }
+    assert!((180..=220).contains(&to_canary), "{to_canary} of 1000 with a weight of 20");
+    for _ in 0..20 {
+        assert_eq!(served_by(&[("x-canary", "always")]).await, "canary");
+        assert_eq!(served_by(&[("x-canary", "never"), ("cookie", "use_canary=always")]).await, "stable");
+        assert_eq!(served_by(&[("cookie", "use_canary=never")]).await, "stable");
+        assert_eq!(served_by(&[("cookie", "a=1; use_canary=always")]).await, "canary");
+    }
+}

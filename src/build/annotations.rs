@@ -70,6 +70,8 @@ pub struct IngressSettings {
     pub backend_ca: Option<(String, String)>,
     /// The Ingress's Prefix and ImplementationSpecific paths are regular expressions.
     pub regex_paths: bool,
+    /// The Ingress is a canary of the main Ingress for its hosts and paths.
+    pub canary: Option<super::canary::CanaryRule>,
 }
 
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
@@ -115,7 +117,8 @@ pub fn ingress_policy(
         }
     };
     policy.refused = rejected;
-    IngressSettings { policy, backend_ca, regex_paths: requests::regex_paths(&nginx) }
+    let canary = super::canary::rule(&nginx);
+    IngressSettings { policy, backend_ca, regex_paths: requests::regex_paths(&nginx), canary }
 }
 
 /// Why a session-cookie key does nothing on its own.

@@ -14,6 +14,7 @@ use kube::ResourceExt;
 
 use super::annotations::{IngressSettings, REFUSED, ingress_policy};
 use super::backends::{self, PortRef};
+use super::canary::CanaryRule;
 use super::candidate::{Candidate, Rank};
 use super::report::{Reason, Reporter};
 use super::tls;
@@ -34,12 +35,13 @@ pub fn translate(
     let namespace = ingress.namespace().unwrap_or_default();
     let settings = ingress_policy(ingress.annotations(), &namespace, opt_outs, reporter);
     let regex = settings.regex_paths;
+    let canary = settings.canary.clone();
     let policy = with_backend_ca(settings, snapshot, &namespace, reporter);
     let Some(spec) = ingress.spec.as_ref() else { return };
     let created = ingress.creation_timestamp().map(|t| t.0);
     let rank = |implicit| Rank::new(reporter.object().clone(), created, implicit);
     let (explicit, implicit) = (rank(false), rank(true));
-    let mut translator = Translator { snapshot, namespace: &namespace, policy, regex, reporter, out };
+    let mut translator = Translator { snapshot, namespace: &namespace, policy, regex, canary, reporter, out };
     let hosts = translator.rules(spec, &explicit);
     translator.default_backend(spec, &hosts, &implicit);
     translator.tls(spec, &hosts, &explicit);
@@ -75,6 +77,8 @@ struct Translator<'a, 'r> {
     policy: Policy,
     /// Prefix and ImplementationSpecific paths are regular expressions (`use-regex`).
     regex: bool,
+    /// The Ingress is a canary: its paths join the main Ingress's routes.
+    canary: Option<CanaryRule>,
     reporter: &'a mut Reporter<'r>,
     out: &'a mut Output,
 }
@@ -231,7 +235,11 @@ impl Translator<'_, '_> {
         let mut policy = self.policy.clone();
         policy.backend_server_name = service.map(|service| backends::dns_name(service, self.namespace));
         let route = Route::new(name, path, backend, policy);
-        self.out.candidates.push(Candidate { rank: rank.clone(), host, route, field });
+        let candidate = Candidate { rank: rank.clone(), host, route, field };
+        match &self.canary {
+            Some(rule) => self.out.canaries.push((candidate, rule.clone())),
+            None => self.out.candidates.push(candidate),
+        }
     }
 }
 

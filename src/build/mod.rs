@@ -10,6 +10,7 @@
 mod affinity;
 mod annotations;
 mod backends;
+mod canary;
 mod candidate;
 mod class;
 pub mod conditions;
@@ -86,6 +87,8 @@ pub struct TlsClaim {
 #[derive(Debug, Default)]
 pub struct Output {
     candidates: Vec<Candidate>,
+    /// Paths of canary Ingresses, joined to their main routes after conflicts are settled.
+    canaries: Vec<(Candidate, canary::CanaryRule)>,
     tls: Vec<TlsClaim>,
 }
 
@@ -135,6 +138,7 @@ pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
         ownership::enforce(&mut out.candidates, &mut out.tls, &delegations, &mut reports);
     }
     let mut hosts = assemble(out.candidates, &mut reports);
+    canary::attach(out.canaries, &mut hosts, &mut reports);
     let claims = settle_tls(out.tls, &mut reports);
     let mut host_tls = certificates(&claims, snapshot, config.now, &mut reports);
     for host in host_tls.keys() {

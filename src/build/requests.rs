@@ -72,6 +72,15 @@ pub(super) fn apply(
                 Ok(()) => Ok(Effect::Translated("per client IP and route, per hawser replica".into())),
             });
         }
+        key if key.starts_with("canary") => {
+            return Some(match super::canary::check(key, value)? {
+                Err(message) => Err(message.into()),
+                Ok(()) if key != "canary" && all.get("canary").is_none_or(|v| v.trim() != "true") => {
+                    Ok(Effect::Unsupported("has no effect without canary: \"true\""))
+                }
+                Ok(()) => Ok(Effect::Honored),
+            });
+        }
         "proxy-next-upstream-tries" => match value.trim().parse::<u32>() {
             // 0 is "no limit" to nginx; hawser still stops at every endpoint tried once.
             Ok(tries) => {

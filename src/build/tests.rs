@@ -522,12 +522,12 @@ fn nginx_annotations_are_translated() {
         problems(&bad_hash),
         vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/upstream-hash-by"]
     );
-    let unknown = nginx(&[("canary", "true"), ("backend-protocol", "GRPC")]);
+    let unknown = nginx(&[("server-alias", "b.com"), ("backend-protocol", "GRPC")]);
     assert_eq!(
         problems(&unknown),
         vec![
             "Unsupported Ingress default/i nginx.ingress.kubernetes.io/backend-protocol",
-            "Ignored Ingress default/i nginx.ingress.kubernetes.io/canary"
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/server-alias"
         ]
     );
     let reasons: Vec<Reason> = timeouts.reports.iter().map(|r| r.reason).collect();

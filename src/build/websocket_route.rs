@@ -69,8 +69,7 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
         let backend = backend(rule, snapshot, &namespace, &field, reporter);
         for (m, (path, headers)) in matches(rule).into_iter().enumerate() {
             let name = format!("wsroute/{namespace}/{}/{r}/{m}", route.name_any());
-            let route =
-                Route { name: name.into(), path, headers, backend: backend.clone(), policy: policy.clone() };
+            let route = Route { headers, ..Route::new(&name, path, backend.clone(), policy.clone()) };
             for host in &hosts {
                 out.candidates.push(Candidate {
                     rank: rank.clone(),

@@ -5,6 +5,7 @@
 //! cursor is the one interior counter, and it does not take part in equality).
 
 mod backend;
+mod canary;
 mod host;
 mod path;
 mod policy;
@@ -13,6 +14,7 @@ mod table;
 mod tls;
 
 pub use backend::{Backend, Endpoint};
+pub use canary::{Canary, CanarySignals};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::host::wildcard_suffix;
-use super::{Backend, Certificate, HostMatch, HostTls, PathMatch, Policy};
+use super::{Backend, Canary, Certificate, HostMatch, HostTls, PathMatch, Policy};
 
 /// A request header that must be present with exactly this value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -38,12 +38,15 @@ pub struct Route {
     pub backend: Backend,
     /// Timeouts, balancing and admission rules.
     pub policy: Policy,
+    /// A second backend that takes a share of the requests (ingress-nginx's canary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Box<Canary>>,
 }
 
 impl Route {
     /// A route without header matches.
     pub fn new(name: &str, path: PathMatch, backend: Backend, policy: Policy) -> Self {
-        Self { name: name.into(), path, headers: Vec::new(), backend, policy }
+        Self { name: name.into(), path, headers: Vec::new(), backend, policy, canary: None }
     }
 
     fn matches<'h>(&self, path: &str, header: &impl Fn(&str) -> Option<&'h str>) -> bool {

@@ -64,13 +64,20 @@ pub struct RequestAffinity<'r> {
 }
 
 impl<'r> RequestAffinity<'r> {
-    /// `None` when the route has no affinity.
-    pub fn of(route: &'r Route, key: &'r AffinityKey, headers: &HeaderMap, scheme: &str) -> Option<Self> {
+    /// `None` when the route has no affinity. `backend` is the one the request goes to (the
+    /// route's, or its canary's).
+    pub fn of(
+        route: &'r Route,
+        backend: &'r Backend,
+        key: &'r AffinityKey,
+        headers: &HeaderMap,
+        scheme: &str,
+    ) -> Option<Self> {
         let affinity = route.policy.affinity.as_ref()?;
         Some(Self {
             key,
             affinity,
-            sticky: sticky_endpoint(key, affinity, headers, &route.backend),
+            sticky: sticky_endpoint(key, affinity, headers, backend),
             user_agent: headers.get(header::USER_AGENT).cloned(),
             https: scheme == "https",
             route_path: &route.path,

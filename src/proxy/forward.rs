@@ -13,7 +13,7 @@ use super::body::{BodyStalled, BodyTooLarge, RequestBody};
 use super::error::ProxyError;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolKey, Sender, connect};
-use crate::model::{BackendProtocol, LoadBalancing, Route};
+use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 
 /// Connection attempts per request beyond the endpoints it may try: stale pooled connections
 /// replaced on the way.
@@ -70,19 +70,24 @@ pub async fn send(
         LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
         _ => None,
     };
-    let affinity = RequestAffinity::of(route, &proxy.config.affinity_key, req.headers(), client.scheme);
+    let backend = match &route.canary {
+        Some(canary) if canary.takes(&Signals(req.headers())) => &canary.backend,
+        _ => &route.backend,
+    };
+    let affinity =
+        RequestAffinity::of(route, backend, &proxy.config.affinity_key, req.headers(), client.scheme);
     let mut failed: Vec<SocketAddr> = Vec::new();
     let mut last_error = None;
     // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
     let endpoints_tried = usize::try_from(route.policy.max_endpoints_tried)
         .unwrap_or(usize::MAX)
-        .min(route.backend.endpoints().len())
+        .min(backend.endpoints().len())
         .max(1);
     for _ in 0..endpoints_tried + SPARE_ATTEMPTS {
         let endpoint = affinity
             .as_ref()
             .and_then(|a| a.preferred(&failed))
-            .or_else(|| pick(&route.backend, &route.policy.load_balancing, hash, &proxy.loads, &failed));
+            .or_else(|| pick(backend, &route.policy.load_balancing, hash, &proxy.loads, &failed));
         let Some(endpoint) = endpoint else { break };
         let addr = endpoint.addr;
         let pool_key = PoolKey { addr, tls: tls.is_some() };
@@ -131,4 +136,17 @@ fn backend_error(endpoint: SocketAddr, error: hyper::Error) -> ProxyError {
         cause = current.source();
     }
     ProxyError::Backend { endpoint, source: error }
+}
+
+/// What a canary reads of a request: its headers and cookies.
+struct Signals<'h>(&'h http::HeaderMap);
+
+impl CanarySignals for Signals<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        super::balance::cookie(self.0, name)
+    }
 }

@@ -185,3 +185,40 @@ fn rate_limit_annotations() {
         vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/limit-rps"]
     );
 }
+
+#[test]
+fn canary_ingresses_join_their_main_route() {
+    let main = with_annotations("main", &[]);
+    let canary = with_annotations(
+        "canary",
+        &[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "30"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary"),
+        ],
+    )
+    .replace("name: web", "name: api")
+    .replace("port: {name: http}", "port: {number: 81}");
+    let both = built(&format!("{main}---\n{canary}"));
+    assert_eq!(both.table.summary(), vec!["a.com Prefix / -> 10.0.0.1:8080 (ingress/default/main/0/0)"]);
+    let route = both.table.lookup("a.com", "/", |_| None).expect("route");
+    let joined = route.canary.as_ref().expect("the canary joined the main route");
+    assert_eq!((joined.weight, joined.weight_total, joined.header.as_deref()), (30, 100, Some("x-canary")));
+    assert_eq!(joined.backend.endpoints().len(), 1);
+    assert!(problems(&both).is_empty(), "{:?}", problems(&both));
+    // Without a main Ingress the canary is reported and serves nothing.
+    let alone = built(&canary);
+    assert!(alone.table.summary().is_empty());
+    assert_eq!(problems(&alone), vec!["Invalid Ingress default/canary spec.rules[0].http.paths[0]"]);
+    // Canary keys without canary: "true" do nothing, and say so.
+    let stray = nginx(&[("canary-weight", "50")]);
+    assert!(!policy_of(&stray).refused && built_route(&stray).canary.is_none());
+    assert_eq!(
+        problems(&stray),
+        vec!["Unsupported Ingress default/i nginx.ingress.kubernetes.io/canary-weight"]
+    );
+}
+
+fn built_route(built: &Built) -> std::sync::Arc<crate::model::Route> {
+    built.table.lookup("a.com", "/", |_| None).expect("route").clone()
+}
