@@ -52,6 +52,7 @@ import urllib.request
 from pathlib import Path
 
 from manifests import ECHO_SERVICE  # e2e/manifests.py, beside this script
+from processes import print_checks  # e2e/processes.py, beside this script
 
 KOSOKU_VERSION = "0.1.0"
 DEFAULT_EXCLUDE = ["9.*", "12.*", "13.*"]
@@ -297,13 +298,7 @@ def main():
     print(f"     kosoku {KOSOKU_VERSION} (Autobahn TestSuite cases), {selection}, {args.parallelism} at a time")
     print(summary(f"directly against hawser echo {echo_addr}", direct, direct_seconds))
     print(summary(f"through hawser run {hawser.addrs['proxy']}", proxied, proxied_seconds))
-    passed = failed = 0
-    for ok, line, notes in checks:
-        print(f"{'ok  ' if ok else 'FAIL'} {line}")
-        for note in notes:
-            print(f"     {note}")
-        passed += ok
-        failed += not ok
+    passed, failed = print_checks(checks)
     if args.reports:
         print(f"     reports: {reports}/direct/index.json, {reports}/hawser/index.json")
     print(f"     {time.monotonic() - started:.1f} s in all")

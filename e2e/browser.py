@@ -12,10 +12,8 @@ Prints `1 passed, 0 failed` (or `0 passed, 1 failed`) and exits 0 on success.
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 import websockets
 
 from manifests import ECHO_SERVICE, LOCALHOST_TLS  # e2e/manifests.py, beside this script
+from processes import free_port, wait_for_port
 
 DEADLINE_SECONDS = 30
 
@@ -65,21 +64,8 @@ spec:
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_for_port(port, process):
-    for _ in range(200):
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args[0]} exited early")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def certificate(workdir):

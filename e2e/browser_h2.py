@@ -26,7 +26,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from browser import free_port, wait_for_port  # e2e/browser.py, beside this script
+from processes import free_port, stop, wait_for_port  # e2e/processes.py, beside this script
 from manifests import ECHO_SERVICE, LOCALHOST_TLS
 
 DEADLINE_SECONDS = 40
@@ -158,13 +158,6 @@ def firefox_command(binary, workdir, url, ca_path):
     return [binary, "--headless", "--no-remote", "--profile", str(profile), url]
 
 
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def main():

@@ -49,7 +49,6 @@ import json
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from processes import free_port, print_checks, stop, wait_for_port  # e2e/processes.py, beside this script
 
 SOCKETIO_VERSION = "4.8.1"
 NODE_CACHE = Path.home() / ".cache" / "hawser-ci" / f"socketio-{SOCKETIO_VERSION}"
@@ -290,21 +291,8 @@ main().catch((err) => { console.error(err); process.exit(2); });
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_for_port(port, process):
-    for _ in range(200):
-        if process.poll() is not None:
-            raise Failure(f"{' '.join(map(str, process.args[:2]))} exited early")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise Failure(f"nothing listens on {port}")
 
 
 def ensure_node():
@@ -373,14 +361,6 @@ class Failure(Exception):
     """A run that cannot go on: the message says why."""
 
 
-def stop(process):
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def get(url):
@@ -554,7 +534,7 @@ def run(label, args, binary, modules):
                                       stdout=log, stderr=subprocess.STDOUT)
         processes.append(hawser)
         for port, process in [*servers.values(), (http_port, hawser)]:
-            wait_for_port(port, process)
+            wait_for_port(port, process, error=Failure)
         admin = f"http://127.0.0.1:{admin_port}"
         wait_until("200 from /readyz", STARTUP_SECONDS, lambda: get(f"{admin}/readyz")[0] == 200, hawser)
 
@@ -616,13 +596,7 @@ def main():
     checks = []
     for label in ROUTES if args.route == "both" else [args.route]:
         checks += run(label, args, binary, modules)
-    passed = failed = 0
-    for ok, line, notes in checks:
-        print(f"{'ok  ' if ok else 'FAIL'} {line}")
-        for note in notes:
-            print(f"     {note}")
-        passed += ok
-        failed += not ok
+    passed, failed = print_checks(checks)
     print(f"     {time.monotonic() - started:.1f} s in all")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
