@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from processes import free_port, stop, wait_for_port  # e2e/processes.py, beside this script
-from manifests import ECHO_SERVICE, LOCALHOST_TLS
+from manifests import ECHO_SERVICE, LOCALHOST_TLS, service
 
 DEADLINE_SECONDS = 40
 
@@ -48,19 +48,7 @@ ws.onmessage = (event) => {
 ws.onerror = () => { clearTimeout(timer); verdict("FAIL websocket error, page over " + loadedWith); };
 </script>"""
 
-MANIFESTS = ECHO_SERVICE + LOCALHOST_TLS + """apiVersion: v1
-kind: Service
-metadata: {name: page}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: page-1, labels: {kubernetes.io/service-name: page}}
-addressType: IPv4
-ports: [{name: http, port: PAGE_PORT}]
-endpoints: [{addresses: ["127.0.0.1"]}]
----
-apiVersion: hawser.dev/v1alpha1
+MANIFESTS = ECHO_SERVICE + LOCALHOST_TLS + service("page", "PAGE_PORT") + """apiVersion: hawser.dev/v1alpha1
 kind: WebSocketRoute
 metadata: {name: site}
 spec:

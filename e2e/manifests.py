@@ -1,19 +1,27 @@
-"""Manifests the e2e scripts share: the echo backend as a Service with one EndpointSlice
-(`ECHO_PORT` is replaced with its port), and a TLS Secret for localhost (`CERT`, `KEY`)."""
+"""Manifests the e2e scripts share: a Service with one EndpointSlice on loopback (the echo
+backend's: `ECHO_PORT` is replaced with its port), and a TLS Secret for localhost (`CERT`,
+`KEY`)."""
 
-ECHO_SERVICE = """apiVersion: v1
+
+def service(name, port):
+    """A selector-less Service `name` (port `http` 80) with one EndpointSlice listing
+    127.0.0.1:`port` (a number, or a placeholder the script replaces)."""
+    return f"""apiVersion: v1
 kind: Service
-metadata: {name: echo}
-spec: {ports: [{name: http, port: 80}]}
+metadata: {{name: {name}}}
+spec: {{ports: [{{name: http, port: 80}}]}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: echo-1, labels: {kubernetes.io/service-name: echo}}
+metadata: {{name: {name}-1, labels: {{kubernetes.io/service-name: {name}}}}}
 addressType: IPv4
-ports: [{name: http, port: ECHO_PORT}]
-endpoints: [{addresses: ["127.0.0.1"]}]
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: ["127.0.0.1"]}}]
 ---
 """
+
+
+ECHO_SERVICE = service("echo", "ECHO_PORT")
 
 LOCALHOST_TLS = """apiVersion: v1
 kind: Secret
