@@ -203,7 +203,31 @@ impl Subscription {
     }
 }
 
+/// A cheap look at whether drain orders were issued since the last look (one shared version
+/// number), so a busy tunnel polls its subscription only when there is something new to see.
+/// Polling it on every wake-up would take the channel's waiter lock each time.
+#[derive(Debug)]
+pub struct OrderProbe(watch::Receiver<Arc<Vec<Arc<Order>>>>);
+
+impl OrderProbe {
+    /// True when orders were issued since the last call (and on the first call).
+    pub fn changed(&mut self) -> bool {
+        let changed = self.0.has_changed().unwrap_or(false);
+        if changed {
+            self.0.mark_unchanged();
+        }
+        changed
+    }
+}
+
 impl Subscription {
+    /// A probe for this subscription's channel; its first look says "changed".
+    pub fn probe(&self) -> OrderProbe {
+        let mut receiver = self.receiver.clone();
+        receiver.mark_changed();
+        OrderProbe(receiver)
+    }
+
     fn uncount(&mut self) {
         if !std::mem::take(&mut self.counted) {
             return;

@@ -220,6 +220,7 @@ where
     // An async block, not an async fn: its captures are stored once, where an async fn would
     // keep a second copy of its arguments (rust-lang/rust#62958), and every idle tunnel pays.
     async move {
+        let mut probe = drains.probe();
         let mut ordered = pin!(drains.next());
         let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
         let reason = poll_fn(|cx| {
@@ -231,6 +232,7 @@ where
                 }
                 clock.heard(&tunnel);
                 if clock.drain_at.is_none()
+                    && probe.changed()
                     && let Poll::Ready((cause, at)) = ordered.as_mut().poll(cx)
                 {
                     clock.drain_at = Some((cause, at));
