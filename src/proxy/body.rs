@@ -55,10 +55,13 @@ pub struct RequestBody {
     allowance: Option<(u64, u64)>,
 }
 
-/// The deadline for the next part of a request body.
+/// The deadline for the next part of a request body. Each part only notes when it came; the
+/// timer is moved on when it fires, not per part (re-arming a timer per frame would cost every
+/// upload a timer-wheel update per read).
 #[derive(Debug)]
 struct Stall {
     limit: Duration,
+    heard: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
@@ -78,7 +81,11 @@ impl RequestBody {
     /// first poll). A body past `limit` bytes ends with [`BodyTooLarge`].
     pub fn new(body: Incoming, stall_limit: Duration, limit: Option<u64>) -> (Self, Option<Arc<AtomicBool>>) {
         let sent = (!body.is_end_stream()).then(Arc::default);
-        let stall = sent.is_some().then(|| Stall { limit: stall_limit, timer: Box::pin(sleep(stall_limit)) });
+        let stall = sent.is_some().then(|| Stall {
+            limit: stall_limit,
+            heard: Instant::now(),
+            timer: Box::pin(sleep(stall_limit)),
+        });
         (Self { body, sent: sent.clone(), stall, allowance: limit.map(|l| (l, l)) }, sent)
     }
 
@@ -100,13 +107,18 @@ impl Body for RequestBody {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 let Some(stall) = &mut self.stall else { return Poll::Pending };
-                ready!(stall.timer.as_mut().poll(cx));
-                return Poll::Ready(Some(Err(Box::new(BodyStalled(stall.limit)))));
+                while stall.timer.as_mut().poll(cx).is_ready() {
+                    let due = stall.heard + stall.limit;
+                    if due <= Instant::now() {
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled(stall.limit)))));
+                    }
+                    stall.timer.as_mut().reset(due);
+                }
+                return Poll::Pending;
             }
         };
         if let Some(stall) = &mut self.stall {
-            let next = Instant::now() + stall.limit;
-            stall.timer.as_mut().reset(next);
+            stall.heard = Instant::now();
         }
         let size = match &frame {
             Some(Ok(frame)) => frame.data_ref().map_or(0, |data| data.len() as u64),

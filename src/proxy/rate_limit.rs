@@ -42,7 +42,8 @@ impl RateLimiter {
             let idle = Duration::from_secs_f64(refill.clamp(1.0, 3600.0));
             buckets.retain(|_, bucket| now.duration_since(bucket.at) < idle);
         }
-        let mut levels = Vec::with_capacity(limit.rates.len());
+        // Refill every bucket, then take a token from each only if all have one.
+        let mut room = true;
         for (index, rate) in limit.rates.iter().enumerate() {
             let bucket = buckets
                 .entry((route.clone(), client, index))
@@ -50,9 +51,9 @@ impl RateLimiter {
             let elapsed = now.duration_since(bucket.at).as_secs_f64();
             bucket.tokens = (bucket.tokens + elapsed * rate.per_second).min(rate.burst);
             bucket.at = now;
-            levels.push(bucket.tokens);
+            room &= bucket.tokens >= 1.0;
         }
-        if levels.iter().any(|&tokens| tokens < 1.0) {
+        if !room {
             return false;
         }
         for index in 0..limit.rates.len() {
