@@ -6,9 +6,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -201,32 +205,6 @@ impl Subscription {
             }
         }
     }
-}
-
-/// A cheap look at whether drain orders were issued since the last look (one shared version
-/// number), so a busy tunnel polls its subscription only when there is something new to see.
-/// Polling it on every wake-up would take the channel's waiter lock each time.
-#[derive(Debug)]
-pub struct OrderProbe(watch::Receiver<Arc<Vec<Arc<Order>>>>);
-
-impl OrderProbe {
-    /// True when orders were issued since the last call (and on the first call).
-    pub fn changed(&mut self) -> bool {
-        let changed = self.0.has_changed().unwrap_or(false);
-        if changed {
-            self.0.mark_unchanged();
-        }
-        changed
-    }
-}
-
-impl Subscription {
-    /// A probe for this subscription's channel; its first look says "changed".
-    pub fn probe(&self) -> OrderProbe {
-        let mut receiver = self.receiver.clone();
-        receiver.mark_changed();
-        OrderProbe(receiver)
-    }
 
     fn uncount(&mut self) {
         if !std::mem::take(&mut self.counted) {
@@ -260,6 +238,55 @@ fn take_place(order: &Order) -> bool {
 fn spread(window: Duration, place: u32) -> Duration {
     const PHI_FRACTION: f64 = 0.618_033_988_749_894_9;
     window.mul_f64((f64::from(place) * PHI_FRACTION).fract())
+}
+
+/// Tells a tunnel whether its drain subscription asked to be woken, so a busy tunnel polls the
+/// subscription only then: polling it on every wake-up would take the channel's waiter lock
+/// each time. The subscription wakes through this flag, not the task's waker directly, because
+/// no cheaper check is exact: tokio's watch moves its version before it notifies, so a version
+/// check can see an order whose wake-up is still in flight, and the wake-up that follows would
+/// then be taken by a poll that looks at nothing.
+#[derive(Debug)]
+pub struct OrderWake {
+    flag: Arc<WakeFlag>,
+    /// `flag` as a waker, made once.
+    waker: Waker,
+}
+
+#[derive(Debug)]
+struct WakeFlag {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Default for OrderWake {
+    fn default() -> Self {
+        let flag = Arc::new(WakeFlag { fired: AtomicBool::new(true), task: AtomicWaker::new() });
+        Self { waker: Waker::from(flag.clone()), flag }
+    }
+}
+
+impl OrderWake {
+    /// Polls `ordered` if it asked to be woken since it was last polled (and on the first call).
+    pub fn poll<F: Future>(&mut self, ordered: Pin<&mut F>, cx: &Context<'_>) -> Poll<F::Output> {
+        // The task's waker first: a wake-up after this line finds the task registered.
+        self.flag.task.register(cx.waker());
+        if !self.flag.fired.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        ordered.poll(&mut Context::from_waker(&self.waker))
+    }
 }
 
 #[cfg(test)]
@@ -311,5 +338,53 @@ mod tests {
         drop((on_a, also_on_a, late, during_shutdown));
         assert_eq!(drains.count(&Selector::Endpoint(a)), 0);
         assert_eq!(drains.count(&Selector::Endpoint(b)), 1);
+    }
+
+    /// A future that counts its polls and keeps the last waker it was given.
+    #[derive(Default)]
+    struct Watched {
+        polls: u32,
+        waker: Option<Waker>,
+    }
+
+    impl Future for Watched {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls += 1;
+            self.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    /// Counts the wake-ups of the task.
+    #[derive(Default)]
+    struct Task(AtomicU32);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_subscription_is_polled_only_after_it_asked_to_be_woken() {
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        let cx = Context::from_waker(&waker);
+        let (mut wake, mut watched) = (OrderWake::default(), Watched::default());
+        let mut poll = |watched: &mut Watched| wake.poll(Pin::new(watched), &cx).is_pending();
+        assert!(poll(&mut watched));
+        assert_eq!(watched.polls, 1, "the first call looks");
+        assert!(poll(&mut watched) && poll(&mut watched));
+        assert_eq!(watched.polls, 1, "wake-ups for other reasons do not look");
+        let woken_by = watched.waker.take().expect("the subscription was polled");
+        woken_by.wake_by_ref();
+        assert_eq!(task.0.load(Ordering::Relaxed), 1, "the subscription's wake-up reaches the task");
+        assert!(poll(&mut watched));
+        assert_eq!(watched.polls, 2, "and the next call looks");
+        // A wake-up that lands before the flag is read is not lost either.
+        woken_by.wake_by_ref();
+        assert!(poll(&mut watched) && poll(&mut watched));
+        assert_eq!(watched.polls, 3);
     }
 }

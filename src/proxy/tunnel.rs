@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::copy::{Half, Pair};
-use super::drain::{Cause, Subscription};
+use super::drain::{Cause, OrderWake, Subscription};
 use super::frames::{Peer, close_frame, code, ping_frame};
 use crate::metrics::TunnelTotals;
 
@@ -220,7 +220,7 @@ where
     // An async block, not an async fn: its captures are stored once, where an async fn would
     // keep a second copy of its arguments (rust-lang/rust#62958), and every idle tunnel pays.
     async move {
-        let mut probe = drains.probe();
+        let mut order_wake = OrderWake::default();
         let mut ordered = pin!(drains.next());
         let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
         let reason = poll_fn(|cx| {
@@ -232,8 +232,7 @@ where
                 }
                 clock.heard(&tunnel);
                 if clock.drain_at.is_none()
-                    && probe.changed()
-                    && let Poll::Ready((cause, at)) = ordered.as_mut().poll(cx)
+                    && let Poll::Ready((cause, at)) = order_wake.poll(ordered.as_mut(), cx)
                 {
                     clock.drain_at = Some((cause, at));
                     timer.as_mut().reset(clock.next_deadline());
