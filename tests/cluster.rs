@@ -191,6 +191,23 @@ async fn cluster_objects_drive_traffic_and_status() {
     until("the WebSocketRoute", || async { ws_connect(proxy, "chat.test", "/ws", &[]).await.is_ok() }).await;
     let (mut tunnel, _) = ws_open(proxy, "chat.test", "/ws").await;
 
+    // Basic auth from an Opaque Secret (`kubectl create secret generic --from-file=auth`).
+    // `foo:bar`, written by `openssl passwd -apr1`.
+    let htpasswd = "Zm9vOiRhcHIxJFRoeHFjTUhkJHcveFNRQ2VySUVERjllS2lSc3p2WjEK";
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "users"}, "type": "Opaque", "data": {"auth": htpasswd}});
+    create(api_addr, "/api/v1/namespaces/default/secrets", secret).await;
+    let mut admin_ingress = ingress("admin.test", "a");
+    admin_ingress["metadata"] = json!({"name": "admin", "annotations": {
+        "nginx.ingress.kubernetes.io/auth-type": "basic", "nginx.ingress.kubernetes.io/auth-secret": "users"}});
+    create(api_addr, INGRESSES, admin_ingress).await;
+    until("basic auth", || async { get(proxy, "admin.test", "/").await.0 == StatusCode::UNAUTHORIZED }).await;
+    let authorized = http::Request::get("/")
+        .header("host", "admin.test")
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    assert_eq!(request(proxy, authorized).await.0, StatusCode::OK);
+
     // Status where users look.
     until("the Ingress address", || async {
         let (_, ingress) = api(api_addr, "GET", &format!("{INGRESSES}/web"), None).await;

@@ -207,7 +207,7 @@ async fn encoded_slashes_can_be_kept_unchanged() {
     assert_eq!(seen(&body).path, "/public/..%2Fadmin");
 }
 
-const PROTECTED: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: admin\n  annotations:\n    nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: admin-htpasswd\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: admin.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
+const PROTECTED: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: admin\n  annotations:\n    nginx.ingress.kubernetes.io/auth-type: digest\n    nginx.ingress.kubernetes.io/auth-secret: admin-htdigest\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: admin.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
 
 const PUBLIC: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: web.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::affinity;
+use super::auth;
 use super::report::{Reason, Reporter};
 use super::requests;
 use super::unenforced::{self, Unenforced};
@@ -72,6 +73,8 @@ pub struct IngressSettings {
     pub regex_paths: bool,
     /// The Ingress is a canary of the main Ingress for its hosts and paths.
     pub canary: Option<super::canary::CanaryRule>,
+    /// Basic auth asked for, with the Secret of its users.
+    pub basic_auth: Option<auth::BasicAuthSecret>,
 }
 
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
@@ -91,9 +94,10 @@ pub fn ingress_policy(
     let opted_out: Vec<&str> =
         unenforced::opt_outs(own_opt_outs).chain(opt_outs.iter().map(String::as_str)).collect();
     for (key, value) in nginx.iter().filter(|(key, _)| !NGINX_TIMEOUTS.contains(key)) {
-        let outcome = apply_nginx(key, value, &nginx, &mut policy)
-            .or_else(|| requests::apply(key, value, &nginx, &mut policy))
-            .or_else(|| unenforced_effect(key, value, &opted_out));
+        let outcome = apply_nginx(key, value, &nginx, &mut policy);
+        let outcome = outcome.or_else(|| requests::apply(key, value, &nginx, &mut policy));
+        let outcome = outcome.or_else(|| auth::apply(key, value, &nginx, &mut policy));
+        let outcome = outcome.or_else(|| unenforced_effect(key, value, &opted_out));
         rejected |= record(reporter, NGINX, key, outcome);
     }
     apply_nginx_timeouts(&nginx, &mut policy, reporter);
@@ -116,9 +120,17 @@ pub fn ingress_policy(
             None
         }
     };
+    let basic_auth = match auth::basic_auth_secret(&nginx, namespace) {
+        Some(Err(message)) => {
+            reporter.report(Reason::Invalid, format!("{NGINX}auth-secret"), format!("{message}; {REFUSED}"));
+            rejected = true;
+            None
+        }
+        found => found.and_then(Result::ok),
+    };
     policy.refused = rejected;
     let canary = super::canary::rule(&nginx);
-    IngressSettings { policy, backend_ca, regex_paths: requests::regex_paths(&nginx), canary }
+    IngressSettings { policy, backend_ca, regex_paths: requests::regex_paths(&nginx), canary, basic_auth }
 }
 
 /// Why a session-cookie key does nothing on its own.

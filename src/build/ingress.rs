@@ -8,11 +8,13 @@
 //! - Route names are `ingress/NAMESPACE/NAME/RULE/PATH` (`…/default` for the default backend).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressSpec};
 use kube::ResourceExt;
 
-use super::annotations::{IngressSettings, REFUSED, ingress_policy};
+use super::annotations::{IngressSettings, NGINX, REFUSED, ingress_policy};
+use super::auth::{self, BasicAuthSecret};
 use super::backends::{self, PortRef};
 use super::canary::CanaryRule;
 use super::candidate::{Candidate, Rank};
@@ -56,6 +58,9 @@ fn with_backend_ca(
     reporter: &mut Reporter<'_>,
 ) -> Policy {
     let mut policy = settings.policy;
+    if let Some(wanted) = &settings.basic_auth {
+        with_basic_auth(&mut policy, wanted, snapshot, namespace, reporter);
+    }
     let Some((name, field)) = settings.backend_ca else { return policy };
     let loaded = match snapshot.secret(namespace, &name) {
         Some(secret) => tls::load_ca(secret, format!("{namespace}/{name}")),
@@ -69,6 +74,34 @@ fn with_backend_ca(
         }
     }
     policy
+}
+
+/// The basic-auth users loaded from their Secret; refused (and reported) when there are none to
+/// check against: serving without the authentication that was asked for would be worse.
+fn with_basic_auth(
+    policy: &mut Policy,
+    wanted: &BasicAuthSecret,
+    snapshot: &Snapshot,
+    namespace: &str,
+    reporter: &mut Reporter<'_>,
+) {
+    let field = format!("{NGINX}auth-secret");
+    let loaded = match snapshot.secret(namespace, &wanted.name) {
+        Some(secret) => auth::load_users(secret, wanted),
+        None => Err(format!("Secret {namespace}/{} not found", wanted.name)),
+    };
+    match loaded {
+        Ok((users, problems)) => {
+            for problem in problems {
+                reporter.report(Reason::Invalid, field.clone(), problem);
+            }
+            policy.basic_auth = Some(Arc::new(users));
+        }
+        Err(problem) => {
+            reporter.report(Reason::Invalid, field, format!("{problem}; {REFUSED}"));
+            policy.refused = true;
+        }
+    }
 }
 
 struct Translator<'a, 'r> {

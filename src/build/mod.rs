@@ -9,6 +9,7 @@
 
 mod affinity;
 mod annotations;
+mod auth;
 mod backends;
 mod canary;
 mod candidate;

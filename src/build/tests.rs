@@ -704,8 +704,8 @@ fn websocket_route_backend_protocol() {
 #[test]
 fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
     let auth = [
-        ("nginx.ingress.kubernetes.io/auth-type", "basic"),
-        ("nginx.ingress.kubernetes.io/auth-secret", "htpasswd"),
+        ("nginx.ingress.kubernetes.io/auth-type", "digest"),
+        ("nginx.ingress.kubernetes.io/auth-secret", "htdigest"),
     ];
     let refused = built(&with_annotations("i", &auth));
     assert_eq!(refused.table.summary(), vec!["a.com Prefix / -> (refused: 503) (ingress/default/i/0/0)"]);
@@ -718,8 +718,8 @@ fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
     );
     assert!(refused.has_errors());
     for (key, value) in [
-        ("nginx.ingress.kubernetes.io/auth-url", "http://auth.svc/check"),
         ("nginx.ingress.kubernetes.io/configuration-snippet", "deny all;"),
+        ("nginx.ingress.kubernetes.io/auth-snippet", "return 200;"),
         ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
         ("nginx.ingress.kubernetes.io/satisfy", "any"),
         ("nginx.ingress.kubernetes.io/enable-global-auth", "true"),
@@ -749,6 +749,62 @@ fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
     assert!(!policy_of(&tuning).refused);
     assert_eq!(problems(&tuning), Vec::<String>::new());
     assert_eq!(tuning.reports.iter().filter(|r| r.reason == Reason::NotNeeded).count(), 1);
+}
+
+#[test]
+fn basic_and_external_auth_are_enforced_and_anything_unreadable_refuses_the_ingress() {
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: users}\ntype: Opaque\ndata:\n  auth: Zm9vOiRhcHIxJE9GRzNYeWJwJGNrTDBGSERBa29YWUlsSDkuY3lzVDAK\n";
+    let basic = [
+        ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+        ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+        ("nginx.ingress.kubernetes.io/auth-realm", "Staff"),
+    ];
+    let served = built(&format!("{}---\n{secret}", with_annotations("i", &basic)));
+    let auth = policy_of(&served).basic_auth.clone().expect("basic auth");
+    assert_eq!(
+        (auth.realm.as_str(), auth.users.keys().map(String::as_str).collect::<Vec<_>>()),
+        ("Staff", vec!["foo"])
+    );
+    assert!(!policy_of(&served).refused);
+    assert_eq!(problems(&served), Vec::<String>::new());
+    // (annotations, the problem reported): each refuses the Ingress.
+    let url = ("nginx.ingress.kubernetes.io/auth-url", "http://auth.svc/check");
+    let refusing: [(&[(&str, &str)], &str); 5] = [
+        (&basic, "Invalid Ingress default/i nginx.ingress.kubernetes.io/auth-secret"),
+        (&basic[..1], "Invalid Ingress default/i nginx.ingress.kubernetes.io/auth-secret"),
+        (
+            &[("nginx.ingress.kubernetes.io/auth-url", "auth.svc/check")],
+            "Invalid Ingress default/i nginx.ingress.kubernetes.io/auth-url",
+        ),
+        (
+            &[("nginx.ingress.kubernetes.io/auth-url", "https://$remote_addr/")],
+            "Invalid Ingress default/i nginx.ingress.kubernetes.io/auth-url",
+        ),
+        (
+            &[url, ("nginx.ingress.kubernetes.io/auth-response-headers", "X-Ok, Bad Name")],
+            "Invalid Ingress default/i nginx.ingress.kubernetes.io/auth-url",
+        ),
+    ];
+    for (annotations, problem) in refusing {
+        let refused = built(&with_annotations("i", annotations));
+        assert!(policy_of(&refused).refused, "{annotations:?}");
+        assert_eq!(problems(&refused), vec![problem.to_owned()], "{annotations:?}");
+    }
+    let external = [
+        url,
+        ("nginx.ingress.kubernetes.io/auth-signin", "https://$host/oauth2/start?rd=$escaped_request_uri"),
+        ("nginx.ingress.kubernetes.io/auth-response-headers", "X-Auth-Request-User, X-Auth-Request-Email"),
+        ("nginx.ingress.kubernetes.io/auth-method", "POST"),
+        ("nginx.ingress.kubernetes.io/auth-cache-key", "$remote_user"),
+    ];
+    let served = built(&with_annotations("i", &external));
+    let auth = policy_of(&served).external_auth.clone().expect("external auth");
+    assert_eq!(auth.method, http::Method::POST);
+    assert_eq!(auth.response_headers.len(), 2);
+    assert!(!policy_of(&served).refused);
+    assert_eq!(problems(&served), Vec::<String>::new());
+    let translated = served.reports.iter().filter(|r| r.reason == Reason::Translated).count();
+    assert_eq!(translated, 1, "auth-cache-key: not cached");
 }
 
 #[test]

@@ -4,18 +4,22 @@
 //! whole through [`crate::handle::TableHandle`], and never mutated afterwards (the round-robin
 //! cursor is the one interior counter, and it does not take part in equality).
 
+mod auth;
 mod backend;
 mod canary;
 mod host;
+mod password;
 mod path;
 mod policy;
 mod regex_path;
 mod table;
 mod tls;
 
+pub use auth::{BasicAuth, ExternalAuth, RequestParts, UrlTemplate, escape_query_value};
 pub use backend::{Backend, Endpoint};
 pub use canary::{Canary, CanarySignals};
 pub use host::{HostMatch, normalize_host};
+pub use password::PasswordHash;
 pub use path::PathMatch;
 pub use policy::{
     BackendProtocol, CookieAffinity, Cors, HashKey, HttpsRedirect, LoadBalancing, Policy, Rate, RateLimit,

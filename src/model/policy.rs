@@ -1,12 +1,13 @@
 //! Per-route policy: timeouts, balancing, admission rules. Values are final (defaults applied by
 //! whoever built the table); the proxy enforces them as they stand.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use super::BackendCa;
+use super::{BackendCa, BasicAuth, ExternalAuth};
 
 /// What a route allows and how long its connections may live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -82,6 +83,10 @@ pub struct Policy {
     pub cors: Option<Cors>,
     /// Requests (handshakes included) per client IP, per replica. `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// HTTP Basic credentials every request must carry (ingress-nginx's `auth-type: basic`).
+    pub basic_auth: Option<Arc<BasicAuth>>,
+    /// An authorisation service asked before every request (ingress-nginx's `auth-url`).
+    pub external_auth: Option<Arc<ExternalAuth>>,
     /// Every request answers `503`: the route's object asks for a restriction hawser cannot
     /// enforce, or states one invalidly (fail closed). The route still claims its host and
     /// path, so no less specific route serves them instead.
@@ -117,6 +122,8 @@ impl Default for Policy {
             rewrites: Rewrites::default(),
             cors: None,
             rate_limit: None,
+            basic_auth: None,
+            external_auth: None,
             refused: false,
         }
     }

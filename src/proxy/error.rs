@@ -75,6 +75,13 @@ pub enum ProxyError {
     HeadersTooLarge,
     #[error("backend {endpoint} answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")]
     BadHandshake { endpoint: SocketAddr },
+    /// `401` with the challenge, or a `302` to the sign-in page when the route has one.
+    #[error("the request carries no valid credentials")]
+    Unauthorized { challenge: Option<HeaderValue>, signin: Option<HeaderValue> },
+    #[error("the authorisation service refused the request")]
+    AuthForbidden,
+    #[error("authorisation failed: {reason}")]
+    AuthFailed { reason: String },
 }
 
 impl ProxyError {
@@ -99,6 +106,10 @@ impl ProxyError {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { status } => *status,
+            Self::Unauthorized { signin: Some(_), .. } => StatusCode::FOUND,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::AuthForbidden => StatusCode::FORBIDDEN,
+            Self::AuthFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -111,7 +122,8 @@ impl ProxyError {
             | Self::BadHandshake { .. }
             | Self::ConnectTimeout { .. }
             | Self::Backend { .. }
-            | Self::HandshakeTimeout { .. } => Culprit::Backend,
+            | Self::HandshakeTimeout { .. }
+            | Self::AuthFailed { .. } => Culprit::Backend,
             Self::OriginForbidden { .. }
             | Self::SourceForbidden { .. }
             | Self::RouteBudget { .. }
@@ -123,6 +135,8 @@ impl ProxyError {
             | Self::HeadersTooLarge
             | Self::PayloadTooLarge { .. }
             | Self::RateLimited { .. }
+            | Self::Unauthorized { .. }
+            | Self::AuthForbidden
             | Self::BadPath(_) => Culprit::Client,
         }
     }
@@ -150,6 +164,9 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::PendingHandshakes { .. } => "pending_handshakes",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::AuthForbidden => "auth_forbidden",
+            Self::AuthFailed { .. } => "auth_failed",
         }
     }
 
@@ -178,6 +195,13 @@ impl ProxyError {
                 | Self::PendingHandshakes { .. }
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if let Self::Unauthorized { challenge, signin } = self {
+            match (signin, challenge) {
+                (Some(location), _) => headers.insert(header::LOCATION, location.clone()),
+                (None, Some(challenge)) => headers.insert(header::WWW_AUTHENTICATE, challenge.clone()),
+                (None, None) => None,
+            };
         }
         if matches!(self, Self::MethodNotAllowed) {
             headers.insert(

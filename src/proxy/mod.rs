@@ -4,6 +4,7 @@
 
 mod admission;
 mod affinity;
+mod auth;
 mod backend_tls;
 mod balance;
 mod body;
@@ -127,6 +128,8 @@ pub struct Proxy {
     rates: rate_limit::RateLimiter,
     /// Graceful drain orders for live tunnels, and their census.
     drains: Arc<drain::Drains>,
+    /// Basic-auth checks and authorisation subrequests.
+    auth: auth::Authenticator,
 }
 
 impl Proxy {
@@ -146,6 +149,7 @@ impl Proxy {
             handshakes: budget::ConnectionCount::default(),
             rates: rate_limit::RateLimiter::default(),
             drains: Arc::default(),
+            auth: auth::Authenticator::default(),
         });
         // Endpoints gone and rebalancing are noticed from the table; the task ends with the proxy.
         tokio::spawn(upkeep::run(Arc::downgrade(&proxy)));

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::Proxy;
 use super::admission::check_source;
+use super::auth::Asking;
 use super::body::{Lease, ProxyBody, RequestBody};
 use super::cors::{self, CorsAnswer};
 use super::error::ProxyError;
@@ -142,6 +143,16 @@ impl Proxy {
             Some(CorsAnswer::Decorate(origin)) => Some(origin),
             _ => None,
         };
+        self.admit(&route, client)?;
+        let request_uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let asking = Asking {
+            method: req.method(),
+            headers: req.headers(),
+            request_uri,
+            host: host.to_str().unwrap_or_default(),
+            client,
+        };
+        let from_auth = self.auth.check(&route, &asking).await?;
         // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
         outcome.upgrade = outcome.upgrade.filter(|handshake| match handshake {
             Handshake::Http1 => admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades),
@@ -149,11 +160,33 @@ impl Proxy {
         });
         prepare_request(&mut req, client, &host, outcome.upgrade.is_some());
         rewrite_request(&route, &mut req);
+        for (name, value) in from_auth {
+            // The service's value replaces the client's, and no value removes it: a client
+            // cannot pose as a user the service did not name.
+            match value {
+                Some(value) => req.headers_mut().insert(name, value),
+                None => req.headers_mut().remove(name),
+            };
+        }
         let (mut response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
         if let (Some(cors), Some(origin)) = (&route.policy.cors, cors_origin) {
             cors::decorate(cors, &origin, response.headers_mut());
         }
         Ok((response, Some(endpoint)))
+    }
+
+    /// The route's admission rules, in nginx's order: a refused route, the rate limit, then
+    /// the source ranges (authentication comes after all of them).
+    fn admit(&self, route: &Route, client: &Client) -> Result<(), ProxyError> {
+        if route.policy.refused {
+            return Err(ProxyError::Refused);
+        }
+        if let Some(limit) = &route.policy.rate_limit
+            && !self.rates.admit(&route.name, limit, client.ip)
+        {
+            return Err(ProxyError::RateLimited { status: self.config.rate_limited_status });
+        }
+        check_source(&route.policy, client.ip)
     }
 
     async fn dispatch(
@@ -163,15 +196,6 @@ impl Proxy {
         client: &Client,
         handshake: Option<Handshake>,
     ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
-        if route.policy.refused {
-            return Err(ProxyError::Refused);
-        }
-        check_source(&route.policy, client.ip)?;
-        if let Some(limit) = &route.policy.rate_limit
-            && !self.rates.admit(&route.name, limit, client.ip)
-        {
-            return Err(ProxyError::RateLimited { status: self.config.rate_limited_status });
-        }
         let Some(handshake) = handshake else { return self.plain(route, req, client).await };
         let timeout = route.policy.handshake_timeout;
         let exchange = upgrade(self, route, req, client, handshake);

@@ -4,7 +4,9 @@
 //! No-op changes are dropped before they reach the controller: for Ingresses and
 //! WebSocketRoutes only a new `generation` or new annotations count, so hawser's own status
 //! writes never cause a rebuild. Deletions and completed (re)lists always count. Secrets are
-//! watched with `type=kubernetes.io/tls` (cert-manager's Secrets carry `ca.crt` too).
+//! watched with `type=kubernetes.io/tls` (cert-manager's Secrets carry `ca.crt` too) and
+//! `type=Opaque` (htpasswd files for basic auth, `kubectl create secret generic`); Helm
+//! releases, service-account tokens and other types are never read.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -36,6 +38,7 @@ pub struct ClusterInputs {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    opaque_secrets: Store<Secret>,
 }
 
 /// Running watches: their stores, the merged change signal, and the tasks that drive them
@@ -75,9 +78,11 @@ pub fn start(client: &Client, scope: &Scope, metrics: &Arc<Metrics>) -> Watches 
     });
     let services = reflect(namespaced(client, ns), plain.clone(), Filter::Any, &tx, metrics, &mut spawn);
     let slices = reflect(namespaced(client, ns), plain.clone(), Filter::Any, &tx, metrics, &mut spawn);
-    let tls_only = plain.fields("type=kubernetes.io/tls");
+    let tls_only = plain.clone().fields("type=kubernetes.io/tls");
     let secrets = reflect(namespaced(client, ns), tls_only, Filter::Any, &tx, metrics, &mut spawn);
-    let inputs = ClusterInputs { ingresses, classes, routes, services, slices, secrets };
+    let opaque_only = plain.fields("type=Opaque");
+    let opaque_secrets = reflect(namespaced(client, ns), opaque_only, Filter::Any, &tx, metrics, &mut spawn);
+    let inputs = ClusterInputs { ingresses, classes, routes, services, slices, secrets, opaque_secrets };
     Watches { inputs, changes, _tasks: tasks }
 }
 
@@ -102,6 +107,7 @@ impl ClusterInputs {
         let _ = self.services.wait_until_ready().await;
         let _ = self.slices.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
+        let _ = self.opaque_secrets.wait_until_ready().await;
     }
 
     /// Everything the stores hold now.
@@ -114,7 +120,8 @@ impl ClusterInputs {
         }
         objects.extend(self.services.state().into_iter().map(|o| Object::Service((*o).clone())));
         objects.extend(self.slices.state().into_iter().map(|o| Object::EndpointSlice((*o).clone())));
-        objects.extend(self.secrets.state().into_iter().map(|o| Object::Secret((*o).clone())));
+        let secrets = self.secrets.state().into_iter().chain(self.opaque_secrets.state());
+        objects.extend(secrets.map(|o| Object::Secret((*o).clone())));
         Snapshot::new(objects)
     }
 
