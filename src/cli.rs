@@ -43,6 +43,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Load a manifests directory, print the routing table and every problem; exit 1 on errors.
     Check(CheckArgs),
+    /// For a move from ingress-nginx: per Ingress of `--from-class` (a manifests directory, or
+    /// the cluster with `--cluster`), what behaves the same, what changes and what is refused;
+    /// exit 1 when anything would be refused or left out.
+    Migrate(MigrateArgs),
     /// Print the WebSocketRoute CustomResourceDefinition.
     Crd,
     /// Print the Kubernetes API access hawser needs (JSON RBAC rules).
@@ -272,7 +276,31 @@ pub struct CheckArgs {
     pub translation: TranslationArgs,
 }
 
-/// Output format of `hawser check`.
+/// Flags of `hawser migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// A manifests directory holding the Ingresses (and their Services and Secrets).
+    #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+    pub dir: Option<PathBuf>,
+    /// Read the cluster instead (in-cluster configuration, `KUBECONFIG`, or `--kubeconfig`).
+    #[arg(long)]
+    pub cluster: bool,
+    /// The kubeconfig file for `--cluster`.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The IngressClass being left: its Ingresses are read as if they named hawser's.
+    #[arg(long, default_value = "nginx", value_name = "CLASS")]
+    pub from_class: String,
+    /// Access-restricting annotations the move will serve without enforcement, as
+    /// `--ignore-annotations` would on `hawser run`.
+    #[arg(long, value_delimiter = ',', value_name = "KEY")]
+    pub ignore_annotations: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Output format of `hawser check` and `hawser migrate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// For people.

@@ -11,6 +11,7 @@ pub mod crd;
 pub mod echo;
 pub mod handle;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod proxy;
 pub mod quickstart;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use hawser::admin::Admin;
 use hawser::build::BuildConfig;
-use hawser::cli::{CheckArgs, Cli, Command, EchoArgs, QuickstartArgs, RunArgs};
+use hawser::cli::{CheckArgs, Cli, Command, EchoArgs, MigrateArgs, QuickstartArgs, RunArgs};
 use hawser::handle::TableHandle;
 use hawser::metrics::Metrics;
 use hawser::proxy::{self, Proxy, ProxyConfig};
@@ -46,13 +46,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crd => print!("{}", hawser::crd::crd_yaml()),
         Command::Rbac => print!("{}", hawser::rbac::json()),
         Command::Check(args) => check(&args),
+        Command::Migrate(args) => migrate(&args).await?,
         command => {
             hawser::telemetry::init(cli.log_format);
             match command {
                 Command::Run(args) => serve(Serve::from(*args)).await?,
                 Command::Echo(args) => echo(args).await?,
                 Command::Quickstart(args) => run_quickstart(args).await?,
-                Command::Crd | Command::Rbac | Command::Check(_) => {}
+                Command::Crd | Command::Rbac | Command::Check(_) | Command::Migrate(_) => {}
             }
         }
     }
@@ -66,6 +67,50 @@ fn check(args: &CheckArgs) {
     if errors {
         std::process::exit(1);
     }
+}
+
+async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let snapshot = match &args.dir {
+        Some(dir) => hawser::source::ManifestDir::new(dir).load().0,
+        None => cluster_snapshot(args.kubeconfig.as_deref()).await?,
+    };
+    let translation = hawser::cli::TranslationArgs {
+        ingress_class: args.from_class.clone(),
+        ignore_annotations: args.ignore_annotations.clone(),
+        host_ownership: hawser::build::HostOwnership::Path,
+    };
+    let built = hawser::build::build(&snapshot, &translation.build_config());
+    let plan = hawser::migrate::plan(&snapshot, &built);
+    print!("{}", hawser::migrate::render(&plan, args.output, &args.from_class));
+    if plan.has_problems() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Everything the cluster holds that the build reads, listed once.
+async fn cluster_snapshot(
+    kubeconfig: Option<&std::path::Path>,
+) -> anyhow::Result<hawser::snapshot::Snapshot> {
+    let client = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let config =
+                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                    .await?;
+            kube::Client::try_from(config)?
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?,
+    };
+    let scope = hawser::source::cluster::Scope { namespace: None, routes: false };
+    let watches = hawser::source::cluster::start(&client, &scope, &Arc::new(Metrics::default()));
+    tokio::time::timeout(Duration::from_secs(60), watches.inputs.wait_synced())
+        .await
+        .context("the cluster's objects could not be listed within 60 s")?;
+    Ok(watches.inputs.snapshot())
 }
 
 /// Everything `hawser run` and `hawser quickstart` start.

@@ -207,6 +207,15 @@ async fn cluster_objects_drive_traffic_and_status() {
         .body(http_body_util::Full::default())
         .unwrap();
     assert_eq!(request(proxy, authorized).await.0, StatusCode::OK);
+    // `hawser migrate` reads the same cluster.
+    let config = kubeconfig(&dir, api_addr);
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["migrate", "--cluster", "--kubeconfig", config.to_str().unwrap(), "--from-class", "hawser"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&migrate.stdout);
+    assert_eq!(migrate.status.code(), Some(0), "{said}");
+    assert!(said.contains("Ingress default/admin: behaves the same"), "{said}");
 
     // Status where users look.
     until("the Ingress address", || async {
