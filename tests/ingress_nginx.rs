@@ -224,6 +224,21 @@ async fn limit_rps_lets_the_burst_through_then_refuses() {
 }
 
 #[tokio::test]
+async fn a_handshake_rate_limit_stops_a_reconnect_loop_and_lets_plain_requests_through() {
+    let echo = echo("a").await;
+    let yaml = ingress_yaml("web", "echo", "/", "Prefix", &[])
+        .replace("  annotations:\n", "  annotations:\n    hawser.dev/handshake-rate-limit: 3/m\n");
+    let proxy = TestProxy::start(build_table(&[service_yaml("echo", echo.addr), yaml].join("---\n"))).await;
+    for _ in 0..3 {
+        assert!(ws_connect(proxy.addr, "a.test", "/", &[]).await.is_ok());
+    }
+    assert_eq!(ws_refused(proxy.addr, "a.test", "/", &[]).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    for _ in 0..20 {
+        assert_eq!(get(proxy.addr, "a.test", "/poll").await.0, StatusCode::OK, "long-polling is not counted");
+    }
+}
+
+#[tokio::test]
 async fn a_canary_ingress_takes_its_weight_and_what_its_header_or_cookie_send() {
     let (stable, canary) = (echo("stable").await, echo("canary").await);
     let canary_annotations = [

@@ -75,6 +75,8 @@ pub struct IngressSettings {
     pub canary: Option<super::canary::CanaryRule>,
     /// Basic auth asked for, with the Secret of its users.
     pub basic_auth: Option<auth::BasicAuthSecret>,
+    /// Route to the Services' cluster IPs instead of their endpoints.
+    pub service_upstream: bool,
 }
 
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
@@ -130,7 +132,18 @@ pub fn ingress_policy(
     };
     policy.refused = rejected;
     let canary = super::canary::rule(&nginx);
-    IngressSettings { policy, backend_ca, regex_paths: requests::regex_paths(&nginx), canary, basic_auth }
+    let service_upstream = nginx.get("service-upstream").is_some_and(|v| v.trim() == "true");
+    let regex_paths = requests::regex_paths(&nginx);
+    IngressSettings { policy, backend_ca, regex_paths, canary, basic_auth, service_upstream }
+}
+
+/// `rate-limit` (every request; replaces nginx's `limit-rps`/`limit-rpm` rates) or
+/// `handshake-rate-limit` (upgrades only), with its `-burst` (default: the count per period).
+fn rate_limit(key: &str, value: &str, all: &BTreeMap<&str, &str>, policy: &mut Policy) -> Result<(), String> {
+    let burst = all.get(format!("{key}-burst").as_str()).map(|burst| values::positive(burst)).transpose()?;
+    let rate = values::hawser_rate(value, burst, key == "handshake-rate-limit")?;
+    requests::add_rate(policy, rate);
+    Ok(())
 }
 
 /// Why a session-cookie key does nothing on its own.
@@ -436,6 +449,16 @@ fn apply_hawser(
         "ping-timeout" => honored(values::positive_duration(value).map(|d| policy.ping_timeout = d)),
         "max-message-bytes" => {
             honored(values::positive(value).map(|n| policy.max_message_bytes = Some(u64::from(n))))
+        }
+        "rate-limit" | "handshake-rate-limit" => honored(rate_limit(key, value, all, policy)),
+        "rate-limit-burst" | "handshake-rate-limit-burst" => {
+            return Some(match values::positive(value) {
+                Err(message) => Err(message.into()),
+                Ok(_) if !all.contains_key(key.trim_end_matches("-burst")) => {
+                    Ok(Effect::Unsupported("has no effect without its rate annotation"))
+                }
+                Ok(_) => Ok(Effect::Honored),
+            });
         }
         "rebalance" => honored(values::boolean(value).and_then(|on| {
             policy.rebalance = if on { Some(values::rebalance(None, None)?) } else { None };

@@ -44,12 +44,14 @@ impl std::fmt::Display for PortRef {
     }
 }
 
-/// The ready addresses of `service` on `port`, reporting every reason there are none.
+/// The ready addresses of `service` on `port`, reporting every reason there are none. With
+/// `upstream` (ingress-nginx's `service-upstream`), the Service's cluster IP and port instead,
+/// so kube-proxy picks the endpoint.
 pub fn resolve(
     snapshot: &Snapshot,
     namespace: &str,
-    service: &str,
-    port: &PortRef,
+    (service, port): (&str, &PortRef),
+    upstream: bool,
     field: &str,
     reporter: &mut Reporter<'_>,
 ) -> Vec<SocketAddr> {
@@ -75,6 +77,15 @@ pub fn resolve(
         reporter.report(Reason::UnresolvedRef, field, message);
         return Vec::new();
     };
+    if let Some(target) = upstream.then(|| cluster_ip(spec, service_port)).flatten() {
+        return vec![target];
+    }
+    if upstream {
+        let message = format!(
+            "service-upstream: Service {service} has no cluster IP (headless); its endpoints are used"
+        );
+        reporter.report(Reason::Unsupported, field, message);
+    }
     let addrs: Vec<SocketAddr> = snapshot
         .endpoint_slices(namespace, service)
         .iter()
@@ -87,6 +98,14 @@ pub fn resolve(
         reporter.report(Reason::NoEndpoints, field, message);
     }
     addrs
+}
+
+fn cluster_ip(
+    spec: Option<&k8s_openapi::api::core::v1::ServiceSpec>,
+    port: &ServicePort,
+) -> Option<SocketAddr> {
+    let ip: IpAddr = spec?.cluster_ip.as_deref()?.parse().ok()?;
+    Some(SocketAddr::new(ip, u16::try_from(port.port).ok()?))
 }
 
 fn matches_port(service_port: &ServicePort, port: &PortRef) -> bool {

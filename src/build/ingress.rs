@@ -38,12 +38,22 @@ pub fn translate(
     let settings = ingress_policy(ingress.annotations(), &namespace, opt_outs, reporter);
     let regex = settings.regex_paths;
     let canary = settings.canary.clone();
+    let service_upstream = settings.service_upstream;
     let policy = with_backend_ca(settings, snapshot, &namespace, reporter);
     let Some(spec) = ingress.spec.as_ref() else { return };
     let created = ingress.creation_timestamp().map(|t| t.0);
     let rank = |implicit| Rank::new(reporter.object().clone(), created, implicit);
     let (explicit, implicit) = (rank(false), rank(true));
-    let mut translator = Translator { snapshot, namespace: &namespace, policy, regex, canary, reporter, out };
+    let mut translator = Translator {
+        snapshot,
+        namespace: &namespace,
+        policy,
+        regex,
+        canary,
+        service_upstream,
+        reporter,
+        out,
+    };
     let hosts = translator.rules(spec, &explicit);
     translator.default_backend(spec, &hosts, &implicit);
     translator.tls(spec, &hosts, &explicit);
@@ -112,6 +122,8 @@ struct Translator<'a, 'r> {
     regex: bool,
     /// The Ingress is a canary: its paths join the main Ingress's routes.
     canary: Option<CanaryRule>,
+    /// Route to each Service's cluster IP, not its endpoints (`service-upstream`).
+    service_upstream: bool,
     reporter: &'a mut Reporter<'r>,
     out: &'a mut Output,
 }
@@ -251,7 +263,8 @@ impl Translator<'_, '_> {
             return None;
         };
         let field = format!("{field}.service");
-        Some(backends::resolve(self.snapshot, self.namespace, &service.name, &port, &field, self.reporter))
+        let (snapshot, namespace, upstream) = (self.snapshot, self.namespace, self.service_upstream);
+        Some(backends::resolve(snapshot, namespace, (&service.name, &port), upstream, &field, self.reporter))
     }
 
     /// Adds a route to `service`'s `addrs`.

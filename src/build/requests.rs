@@ -1,4 +1,5 @@
-//! ingress-nginx annotations on how requests are answered and passed on: the body size limit,
+//! ingress-nginx annotations on how requests are answered and passed on: the body size limit
+//! and timeout,
 //! redirects answered by hawser, `app-root`, regex paths and `rewrite-target`, CORS, request
 //! rate limits, the backend's `Host` (`upstream-vhost`), `X-Forwarded-Prefix`, and how many
 //! endpoints a request may try.
@@ -18,6 +19,13 @@ pub(super) fn apply(
     let rewrites = &mut policy.rewrites;
     let result = match key {
         "proxy-body-size" => size(value).map(|limit| policy.max_body_bytes = limit),
+        "client-body-timeout" => {
+            super::values::nginx_seconds(value)
+                .and_then(|timeout| {
+                    if timeout.is_zero() { Err("must be at least 1 second".into()) } else { Ok(timeout) }
+                })
+                .map(|timeout| policy.request_body_timeout = Some(timeout))
+        }
         "permanent-redirect" => {
             redirect(value, all.get("permanent-redirect-code"), 301).map(|r| rewrites.redirect = Some(r))
         }
@@ -40,6 +48,16 @@ pub(super) fn apply(
         "rewrite-target" => rewrite_target(value).map(|target| rewrites.rewrite_target = Some(target)),
         // Read by the Ingress's path translation (`regex_paths`); here only checked.
         "use-regex" => super::values::boolean(value).map(drop),
+        // Read by the backend resolution; here only checked.
+        "service-upstream" => {
+            return Some(super::values::boolean(value).map_err(Failure::from).map(|upstream| {
+                if upstream {
+                    Effect::Translated("the Service's cluster IP is the one endpoint: kube-proxy balances, and hawser's balancing, affinity, drains and rebalancing do not apply".into())
+                } else {
+                    Effect::Honored
+                }
+            }));
+        }
         "upstream-vhost" => host(value).map(|host| rewrites.upstream_host = Some(host)),
         "x-forwarded-prefix" => absolute_path(value).map(|prefix| rewrites.forwarded_prefix = Some(prefix)),
         "enable-cors" => super::values::boolean(value).map(|on| policy.cors = on.then(|| cors(all))),
@@ -156,11 +174,12 @@ fn cors_setting(cors: &mut Cors, key: &str, value: &str) -> Option<Result<(), St
 fn rate_limit(all: &BTreeMap<&str, &str>) -> RateLimit {
     let number = |key: &str| all.get(key).and_then(|v| super::values::positive(v).ok());
     let multiplier = f64::from(number("limit-burst-multiplier").unwrap_or(5));
-    let rates = [("limit-rps", 1.0), ("limit-rpm", 60.0)]
+    let rates = [("limit-rps", 1), ("limit-rpm", 60)]
         .into_iter()
         .filter_map(|(key, seconds)| {
             let per_period = f64::from(number(key)?);
-            Some(Rate { per_second: per_period / seconds, burst: per_period * multiplier })
+            let period = std::time::Duration::from_secs(seconds);
+            Some(Rate::new(per_period, period, per_period * multiplier, false))
         })
         .collect();
     let exempt = ["limit-whitelist", "limit-allowlist"]
@@ -170,6 +189,16 @@ fn rate_limit(all: &BTreeMap<&str, &str>) -> RateLimit {
         .flatten()
         .collect();
     RateLimit { rates, exempt }
+}
+
+/// Adds hawser's own `rate` to the route's limit. A rate for every request replaces
+/// ingress-nginx's (`hawser.dev/` wins); handshake rates add to whatever is there.
+pub fn add_rate(policy: &mut Policy, rate: Rate) {
+    let limit = policy.rate_limit.get_or_insert_with(|| RateLimit { rates: Vec::new(), exempt: Vec::new() });
+    if !rate.upgrades_only {
+        limit.rates.retain(|r| r.upgrades_only);
+    }
+    limit.rates.push(rate);
 }
 
 /// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.

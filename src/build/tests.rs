@@ -905,3 +905,32 @@ fn built_route_with(fields: &str) -> Built {
         ),
     )
 }
+
+#[test]
+fn service_upstream_routes_to_the_cluster_ip_and_client_body_timeout_is_per_route() {
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n";
+    let upstream = [("nginx.ingress.kubernetes.io/service-upstream", "true")];
+    let objects = parse_documents(&format!("{service}---\n{}", with_annotations("i", &upstream))).unwrap();
+    let upstream_built = build(&Snapshot::new(objects), &BuildConfig::default());
+    let route = upstream_built.table.lookup("a.com", "/", |_| None).expect("route");
+    let addrs: Vec<String> = route.backend.endpoints().iter().map(|e| e.addr.to_string()).collect();
+    assert_eq!(addrs, ["10.96.0.10:80"]);
+    assert_eq!(upstream_built.reports.iter().filter(|r| r.reason == Reason::Translated).count(), 1);
+    // A headless Service (or one written without its cluster IP) keeps its endpoints.
+    let headless = built(&with_annotations("i", &upstream));
+    let route = headless.table.lookup("a.com", "/", |_| None).expect("route");
+    assert_eq!(route.backend.endpoints()[0].addr.to_string(), "10.0.0.1:8080");
+    assert_eq!(
+        problems(&headless),
+        vec!["Unsupported Ingress default/i spec.rules[0].http.paths[0].backend.service"]
+    );
+
+    let timeout = built(&with_annotations("i", &[("nginx.ingress.kubernetes.io/client-body-timeout", "5")]));
+    assert_eq!(policy_of(&timeout).request_body_timeout, Some(std::time::Duration::from_secs(5)));
+    let zero = built(&with_annotations("i", &[("nginx.ingress.kubernetes.io/client-body-timeout", "0")]));
+    assert_eq!(policy_of(&zero).request_body_timeout, None);
+    assert_eq!(
+        problems(&zero),
+        vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/client-body-timeout"]
+    );
+}

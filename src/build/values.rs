@@ -109,6 +109,31 @@ pub fn upgrade_protocols<'a>(values: impl IntoIterator<Item = &'a str>) -> Resul
         .collect()
 }
 
+/// `N/s`, `N/m` or `N/h` (N a positive whole number): N requests per that period.
+pub fn rate(value: &str) -> Result<(u32, Duration), String> {
+    let bad = || format!("{value:?} is not a rate such as 10/s, 600/m or 1000/h");
+    let (count, unit) = value.trim().split_once('/').ok_or_else(bad)?;
+    let period = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    Ok((positive(count).map_err(|_| bad())?, period))
+}
+
+/// A rate limit as hawser writes it: `rate` (see [`rate`]), `burst` requests at once (default:
+/// the count per period); counting upgrade handshakes only when `upgrades_only`.
+pub fn hawser_rate(
+    rate: &str,
+    burst: Option<u32>,
+    upgrades_only: bool,
+) -> Result<crate::model::Rate, String> {
+    let (count, period) = self::rate(rate)?;
+    let burst = f64::from(burst.unwrap_or(count));
+    Ok(crate::model::Rate::new(f64::from(count), period, burst, upgrades_only))
+}
+
 /// A positive whole number.
 pub fn positive(value: &str) -> Result<u32, String> {
     match value.trim().parse::<u32>() {

@@ -135,7 +135,8 @@ fn backend(
         .map(|(b, backend)| {
             let field = format!("{field}.backends[{b}]");
             let port = PortRef::from(&backend.port);
-            let addrs = backends::resolve(snapshot, namespace, &backend.name, &port, &field, reporter);
+            let addrs =
+                backends::resolve(snapshot, namespace, (&backend.name, &port), false, &field, reporter);
             (backend.weight.unwrap_or(1), addrs)
         })
         .collect();
@@ -212,6 +213,14 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
     }
     policy.max_connections = rule.max_connections.filter(|&n| n > 0);
     policy.max_connections_per_client = rule.max_connections_per_client.filter(|&n| n > 0);
+    let rates =
+        [("rateLimit", &rule.rate_limit, false), ("handshakeRateLimit", &rule.handshake_rate_limit, true)];
+    for (key, spec, upgrades_only) in rates {
+        if let Some(spec) = spec {
+            let rate = values::hawser_rate(&spec.rate, spec.burst, upgrades_only).map_err(at(key))?;
+            super::requests::add_rate(policy, rate);
+        }
+    }
     Ok(())
 }
 

@@ -14,6 +14,8 @@ pub use rule_slot::RuleSlot;
 
 /// Go-style durations as users write them in Kubernetes: `90s`, `1h`, `1h30m`, `500ms`, `0s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// `10/s`, `600/m`, `1000/h`.
+const RATE_PATTERN: &str = r"^[1-9][0-9]*/(s|m|h)$";
 /// `port` is an int-or-string: its string form must be 1–65535 or a port name (IANA service
 /// name shape). `string()` works on both types, unlike `type()`, which some evaluators lack.
 const PORT_RULE: &str = "string(self.port).matches('^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]|[a-z]([-a-z0-9]*[a-z0-9])?)$')";
@@ -146,6 +148,27 @@ pub struct RouteRule {
     /// SockJS need when their clients start with HTTP long-polling. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity: Option<SessionAffinitySpec>,
+    /// Requests on this rule (handshakes included) per client IP, per hawser replica; past it
+    /// `503` (or `429` with `--rate-limited-status 429`). Default: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// The same for WebSocket handshakes only: it stops one client's reconnect loop without
+    /// counting its long-polling requests. Default: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_rate_limit: Option<RateLimitSpec>,
+}
+
+/// A request rate per client IP.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// `N/s`, `N/m` or `N/h`.
+    #[schemars(regex(pattern = RATE_PATTERN))]
+    pub rate: String,
+    /// Requests allowed at once. Default: N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub burst: Option<u32>,
 }
 
 /// How a rule keeps a client on one endpoint.

@@ -74,6 +74,10 @@ pub struct Policy {
     pub rebalance: Option<Rebalance>,
     /// The largest request body accepted, in bytes; larger gets `413`. `None`: unlimited.
     pub max_body_bytes: Option<u64>,
+    /// A client must send each part of a request body within this (`408` otherwise).
+    /// `None`: `--request-body-timeout`.
+    #[serde(serialize_with = "opt_duration")]
+    pub request_body_timeout: Option<Duration>,
     /// Endpoints tried for one request when they refuse the connection. Default 3
     /// (ingress-nginx's `proxy-next-upstream-tries`).
     pub max_endpoints_tried: u32,
@@ -118,6 +122,7 @@ impl Default for Policy {
             max_message_bytes: None,
             rebalance: None,
             max_body_bytes: None,
+            request_body_timeout: None,
             max_endpoints_tried: 3,
             rewrites: Rewrites::default(),
             cors: None,
@@ -195,6 +200,15 @@ pub struct Rate {
     pub per_second: f64,
     /// Requests allowed at once.
     pub burst: f64,
+    /// Counts upgrade handshakes only (`hawser.dev/handshake-rate-limit`); plain requests pass.
+    pub upgrades_only: bool,
+}
+
+impl Rate {
+    /// `count` requests per `period`, `burst` at once.
+    pub fn new(count: f64, period: std::time::Duration, burst: f64, upgrades_only: bool) -> Self {
+        Self { per_second: count / period.as_secs_f64(), burst, upgrades_only }
+    }
 }
 
 /// A redirect hawser answers with.

@@ -28,9 +28,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes a token from each of the route's rates for `client`; `false` when one is empty
-    /// (then none is taken). Exempt clients always pass.
-    pub fn admit(&self, route: &Arc<str>, limit: &RateLimit, client: IpAddr) -> bool {
+    /// Takes a token from each of the route's rates that counts this request (handshake-only
+    /// rates count only an `upgrade`) for `client`; `false` when one is empty (then none is
+    /// taken). Exempt clients always pass.
+    pub fn admit(&self, route: &Arc<str>, limit: &RateLimit, client: IpAddr, upgrade: bool) -> bool {
         let client = client.to_canonical();
         if limit.exempt.iter().any(|net| net.contains(&client)) {
             return true;
@@ -43,8 +44,9 @@ impl RateLimiter {
             buckets.retain(|_, bucket| now.duration_since(bucket.at) < idle);
         }
         // Refill every bucket, then take a token from each only if all have one.
+        let counted = |(_, rate): &(usize, &crate::model::Rate)| upgrade || !rate.upgrades_only;
         let mut room = true;
-        for (index, rate) in limit.rates.iter().enumerate() {
+        for (index, rate) in limit.rates.iter().enumerate().filter(counted) {
             let bucket = buckets
                 .entry((route.clone(), client, index))
                 .or_insert(Bucket { tokens: rate.burst, at: now });
@@ -56,7 +58,7 @@ impl RateLimiter {
         if !room {
             return false;
         }
-        for index in 0..limit.rates.len() {
+        for (index, _) in limit.rates.iter().enumerate().filter(counted) {
             if let Some(bucket) = buckets.get_mut(&(route.clone(), client, index)) {
                 bucket.tokens -= 1.0;
             }
@@ -74,18 +76,21 @@ mod tests {
     fn a_burst_then_the_rate() {
         let limiter = RateLimiter::default();
         let route: Arc<str> = "r".into();
-        let limit = RateLimit { rates: vec![Rate { per_second: 100.0, burst: 5.0 }], exempt: vec![] };
+        let limit = RateLimit {
+            rates: vec![Rate { per_second: 100.0, burst: 5.0, upgrades_only: false }],
+            exempt: vec![],
+        };
         let client = IpAddr::from([192, 0, 2, 1]);
-        let passed = (0..20).filter(|_| limiter.admit(&route, &limit, client)).count();
+        let passed = (0..20).filter(|_| limiter.admit(&route, &limit, client, false)).count();
         assert!((5..=7).contains(&passed), "{passed}: the burst, and what refilled meanwhile");
         std::thread::sleep(Duration::from_millis(20));
-        assert!(limiter.admit(&route, &limit, client), "refilled at 100 a second");
+        assert!(limiter.admit(&route, &limit, client, false), "refilled at 100 a second");
         // Another client and another route have buckets of their own.
-        assert!(limiter.admit(&route, &limit, IpAddr::from([192, 0, 2, 2])));
-        assert!(limiter.admit(&"other".into(), &limit, client));
+        assert!(limiter.admit(&route, &limit, IpAddr::from([192, 0, 2, 2]), false));
+        assert!(limiter.admit(&"other".into(), &limit, client, false));
         // Exempt clients are never limited.
         let exempt = RateLimit { exempt: vec!["192.0.2.0/24".parse().expect("net")], ..limit };
-        assert!((0..100).all(|_| limiter.admit(&route, &exempt, client)));
+        assert!((0..100).all(|_| limiter.admit(&route, &exempt, client, false)));
     }
 
     #[test]
@@ -94,13 +99,25 @@ mod tests {
         let route: Arc<str> = "r".into();
         let per_minute = RateLimit {
             rates: vec![
-                Rate { per_second: 1000.0, burst: 100.0 },
-                Rate { per_second: 1.0 / 60.0, burst: 3.0 },
+                Rate { per_second: 1000.0, burst: 100.0, upgrades_only: false },
+                Rate { per_second: 1.0 / 60.0, burst: 3.0, upgrades_only: false },
             ],
             exempt: vec![],
         };
         let client = IpAddr::from([198, 51, 100, 7]);
-        let passed = (0..10).filter(|_| limiter.admit(&route, &per_minute, client)).count();
+        let passed = (0..10).filter(|_| limiter.admit(&route, &per_minute, client, false)).count();
         assert_eq!(passed, 3, "the per-minute rate's burst");
+    }
+
+    #[test]
+    fn a_handshake_rate_counts_only_upgrades() {
+        let limiter = RateLimiter::default();
+        let route: Arc<str> = "r".into();
+        let rates = vec![Rate { per_second: 0.001, burst: 2.0, upgrades_only: true }];
+        let limit = RateLimit { rates, exempt: vec![] };
+        let client = IpAddr::from([203, 0, 113, 9]);
+        assert!((0..50).all(|_| limiter.admit(&route, &limit, client, false)), "plain requests pass");
+        let handshakes = (0..5).filter(|_| limiter.admit(&route, &limit, client, true)).count();
+        assert_eq!(handshakes, 2);
     }
 }

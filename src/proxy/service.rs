@@ -143,7 +143,7 @@ impl Proxy {
             Some(CorsAnswer::Decorate(origin)) => Some(origin),
             _ => None,
         };
-        self.admit(&route, client)?;
+        self.admit(&route, client, outcome.upgrade.is_some())?;
         let request_uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let asking = Asking {
             method: req.method(),
@@ -177,12 +177,12 @@ impl Proxy {
 
     /// The route's admission rules, in nginx's order: a refused route, the rate limit, then
     /// the source ranges (authentication comes after all of them).
-    fn admit(&self, route: &Route, client: &Client) -> Result<(), ProxyError> {
+    fn admit(&self, route: &Route, client: &Client, upgrade: bool) -> Result<(), ProxyError> {
         if route.policy.refused {
             return Err(ProxyError::Refused);
         }
         if let Some(limit) = &route.policy.rate_limit
-            && !self.rates.admit(&route.name, limit, client.ip)
+            && !self.rates.admit(&route.name, limit, client.ip, upgrade)
         {
             return Err(ProxyError::RateLimited { status: self.config.rate_limited_status });
         }
@@ -217,7 +217,8 @@ impl Proxy {
             return Err(ProxyError::PayloadTooLarge { limit });
         }
         let (parts, body) = req.into_parts();
-        let (body, request_sent) = RequestBody::new(body, self.config.request_body_timeout, limit);
+        let body_timeout = route.policy.request_body_timeout.unwrap_or(self.config.request_body_timeout);
+        let (body, request_sent) = RequestBody::new(body, body_timeout, limit);
         let req = Request::from_parts(parts, body);
         let timeout = route.policy.response_timeout;
         let mut exchange = std::pin::pin!(send(self, route, req, client, false));

@@ -212,6 +212,15 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> (StatusCode, Heade
     request(addr, Request::get(path).header("host", host).body(Full::default()).unwrap()).await
 }
 
+/// The status of a GET, or `None` when the connection was refused or closed without one.
+pub async fn try_get(addr: SocketAddr, host: &str, path: &str) -> Option<StatusCode> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(connection);
+    let req = Request::get(path).header("host", host).body(Full::<Bytes>::default()).ok()?;
+    Some(sender.send_request(req).await.ok()?.status())
+}
+
 pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
     let mut sender = http1(addr).await;
     let response = sender.send_request(req).await.unwrap();

@@ -168,8 +168,8 @@ fn rate_limit_annotations() {
     assert_eq!(
         limit.rates,
         vec![
-            crate::model::Rate { per_second: 10.0, burst: 50.0 },
-            crate::model::Rate { per_second: 5.0, burst: 1500.0 },
+            crate::model::Rate { per_second: 10.0, burst: 50.0, upgrades_only: false },
+            crate::model::Rate { per_second: 5.0, burst: 1500.0, upgrades_only: false },
         ]
     );
     assert_eq!(limit.exempt, vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
@@ -183,6 +183,51 @@ fn rate_limit_annotations() {
     assert_eq!(
         problems(&nginx(&[("limit-rps", "fast")])),
         vec!["Invalid Ingress default/i nginx.ingress.kubernetes.io/limit-rps"]
+    );
+}
+
+#[test]
+fn hawser_rate_limits_replace_nginx_rates_and_handshake_rates_add() {
+    use crate::model::Rate;
+    let hawser = |pairs: &[(&str, &str)]| {
+        let prefixed: Vec<(String, &str)> =
+            pairs.iter().map(|(k, v)| (format!("hawser.dev/{k}"), *v)).collect();
+        let pairs: Vec<(&str, &str)> = prefixed.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        built(&with_annotations(
+            "i",
+            &[&pairs[..], &[("nginx.ingress.kubernetes.io/limit-rps", "100")]].concat(),
+        ))
+    };
+    let both =
+        hawser(&[("rate-limit", "600/m"), ("rate-limit-burst", "20"), ("handshake-rate-limit", "2/s")]);
+    assert_eq!(
+        policy_of(&both).rate_limit.expect("a limit").rates,
+        vec![
+            Rate { per_second: 2.0, burst: 2.0, upgrades_only: true },
+            Rate { per_second: 10.0, burst: 20.0, upgrades_only: false },
+        ]
+    );
+    assert!(problems(&both).is_empty(), "{:?}", problems(&both));
+    let handshakes = hawser(&[("handshake-rate-limit", "30/h")]);
+    let rates = policy_of(&handshakes).rate_limit.expect("a limit").rates;
+    assert_eq!(rates.len(), 2, "nginx's limit-rps stays beside a handshake rate: {rates:?}");
+    for (pairs, problem) in [
+        (&[("rate-limit", "10 per second")][..], "Invalid Ingress default/i hawser.dev/rate-limit"),
+        (&[("rate-limit-burst", "5")][..], "Unsupported Ingress default/i hawser.dev/rate-limit-burst"),
+    ] {
+        assert_eq!(problems(&hawser(pairs)), vec![problem.to_owned()]);
+    }
+    let route = built(&ROUTE.replace(
+        "    maxConnectionsPerClient: 3\n",
+        "    maxConnectionsPerClient: 3\n    rateLimit: {rate: 5/s}\n    handshakeRateLimit: {rate: 60/m, burst: 3}\n",
+    ));
+    let slow = &route.table.lookup("chat.a.com", "/slow", |_| None).expect("route").policy;
+    assert_eq!(
+        slow.rate_limit.as_ref().expect("a limit").rates,
+        vec![
+            Rate { per_second: 5.0, burst: 5.0, upgrades_only: false },
+            Rate { per_second: 1.0, burst: 3.0, upgrades_only: true },
+        ]
     );
 }
 
