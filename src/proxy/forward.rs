@@ -95,7 +95,9 @@ pub async fn send(
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(sender) => sender,
-            None => match connect(addr, route.policy.connect_timeout, tls).await {
+            // Boxed: the connect and TLS handshake state would otherwise stay in every request's
+            // future (and every pending handshake's) while it waits for its response.
+            None => match Box::pin(connect(addr, route.policy.connect_timeout, tls)).await {
                 Ok(sender) => sender,
                 Err(error) => {
                     tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");

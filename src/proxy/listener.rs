@@ -124,7 +124,8 @@ impl Listener {
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                self.serve_http(tls, h2, client).await
+                // Boxed: a TLS stream's state would otherwise size every plain connection's task.
+                Box::pin(self.serve_http(tls, h2, client)).await
             }
             Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -143,10 +144,11 @@ impl Listener {
             async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
         });
         let mut closing = self.closing.subscribe();
-        // Drives a hyper connection; when the listener closes, lets in-flight requests finish.
+        // Drives a pinned hyper connection; when the listener closes, lets in-flight requests
+        // finish.
         macro_rules! until_closed {
             ($connection:expr) => {{
-                let mut connection = std::pin::pin!($connection);
+                let mut connection = $connection;
                 tokio::select! {
                     ended = connection.as_mut() => ended,
                     () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
@@ -157,9 +159,12 @@ impl Listener {
             }};
         }
         let ended = if h2 {
-            until_closed!(self.http2.serve_connection(TokioIo::new(io), service))
+            // Boxed: HTTP/2's connection state would otherwise size every HTTP/1.1 connection.
+            until_closed!(Box::pin(self.http2.serve_connection(TokioIo::new(io), service)))
         } else {
-            until_closed!(self.http1.serve_connection(TokioIo::new(io), service).with_upgrades())
+            until_closed!(std::pin::pin!(
+                self.http1.serve_connection(TokioIo::new(io), service).with_upgrades()
+            ))
         };
         if let Err(error) = ended {
             tracing::debug!(%error, "client connection ended with an error");
