@@ -278,3 +278,56 @@ async fn a_canary_ingress_takes_its_weight_and_what_its_header_or_cookie_send() 
         assert_eq!(served_by(&[("cookie", "a=1; use_canary=always")]).await, "canary");
     }
 }
+
+#[tokio::test]
+async fn default_backend_renders_custom_http_errors_and_serves_when_no_endpoint_is_ready() {
+    // The app: 404 for /missing, 200 otherwise. The error backend: the X-Code status, and a body
+    // naming what it was told.
+    let app = backend(|req: http::Request<hyper::body::Incoming>| async move {
+        let status = if req.uri().path() == "/missing" { StatusCode::NOT_FOUND } else { StatusCode::OK };
+        http::Response::builder().status(status).body(full_body("from the app")).unwrap()
+    })
+    .await;
+    let pages = backend(|req: http::Request<hyper::body::Incoming>| async move {
+        let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let code = header("x-code").and_then(|c| c.parse().ok()).unwrap_or(200);
+        let told = [
+            header("x-code"),
+            header("x-format"),
+            header("x-original-uri"),
+            header("x-namespace"),
+            header("x-ingress-name"),
+            header("x-service-name"),
+        ];
+        let body = format!("{} {:?}", req.uri(), told.map(Option::unwrap_or_default));
+        http::Response::builder().status(code).body(full_body(body)).unwrap()
+    })
+    .await;
+    let annotations = [("default-backend", "pages"), ("custom-http-errors", "404,503")];
+    let yaml = [
+        service_yaml("app", app.addr),
+        service_yaml("pages", pages.addr),
+        ingress_yaml("web", "app", "/", "Prefix", &annotations),
+    ];
+    let proxy = TestProxy::start(build_table(&yaml.join("---\n"))).await;
+    let (status, _, body) = get(proxy.addr, "a.test", "/ok").await;
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"from the app"[..]));
+    let (status, _, body) = get(proxy.addr, "a.test", "/missing?q=1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"/missing?q=1 ["404", "text/html", "/missing?q=1", "default", "web", "app"]"#
+    );
+    // The app's Service has no endpoint: the default backend serves the request itself.
+    let no_app =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec: {ports: [{name: http, port: 80}]}\n";
+    let yaml = [
+        no_app.to_owned(),
+        service_yaml("pages", pages.addr),
+        ingress_yaml("web", "app", "/", "Prefix", &annotations),
+    ];
+    proxy.publish(build_table(&yaml.join("---\n")));
+    let (status, _, body) = get(proxy.addr, "a.test", "/shop").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).starts_with("/shop "), "{}", String::from_utf8_lossy(&body));
+}

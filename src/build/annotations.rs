@@ -77,6 +77,8 @@ pub struct IngressSettings {
     pub basic_auth: Option<auth::BasicAuthSecret>,
     /// Route to the Services' cluster IPs instead of their endpoints.
     pub service_upstream: bool,
+    /// `default-backend`'s Service and the `custom-http-errors` it renders.
+    pub error_backend: Option<(String, Vec<u16>)>,
 }
 
 /// The policy of an Ingress's routes: ingress-nginx defaults, then nginx annotations, then
@@ -134,7 +136,8 @@ pub fn ingress_policy(
     let canary = super::canary::rule(&nginx);
     let service_upstream = nginx.get("service-upstream").is_some_and(|v| v.trim() == "true");
     let regex_paths = requests::regex_paths(&nginx);
-    IngressSettings { policy, backend_ca, regex_paths, canary, basic_auth, service_upstream }
+    let error_backend = requests::error_backend(&nginx);
+    IngressSettings { policy, backend_ca, regex_paths, canary, basic_auth, service_upstream, error_backend }
 }
 
 /// `rate-limit` (every request; replaces nginx's `limit-rps`/`limit-rpm` rates) or

@@ -21,7 +21,7 @@ use super::candidate::{Candidate, Rank};
 use super::report::{Reason, Reporter};
 use super::tls;
 use super::{Output, TlsClaim};
-use crate::model::{Backend, HostMatch, PathMatch, Policy, RegexPath, Route};
+use crate::model::{Backend, ErrorBackend, HostMatch, PathMatch, Policy, RegexPath, Route};
 use crate::snapshot::Snapshot;
 
 /// Adds what `ingress` asks for to `out`, reporting into `reporter`.
@@ -39,6 +39,10 @@ pub fn translate(
     let regex = settings.regex_paths;
     let canary = settings.canary.clone();
     let service_upstream = settings.service_upstream;
+    let error_backend = settings.error_backend.as_ref().and_then(|(service, codes)| {
+        let ingress = ingress.name_any();
+        error_backend(snapshot, (&namespace, &ingress), service, codes, reporter)
+    });
     let policy = with_backend_ca(settings, snapshot, &namespace, reporter);
     let Some(spec) = ingress.spec.as_ref() else { return };
     let created = ingress.creation_timestamp().map(|t| t.0);
@@ -51,6 +55,7 @@ pub fn translate(
         regex,
         canary,
         service_upstream,
+        error_backend,
         reporter,
         out,
     };
@@ -114,6 +119,37 @@ fn with_basic_auth(
     }
 }
 
+/// The `default-backend` Service's endpoints on its first port; `None` (reported) when the
+/// Service or its port is missing, and the routes then have no error backend.
+fn error_backend(
+    snapshot: &Snapshot,
+    (namespace, ingress): (&str, &str),
+    service: &str,
+    codes: &[u16],
+    reporter: &mut Reporter<'_>,
+) -> Option<ErrorBackend> {
+    let field = format!("{NGINX}default-backend");
+    let first_port = snapshot
+        .service(namespace, service)
+        .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first()?.port.into());
+    let Some(port) = first_port else {
+        let message = format!(
+            "Service {namespace}/{service} (with a port) not found; the Ingress has no default backend"
+        );
+        reporter.report(Reason::UnresolvedRef, field, message);
+        return None;
+    };
+    let addrs =
+        backends::resolve(snapshot, namespace, (service, &PortRef::Number(port)), false, &field, reporter);
+    Some(ErrorBackend {
+        backend: Backend::new(backends::weighted(&[(1, addrs)])),
+        codes: codes.to_vec(),
+        namespace: namespace.to_owned(),
+        ingress: ingress.to_owned(),
+        service: String::new(),
+    })
+}
+
 struct Translator<'a, 'r> {
     snapshot: &'a Snapshot,
     namespace: &'a str,
@@ -124,6 +160,8 @@ struct Translator<'a, 'r> {
     canary: Option<CanaryRule>,
     /// Route to each Service's cluster IP, not its endpoints (`service-upstream`).
     service_upstream: bool,
+    /// Every route's error backend (`default-backend`), its Service name left to fill in.
+    error_backend: Option<ErrorBackend>,
     reporter: &'a mut Reporter<'r>,
     out: &'a mut Output,
 }
@@ -280,7 +318,10 @@ impl Translator<'_, '_> {
         let backend = Backend::new(backends::weighted(&[(1, addrs.to_vec())]));
         let mut policy = self.policy.clone();
         policy.backend_server_name = service.map(|service| backends::dns_name(service, self.namespace));
-        let route = Route::new(name, path, backend, policy);
+        let mut route = Route::new(name, path, backend, policy);
+        route.error_backend = self.error_backend.as_ref().map(|errors| {
+            Box::new(ErrorBackend { service: service.unwrap_or_default().to_owned(), ..errors.clone() })
+        });
         let candidate = Candidate { rank: rank.clone(), host, route, field };
         match &self.canary {
             Some(rule) => self.out.canaries.push((candidate, rule.clone())),

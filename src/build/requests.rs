@@ -44,6 +44,16 @@ pub(super) fn apply(
                 Ok(_) => Ok(Effect::Honored),
             });
         }
+        "default-backend" => service_name(value).map(drop),
+        "custom-http-errors" => {
+            return Some(match status_codes(value) {
+                Err(message) => Err(message.into()),
+                Ok(_) if !all.contains_key("default-backend") => Ok(Effect::Unsupported(
+                    "has no effect without default-backend (hawser has no global default backend)",
+                )),
+                Ok(_) => Ok(Effect::Honored),
+            });
+        }
         "app-root" => absolute_path(value).map(|path| rewrites.app_root = Some(path)),
         "rewrite-target" => rewrite_target(value).map(|target| rewrites.rewrite_target = Some(target)),
         // Read by the Ingress's path translation (`regex_paths`); here only checked.
@@ -199,6 +209,34 @@ pub fn add_rate(policy: &mut Policy, rate: Rate) {
         limit.rates.retain(|r| r.upgrades_only);
     }
     limit.rates.push(rate);
+}
+
+/// `default-backend`'s Service and the `custom-http-errors` codes it renders, when both read.
+pub fn error_backend(all: &BTreeMap<&str, &str>) -> Option<(String, Vec<u16>)> {
+    let service = service_name(all.get("default-backend")?).ok()?;
+    let codes = all.get("custom-http-errors").and_then(|v| status_codes(v).ok()).unwrap_or_default();
+    Some((service, codes))
+}
+
+/// A Service name (a DNS label) of the Ingress's namespace.
+fn service_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    let label = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if label {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("{value:?} is not a Service name of this namespace"))
+    }
+}
+
+/// `404,503`: statuses from 400 to 599.
+fn status_codes(value: &str) -> Result<Vec<u16>, String> {
+    let code = |item: &str| item.parse::<u16>().ok().filter(|c| (400..=599).contains(c));
+    super::values::list(value)
+        .map(|item| code(item).ok_or_else(|| format!("{item:?} is not a status from 400 to 599")))
+        .collect()
 }
 
 /// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.

@@ -7,6 +7,7 @@
 mod auth;
 mod backend;
 mod canary;
+mod error_backend;
 mod host;
 mod password;
 mod path;
@@ -18,6 +19,7 @@ mod tls;
 pub use auth::{BasicAuth, ExternalAuth, RequestParts, UrlTemplate, escape_query_value};
 pub use backend::{Backend, Endpoint};
 pub use canary::{Canary, CanarySignals};
+pub use error_backend::ErrorBackend;
 pub use host::{HostMatch, normalize_host};
 pub use password::PasswordHash;
 pub use path::PathMatch;

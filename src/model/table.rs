@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::ErrorBackend;
 use super::host::wildcard_suffix;
 use super::{Backend, Canary, Certificate, HostMatch, HostTls, PathMatch, Policy};
 
@@ -41,12 +42,24 @@ pub struct Route {
     /// A second backend that takes a share of the requests (ingress-nginx's canary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Box<Canary>>,
+    /// Where requests go when `backend` has no endpoint, and which statuses it renders
+    /// (ingress-nginx's `default-backend` and `custom-http-errors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_backend: Option<Box<ErrorBackend>>,
 }
 
 impl Route {
     /// A route without header matches.
     pub fn new(name: &str, path: PathMatch, backend: Backend, policy: Policy) -> Self {
-        Self { name: name.into(), path, headers: Vec::new(), backend, policy, canary: None }
+        Self {
+            name: name.into(),
+            path,
+            headers: Vec::new(),
+            backend,
+            policy,
+            canary: None,
+            error_backend: None,
+        }
     }
 
     fn matches<'h>(&self, path: &str, header: &impl Fn(&str) -> Option<&'h str>) -> bool {

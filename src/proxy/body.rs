@@ -45,7 +45,8 @@ impl Lease {
 /// A client's request body on its way to a backend.
 #[derive(Debug)]
 pub struct RequestBody {
-    body: Incoming,
+    /// `None`: a request hawser makes itself, without a body.
+    body: Option<Incoming>,
     /// Set once the last frame went out; `None` for a body that was empty from the start.
     sent: Option<Arc<AtomicBool>>,
     /// The client must send the next part of the body within this (nginx's
@@ -86,12 +87,17 @@ impl RequestBody {
             heard: Instant::now(),
             timer: Box::pin(sleep(stall_limit)),
         });
-        (Self { body, sent: sent.clone(), stall, allowance: limit.map(|l| (l, l)) }, sent)
+        (Self { body: Some(body), sent: sent.clone(), stall, allowance: limit.map(|l| (l, l)) }, sent)
     }
 
     /// Wraps `body` when nobody needs to know when it was sent (upgrades own their connection).
     pub fn untracked(body: Incoming) -> Self {
-        Self { body, sent: None, stall: None, allowance: None }
+        Self { body: Some(body), sent: None, stall: None, allowance: None }
+    }
+
+    /// No body: for requests hawser makes itself (error pages).
+    pub fn empty() -> Self {
+        Self { body: None, sent: None, stall: None, allowance: None }
     }
 }
 
@@ -103,7 +109,8 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+        let Some(body) = self.body.as_mut() else { return Poll::Ready(None) };
+        let frame = match Pin::new(body).poll_frame(cx) {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 let Some(stall) = &mut self.stall else { return Poll::Pending };
@@ -132,7 +139,7 @@ impl Body for RequestBody {
         }
         let ended = match &frame {
             None => true,
-            Some(Ok(_)) => self.body.is_end_stream(),
+            Some(Ok(_)) => self.is_end_stream(),
             Some(Err(_)) => false,
         };
         if let (true, Some(sent)) = (ended, &self.sent) {
@@ -142,11 +149,11 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body.as_ref().map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 

@@ -13,6 +13,7 @@ mod copy;
 mod cors;
 mod drain;
 mod error;
+mod error_pages;
 mod extended_connect;
 mod forward;
 mod frames;

@@ -196,7 +196,13 @@ impl Proxy {
         client: &Client,
         handshake: Option<Handshake>,
     ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
-        let Some(handshake) = handshake else { return self.plain(route, req, client).await };
+        let Some(handshake) = handshake else {
+            return match &route.error_backend {
+                // Boxed: only these routes pay for the error page's state.
+                Some(errors) => Box::pin(self.with_error_pages(route, errors, req, client)).await,
+                None => self.plain(route, req, client).await,
+            };
+        };
         let timeout = route.policy.handshake_timeout;
         let exchange = upgrade(self, route, req, client, handshake);
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ProxyError::HandshakeTimeout { timeout }))
@@ -205,7 +211,7 @@ impl Proxy {
     /// A plain request, on a pooled connection. Its response head must come within the route's
     /// response timeout; while the client is still sending the body, the request body timeout
     /// guards it instead, so a long upload is not cut for taking long.
-    async fn plain(
+    pub(super) async fn plain(
         self: &Arc<Self>,
         route: &Arc<Route>,
         req: Request<Incoming>,
@@ -219,7 +225,18 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let body_timeout = route.policy.request_body_timeout.unwrap_or(self.config.request_body_timeout);
         let (body, request_sent) = RequestBody::new(body, body_timeout, limit);
-        let req = Request::from_parts(parts, body);
+        self.exchange(route, Request::from_parts(parts, body), request_sent, client).await
+    }
+
+    /// Sends a plain request and takes its response head; `request_sent` turns true once the
+    /// body went out whole (absent for a request without one).
+    pub(super) async fn exchange(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        req: Request<RequestBody>,
+        request_sent: Option<Arc<std::sync::atomic::AtomicBool>>,
+        client: &Client,
+    ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
         let timeout = route.policy.response_timeout;
         let mut exchange = std::pin::pin!(send(self, route, req, client, false));
         let uploading = || request_sent.as_ref().is_some_and(|sent| !sent.load(Ordering::Acquire));

@@ -267,3 +267,37 @@ fn canary_ingresses_join_their_main_route() {
 fn built_route(built: &Built) -> std::sync::Arc<crate::model::Route> {
     built.table.lookup("a.com", "/", |_| None).expect("route").clone()
 }
+
+#[test]
+fn default_backend_and_custom_http_errors() {
+    let routed = nginx(&[("default-backend", "web"), ("custom-http-errors", "404, 503")]);
+    let route = routed.table.lookup("a.com", "/", |_| None).expect("route");
+    let errors = route.error_backend.as_ref().expect("an error backend");
+    assert_eq!(errors.codes, vec![404, 503]);
+    assert_eq!(
+        (errors.namespace.as_str(), errors.ingress.as_str(), errors.service.as_str()),
+        ("default", "i", "web")
+    );
+    assert_eq!(errors.backend.endpoints().len(), route.backend.endpoints().len());
+    assert!(problems(&routed).is_empty(), "{:?}", problems(&routed));
+    for (pairs, problem) in [
+        (
+            &[("custom-http-errors", "404")][..],
+            "Unsupported Ingress default/i nginx.ingress.kubernetes.io/custom-http-errors",
+        ),
+        (
+            &[("default-backend", "web"), ("custom-http-errors", "200")][..],
+            "Invalid Ingress default/i nginx.ingress.kubernetes.io/custom-http-errors",
+        ),
+        (
+            &[("default-backend", "Not/A/Name")][..],
+            "Invalid Ingress default/i nginx.ingress.kubernetes.io/default-backend",
+        ),
+        (
+            &[("default-backend", "absent")][..],
+            "UnresolvedRef Ingress default/i nginx.ingress.kubernetes.io/default-backend",
+        ),
+    ] {
+        assert_eq!(problems(&nginx(pairs)), vec![problem.to_owned()], "{pairs:?}");
+    }
+}
