@@ -1,5 +1,6 @@
 //! Authentication as ingress-nginx users configure it, through the proxy: `auth-type: basic`
-//! with an htpasswd Secret (Apache MD5 and bcrypt, as `htpasswd` and Helm write them), and
+//! with an htpasswd Secret (Apache MD5 and bcrypt, as `htpasswd` and Helm write them),
+//! `auth-type: digest` with an htdigest Secret (curl as the client), and
 //! `auth-url` with a real little authorisation service — `401`/`403` passed through, a sign-in
 //! redirect, `2xx` proxied with the service's headers, a failing service answered `500`, and
 //! WebSocket upgrades authorised the same way.
@@ -82,6 +83,47 @@ async fn basic_auth_asks_for_credentials_and_lets_the_right_ones_through() {
     assert_eq!(ws_refused(proxy.addr, "a.test", "/", &[]).await.status(), StatusCode::UNAUTHORIZED);
     let authorized = basic("foo", "bar");
     assert!(ws_connect(proxy.addr, "a.test", "/", &[("authorization", &authorized)]).await.is_ok());
+}
+
+/// curl's status for `url` with `args`, as a user would call it.
+fn curl(args: &[&str], url: &str) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-H", "Host: a.test"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn digest_auth_with_an_htdigest_secret_and_curl_as_the_client() {
+    let echo = echo("a").await;
+    // `htdigest -c auth Staff foo` with password bar: MD5("foo:Staff:bar").
+    let htdigest =
+        "foo:Staff:924b159c8d9e88ffb55a413b07d5be0f\nother:Elsewhere:924b159c8d9e88ffb55a413b07d5be0f\n";
+    let annotations = [("auth-type", "digest"), ("auth-secret", "users"), ("auth-realm", "Staff")];
+    let proxy = TestProxy::start(build_table(&yaml(echo.addr, &[("auth", htdigest)], &annotations))).await;
+    let (status, headers, _) = get_with(proxy.addr, "/", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Digest realm=\"Staff\", qop=\"auth\", algorithm=MD5, nonce=\""),
+        "{challenge}"
+    );
+    let url = format!("http://{}/private?x=1", proxy.addr);
+    let addr = proxy.addr;
+    let statuses = tokio::task::spawn_blocking(move || {
+        [
+            curl(&["--digest", "-u", "foo:bar"], &url),
+            curl(&["--digest", "-u", "foo:wrong"], &url),
+            curl(&["--digest", "-u", "other:bar"], &url),
+            curl(&["--basic", "-u", "foo:bar"], &format!("http://{addr}/")),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, ["200", "401", "401", "401"]);
 }
 
 #[tokio::test]

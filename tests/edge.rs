@@ -207,7 +207,7 @@ async fn encoded_slashes_can_be_kept_unchanged() {
     assert_eq!(seen(&body).path, "/public/..%2Fadmin");
 }
 
-const PROTECTED: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: admin\n  annotations:\n    nginx.ingress.kubernetes.io/auth-type: digest\n    nginx.ingress.kubernetes.io/auth-secret: admin-htdigest\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: admin.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
+const PROTECTED: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: admin\n  annotations:\n    nginx.ingress.kubernetes.io/auth-tls-verify-client: \"on\"\n    nginx.ingress.kubernetes.io/auth-tls-secret: default/admin-ca\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: admin.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
 
 const PUBLIC: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  ingressClassName: hawser\n  rules:\n  - host: web.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {name: http}}}}\n";
 
@@ -221,7 +221,10 @@ async fn an_ingress_with_unenforced_auth_is_refused_not_served_open() {
     let check = Command::new(env!("CARGO_BIN_EXE_hawser")).args(["check", dir_arg]).output().unwrap();
     let said = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{said}");
-    assert!(said.contains("error   Ingress default/admin nginx.ingress.kubernetes.io/auth-type"), "{said}");
+    assert!(
+        said.contains("error   Ingress default/admin nginx.ingress.kubernetes.io/auth-tls-verify-client"),
+        "{said}"
+    );
 
     let hawser = Process::start(&[&["run"][..], &ANY_PORTS, &["--manifests", dir_arg]].concat(), 3);
     let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
@@ -236,7 +239,7 @@ async fn an_ingress_with_unenforced_auth_is_refused_not_served_open() {
     let opted = [
         &["run"][..],
         &ANY_PORTS,
-        &["--manifests", dir_arg, "--ignore-annotations", "auth-type,auth-secret"],
+        &["--manifests", dir_arg, "--ignore-annotations", "auth-tls-verify-client,auth-tls-secret"],
     ]
     .concat();
     let hawser = Process::start(&opted, 3);

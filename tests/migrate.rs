@@ -32,9 +32,9 @@ fn each_ingress_of_the_class_being_left_gets_a_verdict() {
         common::service_yaml("api", "127.0.0.1:9".parse().unwrap()),
         ingress("same", "nginx", &[("proxy-body-size", "8m"), ("proxy-buffering", "off")]),
         ingress("changed", "nginx", &[("load-balance", "ewma"), ("server-alias", "x.test")]),
-        ingress("refused", "nginx", &[("auth-type", "digest"), ("auth-secret", "users")]),
+        ingress("refused", "nginx", &[("auth-tls-verify-client", "on"), ("auth-tls-secret", "default/ca")]),
         ingress("invalid", "nginx", &[("proxy-connect-timeout", "soon")]),
-        ingress("elsewhere", "traefik", &[("auth-type", "digest")]),
+        ingress("elsewhere", "traefik", &[("auth-tls-verify-client", "on")]),
     ];
     std::fs::write(dir.join("all.yaml"), objects.join("---\n")).unwrap();
     let (code, json) = migrate(&dir, &["--output", "json"]);
@@ -63,7 +63,8 @@ fn each_ingress_of_the_class_being_left_gets_a_verdict() {
         "{text}"
     );
     // Opting out of the refused keys, and a class with only sound Ingresses, exit 0.
-    let (code, text) = migrate(&dir, &["--from-class", "traefik", "--ignore-annotations", "auth-type"]);
+    let (code, text) =
+        migrate(&dir, &["--from-class", "traefik", "--ignore-annotations", "auth-tls-verify-client"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("Ingress default/elsewhere: served, with changes"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();

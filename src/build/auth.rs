@@ -1,11 +1,11 @@
 //! ingress-nginx's authentication annotations → route policy: `auth-type: basic` with
 //! `auth-secret` (an htpasswd file under the key `auth`, or with `auth-secret-type: auth-map`
-//! one key per user) and `auth-realm`; `auth-url` with `auth-method`, `auth-signin`
+//! one key per user) and `auth-realm`; `auth-type: digest` with an htdigest file; `auth-url` with `auth-method`, `auth-signin`
 //! (+ `auth-signin-redirect-param`), `auth-response-headers` and `auth-request-redirect`.
 //!
 //! Everything here fails closed: an auth setting hawser cannot read, a Secret it cannot find or
-//! read, refuses the whole Ingress rather than serving it unprotected. `auth-type: digest`,
-//! `auth-tls-*` and `auth-snippet` are not enforced and are left to [`super::unenforced`].
+//! read, refuses the whole Ingress rather than serving it unprotected. `auth-tls-*` and
+//! `auth-snippet` are not enforced and are left to [`super::unenforced`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use http::{HeaderName, Method};
 use k8s_openapi::api::core::v1::Secret;
 
 use super::annotations::{Effect, Failure};
-use crate::model::{BasicAuth, ExternalAuth, PasswordHash, Policy, UrlTemplate};
+use crate::model::{BasicAuth, DigestAuth, ExternalAuth, PasswordHash, Policy, UrlTemplate};
 
-/// The Secret a basic-auth Ingress names, read once the snapshot is at hand.
+/// The Secret a basic- or digest-auth Ingress names, read once the snapshot is at hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BasicAuthSecret {
     /// In the Ingress's namespace.
@@ -24,6 +24,8 @@ pub struct BasicAuthSecret {
     /// `auth-map`: one key per user; otherwise an htpasswd file under `auth`.
     pub map: bool,
     pub realm: String,
+    /// `auth-type: digest`: an htdigest file (`user:realm:HA1`) under `auth`.
+    pub digest: bool,
 }
 
 /// One `auth-*` key. `None`: not one hawser enforces (the caller treats it as unenforced).
@@ -33,10 +35,10 @@ pub(super) fn apply(
     all: &BTreeMap<&str, &str>,
     policy: &mut Policy,
 ) -> Option<Result<Effect, Failure>> {
-    let basic = all.get("auth-type").is_some_and(|t| t.trim() == "basic");
+    let basic = all.get("auth-type").is_some_and(|t| matches!(t.trim(), "basic" | "digest"));
     let external = all.contains_key("auth-url");
     let result = match key {
-        "auth-type" if value.trim() == "basic" => Ok(()),
+        "auth-type" if matches!(value.trim(), "basic" | "digest") => Ok(()),
         "auth-secret" | "auth-secret-type" | "auth-realm" if basic => check_basic(key, value),
         "auth-url" => external_auth(all).map(|auth| policy.external_auth = Some(Arc::new(auth))),
         "auth-method"
@@ -75,13 +77,20 @@ pub fn basic_auth_secret(
     all: &BTreeMap<&str, &str>,
     namespace: &str,
 ) -> Option<Result<BasicAuthSecret, String>> {
-    if all.get("auth-type").is_none_or(|t| t.trim() != "basic") {
-        return None;
-    }
+    let digest = match all.get("auth-type").map(|t| t.trim()) {
+        Some("basic") => false,
+        Some("digest") => true,
+        _ => return None,
+    };
     let realm = all.get("auth-realm").map(|r| r.trim().to_owned()).unwrap_or_default();
     let map = all.get("auth-secret-type").is_some_and(|t| t.trim() == "auth-map");
+    if digest && map {
+        return Some(Err(
+            "auth-type: digest reads an htdigest file; auth-secret-type: auth-map is for basic".into(),
+        ));
+    }
     let Some(secret) = all.get("auth-secret").map(|s| s.trim()) else {
-        return Some(Err("auth-type: basic needs auth-secret".to_owned()));
+        return Some(Err("auth-type needs auth-secret".to_owned()));
     };
     let name = match secret.split_once('/') {
         Some((ns, name)) if ns == namespace && !name.is_empty() => name,
@@ -92,7 +101,43 @@ pub fn basic_auth_secret(
         }
         None => secret,
     };
-    Some(Ok(BasicAuthSecret { name: name.to_owned(), map, realm }))
+    Some(Ok(BasicAuthSecret { name: name.to_owned(), map, realm, digest }))
+}
+
+/// The users of an htdigest file in `secret` whose realm is the wanted one (the first line's,
+/// when `auth-realm` is unset); other lines are returned as problems.
+pub fn load_digest_users(
+    secret: &Secret,
+    wanted: &BasicAuthSecret,
+) -> Result<(DigestAuth, Vec<String>), String> {
+    let Some(file) = secret.data.as_ref().and_then(|d| d.get("auth")) else {
+        return Err(format!("Secret {} has no key \"auth\" (an htdigest file)", wanted.name));
+    };
+    let file = String::from_utf8_lossy(&file.0);
+    let lines = file.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'));
+    let mut realm = (!wanted.realm.is_empty()).then(|| wanted.realm.clone());
+    let (mut users, mut problems) = (BTreeMap::new(), Vec::new());
+    for line in lines {
+        let mut parts = line.splitn(3, ':');
+        let (Some(user), Some(line_realm), Some(ha1)) = (parts.next(), parts.next(), parts.next()) else {
+            problems.push("a line is not user:realm:HA1; it is left out".to_owned());
+            continue;
+        };
+        let realm = realm.get_or_insert_with(|| line_realm.to_owned());
+        if ha1.len() != 32 || !ha1.bytes().all(|b| b.is_ascii_hexdigit()) {
+            problems.push(format!("the HA1 of user {user:?} is not 32 hex digits; that user cannot log in"));
+        } else if line_realm != realm {
+            problems.push(format!(
+                "user {user:?} is of realm {line_realm:?}, not {realm:?}; that user cannot log in"
+            ));
+        } else {
+            users.insert(user.to_owned(), ha1.to_ascii_lowercase());
+        }
+    }
+    match realm {
+        Some(realm) if !users.is_empty() => Ok((DigestAuth { realm, users }, problems)),
+        _ => Err(format!("Secret {} holds no user of the realm hawser can check", wanted.name)),
+    }
 }
 
 /// The users of `secret`; unreadable lines are returned as problems (those users cannot log
@@ -184,7 +229,7 @@ mod tests {
 
     #[test]
     fn htpasswd_files_and_maps_give_their_users() {
-        let wanted = BasicAuthSecret { name: "s".into(), map: false, realm: "r".into() };
+        let wanted = BasicAuthSecret { name: "s".into(), map: false, realm: "r".into(), digest: false };
         let file = "# admins\nfoo:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00\n\nbar:plain\nbaz:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n";
         let (auth, problems) = load_users(&secret(&[("auth", file)]), &wanted).expect("users");
         assert_eq!(auth.users.keys().collect::<Vec<_>>(), ["baz", "foo"]);
@@ -210,9 +255,14 @@ mod tests {
             |pairs: &[(&'static str, &'static str)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
         let basic = [("auth-type", "basic"), ("auth-secret", "web/users"), ("auth-realm", "Staff")];
         let found = basic_auth_secret(&annotations(&basic), "web").expect("basic").expect("valid");
-        assert_eq!(found, BasicAuthSecret { name: "users".into(), map: false, realm: "Staff".into() });
+        assert_eq!(
+            found,
+            BasicAuthSecret { name: "users".into(), map: false, realm: "Staff".into(), digest: false }
+        );
         assert!(basic_auth_secret(&annotations(&basic), "other").expect("basic").is_err());
         assert!(basic_auth_secret(&annotations(&[("auth-type", "basic")]), "web").expect("basic").is_err());
-        assert!(basic_auth_secret(&annotations(&[("auth-type", "digest")]), "web").is_none());
+        assert!(basic_auth_secret(&annotations(&[("auth-type", "ntlm")]), "web").is_none());
+        let digest_map = [("auth-type", "digest"), ("auth-secret", "s"), ("auth-secret-type", "auth-map")];
+        assert!(basic_auth_secret(&annotations(&digest_map), "web").expect("digest").is_err());
     }
 }

@@ -91,7 +91,7 @@ fn with_backend_ca(
     policy
 }
 
-/// The basic-auth users loaded from their Secret; refused (and reported) when there are none to
+/// The basic- or digest-auth users loaded from their Secret; refused (and reported) when there are none to
 /// check against: serving without the authentication that was asked for would be worse.
 fn with_basic_auth(
     policy: &mut Policy,
@@ -101,16 +101,28 @@ fn with_basic_auth(
     reporter: &mut Reporter<'_>,
 ) {
     let field = format!("{NGINX}auth-secret");
-    let loaded = match snapshot.secret(namespace, &wanted.name) {
-        Some(secret) => auth::load_users(secret, wanted),
-        None => Err(format!("Secret {namespace}/{} not found", wanted.name)),
+    let Some(secret) = snapshot.secret(namespace, &wanted.name) else {
+        let message = format!("Secret {namespace}/{} not found; {REFUSED}", wanted.name);
+        reporter.report(Reason::Invalid, field, message);
+        policy.refused = true;
+        return;
+    };
+    let loaded = if wanted.digest {
+        auth::load_digest_users(secret, wanted).map(|(users, problems)| {
+            policy.digest_auth = Some(Arc::new(users));
+            problems
+        })
+    } else {
+        auth::load_users(secret, wanted).map(|(users, problems)| {
+            policy.basic_auth = Some(Arc::new(users));
+            problems
+        })
     };
     match loaded {
-        Ok((users, problems)) => {
+        Ok(problems) => {
             for problem in problems {
                 reporter.report(Reason::Invalid, field.clone(), problem);
             }
-            policy.basic_auth = Some(Arc::new(users));
         }
         Err(problem) => {
             reporter.report(Reason::Invalid, field, format!("{problem}; {REFUSED}"));

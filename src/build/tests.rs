@@ -704,23 +704,23 @@ fn websocket_route_backend_protocol() {
 #[test]
 fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
     let auth = [
-        ("nginx.ingress.kubernetes.io/auth-type", "digest"),
-        ("nginx.ingress.kubernetes.io/auth-secret", "htdigest"),
+        ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
+        ("nginx.ingress.kubernetes.io/auth-tls-secret", "default/ca"),
     ];
     let refused = built(&with_annotations("i", &auth));
     assert_eq!(refused.table.summary(), vec!["a.com Prefix / -> (refused: 503) (ingress/default/i/0/0)"]);
     assert_eq!(
         problems(&refused),
         vec![
-            "Refused Ingress default/i nginx.ingress.kubernetes.io/auth-secret",
-            "Refused Ingress default/i nginx.ingress.kubernetes.io/auth-type",
+            "Refused Ingress default/i nginx.ingress.kubernetes.io/auth-tls-secret",
+            "Refused Ingress default/i nginx.ingress.kubernetes.io/auth-tls-verify-client",
         ]
     );
     assert!(refused.has_errors());
     for (key, value) in [
         ("nginx.ingress.kubernetes.io/configuration-snippet", "deny all;"),
         ("nginx.ingress.kubernetes.io/auth-snippet", "return 200;"),
-        ("nginx.ingress.kubernetes.io/auth-tls-verify-client", "on"),
+        ("nginx.ingress.kubernetes.io/global-auth-url", "http://auth"),
         ("nginx.ingress.kubernetes.io/satisfy", "any"),
         ("nginx.ingress.kubernetes.io/enable-global-auth", "true"),
     ] {
@@ -730,20 +730,24 @@ fn unenforced_access_annotations_refuse_the_ingress_unless_opted_out() {
     }
     // Opting out, per Ingress or per install, serves it without the restriction, with a warning.
     let mut opted = auth.to_vec();
-    opted.push(("hawser.dev/ignore-annotations", "auth-type, nginx.ingress.kubernetes.io/auth-secret"));
+    opted.push((
+        "hawser.dev/ignore-annotations",
+        "auth-tls-verify-client, nginx.ingress.kubernetes.io/auth-tls-secret",
+    ));
     let served = built(&with_annotations("i", &opted));
     assert!(!policy_of(&served).refused);
     assert_eq!(
         problems(&served),
         vec![
-            "Ignored Ingress default/i nginx.ingress.kubernetes.io/auth-secret",
-            "Ignored Ingress default/i nginx.ingress.kubernetes.io/auth-type",
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/auth-tls-secret",
+            "Ignored Ingress default/i nginx.ingress.kubernetes.io/auth-tls-verify-client",
         ]
     );
     let objects = parse_documents(&format!("{SERVICES}\n---\n{}", with_annotations("i", &auth))).unwrap();
-    let config = BuildConfig { ignore_annotations: vec!["auth-type".into()], ..BuildConfig::default() };
+    let config =
+        BuildConfig { ignore_annotations: vec!["auth-tls-verify-client".into()], ..BuildConfig::default() };
     let partly = build(&Snapshot::new(objects), &config);
-    assert!(policy_of(&partly).refused, "auth-secret is still refused");
+    assert!(policy_of(&partly).refused, "auth-tls-secret is still refused");
     // Harmless nginx tuning is reported for the record only.
     let tuning = built(&with_annotations("i", &[("nginx.ingress.kubernetes.io/proxy-buffering", "off")]));
     assert!(!policy_of(&tuning).refused);

@@ -1,5 +1,5 @@
-//! Who may use a route: HTTP Basic credentials hawser checks itself (ingress-nginx's
-//! `auth-type: basic`), and a subrequest to an external authorisation service before the
+//! Who may use a route: HTTP Basic or Digest credentials hawser checks itself (ingress-nginx's
+//! `auth-type: basic|digest`), and a subrequest to an external authorisation service before the
 //! request is proxied (`auth-url`: nginx's `auth_request`, Traefik's ForwardAuth, Envoy's
 //! ext_authz).
 
@@ -20,7 +20,17 @@ pub struct BasicAuth {
     pub users: BTreeMap<String, PasswordHash>,
 }
 
-fn names_only<S: Serializer>(users: &BTreeMap<String, PasswordHash>, s: S) -> Result<S::Ok, S::Error> {
+/// HTTP Digest authentication (RFC 7616, MD5 with `qop=auth`) against an htdigest file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DigestAuth {
+    /// The realm of the challenge; the users' HA1 values were made with it.
+    pub realm: String,
+    /// User name → HA1, `MD5(user:realm:password)` as lower-case hex. Shown by name only.
+    #[serde(serialize_with = "names_only")]
+    pub users: BTreeMap<String, String>,
+}
+
+fn names_only<S: Serializer, V>(users: &BTreeMap<String, V>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(users.keys())
 }
 

@@ -16,7 +16,7 @@ mod regex_path;
 mod table;
 mod tls;
 
-pub use auth::{BasicAuth, ExternalAuth, RequestParts, UrlTemplate, escape_query_value};
+pub use auth::{BasicAuth, DigestAuth, ExternalAuth, RequestParts, UrlTemplate, escape_query_value};
 pub use backend::{Backend, Endpoint};
 pub use canary::{Canary, CanarySignals};
 pub use error_backend::ErrorBackend;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use super::{BackendCa, BasicAuth, ExternalAuth};
+use super::{BackendCa, BasicAuth, DigestAuth, ExternalAuth};
 
 /// What a route allows and how long its connections may live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -89,6 +89,8 @@ pub struct Policy {
     pub rate_limit: Option<RateLimit>,
     /// HTTP Basic credentials every request must carry (ingress-nginx's `auth-type: basic`).
     pub basic_auth: Option<Arc<BasicAuth>>,
+    /// HTTP Digest credentials every request must carry (`auth-type: digest`).
+    pub digest_auth: Option<Arc<DigestAuth>>,
     /// An authorisation service asked before every request (ingress-nginx's `auth-url`).
     pub external_auth: Option<Arc<ExternalAuth>>,
     /// Every request answers `503`: the route's object asks for a restriction hawser cannot
@@ -128,6 +130,7 @@ impl Default for Policy {
             cors: None,
             rate_limit: None,
             basic_auth: None,
+            digest_auth: None,
             external_auth: None,
             refused: false,
         }

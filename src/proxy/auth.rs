@@ -1,5 +1,5 @@
 //! Authentication before a request is proxied, upgrades included: HTTP Basic against the
-//! route's users (RFC 7617), then a subrequest to the route's authorisation service with
+//! route's users (RFC 7617) or Digest (RFC 7616, `digest.rs`), then a subrequest to the route's authorisation service with
 //! nginx's `auth_request` semantics — `2xx` lets the request through with the service's
 //! chosen headers, `401` and `403` are the client's answer (a `401` becomes a redirect to the
 //! sign-in page when the route has one), anything else is `500`.
@@ -16,6 +16,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+mod digest;
 
 use super::error::ProxyError;
 use super::headers::{Client, strip_hop_by_hop};
@@ -42,6 +44,7 @@ pub struct Authenticator {
     client: HttpClient<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     remembered: Mutex<HashSet<u64>>,
     key: (u64, u64),
+    digests: digest::Digests,
 }
 
 impl Default for Authenticator {
@@ -56,10 +59,12 @@ impl Default for Authenticator {
         let mut key = [0u8; 16];
         let _ = getrandom::fill(&mut key);
         let half = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+        let key = (half(&key[..8]), half(&key[8..]));
         Self {
             client: HttpClient::builder(TokioExecutor::new()).build(connector),
             remembered: Mutex::default(),
-            key: (half(&key[..8]), half(&key[8..])),
+            key,
+            digests: digest::Digests::new((key.1, key.0)),
         }
     }
 }
@@ -96,6 +101,9 @@ impl Authenticator {
     ) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ProxyError> {
         if let Some(basic) = &route.policy.basic_auth {
             self.check_basic(basic, asking.headers).await?;
+        }
+        if let Some(digest) = &route.policy.digest_auth {
+            self.digests.check(digest, asking.method, asking.request_uri, asking.headers)?;
         }
         match &route.policy.external_auth {
             Some(external) => self.ask(external, route.policy.response_timeout, asking).await,
