@@ -173,7 +173,9 @@ async fn auth_service() -> (Server, Asked) {
             };
             let mut response = http::Response::builder().status(status);
             if let Some(user) = user {
-                response = response.header("x-auth-request-user", user);
+                response = response
+                    .header("x-auth-request-user", user)
+                    .header("set-cookie", "_oauth2_proxy=refreshed; Path=/");
             }
             if status == StatusCode::UNAUTHORIZED {
                 response = response.header("www-authenticate", "Bearer realm=\"api\"");
@@ -232,5 +234,9 @@ async fn auth_signin_turns_a_401_into_a_redirect_carrying_the_original_url() {
     proxy.publish(build_table(&yaml(echo.addr, &[], &plain)));
     let (_, headers, _) = get_with(proxy.addr, "/app", &[]).await;
     assert_eq!(headers[header::LOCATION], "https://login.test/start?rd=http%3A%2F%2Fa.test%2Fapp");
+    // With a sign-in page, the service's cookies (a refreshed session) reach the client.
+    let (status, headers, _) = get_with(proxy.addr, "/app", &[("authorization", "Bearer good")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::SET_COOKIE], "_oauth2_proxy=refreshed; Path=/");
     assert_eq!(get_with(proxy.addr, "/", &[("authorization", "Bearer bad")]).await.0, StatusCode::FORBIDDEN);
 }

@@ -135,6 +135,29 @@ async fn regex_paths_and_rewrite_target_as_the_ingress_nginx_docs_teach() {
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
 }
 
+/// ingress-nginx's order once a host has a regex path: every path longest first, so a longer
+/// prefix of another Ingress (cert-manager's ACME challenge path) still beats a regex `/`.
+#[tokio::test]
+async fn a_longer_prefix_of_another_ingress_beats_a_regex_root() {
+    let (app, acme) = (echo("app").await, echo("acme").await);
+    let rewrite = [("rewrite-target", "/new/backend")];
+    let yaml = [
+        service_yaml("app", app.addr),
+        service_yaml("acme", acme.addr),
+        ingress_yaml("app", "app", "/", "Prefix", &rewrite),
+        ingress_yaml("solver", "acme", "/.well-known/acme-challenge/token", "ImplementationSpecific", &[]),
+    ]
+    .join("---\n");
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    let (_, _, body) = get(proxy.addr, "a.test", "/.well-known/acme-challenge/token").await;
+    assert_eq!(
+        (seen(&body).name.as_str(), seen(&body).path.as_str()),
+        ("acme", "/.well-known/acme-challenge/token")
+    );
+    let (_, _, body) = get(proxy.addr, "a.test", "/anything").await;
+    assert_eq!((seen(&body).name.as_str(), seen(&body).path.as_str()), ("app", "/new/backend"));
+}
+
 #[tokio::test]
 async fn regex_routes_come_before_prefixes_and_longer_regexes_first() {
     let (short, long, prefix) = (echo("short").await, echo("long").await, echo("prefix").await);
@@ -318,7 +341,8 @@ async fn default_backend_renders_custom_http_errors_and_serves_when_no_endpoint_
         String::from_utf8_lossy(&body),
         r#"/missing?q=1 ["404", "text/html", "/missing?q=1", "default", "web", "app"]"#
     );
-    // The app's Service has no endpoint: the default backend serves the request itself.
+    // The app's Service has no endpoint: the default backend serves the request itself, told
+    // `X-Code: 503` as ingress-nginx tells it.
     let no_app =
         "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec: {ports: [{name: http, port: 80}]}\n";
     let yaml = [
@@ -328,6 +352,9 @@ async fn default_backend_renders_custom_http_errors_and_serves_when_no_endpoint_
     ];
     proxy.publish(build_table(&yaml.join("---\n")));
     let (status, _, body) = get(proxy.addr, "a.test", "/shop").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(String::from_utf8_lossy(&body).starts_with("/shop "), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "the pages backend answers the X-Code it was told");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"/shop ["503", "text/html", "/shop", "default", "web", "app"]"#
+    );
 }

@@ -292,7 +292,7 @@ fn apply_nginx(
         "session-cookie-hash" => {
             Ok(Effect::Translated("the cookie value is always a keyed hash of the endpoint".into()))
         }
-        "affinity-canary-behavior" => Ok(Effect::Unsupported("hawser has no canaries yet")),
+        "affinity-canary-behavior" => Ok(Effect::Unsupported("a canary is chosen before affinity: a session cookie does not keep a client on the canary")),
         key if key.starts_with("session-cookie-") => {
             let mut check = crate::model::CookieAffinity::named(affinity::NGINX_DEFAULT_COOKIE);
             let valid = affinity::nginx_attribute(&mut check, key, value)?;

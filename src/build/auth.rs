@@ -61,7 +61,8 @@ pub(super) fn apply(
         {
             return Some(Ok(Effect::NotNeeded));
         }
-        "auth-always-set-cookie" | "auth-proxy-set-headers" if external => {
+        "auth-always-set-cookie" if external => super::values::boolean(value).map(drop),
+        "auth-proxy-set-headers" if external => {
             return Some(Ok(Effect::Unsupported(
                 "not applied: the subrequest carries the client's headers as they are",
             )));
@@ -214,6 +215,7 @@ fn external_auth(all: &BTreeMap<&str, &str>) -> Result<ExternalAuth, String> {
         signin_redirect_param: get("auth-signin-redirect-param").unwrap_or("rd").to_owned(),
         response_headers,
         request_redirect: get("auth-request-redirect").map(str::to_owned),
+        always_set_cookie: get("auth-always-set-cookie") == Some("true"),
     })
 }
 

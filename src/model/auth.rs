@@ -54,6 +54,9 @@ pub struct ExternalAuth {
     pub response_headers: Vec<HeaderName>,
     /// Sent as `X-Auth-Request-Redirect`; the request URI when `None`.
     pub request_redirect: Option<String>,
+    /// With `signin`, the service's `Set-Cookie`s reach the client on every answer, not only
+    /// `2xx`/`3xx` ones (`auth-always-set-cookie`).
+    pub always_set_cookie: bool,
 }
 
 fn method<S: Serializer>(method: &Method, s: S) -> Result<S::Ok, S::Error> {
@@ -135,7 +138,15 @@ impl UrlTemplate {
             rest = &name_start[length + usize::from(braced)..];
         }
         push_text(&mut pieces, rest);
-        Ok(Self(pieces))
+        let template = Self(pieces);
+        // Checked once with sample values: a URL that can never work is an error now, not a
+        // 500 on every request.
+        let sample = template.expand(RequestParts { scheme: "https", host: "example.com", request_uri: "/" });
+        let host = sample.parse::<http::Uri>().ok().and_then(|uri| uri.host().map(str::to_owned));
+        match host {
+            Some(host) if !host.is_empty() && !host.split('.').any(str::is_empty) => Ok(template),
+            _ => Err(format!("{text:?} is not a URL with a valid host")),
+        }
     }
 
     /// The URL for one request.
@@ -216,9 +227,15 @@ mod tests {
             let parsed = UrlTemplate::parse(template).unwrap_or_else(|e| panic!("{template}: {e}"));
             assert_eq!(parsed.expand(parts), expanded, "{template}");
         }
-        for bad in
-            ["auth.svc/check", "https://$remote_user/x", "https://$hostname/", "https://${host/", "ftp://x/"]
-        {
+        for bad in [
+            "auth.svc/check",
+            "https://$remote_user/x",
+            "https://$hostname/",
+            "https://${host/",
+            "ftp://x/",
+            "https://invalid..auth.url/",
+            "http:///x",
+        ] {
             assert!(UrlTemplate::parse(bad).is_err(), "{bad}");
         }
     }

@@ -36,14 +36,16 @@ impl PathMatch {
         }
     }
 
-    /// Sort key for precedence within a host: Exact first, then regular expressions, longer
-    /// first (nginx tries regex locations before settling on a prefix one, and ingress-nginx
-    /// writes them longest first), then longer prefixes.
-    pub(crate) fn precedence(&self) -> (u8, Reverse<usize>) {
+    /// Sort key for precedence within a host: Exact first; then regular expressions and
+    /// prefixes together, the longer path first, a regular expression before a prefix of the
+    /// same length. This is ingress-nginx's order once a host has a regex path (every location
+    /// of the host becomes a regex, longest first), so another Ingress's longer prefix — an
+    /// ACME challenge path above all — still wins over a regex `/`.
+    pub(crate) fn precedence(&self) -> (u8, Reverse<usize>, u8) {
         match self {
-            Self::Exact(path) => (0, Reverse(path.len())),
-            Self::Regex(regex) => (1, Reverse(regex.source().len())),
-            Self::Prefix(prefix) => (2, Reverse(prefix.trim_end_matches('/').len())),
+            Self::Exact(path) => (0, Reverse(path.len()), 0),
+            Self::Regex(regex) => (1, Reverse(regex.source().len()), 0),
+            Self::Prefix(prefix) => (1, Reverse(prefix.trim_end_matches('/').len()), 1),
         }
     }
 

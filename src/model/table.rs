@@ -66,9 +66,9 @@ impl Route {
         self.path.matches(path) && self.headers.iter().all(|m| header(&m.name) == Some(m.value.as_str()))
     }
 
-    fn precedence(&self) -> (u8, Reverse<usize>, Reverse<usize>) {
-        let (kind, length) = self.path.precedence();
-        (kind, length, Reverse(self.headers.len()))
+    fn precedence(&self) -> (u8, Reverse<usize>, Reverse<usize>, u8) {
+        let (kind, length, regex_first) = self.path.precedence();
+        (kind, length, Reverse(self.headers.len()), regex_first)
     }
 }
 

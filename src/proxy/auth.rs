@@ -91,14 +91,46 @@ pub struct Asking<'a> {
     pub client: &'a Client,
 }
 
+/// What an authorisation service's `2xx` carries on: headers for the backend, and cookies for
+/// the client.
+#[derive(Debug, Default)]
+pub struct Authorized {
+    /// `auth-response-headers`: each set on the request, replacing the client's (`None`: the
+    /// service sent none, and the client's is removed too, so no client can pose as a user the
+    /// service did not name).
+    for_backend: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The service's `Set-Cookie`s (with `auth-signin`, as ingress-nginx relays them).
+    cookies: Vec<HeaderValue>,
+    /// `auth-always-set-cookie`: on every answer, not only `2xx` and `3xx`.
+    always: bool,
+}
+
+impl Authorized {
+    /// Sets the service's headers on the request for the backend.
+    pub fn decorate_request(&mut self, headers: &mut HeaderMap) {
+        for (name, value) in self.for_backend.drain(..) {
+            match value {
+                Some(value) => headers.insert(name, value),
+                None => headers.remove(name),
+            };
+        }
+    }
+
+    /// Adds the service's cookies to the client's answer (nginx's `add_header`: `2xx` and `3xx`
+    /// only, unless always).
+    pub fn decorate_response(self, status: StatusCode, headers: &mut HeaderMap) {
+        if self.always || status.is_success() || status.is_redirection() {
+            for cookie in self.cookies {
+                headers.append(header::SET_COOKIE, cookie);
+            }
+        }
+    }
+}
+
 impl Authenticator {
-    /// Checks `asking` against the route's authentication. `Ok` carries the headers the
-    /// authorisation service chose for the backend (to set, replacing the client's).
-    pub async fn check(
-        &self,
-        route: &Route,
-        asking: &Asking<'_>,
-    ) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ProxyError> {
+    /// Checks `asking` against the route's authentication; `Ok` carries what the authorisation
+    /// service passes on.
+    pub async fn check(&self, route: &Route, asking: &Asking<'_>) -> Result<Authorized, ProxyError> {
         if let Some(basic) = &route.policy.basic_auth {
             self.check_basic(basic, asking.headers).await?;
         }
@@ -107,7 +139,7 @@ impl Authenticator {
         }
         match &route.policy.external_auth {
             Some(external) => self.ask(external, route.policy.response_timeout, asking).await,
-            None => Ok(Vec::new()),
+            None => Ok(Authorized::default()),
         }
     }
 
@@ -162,7 +194,7 @@ impl Authenticator {
         auth: &ExternalAuth,
         timeout: std::time::Duration,
         asking: &Asking<'_>,
-    ) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ProxyError> {
+    ) -> Result<Authorized, ProxyError> {
         let parts =
             RequestParts { scheme: asking.client.scheme, host: asking.host, request_uri: asking.request_uri };
         let failed = |reason: String| ProxyError::AuthFailed { reason };
@@ -180,11 +212,18 @@ impl Authenticator {
         // Read (bounded) so the connection can be reused; the content does not matter.
         let _ = tokio::time::timeout(timeout, Limited::new(body, MAX_AUTH_BODY).collect()).await;
         match head.status {
-            status if status.is_success() => Ok(auth
-                .response_headers
-                .iter()
-                .map(|name| (name.clone(), head.headers.get(name).cloned()))
-                .collect()),
+            status if status.is_success() => Ok(Authorized {
+                for_backend: auth
+                    .response_headers
+                    .iter()
+                    .map(|name| (name.clone(), head.headers.get(name).cloned()))
+                    .collect(),
+                cookies: match auth.signin {
+                    Some(_) => head.headers.get_all(header::SET_COOKIE).iter().cloned().collect(),
+                    None => Vec::new(),
+                },
+                always: auth.always_set_cookie,
+            }),
             StatusCode::UNAUTHORIZED => {
                 let signin =
                     auth.signin.as_ref().map(|signin| signin_location(auth, signin.expand(parts), parts));
@@ -294,6 +333,7 @@ mod tests {
             signin_redirect_param: "rd".into(),
             response_headers: Vec::new(),
             request_redirect: None,
+            always_set_cookie: false,
         };
         let parts = RequestParts { scheme: "https", host: "app.test", request_uri: "/a?b=1" };
         assert_eq!(

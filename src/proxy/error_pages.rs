@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
 use super::Proxy;
@@ -55,8 +55,13 @@ impl Proxy {
                 ..(**route).clone()
             })
         };
-        let target = if route.backend.endpoints().is_empty() { fallback() } else { route.clone() };
-        let answer = self.plain(&target, req, client).await;
+        if route.backend.endpoints().is_empty() {
+            // The default backend serves the request itself, told why as for an error page.
+            let mut req = req;
+            tell(req.headers_mut(), errors, StatusCode::SERVICE_UNAVAILABLE, &original);
+            return self.plain(&fallback(), req, client).await;
+        }
+        let answer = self.plain(route, req, client).await;
         let status = match &answer {
             Ok((response, _)) => response.status(),
             Err(error) => error.status(),
@@ -80,24 +85,29 @@ fn error_page_request(errors: &ErrorBackend, status: StatusCode, original: Origi
     let mut req = Request::new(RequestBody::empty());
     *req.uri_mut() =
         original.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
-    let headers = req.headers_mut();
+    tell(req.headers_mut(), errors, status, &original);
+    if let Some(host) = original.host {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    req
+}
+
+/// The `X-Code` family of headers: the status, the client's `Accept`, the original URI, and the
+/// route's namespace, Ingress and Service.
+fn tell(headers: &mut HeaderMap, errors: &ErrorBackend, status: StatusCode, original: &Original) {
     let text = |value: &str| HeaderValue::from_str(value).ok();
     let values = [
         (&X_CODE, text(status.as_str())),
-        (&X_FORMAT, original.accept.or_else(|| text("text/html"))),
+        (&X_FORMAT, original.accept.clone().or_else(|| text("text/html"))),
         (&X_ORIGINAL_URI, text(&original.uri.to_string())),
         (&X_NAMESPACE, text(&errors.namespace)),
         (&X_INGRESS_NAME, text(&errors.ingress)),
         (&X_SERVICE_NAME, text(&errors.service)),
-        (&REQUEST_ID, original.id),
+        (&REQUEST_ID, original.id.clone()),
     ];
     for (name, value) in values {
         if let Some(value) = value {
             headers.insert(name, value);
         }
     }
-    if let Some(host) = original.host {
-        headers.insert(header::HOST, host);
-    }
-    req
 }

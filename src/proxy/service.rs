@@ -152,7 +152,7 @@ impl Proxy {
             host: host.to_str().unwrap_or_default(),
             client,
         };
-        let from_auth = self.auth.check(&route, &asking).await?;
+        let mut authorized = self.auth.check(&route, &asking).await?;
         // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
         outcome.upgrade = outcome.upgrade.filter(|handshake| match handshake {
             Handshake::Http1 => admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades),
@@ -160,15 +160,9 @@ impl Proxy {
         });
         prepare_request(&mut req, client, &host, outcome.upgrade.is_some());
         rewrite_request(&route, &mut req);
-        for (name, value) in from_auth {
-            // The service's value replaces the client's, and no value removes it: a client
-            // cannot pose as a user the service did not name.
-            match value {
-                Some(value) => req.headers_mut().insert(name, value),
-                None => req.headers_mut().remove(name),
-            };
-        }
+        authorized.decorate_request(req.headers_mut());
         let (mut response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
+        authorized.decorate_response(response.status(), response.headers_mut());
         if let (Some(cors), Some(origin)) = (&route.policy.cors, cors_origin) {
             cors::decorate(cors, &origin, response.headers_mut());
         }
