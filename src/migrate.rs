@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::build::{BuildConfig, Built, Level, Reason, Report};
+use crate::build::{Built, Level, Reason, Report};
 use crate::cli::OutputFormat;
 use crate::snapshot::Snapshot;
 
@@ -56,12 +56,6 @@ impl Plan {
     pub fn has_problems(&self) -> bool {
         self.ingresses.iter().any(|i| i.verdict >= Some(Verdict::PartlyLeftOut))
     }
-}
-
-/// The build settings for Ingresses of `from_class`: hawser takes them as its own.
-pub fn config_for(from_class: &str, mut config: BuildConfig) -> BuildConfig {
-    config.ingress_class = from_class.to_owned();
-    config
 }
 
 /// Groups `built`'s findings per Ingress of `snapshot`.

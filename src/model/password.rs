@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use md5::{Digest, Md5};
+use subtle::ConstantTimeEq;
 
 /// One stored password hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,12 +48,12 @@ impl PasswordHash {
         match self {
             Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             Self::Md5Crypt(hash) => md5_parts(hash).is_some_and(|(magic, salt, _)| {
-                constant_time_eq(md5_crypt(password, magic, salt).as_bytes(), hash.as_bytes())
+                bool::from(md5_crypt(password, magic, salt).as_bytes().ct_eq(hash.as_bytes()))
             }),
             Self::ShaCrypt(hash) => sha_crypt_verify(password, hash),
             Self::Sha1(digest) => {
                 use sha1::Digest as _;
-                constant_time_eq(&sha1::Sha1::digest(password), digest)
+                bool::from(sha1::Sha1::digest(password).as_slice().ct_eq(digest))
             }
         }
     }
@@ -126,10 +127,6 @@ fn crypt_base64(out: &mut String, mut bits: u32, count: usize) {
         out.push(char::from(ALPHABET[(bits & 0x3f) as usize]));
         bits >>= 6;
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 #[cfg(test)]

@@ -99,6 +99,13 @@ pub struct Policy {
     pub refused: bool,
 }
 
+impl Policy {
+    /// Whether requests must pass an authentication check (basic, digest or `auth-url`).
+    pub fn authenticates(&self) -> bool {
+        self.basic_auth.is_some() || self.digest_auth.is_some() || self.external_auth.is_some()
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {

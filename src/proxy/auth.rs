@@ -1,12 +1,12 @@
 //! Authentication before a request is proxied, upgrades included: HTTP Basic against the
-//! route's users (RFC 7617) or Digest (RFC 7616, `digest.rs`), then a subrequest to the route's authorisation service with
-//! nginx's `auth_request` semantics — `2xx` lets the request through with the service's
-//! chosen headers, `401` and `403` are the client's answer (a `401` becomes a redirect to the
-//! sign-in page when the route has one), anything else is `500`.
+//! route's users (RFC 7617) or Digest (RFC 7616, `digest.rs`), then a subrequest to the route's
+//! authorisation service with nginx's `auth_request` semantics — `2xx` lets the request through
+//! with the service's chosen headers, `401` and `403` are the client's answer (a `401` becomes a
+//! redirect to the sign-in page when the route has one), anything else is `500`.
 
 use std::collections::HashSet;
 use std::hash::Hasher;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -38,10 +38,13 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+type AuthClient = HttpClient<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
 /// The HTTP client for authorisation services and the verified-credentials memory.
 #[derive(Debug)]
 pub struct Authenticator {
-    client: HttpClient<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Made on the first `auth-url` request: most installs never read the system's CAs for it.
+    client: OnceLock<AuthClient>,
     remembered: Mutex<HashSet<u64>>,
     key: (u64, u64),
     digests: digest::Digests,
@@ -49,24 +52,28 @@ pub struct Authenticator {
 
 impl Default for Authenticator {
     fn default() -> Self {
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        // The system's CAs verify https:// services; without any, only http:// ones work.
-        let builder = builder.with_native_roots().unwrap_or_else(|error| {
-            tracing::warn!(%error, "no system CA certificates: https:// auth-url services cannot be verified");
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots())
-        });
-        let connector = builder.https_or_http().enable_http1().build();
         let mut key = [0u8; 16];
         let _ = getrandom::fill(&mut key);
         let half = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
         let key = (half(&key[..8]), half(&key[8..]));
         Self {
-            client: HttpClient::builder(TokioExecutor::new()).build(connector),
+            client: OnceLock::new(),
             remembered: Mutex::default(),
             key,
-            digests: digest::Digests::new((key.1, key.0)),
+            digests: digest::Digests::new(key),
         }
     }
+}
+
+/// A pooled HTTP/1.1 client for `http://` and `https://` services, verified against the
+/// system's CAs (without any, only `http://` services work).
+fn auth_client() -> AuthClient {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots().unwrap_or_else(|error| {
+        tracing::warn!(%error, "no system CA certificates: https:// auth-url services cannot be verified");
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots())
+    });
+    let connector = builder.https_or_http().enable_http1().build();
+    HttpClient::builder(TokioExecutor::new()).build(connector)
 }
 
 fn empty_roots() -> rustls::ClientConfig {
@@ -202,7 +209,8 @@ impl Authenticator {
         let uri: Uri =
             url.parse().map_err(|_| failed(format!("auth-url expands to an invalid URL {url:?}")))?;
         let subrequest = subrequest(auth, uri, asking, parts).map_err(failed)?;
-        let answer = tokio::time::timeout(timeout, self.client.request(subrequest)).await;
+        let answer =
+            tokio::time::timeout(timeout, self.client.get_or_init(auth_client).request(subrequest)).await;
         let response = match answer {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return Err(failed(format!("the auth service failed: {error}"))),

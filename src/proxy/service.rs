@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::Proxy;
 use super::admission::check_source;
-use super::auth::Asking;
+use super::auth::{Asking, Authorized};
 use super::body::{Lease, ProxyBody, RequestBody};
 use super::cors::{self, CorsAnswer};
 use super::error::ProxyError;
@@ -144,15 +144,17 @@ impl Proxy {
             _ => None,
         };
         self.admit(&route, client, outcome.upgrade.is_some())?;
-        let request_uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let asking = Asking {
-            method: req.method(),
-            headers: req.headers(),
-            request_uri,
-            host: host.to_str().unwrap_or_default(),
-            client,
-        };
-        let mut authorized = self.auth.check(&route, &asking).await?;
+        let mut authorized = Authorized::default();
+        if route.policy.authenticates() {
+            let asking = Asking {
+                method: req.method(),
+                headers: req.headers(),
+                request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                host: host.to_str().unwrap_or_default(),
+                client,
+            };
+            authorized = self.auth.check(&route, &asking).await?;
+        }
         // Only what the route tunnels is upgraded; the rest (h2c above all) goes on as plain HTTP.
         outcome.upgrade = outcome.upgrade.filter(|handshake| match handshake {
             Handshake::Http1 => admit_upgrade(req.headers_mut(), &route.policy.allowed_upgrades),

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, Method, header};
 use md5::{Digest as _, Md5};
+use subtle::ConstantTimeEq;
 
 use super::super::error::ProxyError;
 use crate::model::DigestAuth;
@@ -73,7 +74,7 @@ impl Digests {
         };
         let ha2 = md5_hex(&format!("{method}:{}", field("uri")));
         let expected = md5_hex(&format!("{ha1}:{nonce}:{nc}:{}:auth:{ha2}", field("cnonce")));
-        if !constant_time_eq(expected.as_bytes(), field("response").to_ascii_lowercase().as_bytes()) {
+        if !bool::from(expected.as_bytes().ct_eq(field("response").to_ascii_lowercase().as_bytes())) {
             return Verdict::Invalid;
         }
         if now_secs().saturating_sub(issued) > NONCE_LIFETIME.as_secs() {
@@ -98,7 +99,7 @@ impl Digests {
     /// When `nonce` was made, if hawser made it.
     fn issued(&self, nonce: &str) -> Option<u64> {
         let secs = u64::from_str_radix(nonce.get(..16)?, 16).ok()?;
-        constant_time_eq(self.nonce(secs).as_bytes(), nonce.as_bytes()).then_some(secs)
+        bool::from(self.nonce(secs).as_bytes().ct_eq(nonce.as_bytes())).then_some(secs)
     }
 
     fn mac(&self, secs: u64) -> u64 {
@@ -187,10 +188,6 @@ fn md5_hex(text: &str) -> String {
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 #[cfg(test)]
