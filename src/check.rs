@@ -6,9 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::build::{BuildConfig, Built, Level, Report};
+use crate::build::{BuildConfig, Builder, Built, Level, Report};
 use crate::cli::OutputFormat;
-use crate::controller::build_with;
 use crate::source::ManifestDir;
 
 #[derive(Serialize)]
@@ -21,7 +20,7 @@ struct JsonReport<'r> {
 /// Loads and builds `dir`; returns what to print and whether there were errors.
 pub fn check(dir: &Path, config: &BuildConfig, format: OutputFormat) -> (String, bool) {
     let (snapshot, reports) = ManifestDir::new(dir).load();
-    let built = build_with(&snapshot, config, reports);
+    let built = Builder::default().build_with(&snapshot, config, reports);
     let text = match format {
         OutputFormat::Text => text(&built),
         OutputFormat::Json => json(&built),

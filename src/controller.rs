@@ -1,24 +1,24 @@
 //! The control loop: load the inputs, build, publish the table if it changed, and log what the
 //! build found (each finding once, when it first appears). Standalone mode reloads the
-//! manifests directory after every debounced burst of changes.
+//! manifests directory after every debounced burst of changes, and builds only when an object
+//! or a problem changed; Kubernetes mode builds after every burst of relevant watch events.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use tokio::sync::watch as channel;
 
-use crate::build::{BuildConfig, Built, Level, Report, build};
+use crate::build::{BuildConfig, BuildOutcome, Builder, Level, Report};
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::source::cluster::{self, ClusterInputs, Scope};
-use crate::source::{ManifestDir, watch};
+use crate::source::{ManifestDir, debounce, watch};
 use crate::status::lease::{self, Election};
-use crate::status::writer::BuildOutcome;
 use crate::status::writer::{Publish, StatusWriter};
 
 /// How often the inputs are rebuilt without a change: findings that depend on the clock (a
@@ -35,28 +35,37 @@ fn rebuild_clock() -> tokio::time::Interval {
 #[derive(Debug)]
 pub struct Controller {
     table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
     config: BuildConfig,
+    builder: Builder,
     logged: BTreeSet<Report>,
 }
 
 impl Controller {
-    /// A controller publishing into `table`.
-    pub fn new(table: Arc<TableHandle>, config: BuildConfig) -> Self {
-        Self { table, config, logged: BTreeSet::new() }
+    /// A controller publishing into `table` and counting its builds in `metrics`.
+    pub fn new(table: Arc<TableHandle>, metrics: Arc<Metrics>, config: BuildConfig) -> Self {
+        Self { table, metrics, config, builder: Builder::default(), logged: BTreeSet::new() }
     }
 
     /// Builds `snapshot` (adding the source's own findings), publishes the table, logs new
-    /// findings, and returns what status is made of.
-    pub fn apply(&mut self, snapshot: &Snapshot, source_reports: Vec<Report>) -> BuildOutcome {
+    /// findings, and returns what status is made of. `started` is when the inputs were read.
+    pub fn apply(
+        &mut self,
+        started: Instant,
+        snapshot: &Snapshot,
+        source_reports: Vec<Report>,
+    ) -> BuildOutcome {
         let config = BuildConfig { now: std::time::SystemTime::now(), ..self.config.clone() };
-        let built = build_with(snapshot, &config, source_reports);
-        self.log(&built.reports);
+        let built = self.builder.build_with(snapshot, &config, source_reports);
         let routes: usize = built.table.hosts().iter().map(|h| h.routes.len()).sum();
         let generation = self.table.publish(built.table);
+        let took = started.elapsed();
+        self.metrics.table_built(took);
+        self.log(&built.reports);
         let errors = built.reports.iter().filter(|r| r.level() == Level::Error).count();
         self.table.set_config_errors(u64::try_from(errors).unwrap_or(u64::MAX));
         let problems = built.reports.iter().filter(|r| r.level() != Level::Info).count();
-        tracing::info!(generation, routes, problems, "routing table built");
+        tracing::info!(generation, routes, problems, ms = took.as_millis(), "routing table built");
         BuildOutcome { reports: built.reports, served: built.served }
     }
 
@@ -79,41 +88,36 @@ impl Controller {
     }
 }
 
-/// [`build`], with findings from the source merged in and sorted.
-pub fn build_with(snapshot: &Snapshot, config: &BuildConfig, source_reports: Vec<Report>) -> Built {
-    let mut built = build(snapshot, config);
-    built.reports.extend(source_reports);
-    built.reports.sort();
-    built
-}
-
 /// Standalone mode: serve the manifests under `dir`, rebuilding after each burst of changes,
 /// until `stop` completes. The first table is published before this returns control.
 pub async fn run_manifests(
     dir: PathBuf,
     table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
     config: BuildConfig,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut manifests = ManifestDir::new(dir);
     let (_watcher, mut changes) = watch::watch(manifests.root())?;
-    let mut controller = Controller::new(table, config);
+    let mut controller = Controller::new(table, metrics, config);
+    let started = Instant::now();
     let (snapshot, reports) = manifests.load();
-    controller.apply(&snapshot, reports);
+    controller.apply(started, &snapshot, reports);
     let mut stop = std::pin::pin!(stop);
     let mut clock = rebuild_clock();
     loop {
         tokio::select! {
-            more = watch::next_burst(&mut changes) => {
-                if !more {
-                    anyhow::bail!("the manifests watcher stopped");
+            burst = debounce::next_burst(&mut changes) => {
+                let Some(changes) = burst else { anyhow::bail!("the manifests watcher stopped") };
+                let started = Instant::now();
+                if let Some((snapshot, reports)) = manifests.reload(&changes) {
+                    controller.apply(started, &snapshot, reports);
                 }
-                let (snapshot, reports) = manifests.load();
-                controller.apply(&snapshot, reports);
             }
             _ = clock.tick() => {
+                let started = Instant::now();
                 let (snapshot, reports) = manifests.load();
-                controller.apply(&snapshot, reports);
+                controller.apply(started, &snapshot, reports);
             }
             () = &mut stop => return Ok(()),
         }
@@ -156,20 +160,22 @@ pub async fn run_cluster(
     let inputs = Arc::new(watches.inputs);
     let writer = StatusWriter::new(client, options.publish, options.election.identity.clone());
     let status = tokio::spawn(write_status(writer, inputs.clone(), outcomes, leader));
-    let mut controller = Controller::new(table, config);
-    outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
+    let mut controller = Controller::new(table, metrics, config);
+    let rebuild = |controller: &mut Controller| {
+        let started = Instant::now();
+        outcomes_tx.send_replace(controller.apply(started, &inputs.snapshot(), Vec::new()));
+    };
+    rebuild(&mut controller);
     let mut clock = rebuild_clock();
     loop {
         tokio::select! {
-            more = watch::next_burst(&mut watches.changes) => {
-                if !more {
+            burst = debounce::next_burst(&mut watches.changes) => {
+                if burst.is_none() {
                     break;
                 }
-                outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
+                rebuild(&mut controller);
             }
-            _ = clock.tick() => {
-                outcomes_tx.send_replace(controller.apply(&inputs.snapshot(), Vec::new()));
-            }
+            _ = clock.tick() => rebuild(&mut controller),
             () = &mut stop => break,
         }
     }
@@ -223,19 +229,20 @@ mod tests {
     async fn the_manifests_are_rebuilt_every_hour_without_a_change() {
         let dir = std::env::temp_dir().join(format!("hawser-rebuild-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let table = Arc::new(TableHandle::new());
+        let (table, metrics) = (Arc::new(TableHandle::new()), Arc::new(Metrics::new()));
         let mut swaps = table.subscribe();
         let serving = tokio::spawn(run_manifests(
             dir.clone(),
             table.clone(),
+            metrics.clone(),
             BuildConfig::default(),
             std::future::pending(),
         ));
         swaps.wait_for(|g| *g == 1).await.expect("the first table");
         tokio::time::sleep(REBUILD_EVERY / 2).await;
-        assert_eq!(table.unchanged_publishes(), 0, "no rebuild before the hour");
+        assert_eq!(metrics.table_builds(), 1, "no rebuild before the hour");
         tokio::time::sleep(REBUILD_EVERY).await;
-        assert_eq!(table.unchanged_publishes(), 1, "one rebuild after it, and the same table kept");
+        assert_eq!(metrics.table_builds(), 2, "one rebuild after it, and the same table kept");
         assert_eq!(table.generation(), 1);
         serving.abort();
         let _ = std::fs::remove_dir_all(dir);

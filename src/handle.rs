@@ -14,7 +14,6 @@ use crate::model::RoutingTable;
 pub struct TableHandle {
     table: ArcSwap<RoutingTable>,
     generation: watch::Sender<u64>,
-    unchanged: AtomicU64,
     config_errors: AtomicU64,
 }
 
@@ -30,7 +29,6 @@ impl TableHandle {
         Self {
             table: ArcSwap::from_pointee(RoutingTable::default()),
             generation: watch::Sender::new(0),
-            unchanged: AtomicU64::new(0),
             config_errors: AtomicU64::new(0),
         }
     }
@@ -45,7 +43,6 @@ impl TableHandle {
     pub fn publish(&self, table: RoutingTable) -> u64 {
         let generation = self.generation();
         if generation > 0 && **self.table.load() == table {
-            self.unchanged.fetch_add(1, Ordering::Relaxed);
             return generation;
         }
         self.table.store(Arc::new(table));
@@ -56,11 +53,6 @@ impl TableHandle {
     /// How many tables have been made live (0 until the first publish).
     pub fn generation(&self) -> u64 {
         *self.generation.borrow()
-    }
-
-    /// Publishes skipped because the table had not changed.
-    pub fn unchanged_publishes(&self) -> u64 {
-        self.unchanged.load(Ordering::Relaxed)
     }
 
     /// Records how many error-level findings the latest build had, published or not
@@ -99,7 +91,6 @@ mod tests {
         assert_eq!(handle.publish(table("/a")), 2);
         assert_eq!(handle.publish(table("/a")), 2);
         assert_eq!(handle.publish(table("/b")), 3);
-        assert_eq!(handle.unchanged_publishes(), 2);
         assert!(handle.load().lookup("x", "/b", |_| None).is_some());
     }
 

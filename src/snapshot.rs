@@ -1,8 +1,12 @@
-//! An immutable, indexed copy of every input the build reads: Ingresses, IngressClasses,
+//! An immutable, indexed view of every input the build reads: Ingresses, IngressClasses,
 //! WebSocketRoutes, Services, EndpointSlices and Secrets. Sources (a manifests directory, the
-//! Kubernetes watch) produce [`Object`]s; [`Snapshot::new`] indexes them.
+//! Kubernetes watch) produce [`Object`]s, which share their content (`Arc`): a snapshot costs an
+//! index, never a copy of the objects, and an object that did not change is the same `Arc` in
+//! the next snapshot (which is how the build tells what it can reuse).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -18,42 +22,53 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// One input object of a kind the build reads.
 #[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum Object {
     /// `networking.k8s.io/v1` Ingress.
-    Ingress(Ingress),
+    Ingress(Arc<Ingress>),
     /// `networking.k8s.io/v1` IngressClass.
-    IngressClass(IngressClass),
+    IngressClass(Arc<IngressClass>),
     /// `hawser.dev/v1alpha1` WebSocketRoute.
-    WebSocketRoute(WebSocketRoute),
+    WebSocketRoute(Arc<WebSocketRoute>),
     /// `v1` Service.
-    Service(Service),
+    Service(Arc<Service>),
     /// `discovery.k8s.io/v1` EndpointSlice.
-    EndpointSlice(EndpointSlice),
+    EndpointSlice(Arc<EndpointSlice>),
     /// `v1` Secret.
-    Secret(Secret),
+    Secret(Arc<Secret>),
 }
 
 impl Object {
-    /// Reads an object from its JSON form. `Ok(None)` for kinds the build does not read.
+    /// Reads an object from its JSON form, in `default` when it is namespaced and names no
+    /// namespace. `Ok(None)` for kinds the build does not read.
     pub fn from_value(value: serde_json::Value) -> Result<Option<Self>, String> {
         let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let object = match (api_version.as_str(), kind.as_str()) {
-            ("networking.k8s.io/v1", "Ingress") => serde_json::from_value(value).map(Self::Ingress),
-            ("networking.k8s.io/v1", "IngressClass") => serde_json::from_value(value).map(Self::IngressClass),
-            ("hawser.dev/v1alpha1", "WebSocketRoute") => {
-                serde_json::from_value(value).map(Self::WebSocketRoute)
+            ("networking.k8s.io/v1", "Ingress") => namespaced(value).map(Self::Ingress),
+            ("networking.k8s.io/v1", "IngressClass") => {
+                serde_json::from_value(value).map(|o| Self::IngressClass(Arc::new(o)))
             }
-            ("v1", "Service") => serde_json::from_value(value).map(Self::Service),
-            ("discovery.k8s.io/v1", "EndpointSlice") => {
-                serde_json::from_value(value).map(Self::EndpointSlice)
-            }
-            ("v1", "Secret") => serde_json::from_value(value).map(Self::Secret),
+            ("hawser.dev/v1alpha1", "WebSocketRoute") => namespaced(value).map(Self::WebSocketRoute),
+            ("v1", "Service") => namespaced(value).map(Self::Service),
+            ("discovery.k8s.io/v1", "EndpointSlice") => namespaced(value).map(Self::EndpointSlice),
+            ("v1", "Secret") => namespaced(value).map(Self::Secret),
             ("", _) | (_, "") => return Err("apiVersion and kind are required".into()),
             _ => return Ok(None),
         };
         object.map(Some).map_err(|e| format!("{kind} ({api_version}): {e}"))
+    }
+
+    /// Whether `other` is this very object (not merely an equal one).
+    pub fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Ingress(a), Self::Ingress(b)) => Arc::ptr_eq(a, b),
+            (Self::IngressClass(a), Self::IngressClass(b)) => Arc::ptr_eq(a, b),
+            (Self::WebSocketRoute(a), Self::WebSocketRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b),
+            (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b),
+            (Self::Secret(a), Self::Secret(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// `Kind namespace/name`, for messages.
@@ -71,42 +86,41 @@ impl Object {
             None => format!("{kind} {name}"),
         }
     }
-
-    fn default_namespace(&mut self) {
-        let meta = match self {
-            Self::IngressClass(_) => return,
-            Self::Ingress(o) => &mut o.metadata,
-            Self::WebSocketRoute(o) => &mut o.metadata,
-            Self::Service(o) => &mut o.metadata,
-            Self::EndpointSlice(o) => &mut o.metadata,
-            Self::Secret(o) => &mut o.metadata,
-        };
-        meta.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-    }
 }
 
-type Key = (String, String);
+/// A namespaced object from JSON, put in [`DEFAULT_NAMESPACE`] when it names none.
+fn namespaced<K>(value: serde_json::Value) -> serde_json::Result<Arc<K>>
+where
+    K: kube::Resource + serde::de::DeserializeOwned,
+{
+    let mut object: K = serde_json::from_value(value)?;
+    object.meta_mut().namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+    Ok(Arc::new(object))
+}
+
+/// Objects of one kind by namespace, then name: looked up without building a key.
+type ByName<T> = HashMap<String, HashMap<String, T>>;
 
 /// Every input of one build, indexed by namespace and name.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Ingresses, in the order given.
-    pub ingresses: Vec<Ingress>,
+    pub ingresses: Vec<Arc<Ingress>>,
     /// IngressClasses.
-    pub ingress_classes: Vec<IngressClass>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
     /// WebSocketRoutes, in the order given.
-    pub routes: Vec<WebSocketRoute>,
-    services: BTreeMap<Key, Service>,
-    slices: BTreeMap<Key, Vec<EndpointSlice>>,
-    secrets: BTreeMap<Key, Secret>,
+    pub routes: Vec<Arc<WebSocketRoute>>,
+    services: ByName<Arc<Service>>,
+    /// By namespace, then Service name; ordered, so the slices have one order.
+    slices: BTreeMap<String, BTreeMap<String, Vec<Arc<EndpointSlice>>>>,
+    secrets: ByName<Arc<Secret>>,
 }
 
 impl Snapshot {
-    /// Indexes `objects`; namespaced objects without a namespace are put in `default`.
+    /// Indexes `objects`.
     pub fn new(objects: impl IntoIterator<Item = Object>) -> Self {
         let mut snapshot = Self::default();
-        for mut object in objects {
-            object.default_namespace();
+        for object in objects {
             snapshot.insert(object);
         }
         snapshot
@@ -118,53 +132,62 @@ impl Snapshot {
             Object::IngressClass(o) => self.ingress_classes.push(o),
             Object::WebSocketRoute(o) => self.routes.push(o),
             Object::Service(o) => {
-                self.services.insert(key(o.namespace(), o.name_any()), o);
+                in_namespace(&mut self.services, &*o).insert(o.name_any(), o);
             }
             Object::EndpointSlice(o) => {
-                if let Some(service) = o.labels().get(SERVICE_NAME_LABEL) {
-                    let service = key(o.namespace(), service.clone());
-                    self.slices.entry(service).or_default().push(o);
+                if let Some(service) = o.labels().get(SERVICE_NAME_LABEL).cloned() {
+                    let namespace = o.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+                    self.slices.entry(namespace).or_default().entry(service).or_default().push(o);
                 }
             }
             Object::Secret(o) => {
-                self.secrets.insert(key(o.namespace(), o.name_any()), o);
+                in_namespace(&mut self.secrets, &*o).insert(o.name_any(), o);
             }
         }
     }
 
     /// The Service `namespace/name`.
-    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        self.services.get(&(namespace.to_owned(), name.to_owned()))
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
+        self.services.get(namespace)?.get(name)
     }
 
     /// The EndpointSlices labelled for the Service `namespace/service`.
-    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> &[EndpointSlice] {
-        self.slices.get(&(namespace.to_owned(), service.to_owned())).map_or(&[], Vec::as_slice)
+    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> &[Arc<EndpointSlice>] {
+        self.slices.get(namespace).and_then(|s| s.get(service)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every EndpointSlice labelled for a Service, in a stable order.
+    pub fn all_endpoint_slices(&self) -> impl Iterator<Item = &Arc<EndpointSlice>> {
+        self.slices.values().flat_map(BTreeMap::values).flatten()
     }
 
     /// Every address and port any EndpointSlice lists, ready or not: an endpoint missing here
     /// is gone, not merely unready.
-    pub fn listed_endpoints(&self) -> std::collections::BTreeSet<std::net::SocketAddr> {
-        let slices = self.slices.values().flatten();
-        slices
+    pub fn listed_endpoints(&self) -> BTreeSet<SocketAddr> {
+        self.all_endpoint_slices()
             .flat_map(|slice| {
                 let ports =
                     slice.ports.iter().flatten().filter_map(|p| p.port).filter_map(|p| u16::try_from(p).ok());
                 let ports: Vec<u16> = ports.collect();
                 let ips = slice.endpoints.iter().flat_map(|e| &e.addresses).filter_map(|a| a.parse().ok());
-                ips.flat_map(move |ip: std::net::IpAddr| {
-                    ports.clone().into_iter().map(move |port| std::net::SocketAddr::new(ip, port))
+                ips.flat_map(move |ip: IpAddr| {
+                    ports.clone().into_iter().map(move |port| SocketAddr::new(ip, port))
                 })
             })
             .collect()
     }
 
     /// The Secret `namespace/name`.
-    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
-        self.secrets.get(&(namespace.to_owned(), name.to_owned()))
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Arc<Secret>> {
+        self.secrets.get(namespace)?.get(name)
     }
 }
 
-fn key(namespace: Option<String>, name: String) -> Key {
-    (namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()), name)
+/// The objects of `object`'s namespace in `index`.
+fn in_namespace<'a, T, K: kube::Resource>(
+    index: &'a mut ByName<T>,
+    object: &K,
+) -> &'a mut HashMap<String, T> {
+    let namespace = object.meta().namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    index.entry(namespace.to_owned()).or_default()
 }

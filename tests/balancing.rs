@@ -94,7 +94,7 @@ async fn consistent_hash_is_stable_across_swaps() {
             .iter()
             .cloned()
             .chain(table("other.test", vec![prefix_route("o", "/", &addrs, hashed)]).hosts().iter().cloned())
-            .collect(),
+            .collect::<Vec<_>>(),
     );
     assert_eq!(proxy.publish(next), 2);
     for (user, before) in users.iter().zip(&first) {

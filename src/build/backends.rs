@@ -9,9 +9,9 @@ use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
 use crate::model::Endpoint;
-use crate::snapshot::Snapshot;
 
 /// Weight units shared out over one backend's endpoints, so that a Service of weight 3 with
 /// two endpoints and one of weight 1 with one endpoint split 3:1 (the table reduces the numbers).
@@ -48,7 +48,7 @@ impl std::fmt::Display for PortRef {
 /// `upstream` (ingress-nginx's `service-upstream`), the Service's cluster IP and port instead,
 /// so kube-proxy picks the endpoint.
 pub fn resolve(
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     namespace: &str,
     (service, port): (&str, &PortRef),
     upstream: bool,

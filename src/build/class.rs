@@ -6,6 +6,8 @@
 //! deprecated `kubernetes.io/ingress.class` annotation names one of those classes, or if one of
 //! hawser's IngressClasses carries `ingressclass.kubernetes.io/is-default-class: "true"`.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 
@@ -27,7 +29,7 @@ pub struct Classes {
 impl Classes {
     /// Reads the IngressClasses of `snapshot`.
     pub fn new(snapshot: &Snapshot, config: &BuildConfig) -> Self {
-        let ours: Vec<&IngressClass> = snapshot
+        let ours: Vec<&Arc<IngressClass>> = snapshot
             .ingress_classes
             .iter()
             .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME))

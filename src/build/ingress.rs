@@ -7,6 +7,7 @@
 //!   that has no `/` path of its own; explicit paths of any Ingress beat it.
 //! - Route names are `ingress/NAMESPACE/NAME/RULE/PATH` (`…/default` for the default backend).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,18 +19,18 @@ use super::auth::{self, BasicAuthSecret};
 use super::backends::{self, PortRef};
 use super::canary::CanaryRule;
 use super::candidate::{Candidate, Rank};
+use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
 use super::tls;
 use super::{Output, TlsClaim};
 use crate::model::{Backend, ErrorBackend, HostMatch, PathMatch, Policy, RegexPath, Route};
-use crate::snapshot::Snapshot;
 
 /// Adds what `ingress` asks for to `out`, reporting into `reporter`.
 /// `opt_outs` are the access-restricting nginx annotations the install serves without
 /// enforcing (`--ignore-annotations`).
 pub fn translate(
     ingress: &Ingress,
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     opt_outs: &[String],
     reporter: &mut Reporter<'_>,
     out: &mut Output,
@@ -52,6 +53,7 @@ pub fn translate(
         snapshot,
         namespace: &namespace,
         policy,
+        policies: BTreeMap::new(),
         regex,
         canary,
         service_upstream,
@@ -68,7 +70,7 @@ pub fn translate(
 /// is unusable — serving without the verification that was asked for would be worse.
 fn with_backend_ca(
     settings: IngressSettings,
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     namespace: &str,
     reporter: &mut Reporter<'_>,
 ) -> Policy {
@@ -77,11 +79,7 @@ fn with_backend_ca(
         with_basic_auth(&mut policy, wanted, snapshot, namespace, reporter);
     }
     let Some((name, field)) = settings.backend_ca else { return policy };
-    let loaded = match snapshot.secret(namespace, &name) {
-        Some(secret) => tls::load_ca(secret, format!("{namespace}/{name}")),
-        None => Err(format!("Secret {namespace}/{name} not found")),
-    };
-    match loaded {
+    match tls::backend_ca(snapshot, namespace, &name) {
         Ok(ca) => policy.backend_ca = Some(ca),
         Err(problem) => {
             reporter.report(Reason::Invalid, field, format!("{problem}; {REFUSED}"));
@@ -96,7 +94,7 @@ fn with_backend_ca(
 fn with_basic_auth(
     policy: &mut Policy,
     wanted: &BasicAuthSecret,
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     namespace: &str,
     reporter: &mut Reporter<'_>,
 ) {
@@ -134,7 +132,7 @@ fn with_basic_auth(
 /// The `default-backend` Service's endpoints on its first port; `None` (reported) when the
 /// Service or its port is missing, and the routes then have no error backend.
 fn error_backend(
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     (namespace, ingress): (&str, &str),
     service: &str,
     codes: &[u16],
@@ -163,9 +161,12 @@ fn error_backend(
 }
 
 struct Translator<'a, 'r> {
-    snapshot: &'a Snapshot,
+    snapshot: &'a Lookup<'a>,
     namespace: &'a str,
     policy: Policy,
+    /// The policy of the routes to each Service (it names the Service for backend TLS), made
+    /// once per Service and shared by its routes.
+    policies: BTreeMap<Option<String>, Arc<Policy>>,
     /// Prefix and ImplementationSpecific paths are regular expressions (`use-regex`).
     regex: bool,
     /// The Ingress is a canary: its paths join the main Ingress's routes.
@@ -328,9 +329,11 @@ impl Translator<'_, '_> {
         field: String,
     ) {
         let backend = Backend::new(backends::weighted(&[(1, addrs.to_vec())]));
-        let mut policy = self.policy.clone();
-        policy.backend_server_name = service.map(|service| backends::dns_name(service, self.namespace));
-        let mut route = Route::new(name, path, backend, policy);
+        let policy = self.policies.entry(service.map(str::to_owned)).or_insert_with(|| {
+            let server_name = service.map(|service| backends::dns_name(service, self.namespace));
+            Arc::new(Policy { backend_server_name: server_name, ..self.policy.clone() })
+        });
+        let mut route = Route::new(name, path, backend, policy.clone());
         route.error_backend = self.error_backend.as_ref().map(|errors| {
             Box::new(ErrorBackend { service: service.unwrap_or_default().to_owned(), ..errors.clone() })
         });

@@ -1,6 +1,11 @@
 //! The translation from Kubernetes objects to the routing table: a pure function, no I/O, no
 //! clock. `build(&Snapshot, &BuildConfig) -> Built { table, tls, reports, served }`.
 //!
+//! A [`Builder`] gives the same result and remembers what it worked out: each Ingress's and
+//! WebSocketRoute's translation (reused while the object and everything it looked up are the
+//! same objects, see [`lookup`]) and each parsed Secret. A change then costs its objects'
+//! translation plus the assembly below, not a translation of everything.
+//!
 //! Order: IngressClasses decide what is served; every served Ingress and WebSocketRoute becomes
 //! candidate routes and TLS claims (each object reports its own problems); candidates claiming
 //! the same host + path + headers are settled by [`candidate::Rank`] and the losers reported;
@@ -9,6 +14,7 @@
 
 mod affinity;
 mod annotations;
+mod assembly;
 mod auth;
 mod backends;
 mod canary;
@@ -16,6 +22,7 @@ mod candidate;
 mod class;
 pub mod conditions;
 mod ingress;
+mod lookup;
 mod ownership;
 pub mod report;
 mod requests;
@@ -24,9 +31,12 @@ mod unenforced;
 mod values;
 mod websocket_route;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -35,13 +45,15 @@ pub use class::CONTROLLER_NAME;
 pub use report::{Level, ObjectRef, Reason, Report};
 pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 
+use assembly::AssembledHost;
 use candidate::{Candidate, Rank};
+use lookup::{Lookup, Reads, SecretParses};
 use ownership::Delegations;
 pub use ownership::HostOwnership;
 use report::Reporter;
 
-use crate::model::{Certificate, HostMatch, HostTls, Route, RoutingTable, VirtualHost};
-use crate::snapshot::Snapshot;
+use crate::model::{Certificate, HostMatch, RoutingTable};
+use crate::snapshot::{Object, Snapshot};
 
 /// Settings of the translation. The clock is an input too, so `build` stays pure.
 #[derive(Clone, Debug)]
@@ -85,7 +97,7 @@ pub struct TlsClaim {
 }
 
 /// What the translators produce before conflicts are settled.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Output {
     candidates: Vec<Candidate>,
     /// Paths of canary Ingresses, joined to their main routes after conflicts are settled.
@@ -106,6 +118,15 @@ pub struct Built {
     pub served: Vec<ObjectRef>,
 }
 
+/// The result of one build that status is made from.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOutcome {
+    /// Every finding.
+    pub reports: Vec<Report>,
+    /// The Ingresses and WebSocketRoutes hawser serves.
+    pub served: Vec<ObjectRef>,
+}
+
 impl Built {
     /// Whether any report is an error.
     pub fn has_errors(&self) -> bool {
@@ -115,53 +136,285 @@ impl Built {
 
 /// Translates `snapshot` into a table. Never fails: bad input is left out and reported.
 pub fn build(snapshot: &Snapshot, config: &BuildConfig) -> Built {
-    let classes = class::Classes::new(snapshot, config);
-    let mut reports = Vec::new();
-    let mut out = Output::default();
-    let mut served = Vec::new();
-    let mut delegations = Delegations::new();
-    for ingress in snapshot.ingresses.iter().filter(|i| classes.serves_ingress(i)) {
-        let object = ObjectRef::new("Ingress", &ingress.namespace().unwrap_or_default(), &ingress.name_any());
-        served.push(object.clone());
-        delegate(&object, ingress.annotations(), &mut delegations);
-        let reporter = &mut Reporter::new(object, &mut reports);
-        ingress::translate(ingress, snapshot, &config.ignore_annotations, reporter, &mut out);
+    Builder::default().build(snapshot, config)
+}
+
+/// Builds tables, reusing what its earlier builds worked out where the inputs are the same:
+/// each object's translation, each host's assembly and each parsed Secret. Its tables and
+/// findings equal [`build`]'s.
+#[derive(Debug, Default)]
+pub struct Builder {
+    translations: HashMap<ObjectRef, Translation>,
+    /// The objects whose translations claim something for each host.
+    contributors: HashMap<HostMatch, BTreeSet<ObjectRef>>,
+    hosts: HashMap<HostMatch, AssembledHost>,
+    /// The settings the kept translations and hosts were made with.
+    made_with: Option<(Vec<String>, HostOwnership)>,
+    parses: SecretParses,
+    /// The endpoints the EndpointSlices list, and those slices.
+    listed: (Vec<Arc<EndpointSlice>>, Arc<BTreeSet<SocketAddr>>),
+}
+
+/// One object's translation and what it depended on.
+#[derive(Debug)]
+struct Translation {
+    object: Object,
+    reads: Reads,
+    output: Output,
+    reports: Vec<Report>,
+}
+
+impl Translation {
+    /// Whether this is the translation of `object` as `snapshot` has it.
+    fn holds_for(&self, object: &Object, snapshot: &Snapshot) -> bool {
+        self.object.same(object) && self.reads.still_hold(snapshot)
     }
-    for route in snapshot.routes.iter().filter(|r| classes.serves_route(r.spec.ingress_class_name.as_deref()))
-    {
-        let object =
-            ObjectRef::new("WebSocketRoute", &route.namespace().unwrap_or_default(), &route.name_any());
-        served.push(object.clone());
-        delegate(&object, route.annotations(), &mut delegations);
-        websocket_route::translate(route, snapshot, &mut Reporter::new(object, &mut reports), &mut out);
+
+    /// Every host it claims something for.
+    fn hosts(&self) -> impl Iterator<Item = &HostMatch> {
+        let out = &self.output;
+        let canaries = out.canaries.iter().map(|(c, _)| &c.host);
+        out.candidates.iter().map(|c| &c.host).chain(canaries).chain(out.tls.iter().map(|t| &t.host))
     }
-    if config.host_ownership == HostOwnership::Namespace {
-        ownership::enforce(&mut out.candidates, &mut out.tls, &delegations, &mut reports);
-    }
-    let mut hosts = assemble(out.candidates, &mut reports);
-    canary::attach(out.canaries, &mut hosts, &mut reports);
-    let claims = settle_tls(out.tls, &mut reports);
-    let mut host_tls = certificates(&claims, snapshot, config.now, &mut reports);
-    for host in host_tls.keys() {
-        hosts.entry(host.clone()).or_default();
-    }
-    let vhosts = hosts.into_iter().map(|(host, routes)| {
-        let tls = host_tls.remove(&host);
-        let vhost = VirtualHost::new(host, routes);
-        match tls {
-            Some(tls) => vhost.with_tls(tls),
-            None => vhost,
+}
+
+impl Builder {
+    /// [`Self::build`], with the source's own findings (a manifests file that does not parse)
+    /// merged in and sorted.
+    pub fn build_with(
+        &mut self,
+        snapshot: &Snapshot,
+        config: &BuildConfig,
+        source_reports: Vec<Report>,
+    ) -> Built {
+        let mut built = self.build(snapshot, config);
+        if !source_reports.is_empty() {
+            built.reports.extend(source_reports);
+            built.reports.sort();
         }
-    });
-    let default_certificate = default_certificate(snapshot, config, &mut reports);
-    let table = RoutingTable::new(vhosts.collect())
-        .with_default_certificate(default_certificate)
-        .with_listed_endpoints(snapshot.listed_endpoints());
-    let tls = claims.into_iter().map(|(host, claim)| (host.to_string(), claim.secret)).collect();
-    reports.sort();
-    reports.dedup();
-    served.sort();
-    Built { table, tls, reports, served }
+        built
+    }
+
+    /// Translates `snapshot` into a table, like [`build`]: the objects that changed (or whose
+    /// Services, EndpointSlices or Secrets did) are translated again, the hosts they claim are
+    /// assembled again, and the table is put together from every host's result.
+    pub fn build(&mut self, snapshot: &Snapshot, config: &BuildConfig) -> Built {
+        let made_with = Some((config.ignore_annotations.clone(), config.host_ownership));
+        if self.made_with != made_with {
+            *self = Self { made_with, ..Self::default() };
+        }
+        let mut reports = Vec::new();
+        let mut changed_hosts = HashSet::new();
+        let (served, delegations) = self.translate(snapshot, config, &mut reports, &mut changed_hosts);
+        changed_hosts.extend(
+            self.hosts
+                .iter()
+                .filter(|(_, h)| h.recheck_at.is_some_and(|t| t <= config.now))
+                .map(|(host, _)| host.clone()),
+        );
+        let lookup = Lookup::new(snapshot, &self.parses);
+        let claims = if config.host_ownership == HostOwnership::Namespace {
+            // Ownership is decided across hosts: every host is assembled again.
+            changed_hosts.extend(self.contributors.keys().cloned());
+            let mut all = self.claims(&changed_hosts);
+            ownership::enforce(&mut all.candidates, &mut all.tls, &delegations, &mut reports);
+            all
+        } else {
+            self.claims(&changed_hosts)
+        };
+        let mut by_host = by_host(claims);
+        for host in changed_hosts {
+            let claimed = by_host.remove(&host).unwrap_or_default();
+            let assembled = assembly::assemble_host(host.clone(), claimed, &lookup, config.now);
+            if assembled.vhost.is_none() && assembled.reports.is_empty() {
+                self.hosts.remove(&host);
+            } else {
+                self.hosts.insert(host, assembled);
+            }
+        }
+        let default_certificate = assembly::default_certificate(&lookup, config, &mut reports);
+        let listed = self.listed_endpoints(snapshot);
+        let built = self.table(listed, default_certificate, reports, served);
+        self.parses.retain_present(snapshot);
+        built
+    }
+
+    /// Takes the translation of every served object (kept or made anew), adding their findings
+    /// to `reports` and the hosts whose claims may have changed to `changed_hosts`. Returns the
+    /// served objects and the namespaces they allow on their hosts.
+    fn translate(
+        &mut self,
+        snapshot: &Snapshot,
+        config: &BuildConfig,
+        reports: &mut Vec<Report>,
+        changed_hosts: &mut HashSet<HostMatch>,
+    ) -> (Vec<ObjectRef>, Delegations) {
+        let classes = class::Classes::new(snapshot, config);
+        let mut served = Vec::new();
+        let mut delegations = Delegations::new();
+        let mut before = std::mem::take(&mut self.translations);
+        self.translations.reserve(before.len());
+        let mut take =
+            |object: ObjectRef,
+             annotations: &BTreeMap<String, String>,
+             current: Object,
+             translate: &dyn Fn(&Lookup<'_>, &mut Reporter<'_>, &mut Output)| {
+                delegate(&object, annotations, &mut delegations);
+                let kept = before.remove(&object);
+                let translation = match kept {
+                    Some(kept) if kept.holds_for(&current, snapshot) => kept,
+                    kept => {
+                        if let Some(kept) = &kept {
+                            withdraw(&mut self.contributors, &object, kept, changed_hosts);
+                        }
+                        let made = translate_one(&object, current, snapshot, &self.parses, translate);
+                        for host in made.hosts() {
+                            self.contributors.entry(host.clone()).or_default().insert(object.clone());
+                            changed_hosts.insert(host.clone());
+                        }
+                        made
+                    }
+                };
+                reports.extend(translation.reports.iter().cloned());
+                served.push(object.clone());
+                self.translations.insert(object, translation);
+            };
+        for ingress in snapshot.ingresses.iter().filter(|i| classes.serves_ingress(i)) {
+            let object =
+                ObjectRef::new("Ingress", &ingress.namespace().unwrap_or_default(), &ingress.name_any());
+            take(
+                object,
+                ingress.annotations(),
+                Object::Ingress(ingress.clone()),
+                &|lookup, reporter, out| {
+                    ingress::translate(ingress, lookup, &config.ignore_annotations, reporter, out);
+                },
+            );
+        }
+        let routes =
+            snapshot.routes.iter().filter(|r| classes.serves_route(r.spec.ingress_class_name.as_deref()));
+        for route in routes {
+            let object =
+                ObjectRef::new("WebSocketRoute", &route.namespace().unwrap_or_default(), &route.name_any());
+            take(
+                object,
+                route.annotations(),
+                Object::WebSocketRoute(route.clone()),
+                &|lookup, reporter, out| {
+                    websocket_route::translate(route, lookup, reporter, out);
+                },
+            );
+        }
+        // Objects no longer served: what they claimed is gone.
+        for (object, gone) in &before {
+            withdraw(&mut self.contributors, object, gone, changed_hosts);
+        }
+        served.sort();
+        (served, delegations)
+    }
+
+    /// What the kept translations claim for `hosts`.
+    fn claims(&self, hosts: &HashSet<HostMatch>) -> Output {
+        let mut claims = Output::default();
+        for host in hosts {
+            let objects = self.contributors.get(host).into_iter().flatten();
+            for out in objects.filter_map(|o| self.translations.get(o)).map(|t| &t.output) {
+                claims.candidates.extend(out.candidates.iter().filter(|c| c.host == *host).cloned());
+                claims.canaries.extend(out.canaries.iter().filter(|(c, _)| c.host == *host).cloned());
+                claims.tls.extend(out.tls.iter().filter(|t| t.host == *host).cloned());
+            }
+        }
+        claims
+    }
+
+    /// Every endpoint the EndpointSlices list, worked out again only when a slice's endpoints
+    /// or ports changed.
+    fn listed_endpoints(&mut self, snapshot: &Snapshot) -> Arc<BTreeSet<SocketAddr>> {
+        let kept = &self.listed.0;
+        let same = |a: &Arc<EndpointSlice>, b: &Arc<EndpointSlice>| {
+            Arc::ptr_eq(a, b) || (a.endpoints == b.endpoints && a.ports == b.ports)
+        };
+        let unchanged = snapshot.all_endpoint_slices().count() == kept.len()
+            && snapshot.all_endpoint_slices().zip(kept).all(|(a, b)| same(a, b));
+        if !unchanged {
+            self.listed =
+                (snapshot.all_endpoint_slices().cloned().collect(), Arc::new(snapshot.listed_endpoints()));
+        }
+        self.listed.1.clone()
+    }
+
+    /// The table of every assembled host, and every finding.
+    fn table(
+        &self,
+        listed_endpoints: Arc<BTreeSet<SocketAddr>>,
+        default_certificate: Option<Certificate>,
+        mut reports: Vec<Report>,
+        served: Vec<ObjectRef>,
+    ) -> Built {
+        let mut vhosts = Vec::with_capacity(self.hosts.len());
+        let mut tls = BTreeMap::new();
+        for (host, assembled) in &self.hosts {
+            vhosts.extend(assembled.vhost.clone());
+            reports.extend(assembled.reports.iter().cloned());
+            if let Some(secret) = &assembled.secret {
+                tls.insert(host.to_string(), secret.clone());
+            }
+        }
+        vhosts.sort_by(|a, b| a.host.cmp(&b.host));
+        let table = RoutingTable::new(vhosts)
+            .with_default_certificate(default_certificate)
+            .with_listed_endpoints(listed_endpoints);
+        reports.sort();
+        reports.dedup();
+        Built { table, tls, reports, served }
+    }
+}
+
+/// Takes `object`'s claims (those of `translation`) off the hosts it claimed, marking them changed.
+fn withdraw(
+    contributors: &mut HashMap<HostMatch, BTreeSet<ObjectRef>>,
+    object: &ObjectRef,
+    translation: &Translation,
+    changed_hosts: &mut HashSet<HostMatch>,
+) {
+    for host in translation.hosts() {
+        if let Some(objects) = contributors.get_mut(host) {
+            objects.remove(object);
+            if objects.is_empty() {
+                contributors.remove(host);
+            }
+        }
+        changed_hosts.insert(host.clone());
+    }
+}
+
+/// A new translation of `object`, recording what it looked up.
+fn translate_one(
+    reference: &ObjectRef,
+    object: Object,
+    snapshot: &Snapshot,
+    parses: &SecretParses,
+    translate: &dyn Fn(&Lookup<'_>, &mut Reporter<'_>, &mut Output),
+) -> Translation {
+    let (mut output, mut reports) = (Output::default(), Vec::new());
+    let lookup = Lookup::new(snapshot, parses);
+    translate(&lookup, &mut Reporter::new(reference.clone(), &mut reports), &mut output);
+    Translation { object, reads: lookup.into_reads(), output, reports }
+}
+
+/// `claims` grouped by host.
+fn by_host(claims: Output) -> HashMap<HostMatch, Output> {
+    let mut hosts: HashMap<HostMatch, Output> = HashMap::new();
+    for candidate in claims.candidates {
+        hosts.entry(candidate.host.clone()).or_default().candidates.push(candidate);
+    }
+    for (candidate, rule) in claims.canaries {
+        hosts.entry(candidate.host.clone()).or_default().canaries.push((candidate, rule));
+    }
+    for claim in claims.tls {
+        hosts.entry(claim.host.clone()).or_default().tls.push(claim);
+    }
+    hosts
 }
 
 /// Notes the namespaces `object` allows on its hosts (its `hawser.dev/allowed-namespaces`; an
@@ -171,153 +424,6 @@ fn delegate(object: &ObjectRef, annotations: &BTreeMap<String, String>, delegati
         annotations.get(ownership::ALLOWED_NAMESPACES).map(|v| ownership::parse_allowed(v))
     {
         delegations.insert(object.clone(), allowed);
-    }
-}
-
-/// Keeps the winning candidate of each host + path + headers ([`candidate::winner`]),
-/// reports the others, and groups the winners by host in a stable order.
-fn assemble(mut candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, Vec<Route>> {
-    candidates.sort_by(|a, b| {
-        a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then_with(|| a.route.name.cmp(&b.route.name))
-    });
-    let mut hosts: BTreeMap<HostMatch, Vec<Route>> = BTreeMap::new();
-    for group in candidates.chunk_by(|a, b| a.key() == b.key()) {
-        let Some(won) = candidate::winner(group, |c| &c.rank) else { continue };
-        let kept = &group[won];
-        for loser in group.iter().filter(|c| c.rank.owner() != kept.rank.owner()) {
-            report_conflict(loser, kept.rank.owner(), reports);
-        }
-        hosts.entry(kept.host.clone()).or_default().push(kept.route.clone());
-    }
-    hosts
-}
-
-fn report_conflict(loser: &Candidate, winner: &ObjectRef, reports: &mut Vec<Report>) {
-    let message = format!(
-        "host {} path {:?} is already served by {winner}, which takes precedence ({})",
-        loser.host,
-        loser.route.path,
-        precedence(loser.rank.owner(), winner)
-    );
-    Reporter::new(loser.rank.owner().clone(), reports).report(Reason::Conflict, loser.field.clone(), message);
-}
-
-/// Why `winner` beat `loser`, in words.
-fn precedence(loser: &ObjectRef, winner: &ObjectRef) -> &'static str {
-    if loser.namespace == winner.namespace {
-        "WebSocketRoute over Ingress, then the oldest"
-    } else {
-        "another namespace claimed it first; a newer object never takes a host and path from another namespace"
-    }
-}
-
-/// One Secret per host pattern: the winning claim ([`candidate::winner`]) is kept, the others
-/// are reported.
-fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, TlsClaim> {
-    claims.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| a.rank.cmp(&b.rank)));
-    let mut settled: BTreeMap<HostMatch, TlsClaim> = BTreeMap::new();
-    for group in claims.chunk_by(|a, b| a.host == b.host) {
-        let Some(won) = candidate::winner(group, |c| &c.rank) else { continue };
-        let kept = &group[won];
-        for claim in group.iter().filter(|c| c.secret != kept.secret) {
-            let (owner, (ns, name)) = (kept.rank.owner(), &kept.secret);
-            let message = format!(
-                "HTTPS for {} already uses Secret {ns}/{name} of {owner} ({})",
-                claim.host,
-                precedence(claim.rank.owner(), owner)
-            );
-            Reporter::new(claim.rank.owner().clone(), reports).report(
-                Reason::Conflict,
-                claim.field.clone(),
-                message,
-            );
-        }
-        settled.insert(kept.host.clone(), kept.clone());
-    }
-    settled
-}
-
-/// The certificate of every host with a TLS claim. A missing Secret was reported by the
-/// claimant; an unusable one (unparsable, expired, not covering the host) is reported here, and
-/// either way the host is served the default certificate. One that expires within
-/// [`tls::EXPIRY_WARNING`] is served and reported (a Warning, so an Event in a cluster).
-fn certificates(
-    claims: &BTreeMap<HostMatch, TlsClaim>,
-    snapshot: &Snapshot,
-    now: SystemTime,
-    reports: &mut Vec<Report>,
-) -> BTreeMap<HostMatch, HostTls> {
-    let mut parsed: BTreeMap<&SecretRef, Option<Result<tls::Loaded, String>>> = BTreeMap::new();
-    let mut hosts = BTreeMap::new();
-    for (host, claim) in claims {
-        let (namespace, name) = &claim.secret;
-        let loaded = parsed
-            .entry(&claim.secret)
-            .or_insert_with(|| snapshot.secret(namespace, name).map(|s| tls::load(s, now)));
-        let served = match loaded {
-            None => None,
-            Some(Err(problem)) => {
-                report_certificate(claim, format!("Secret {namespace}/{name}: {problem}"), reports);
-                None
-            }
-            Some(Ok(loaded)) if !tls::covers(&loaded.names, host) => {
-                let names = loaded.names.join(", ");
-                report_certificate(
-                    claim,
-                    format!("Secret {namespace}/{name} is not valid for {host} (it names {names})"),
-                    reports,
-                );
-                None
-            }
-            Some(Ok(loaded)) => Some(&*loaded),
-        };
-        if let Some(warning) = served.and_then(|l| tls::expiry_warning(l.not_after, now)) {
-            let message = format!("Secret {namespace}/{name}: {warning}");
-            Reporter::new(claim.rank.owner().clone(), reports).report(
-                Reason::Expiring,
-                claim.field.clone(),
-                message,
-            );
-        }
-        let (certificate, not_after) =
-            (served.map(|l| l.certificate.clone()), served.map(|l| l.not_after.timestamp()));
-        hosts.insert(host.clone(), HostTls { secret: format!("{namespace}/{name}"), certificate, not_after });
-    }
-    hosts
-}
-
-fn report_certificate(claim: &TlsClaim, problem: String, reports: &mut Vec<Report>) {
-    let message = format!("{problem}; HTTPS for {} uses the default certificate", claim.host);
-    Reporter::new(claim.rank.owner().clone(), reports).report(Reason::Invalid, claim.field.clone(), message);
-}
-
-/// The `--default-ssl-certificate` Secret, when it is set and usable.
-fn default_certificate(
-    snapshot: &Snapshot,
-    config: &BuildConfig,
-    reports: &mut Vec<Report>,
-) -> Option<Certificate> {
-    let (namespace, name) = config.default_certificate.as_ref()?;
-    let mut reporter = Reporter::new(ObjectRef::new("Secret", namespace, name), reports);
-    let field = "--default-ssl-certificate";
-    let Some(secret) = snapshot.secret(namespace, name) else {
-        reporter.report(
-            Reason::UnresolvedRef,
-            field,
-            "not found; a self-signed certificate is served instead",
-        );
-        return None;
-    };
-    match tls::load(secret, config.now) {
-        Ok(loaded) => Some(loaded.certificate),
-        Err(problem) => {
-            reporter.report(
-                Reason::Invalid,
-                field,
-                format!("{problem}; a self-signed certificate is served instead"),
-            );
-            None
-        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::source::parse_documents;
 
 mod affinity;
 mod expiry;
+mod incremental;
 mod ownership;
 mod requests;
 
@@ -91,7 +92,7 @@ fn with_annotations(name: &str, annotations: &[(&str, &str)]) -> String {
 }
 
 fn policy_of(built: &Built) -> Policy {
-    built.table.lookup("a.com", "/", |_| None).expect("route").policy.clone()
+    built.table.lookup("a.com", "/", |_| None).expect("route").policy.as_ref().clone()
 }
 
 #[test]

@@ -16,15 +16,19 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::time::ASN1Time;
 
+use super::lookup::Lookup;
 use crate::model::{BackendCa, Certificate, HostMatch};
 
-/// A usable certificate and the names it covers.
+/// A certificate, its key and the names it covers, as parsed from a Secret (whether it is valid
+/// now is checked by [`load`]).
 #[derive(Clone, Debug)]
 pub struct Loaded {
     /// For rustls.
     pub certificate: Certificate,
     /// DNS names of the leaf (SANs; the subject CN when there are none), lower-case.
     pub names: Vec<String>,
+    /// When the leaf starts being valid (its notBefore).
+    pub not_before: ASN1Time,
     /// When the leaf stops being valid (its notAfter).
     pub not_after: ASN1Time,
 }
@@ -32,8 +36,28 @@ pub struct Loaded {
 /// How long before it expires a served certificate is reported: 14 days.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 
-/// Parses and checks `secret` at `now`.
-pub fn load(secret: &Secret, now: SystemTime) -> Result<Loaded, String> {
+/// The certificate of the Secret `namespace/name`, checked at `now`; `None` when there is no
+/// such Secret. Parsed once per Secret content.
+pub fn load(snapshot: &Lookup<'_>, secret: (&str, &str), now: SystemTime) -> Option<Result<Loaded, String>> {
+    let parsed = snapshot.parsed_secret(secret, "certificate", parse)?;
+    Some(parsed.and_then(|loaded| check_validity(&loaded, now).map(|()| loaded)))
+}
+
+/// The next instant after `now` at which the certificate of `secret` could be judged
+/// differently ([`load`] or [`expiry_warning`]): when it becomes valid, when its expiry warning
+/// starts, when it expires. `None`: never (no such Secret, or it does not parse).
+pub fn next_change(snapshot: &Lookup<'_>, secret: (&str, &str), now: SystemTime) -> Option<SystemTime> {
+    let loaded = snapshot.parsed_secret(secret, "certificate", parse)?.ok()?;
+    let now = unix_seconds(now);
+    let warn_within = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
+    let (not_before, not_after) = (loaded.not_before.timestamp(), loaded.not_after.timestamp());
+    let instants = [not_before, not_after.saturating_sub(warn_within), not_after.saturating_add(1)];
+    let next = instants.into_iter().filter(|&t| t > now).min()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(next).ok()?))
+}
+
+/// Parses `secret`'s certificate chain and key, and checks they belong together.
+fn parse(secret: &Secret) -> Result<Loaded, String> {
     let chain_pem = field(secret, "tls.crt")?;
     let key_pem = field(secret, "tls.key")?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
@@ -45,12 +69,11 @@ pub fn load(secret: &Secret, now: SystemTime) -> Result<Loaded, String> {
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("tls.key is not an RSA, ECDSA or Ed25519 key: {e}"))?;
     let (_, parsed) = X509Certificate::from_der(leaf).map_err(|e| format!("tls.crt: {e}"))?;
-    check_validity(&parsed, now)?;
     let names = dns_names(&parsed);
-    let not_after = parsed.validity().not_after;
+    let (not_before, not_after) = (parsed.validity().not_before, parsed.validity().not_after);
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| "tls.key does not belong to the certificate in tls.crt".to_owned())?;
-    Ok(Loaded { certificate: Certificate(Arc::new(certified)), names, not_after })
+    Ok(Loaded { certificate: Certificate(Arc::new(certified)), names, not_before, not_after })
 }
 
 /// "the certificate expires on DATE (in N days)" when `not_after` is at most [`EXPIRY_WARNING`]
@@ -79,14 +102,13 @@ fn field(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("the Secret has no {key}"))
 }
 
-fn check_validity(cert: &X509Certificate<'_>, now: SystemTime) -> Result<(), String> {
+fn check_validity(loaded: &Loaded, now: SystemTime) -> Result<(), String> {
     let now = unix_seconds(now);
-    let validity = cert.validity();
-    if now < validity.not_before.timestamp() {
-        return Err(format!("the certificate is not valid before {}", validity.not_before));
+    if now < loaded.not_before.timestamp() {
+        return Err(format!("the certificate is not valid before {}", loaded.not_before));
     }
-    if now > validity.not_after.timestamp() {
-        return Err(format!("the certificate expired on {}", validity.not_after));
+    if now > loaded.not_after.timestamp() {
+        return Err(format!("the certificate expired on {}", loaded.not_after));
     }
     Ok(())
 }
@@ -124,8 +146,15 @@ pub fn covers(names: &[String], host: &HostMatch) -> bool {
     })
 }
 
-/// The CA bundle (`ca.crt`) of `secret` as a verifying client configuration for HTTPS backends.
-pub fn load_ca(secret: &Secret, name: String) -> Result<BackendCa, String> {
+/// The CA bundle (`ca.crt`) of the Secret `namespace/name` as a verifying client configuration
+/// for HTTPS backends. Parsed once per Secret content.
+pub fn backend_ca(snapshot: &Lookup<'_>, namespace: &str, name: &str) -> Result<BackendCa, String> {
+    let parse = |secret: &Secret| parse_ca(secret, format!("{namespace}/{name}"));
+    let parsed = snapshot.parsed_secret((namespace, name), "backend CA", parse);
+    parsed.unwrap_or_else(|| Err(format!("Secret {namespace}/{name} not found")))
+}
+
+fn parse_ca(secret: &Secret, name: String) -> Result<BackendCa, String> {
     let pem = field(secret, "ca.crt")?;
     let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()

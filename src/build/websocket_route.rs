@@ -4,6 +4,7 @@
 //! duration, round-robin. A rule with an invalid value is left out and reported; the route's
 //! other rules keep working. Route names are `wsroute/NAMESPACE/NAME/RULE/MATCH`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -12,6 +13,7 @@ use super::affinity;
 use super::backends::{self, PortRef};
 use super::candidate::{Candidate, Rank};
 use super::ingress::valid_host;
+use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
 use super::tls;
 use super::values::{self, rebalance};
@@ -23,7 +25,6 @@ use crate::crd::{
 use crate::model::{
     Backend, BackendProtocol, HashKey, HeaderMatch, HostMatch, LoadBalancing, PathMatch, Policy, Route,
 };
-use crate::snapshot::Snapshot;
 
 /// Idle timeout of a WebSocketRoute rule that sets none.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -36,7 +37,12 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 const RULE_REFUSED: &str = "the rule answers 503 (fail closed)";
 
 /// Adds what `route` asks for to `out`, reporting into `reporter`.
-pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Reporter<'_>, out: &mut Output) {
+pub fn translate(
+    route: &WebSocketRoute,
+    snapshot: &Lookup<'_>,
+    reporter: &mut Reporter<'_>,
+    out: &mut Output,
+) {
     let namespace = route.namespace().unwrap_or_default();
     let rank = Rank::new(reporter.object().clone(), route.creation_timestamp().map(|t| t.0), false);
     let Some(hosts) = hosts(&route.spec.hostnames, reporter) else { return };
@@ -52,11 +58,7 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
         let Some(mut policy) = rule_policy(rule, &field, reporter) else { continue };
         policy.backend_server_name = rule.backends.first().map(|b| backends::dns_name(&b.name, &namespace));
         if let Some(name) = &rule.backend_ca_secret {
-            let loaded = match snapshot.secret(&namespace, name) {
-                Some(secret) => tls::load_ca(secret, format!("{namespace}/{name}")),
-                None => Err(format!("Secret {namespace}/{name} not found")),
-            };
-            match loaded {
+            match tls::backend_ca(snapshot, &namespace, name) {
                 Ok(ca) => policy.backend_ca = Some(ca),
                 Err(problem) => {
                     // Serving without the verification that was asked for would be worse.
@@ -67,6 +69,7 @@ pub fn translate(route: &WebSocketRoute, snapshot: &Snapshot, reporter: &mut Rep
             }
         }
         let backend = backend(rule, snapshot, &namespace, &field, reporter);
+        let policy = Arc::new(policy);
         for (m, (path, headers)) in matches(rule).into_iter().enumerate() {
             let name = format!("wsroute/{namespace}/{}/{r}/{m}", route.name_any());
             let route = Route { headers, ..Route::new(&name, path, backend.clone(), policy.clone()) };
@@ -123,7 +126,7 @@ fn matches(rule: &RouteRule) -> Vec<(PathMatch, Vec<HeaderMatch>)> {
 
 fn backend(
     rule: &RouteRule,
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     namespace: &str,
     field: &str,
     reporter: &mut Reporter<'_>,
@@ -255,7 +258,7 @@ fn hash_key(on: &HashOn) -> Option<HashKey> {
 fn tls_claims(
     secret: &str,
     hosts: &[HostMatch],
-    snapshot: &Snapshot,
+    snapshot: &Lookup<'_>,
     namespace: &str,
     rank: &Rank,
     reporter: &mut Reporter<'_>,

@@ -37,8 +37,9 @@ pub struct Route {
     pub headers: Vec<HeaderMatch>,
     /// Where new connections go.
     pub backend: Backend,
-    /// Timeouts, balancing and admission rules.
-    pub policy: Policy,
+    /// Timeouts, balancing and admission rules; shared by the routes of one object, which have
+    /// the same policy (it is most of a route's size).
+    pub policy: Arc<Policy>,
     /// A second backend that takes a share of the requests (ingress-nginx's canary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Box<Canary>>,
@@ -50,13 +51,13 @@ pub struct Route {
 
 impl Route {
     /// A route without header matches.
-    pub fn new(name: &str, path: PathMatch, backend: Backend, policy: Policy) -> Self {
+    pub fn new(name: &str, path: PathMatch, backend: Backend, policy: impl Into<Arc<Policy>>) -> Self {
         Self {
             name: name.into(),
             path,
             headers: Vec::new(),
             backend,
-            policy,
+            policy: policy.into(),
             canary: None,
             error_backend: None,
         }
@@ -111,7 +112,8 @@ impl VirtualHost {
 /// Every virtual host, indexed for lookup.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RoutingTable {
-    hosts: Vec<VirtualHost>,
+    /// Shared with the build that made them, which reuses the hosts a change did not touch.
+    hosts: Vec<Arc<VirtualHost>>,
     #[serde(skip)]
     exact: HashMap<String, usize>,
     #[serde(skip)]
@@ -130,25 +132,25 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// Indexes the virtual hosts. Two entries for the same host pattern are merged, the first
     /// one's routes ahead of the second's at equal precedence.
-    pub fn new(hosts: Vec<VirtualHost>) -> Self {
+    pub fn new(hosts: impl IntoIterator<Item = impl Into<Arc<VirtualHost>>>) -> Self {
         let mut table = Self::default();
         for vhost in hosts {
-            table.insert(vhost);
+            table.insert(vhost.into());
         }
         table
     }
 
-    fn insert(&mut self, vhost: VirtualHost) {
+    fn insert(&mut self, vhost: Arc<VirtualHost>) {
         let slot = match &vhost.host {
             HostMatch::Exact(host) => self.exact.get(host).copied(),
             HostMatch::Wildcard(suffix) => self.wildcard.get(suffix).copied(),
             HostMatch::Any => self.any,
         };
         if let Some(index) = slot {
-            let existing = &mut self.hosts[index];
-            existing.routes.extend(vhost.routes);
+            let existing = Arc::make_mut(&mut self.hosts[index]);
+            existing.routes.extend(vhost.routes.iter().cloned());
             existing.sort_routes();
-            existing.tls = existing.tls.take().or(vhost.tls);
+            existing.tls = existing.tls.take().or_else(|| vhost.tls.clone());
             return;
         }
         let index = self.hosts.len();
@@ -161,7 +163,7 @@ impl RoutingTable {
     }
 
     /// The virtual hosts in the order they were given.
-    pub fn hosts(&self) -> &[VirtualHost] {
+    pub fn hosts(&self) -> &[Arc<VirtualHost>] {
         &self.hosts
     }
 
@@ -176,8 +178,8 @@ impl RoutingTable {
     }
 
     /// The same table knowing every endpoint the EndpointSlices list.
-    pub fn with_listed_endpoints(mut self, endpoints: BTreeSet<SocketAddr>) -> Self {
-        self.listed_endpoints = Arc::new(endpoints);
+    pub fn with_listed_endpoints(mut self, endpoints: impl Into<Arc<BTreeSet<SocketAddr>>>) -> Self {
+        self.listed_endpoints = endpoints.into();
         self
     }
 
@@ -225,7 +227,7 @@ impl RoutingTable {
             .or_else(|| wildcard_suffix(host).and_then(|suffix| self.wildcard.get(suffix)))
             .copied()
             .or(self.any)?;
-        self.hosts.get(index)
+        self.hosts.get(index).map(|v| &**v)
     }
 }
 

@@ -1,17 +1,18 @@
 //! The Kubernetes source: one kube-runtime reflector per input kind (with backoff), cluster-wide
 //! or in `--watch-namespace`, merged into one change signal; the stores become a [`Snapshot`].
 //!
-//! No-op changes are dropped before they reach the controller: for Ingresses and
-//! WebSocketRoutes only a new `generation` or new annotations count, so hawser's own status
-//! writes never cause a rebuild. Deletions and completed (re)lists always count. Secrets are
+//! No-op changes are dropped before they reach the controller: an applied object counts only
+//! when what the build reads of it changed ([`Relevant`]): for Ingresses and WebSocketRoutes a
+//! new `generation` or new annotations (so hawser's own status writes never cause a rebuild),
+//! for Services their spec, for EndpointSlices their endpoints, ports and labels, for Secrets
+//! their type and data. Deletions and completed (re)lists always count. A snapshot shares the
+//! stores' objects; nothing is copied per build. Secrets are
 //! watched with `type=kubernetes.io/tls` (cert-manager's Secrets carry `ca.crt` too) and
 //! `type=Opaque` (htpasswd files for basic auth, `kubectl create secret generic`); Helm
 //! releases, service-account tokens and other types are never read.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -21,9 +22,11 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::crd::WebSocketRoute;
 use crate::metrics::Metrics;
@@ -70,18 +73,16 @@ pub fn start(client: &Client, scope: &Scope, metrics: &Arc<Metrics>) -> Watches 
         tasks.spawn(task);
     };
     let plain = watcher::Config::default();
-    let ingresses =
-        reflect(namespaced(client, ns), plain.clone(), Filter::SpecAndAnnotations, &tx, metrics, &mut spawn);
-    let classes = reflect(Api::all(client.clone()), plain.clone(), Filter::Any, &tx, metrics, &mut spawn);
-    let routes = scope.routes.then(|| {
-        reflect(namespaced(client, ns), plain.clone(), Filter::SpecAndAnnotations, &tx, metrics, &mut spawn)
-    });
-    let services = reflect(namespaced(client, ns), plain.clone(), Filter::Any, &tx, metrics, &mut spawn);
-    let slices = reflect(namespaced(client, ns), plain.clone(), Filter::Any, &tx, metrics, &mut spawn);
+    let ingresses = reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn);
+    let classes = reflect(Api::all(client.clone()), plain.clone(), &tx, metrics, &mut spawn);
+    let routes =
+        scope.routes.then(|| reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn));
+    let services = reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn);
+    let slices = reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn);
     let tls_only = plain.clone().fields("type=kubernetes.io/tls");
-    let secrets = reflect(namespaced(client, ns), tls_only, Filter::Any, &tx, metrics, &mut spawn);
+    let secrets = reflect(namespaced(client, ns), tls_only, &tx, metrics, &mut spawn);
     let opaque_only = plain.fields("type=Opaque");
-    let opaque_secrets = reflect(namespaced(client, ns), opaque_only, Filter::Any, &tx, metrics, &mut spawn);
+    let opaque_secrets = reflect(namespaced(client, ns), opaque_only, &tx, metrics, &mut spawn);
     let inputs = ClusterInputs { ingresses, classes, routes, services, slices, secrets, opaque_secrets };
     Watches { inputs, changes, _tasks: tasks }
 }
@@ -110,18 +111,18 @@ impl ClusterInputs {
         let _ = self.opaque_secrets.wait_until_ready().await;
     }
 
-    /// Everything the stores hold now.
+    /// Everything the stores hold now (shared with the stores, not copied).
     pub fn snapshot(&self) -> Snapshot {
         let mut objects: Vec<Object> = Vec::new();
-        objects.extend(self.ingresses.state().into_iter().map(|o| Object::Ingress((*o).clone())));
-        objects.extend(self.classes.state().into_iter().map(|o| Object::IngressClass((*o).clone())));
+        objects.extend(self.ingresses.state().into_iter().map(Object::Ingress));
+        objects.extend(self.classes.state().into_iter().map(Object::IngressClass));
         if let Some(routes) = &self.routes {
-            objects.extend(routes.state().into_iter().map(|o| Object::WebSocketRoute((*o).clone())));
+            objects.extend(routes.state().into_iter().map(Object::WebSocketRoute));
         }
-        objects.extend(self.services.state().into_iter().map(|o| Object::Service((*o).clone())));
-        objects.extend(self.slices.state().into_iter().map(|o| Object::EndpointSlice((*o).clone())));
+        objects.extend(self.services.state().into_iter().map(Object::Service));
+        objects.extend(self.slices.state().into_iter().map(Object::EndpointSlice));
         let secrets = self.secrets.state().into_iter().chain(self.opaque_secrets.state());
-        objects.extend(secrets.map(|o| Object::Secret((*o).clone())));
+        objects.extend(secrets.map(Object::Secret));
         Snapshot::new(objects)
     }
 
@@ -136,25 +137,15 @@ impl ClusterInputs {
     }
 }
 
-/// Which applied objects count as a change.
-#[derive(Clone, Copy, Debug)]
-enum Filter {
-    /// Every applied version.
-    Any,
-    /// Only a new `generation` or new annotations (status writes do not count).
-    SpecAndAnnotations,
-}
-
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-    filter: Filter,
     changed: &mpsc::UnboundedSender<()>,
     metrics: &Arc<Metrics>,
     spawn: &mut impl FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
 ) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Relevant + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
@@ -167,7 +158,7 @@ where
             let relevant = match event {
                 Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
                     let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
-                    let hash = fingerprint(&object, filter);
+                    let hash = fingerprint(&object);
                     seen.insert(key, hash) != Some(hash)
                 }
                 Ok(watcher::Event::Delete(object)) => {
@@ -190,15 +181,92 @@ where
     reader
 }
 
-/// What of an object decides whether it changed.
-fn fingerprint<K: Resource>(object: &K, filter: Filter) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    match filter {
-        Filter::Any => object.resource_version().hash(&mut hasher),
-        Filter::SpecAndAnnotations => {
-            object.meta().generation.hash(&mut hasher);
-            object.annotations().hash(&mut hasher);
-        }
+/// What the build reads of an object: a change anywhere else is no change.
+pub trait Relevant {
+    /// The parts of the object the build reads.
+    fn relevant(&self) -> impl Serialize + '_;
+}
+
+impl Relevant for Ingress {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (self.metadata.generation, &self.metadata.annotations)
     }
-    hasher.finish()
+}
+
+impl Relevant for WebSocketRoute {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (self.metadata.generation, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for IngressClass {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (&self.spec, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for Service {
+    fn relevant(&self) -> impl Serialize + '_ {
+        &self.spec
+    }
+}
+
+impl Relevant for EndpointSlice {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (&self.metadata.labels, &self.address_type, &self.endpoints, &self.ports)
+    }
+}
+
+impl Relevant for Secret {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (&self.type_, &self.data, &self.string_data)
+    }
+}
+
+/// A hash of [`Relevant::relevant`].
+fn fingerprint<K: Relevant>(object: &K) -> u64 {
+    let mut hasher = HashWriter(Xxh3::new());
+    // Serializing into a hasher cannot fail: `HashWriter` never returns an error.
+    let _ = serde_json::to_writer(&mut hasher, &object.relevant());
+    hasher.0.digest()
+}
+
+struct HashWriter(Xxh3);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(labels: &str, port: i32) -> Service {
+        let value = serde_json::json!({
+            "metadata": {"name": "s", "labels": {"l": labels}, "resourceVersion": labels},
+            "spec": {"ports": [{"port": port}]}
+        });
+        serde_json::from_value(value).expect("a Service")
+    }
+
+    #[test]
+    fn only_what_the_build_reads_counts_as_a_change() {
+        let base = fingerprint(&service("a", 80));
+        assert_eq!(fingerprint(&service("b", 80)), base, "a new label and resourceVersion");
+        assert_ne!(fingerprint(&service("a", 81)), base, "a new port");
+        let mut ingress = Ingress::default();
+        let base = fingerprint(&ingress);
+        ingress.status = Some(Default::default());
+        ingress.metadata.resource_version = Some("2".into());
+        assert_eq!(fingerprint(&ingress), base, "hawser's own status write");
+        ingress.metadata.generation = Some(2);
+        assert_ne!(fingerprint(&ingress), base, "a new spec");
+    }
 }

@@ -1,7 +1,8 @@
-//! Where the build's inputs come from. Standalone: a directory of YAML manifests, watched for
-//! changes. (The Kubernetes watch plugs into the same controller loop.)
+//! Where the build's inputs come from: a directory of YAML manifests watched for changes
+//! (standalone), or the Kubernetes API (cluster); both debounced into bursts.
 
 pub mod cluster;
+pub mod debounce;
 pub mod manifests;
 pub mod watch;
 

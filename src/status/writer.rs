@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::desired::{ingress_addresses, new_events, publish_addresses, route_statuses};
 use crate::build::conditions::RouteCondition;
-use crate::build::{ObjectRef, Report};
+use crate::build::{BuildOutcome, ObjectRef, Report};
 use crate::crd::WebSocketRoute;
 use crate::source::cluster::ClusterInputs;
 
@@ -29,15 +29,6 @@ pub struct Publish {
     pub service: Option<(String, String)>,
     /// `--publish-status-address`, comma-separated IPs or host names.
     pub addresses: Vec<String>,
-}
-
-/// The result of one build that status is made from.
-#[derive(Clone, Debug, Default)]
-pub struct BuildOutcome {
-    /// Every finding.
-    pub reports: Vec<Report>,
-    /// The Ingresses and WebSocketRoutes hawser serves.
-    pub served: Vec<ObjectRef>,
 }
 
 /// Applies status for the leader.

@@ -124,7 +124,7 @@ fn regex_paths_with_use_regex_or_rewrite_target() {
 }
 
 fn policy_of_path(built: &Built, path: &str) -> Policy {
-    built.table.lookup("a.com", path, |_| None).expect("route").policy.clone()
+    built.table.lookup("a.com", path, |_| None).expect("route").policy.as_ref().clone()
 }
 
 #[test]
