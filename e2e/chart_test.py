@@ -229,6 +229,7 @@ def expected_args(*extra: str) -> list[str]:
         "--https-addr=0.0.0.0:8443",
         "--admin-addr=0.0.0.0:9090",
         "--ingress-class=hawser",
+        "--controller-name=hawser.dev/ingress-controller",
         f"--publish-service={NAMESPACE}/{RELEASE}",
         *extra,
         "--log-format=json",

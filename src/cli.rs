@@ -231,9 +231,14 @@ impl RunArgs {
 /// Translation flags shared by `hawser run` and `hawser check`.
 #[derive(Debug, Args)]
 pub struct TranslationArgs {
-    /// IngressClass name served even without an IngressClass object.
+    /// IngressClass name served even without an IngressClass object (unless an IngressClass of
+    /// that name belongs to another controller).
     #[arg(long, default_value = "hawser")]
     pub ingress_class: String,
+    /// The IngressClass `spec.controller` this install serves. Two installs in one cluster need
+    /// different names (and classes).
+    #[arg(long, env = "HAWSER_CONTROLLER_NAME", default_value = crate::build::CONTROLLER_NAME)]
+    pub controller_name: String,
     /// Access-restricting ingress-nginx annotations (comma-separated keys such as `auth-url`)
     /// to serve WITHOUT enforcement instead of refusing the Ingress. Default: none.
     #[arg(long, value_delimiter = ',', value_name = "KEY")]
@@ -256,6 +261,7 @@ impl TranslationArgs {
             .collect();
         BuildConfig {
             ingress_class: self.ingress_class.clone(),
+            controller_name: self.controller_name.clone(),
             ignore_annotations,
             host_ownership: self.host_ownership,
             ..BuildConfig::default()

@@ -80,8 +80,15 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         Some(dir) => hawser::source::ManifestDir::new(dir).load().0,
         None => cluster_snapshot(args.kubeconfig.as_deref()).await?,
     };
+    // The class being left is served as if it were hawser's, whichever controller it names.
+    let class = snapshot
+        .ingress_classes
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(args.from_class.as_str()));
+    let controller_name = class.and_then(|c| c.spec.as_ref()?.controller.clone());
     let translation = hawser::cli::TranslationArgs {
         ingress_class: args.from_class.clone(),
+        controller_name: controller_name.unwrap_or_else(|| hawser::build::CONTROLLER_NAME.to_owned()),
         ignore_annotations: args.ignore_annotations.clone(),
         host_ownership: hawser::build::HostOwnership::Path,
     };

@@ -120,6 +120,10 @@ fn ingress(host: &str, service: &str) -> Value {
     })
 }
 
+fn ingress_class(name: &str, controller: &str) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": name}, "spec": {"controller": controller}})
+}
+
 fn route() -> Value {
     json!({
         "apiVersion": "hawser.dev/v1alpha1", "kind": "WebSocketRoute", "metadata": {"name": "chat"},
@@ -132,16 +136,15 @@ fn free_port() -> u16 {
 }
 
 fn start_hawser(config: &Path, identity: &str) -> Process {
+    start_install(config, identity, &["--election-id", "hawser-test"])
+}
+
+/// `hawser run` in cluster mode with `flags` (which must say `--election-id`).
+fn start_install(config: &Path, identity: &str, flags: &[&str]) -> Process {
     let mut command = vec!["run"];
     command.extend(ANY_PORTS);
-    command.extend([
-        "--publish-status-address",
-        "192.0.2.10",
-        "--election-lease-duration",
-        "3s",
-        "--election-id",
-        "hawser-test",
-    ]);
+    command.extend(["--publish-status-address", "192.0.2.10", "--election-lease-duration", "3s"]);
+    command.extend(flags);
     Process::start_with_env(
         &command,
         3,
@@ -350,4 +353,48 @@ async fn one_leader_writes_and_another_takes_over() {
     until("the takeover", || async { holder().await.as_deref() == Some(survivor) }).await;
     assert!(started.elapsed() < Duration::from_secs(8), "takeover took {:?}", started.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_installs_with_their_own_controller_names_serve_disjoint_classes() {
+    let a = echo("a").await;
+    let dir = tempdir();
+    let apiserver = ApiServer::start(free_port(), &dir.join("state.json"));
+    let api_addr = apiserver.addr;
+    create(api_addr, SERVICES, service("a")).await;
+    create(api_addr, SLICES, slice("a", a.addr)).await;
+    let classes = "/apis/networking.k8s.io/v1/ingressclasses";
+    create(api_addr, classes, ingress_class("public", "hawser.dev/ingress-controller")).await;
+    create(api_addr, classes, ingress_class("internal", "example.com/internal")).await;
+    let named = |name: &str, host: &str, class: &str| {
+        let mut object = ingress(host, "a");
+        object["metadata"]["name"] = json!(name);
+        object["spec"]["ingressClassName"] = json!(class);
+        object
+    };
+    create(api_addr, INGRESSES, named("public", "public.test", "public")).await;
+    create(api_addr, INGRESSES, named("private", "private.test", "internal")).await;
+    let config = kubeconfig(&dir, api_addr);
+    let public =
+        start_install(&config, "hawser-public", &["--ingress-class", "public", "--election-id", "public"]);
+    let internal = start_install(
+        &config,
+        "hawser-internal",
+        &[
+            "--controller-name",
+            "example.com/internal",
+            "--ingress-class",
+            "internal",
+            "--election-id",
+            "internal",
+        ],
+    );
+    let (public, internal) = (public.addr("proxy"), internal.addr("proxy"));
+    until("each install serves its own class", || async {
+        served_by(public, "public.test").await.is_some()
+            && served_by(internal, "private.test").await.is_some()
+    })
+    .await;
+    assert_eq!(get(public, "private.test", "/").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(internal, "public.test", "/").await.0, StatusCode::NOT_FOUND);
 }

@@ -388,7 +388,7 @@ fn backend_protocol(value: &str, policy: &mut Policy) -> Result<Effect, Failure>
         "HTTPS" => {
             policy.backend_protocol = BackendProtocol::Https;
             Ok(Effect::Translated(
-                "TLS to the endpoints, the Service DNS name as SNI; the certificate is not verified".into(),
+                "TLS to the endpoints, the Service DNS name as SNI; the certificate is verified only with proxy-ssl-verify: on and proxy-ssl-secret".into(),
             ))
         }
         "GRPC" | "GRPCS" | "FCGI" | "AUTO_HTTP" => {

@@ -1,10 +1,15 @@
 //! Which Ingresses and WebSocketRoutes hawser serves.
 //!
 //! An Ingress is served when its `spec.ingressClassName` names an IngressClass whose
-//! `spec.controller` is `hawser.dev/ingress-controller`, or names `--ingress-class` itself (so a
-//! manifests directory needs no IngressClass object); when it has no class, it is served if the
-//! deprecated `kubernetes.io/ingress.class` annotation names one of those classes, or if one of
-//! hawser's IngressClasses carries `ingressclass.kubernetes.io/is-default-class: "true"`.
+//! `spec.controller` is `--controller-name` (`hawser.dev/ingress-controller`), or names
+//! `--ingress-class` itself (so a manifests directory needs no IngressClass object) unless an
+//! IngressClass of that name belongs to another controller; when it has no class, it is served if
+//! the deprecated `kubernetes.io/ingress.class` annotation names one of those classes, or if one
+//! of hawser's IngressClasses carries `ingressclass.kubernetes.io/is-default-class: "true"`.
+//!
+//! A WebSocketRoute without `ingressClassName` is served by the install with the default
+//! controller name, or by one whose IngressClass is the cluster's default: with two installs in
+//! one cluster, exactly one of them serves it.
 
 use std::sync::Arc;
 
@@ -14,7 +19,7 @@ use kube::ResourceExt;
 use super::BuildConfig;
 use crate::snapshot::Snapshot;
 
-/// The IngressClass controller name hawser answers to.
+/// The IngressClass controller name hawser answers to unless `--controller-name` says otherwise.
 pub const CONTROLLER_NAME: &str = "hawser.dev/ingress-controller";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -24,22 +29,32 @@ const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub struct Classes {
     names: Vec<String>,
     default: bool,
+    /// Whether WebSocketRoutes without a class are ours.
+    classless_routes: bool,
 }
 
 impl Classes {
     /// Reads the IngressClasses of `snapshot`.
     pub fn new(snapshot: &Snapshot, config: &BuildConfig) -> Self {
+        let controller = |c: &IngressClass| c.spec.as_ref().and_then(|s| s.controller.clone());
         let ours: Vec<&Arc<IngressClass>> = snapshot
             .ingress_classes
             .iter()
-            .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME))
+            .filter(|c| controller(c).as_deref() == Some(config.controller_name.as_str()))
             .collect();
         let default = ours
             .iter()
             .any(|c| c.annotations().get(DEFAULT_CLASS_ANNOTATION).map(String::as_str) == Some("true"));
         let mut names: Vec<String> = ours.iter().map(|c| c.name_any()).collect();
-        names.push(config.ingress_class.clone());
-        Self { names, default }
+        let claimed_elsewhere = snapshot.ingress_classes.iter().any(|c| {
+            c.name_any() == config.ingress_class
+                && controller(c).as_deref() != Some(config.controller_name.as_str())
+        });
+        if !claimed_elsewhere {
+            names.push(config.ingress_class.clone());
+        }
+        let classless_routes = default || config.controller_name == CONTROLLER_NAME;
+        Self { names, default, classless_routes }
     }
 
     fn is_ours(&self, class: &str) -> bool {
@@ -57,8 +72,8 @@ impl Classes {
         }
     }
 
-    /// Whether hawser serves a WebSocketRoute with this `ingressClassName` (unset: yes).
+    /// Whether hawser serves a WebSocketRoute with this `ingressClassName`.
     pub fn serves_route(&self, class: Option<&str>) -> bool {
-        class.is_none_or(|class| self.is_ours(class))
+        class.map_or(self.classless_routes, |class| self.is_ours(class))
     }
 }

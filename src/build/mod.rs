@@ -60,6 +60,8 @@ use crate::snapshot::{Object, Snapshot};
 pub struct BuildConfig {
     /// The IngressClass name hawser serves even without an IngressClass object (`--ingress-class`).
     pub ingress_class: String,
+    /// The `spec.controller` of the IngressClasses hawser serves (`--controller-name`).
+    pub controller_name: String,
     /// The Secret served when no host's certificate fits (`--default-ssl-certificate`).
     pub default_certificate: Option<SecretRef>,
     /// When the build happens: certificates must be valid then.
@@ -76,6 +78,7 @@ impl Default for BuildConfig {
     fn default() -> Self {
         Self {
             ingress_class: "hawser".to_owned(),
+            controller_name: CONTROLLER_NAME.to_owned(),
             default_certificate: None,
             now: SystemTime::now(),
             ignore_annotations: Vec::new(),
@@ -200,6 +203,7 @@ impl Builder {
     /// assembled again, and the table is put together from every host's result.
     pub fn build(&mut self, snapshot: &Snapshot, config: &BuildConfig) -> Built {
         let made_with = Some((config.ignore_annotations.clone(), config.host_ownership));
+        // (Which objects are served is decided on every build, so the classes are not part of it.)
         if self.made_with != made_with {
             *self = Self { made_with, ..Self::default() };
         }

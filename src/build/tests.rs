@@ -133,18 +133,18 @@ fn ingress_paths_hosts_and_path_types() {
     );
 }
 
+/// An IngressClass named `name` of `controller`, the cluster's default or not; ends with `---`.
+fn ingress_class_object(name: &str, controller: &str, default: bool) -> String {
+    let annotation =
+        if default { "  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\n" } else { "" };
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {name}\n{annotation}spec: {{controller: {controller}}}\n---\n"
+    )
+}
+
 #[test]
 fn ingress_class_selection() {
-    let class = |name: &str, controller: &str, default: bool| {
-        let annotation = if default {
-            "  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\n"
-        } else {
-            ""
-        };
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {name}\n{annotation}spec: {{controller: {controller}}}\n---\n"
-        )
-    };
+    let class = ingress_class_object;
     let classless = simple("i", "a.com", "Prefix", "/").replace("  ingressClassName: hawser\n", "");
     let named = |class: &str| {
         simple("i", "a.com", "Prefix", "/")
@@ -187,6 +187,41 @@ fn ingress_class_selection() {
     for (case, yaml, served) in cases {
         assert_eq!(!routes(&yaml).is_empty(), served, "{case}");
     }
+}
+
+#[test]
+fn two_installs_with_their_own_controller_names_serve_disjoint_classes() {
+    let ws = |name: &str, class: &str| {
+        let class = if class.is_empty() { String::new() } else { format!("  ingressClassName: {class}\n") };
+        format!(
+            "---\napiVersion: hawser.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: {name}}}\nspec:\n{class}  hostnames: [{name}.com]\n  rules:\n  - backends: [{{name: web, port: 80}}]\n"
+        )
+    };
+    let with_class = |name: &str, class: &str| {
+        simple(name, &format!("{name}.com"), "Prefix", "/")
+            .replace("ingressClassName: hawser", &format!("ingressClassName: {class}"))
+    };
+    let yaml = [
+        ingress_class_object("hawser", CONTROLLER_NAME, false),
+        ingress_class_object("internal", "example.com/internal", false),
+        with_class("public", "hawser"),
+        with_class("private", "internal"),
+        ws("chat", ""),
+        ws("ops", "internal"),
+    ]
+    .join("\n---\n");
+    let objects = parse_documents(&format!("{SERVICES}\n---\n{yaml}")).unwrap();
+    let snapshot = Snapshot::new(objects);
+    let served = |config: BuildConfig| {
+        build(&snapshot, &config).served.into_iter().map(|o| o.name).collect::<Vec<_>>()
+    };
+    assert_eq!(served(BuildConfig::default()), ["public", "chat"]);
+    let internal = BuildConfig {
+        controller_name: "example.com/internal".into(),
+        ingress_class: "hawser".into(),
+        ..BuildConfig::default()
+    };
+    assert_eq!(served(internal), ["private", "ops"], "the class named hawser belongs to the other install");
 }
 
 #[test]

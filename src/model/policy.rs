@@ -354,8 +354,9 @@ pub enum BackendProtocol {
     /// Plain HTTP/1.1.
     #[default]
     Http,
-    /// HTTP/1.1 over TLS. The backend's certificate is not verified (cluster-internal
-    /// traffic; the Service DNS name is sent as SNI).
+    /// HTTP/1.1 over TLS, the Service DNS name as SNI. The backend's certificate is verified
+    /// against [`Policy::backend_ca`] when there is one, and not verified otherwise
+    /// (ingress-nginx's default for cluster-internal traffic).
     Https,
 }
 

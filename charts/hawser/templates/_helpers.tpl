@@ -89,6 +89,7 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
 - --https-addr=0.0.0.0:8443
 - --admin-addr=0.0.0.0:9090
 - --ingress-class={{ .Values.ingressClass.name }}
+- --controller-name={{ .Values.ingressClass.controller }}
 - --publish-service={{ .Release.Namespace }}/{{ include "hawser.fullname" . }}
 {{- with .Values.watchNamespace }}
 - --watch-namespace={{ . }}
