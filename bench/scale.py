@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402  (free_port, wait_port, write_atomically, Proxy's /proc readers)
+import run  # noqa: E402  (free_port, status, write_atomically, Proxy's /proc readers)
 
 APISERVER = run.ROOT / "tests/apiserver/apiserver.py"
 CLOSED_PORT = 9  # discard: nothing listens on loopback, so routed requests get 502 at once
@@ -109,17 +109,6 @@ def write_app(root, app, args, extra_paths=(), labels=None):
     run.write_atomically(root / f"app-{app}.yaml", text + "\n")
 
 
-def status(port, host, path):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path, headers={"Host": host})
-        return connection.getresponse().status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
-
-
 def wait_until(check, timeout):
     started = time.monotonic()
     while not check():
@@ -146,17 +135,17 @@ def start(hawser, extra, env=None):
     process = subprocess.Popen(command, env={**os.environ, "RUST_LOG": "warn", **(env or {})},
                                stdout=subprocess.DEVNULL)
     proxy = run.Proxy("hawser", port, process)
-    ready = wait_until(lambda: status(admin, "admin", "/readyz") == 200, 300)
+    ready = wait_until(lambda: run.status(admin, "admin", "/readyz") == 200, 300)
     return proxy, admin, started + ready
 
 
-def measure_changes(proxy, admin, change, args):
+def measure_changes(proxy, change, args):
     """Applies `args.changes` one-Ingress changes; seconds from each write to live."""
     timings = []
     for n in range(args.changes):
         app = (n * 7919) % args.ingresses
         host, path = change(app, n)
-        timings.append(wait_until(lambda: status(proxy.port, host, path) != 404, 30))
+        timings.append(wait_until(lambda: run.status(proxy.port, host, path) != 404, 30))
         time.sleep(0.05)
     return timings
 
@@ -196,7 +185,7 @@ def standalone(hawser, work, secrets, args):
         return host_of(app, args.namespaces), f"/v{n}"
 
     try:
-        timings = measure_changes(proxy, admin, change, args)
+        timings = measure_changes(proxy, change, args)
         time.sleep(1)
         rss_after = proxy.rss_kib()
         no_op = measure_no_op(admin, lambda: write_app(root, args.ingresses - 1, args))
@@ -264,7 +253,7 @@ def cluster(hawser, work, secrets, args):
             return host_of(app, args.namespaces), f"/v{n}"
 
         try:
-            timings = measure_changes(proxy, admin, change, args)
+            timings = measure_changes(proxy, change, args)
             time.sleep(1)
             rss_after = proxy.rss_kib()
             o = service(args.ingresses - 1, args.namespaces)
