@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// Kubernetes mode: how long a leader that stopped renewing keeps the Lease.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub election_lease_duration: Duration,
+    /// Kubernetes mode: how often API discovery is asked whether the WebSocketRoute CRD is
+    /// served; its watch starts when the CRD is installed and stops when it is removed.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub crd_probe_interval: Duration,
     /// Address of the plain-HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -204,6 +208,7 @@ impl RunArgs {
     pub fn cluster_options(&self) -> crate::controller::ClusterOptions {
         let identity = self.election_identity.clone().unwrap_or_else(default_identity);
         crate::controller::ClusterOptions {
+            crd_probe: self.crd_probe_interval,
             namespace: self.watch_namespace.clone(),
             publish: crate::status::writer::Publish {
                 service: self.publish_service.clone(),
@@ -369,6 +374,15 @@ fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, String> {
     }
 }
 
+/// A duration above zero, in `humantime` syntax (`10s`, `500ms`).
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be more than 0s".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +406,7 @@ mod tests {
             &["hawser", "run", "--header-read-timeout", "soon"],
             &["hawser", "run", "--http-addr", "nowhere"],
             &["hawser", "run", "--default-ssl-certificate", "no-namespace"],
+            &["hawser", "run", "--crd-probe-interval", "0s"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }

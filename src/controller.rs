@@ -127,6 +127,9 @@ pub async fn run_manifests(
 /// How the Kubernetes mode runs.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
+    /// How often API discovery is asked whether the WebSocketRoute CRD is served, so its watch
+    /// starts when the CRD is installed and stops when it is removed (`--crd-probe-interval`).
+    pub crd_probe: Duration,
     /// Namespace to watch; `None`: all.
     pub namespace: Option<String>,
     /// Where the Ingress status address comes from.
@@ -145,7 +148,18 @@ pub async fn run_cluster(
     options: ClusterOptions,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let routes = crd_installed(&client).await;
+    let routes = match crd_served(&client).await {
+        Ok(served) => served,
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether the WebSocketRoute CRD is installed; asking again shortly");
+            false
+        }
+    };
+    if !routes {
+        tracing::warn!(
+            "the WebSocketRoute CRD is not installed; serving Ingresses, and WebSocketRoutes as soon as it is. Install it with: kubectl apply -f crds/websocketroutes.hawser.dev.yaml (or `hawser crd | kubectl apply -f -`)"
+        );
+    }
     let scope = Scope { namespace: options.namespace.clone(), routes };
     let mut watches = cluster::start(&client, &scope, &metrics);
     let mut stop = std::pin::pin!(stop);
@@ -157,8 +171,8 @@ pub async fn run_cluster(
     let (leader_tx, leader) = channel::channel(false);
     let election = tokio::spawn(lease::run(client.clone(), options.election.clone(), leader_tx));
     let (outcomes_tx, outcomes) = channel::channel(BuildOutcome::default());
-    let inputs = Arc::new(watches.inputs);
-    let writer = StatusWriter::new(client, options.publish, options.election.identity.clone());
+    let inputs = watches.inputs.clone();
+    let writer = StatusWriter::new(client.clone(), options.publish, options.election.identity.clone());
     let status = tokio::spawn(write_status(writer, inputs.clone(), outcomes, leader));
     let mut controller = Controller::new(table, metrics, config);
     let rebuild = |controller: &mut Controller| {
@@ -167,6 +181,8 @@ pub async fn run_cluster(
     };
     rebuild(&mut controller);
     let mut clock = rebuild_clock();
+    let mut crd_probe =
+        tokio::time::interval_at(tokio::time::Instant::now() + options.crd_probe, options.crd_probe);
     loop {
         tokio::select! {
             burst = debounce::next_burst(&mut watches.changes) => {
@@ -176,6 +192,14 @@ pub async fn run_cluster(
                 rebuild(&mut controller);
             }
             _ = clock.tick() => rebuild(&mut controller),
+            _ = crd_probe.tick() => {
+                // An unreachable API server proves nothing: the watch stays as it is.
+                if let Ok(served) = crd_served(&client).await
+                    && watches.follow_crd(served)
+                {
+                    tracing::info!(served, "the WebSocketRoute CRD changed; its watch follows");
+                }
+            }
             () = &mut stop => break,
         }
     }
@@ -204,20 +228,13 @@ async fn write_status(
     }
 }
 
-/// Whether the WebSocketRoute CRD is served; if not, says how to install it (Ingresses are
-/// served either way).
-async fn crd_installed(client: &Client) -> bool {
+/// Whether the WebSocketRoute CRD is served, from API discovery (which needs no RBAC). An
+/// error means the API server could not say.
+async fn crd_served(client: &Client) -> Result<bool, kube::Error> {
     match client.list_api_group_resources("hawser.dev/v1alpha1").await {
-        Ok(resources) if resources.resources.iter().any(|r| r.name == "websocketroutes") => true,
-        outcome => {
-            let why =
-                outcome.err().map(|e| e.to_string()).unwrap_or_else(|| "no websocketroutes resource".into());
-            tracing::warn!(
-                %why,
-                "the WebSocketRoute CRD is not installed; serving Ingresses only. Install it with: kubectl apply -f crds/websocketroutes.hawser.dev.yaml (or `hawser crd | kubectl apply -f -`) and restart hawser"
-            );
-            false
-        }
+        Ok(resources) => Ok(resources.resources.iter().any(|r| r.name == "websocketroutes")),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
     }
 }
 

@@ -31,10 +31,15 @@ struct ApiServer {
 
 impl ApiServer {
     fn start(port: u16, state: &Path) -> Self {
+        Self::start_with(port, state, &[])
+    }
+
+    fn start_with(port: u16, state: &Path, flags: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apiserver/apiserver.py");
         let mut child = Command::new("python3")
             .arg(script)
             .args(["--port", &port.to_string(), "--state", state.to_str().unwrap()])
+            .args(flags)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -397,4 +402,30 @@ async fn two_installs_with_their_own_controller_names_serve_disjoint_classes() {
     .await;
     assert_eq!(get(public, "private.test", "/").await.0, StatusCode::NOT_FOUND);
     assert_eq!(get(internal, "public.test", "/").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_routes_follow_their_crd_being_installed_and_removed() {
+    let a = echo("a").await;
+    let dir = tempdir();
+    let apiserver = ApiServer::start_with(free_port(), &dir.join("state.json"), &["--no-crd"]);
+    let api_addr = apiserver.addr;
+    create(api_addr, SERVICES, service("a")).await;
+    create(api_addr, SLICES, slice("a", a.addr)).await;
+    let config = kubeconfig(&dir, api_addr);
+    let flags = ["--election-id", "hawser-test", "--crd-probe-interval", "200ms"];
+    let hawser = start_install(&config, "hawser-1", &flags);
+    let proxy = hawser.addr("proxy");
+    let status = || async move { get(proxy, "chat.test", "/ws").await.0 };
+    assert_eq!(status().await, StatusCode::NOT_FOUND, "no CRD, no WebSocketRoutes");
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let crd: Value = serde_yaml_ng::from_str(&hawser::crd::crd_yaml()).unwrap();
+    create(api_addr, crds, crd).await;
+    create(api_addr, ROUTES, route()).await;
+    until("the route is served once its CRD is installed", || async { status().await == StatusCode::OK })
+        .await;
+    let (deleted, answer) =
+        api(api_addr, "DELETE", &format!("{crds}/websocketroutes.hawser.dev"), None).await;
+    assert!(deleted.is_success(), "{answer}");
+    until("the route leaves with its CRD", || async { status().await == StatusCode::NOT_FOUND }).await;
 }

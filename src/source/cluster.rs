@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -25,7 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::crd::WebSocketRoute;
@@ -37,7 +37,8 @@ use crate::snapshot::{Object, Snapshot};
 pub struct ClusterInputs {
     ingresses: Store<Ingress>,
     classes: Store<IngressClass>,
-    routes: Option<Store<WebSocketRoute>>,
+    /// While the WebSocketRoute CRD is served ([`Watches::follow_crd`]).
+    routes: RwLock<Option<Store<WebSocketRoute>>>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
@@ -49,10 +50,15 @@ pub struct ClusterInputs {
 #[derive(Debug)]
 pub struct Watches {
     /// What the watches have seen so far.
-    pub inputs: ClusterInputs,
+    pub inputs: Arc<ClusterInputs>,
     /// One message per relevant change, from any kind.
     pub changes: mpsc::UnboundedReceiver<()>,
-    _tasks: JoinSet<()>,
+    tasks: JoinSet<()>,
+    /// The WebSocketRoute watch, while the CRD is served.
+    routes_task: Option<AbortHandle>,
+    routes_api: Api<WebSocketRoute>,
+    changed: mpsc::UnboundedSender<()>,
+    metrics: Arc<Metrics>,
 }
 
 /// Where to watch.
@@ -75,16 +81,55 @@ pub fn start(client: &Client, scope: &Scope, metrics: &Arc<Metrics>) -> Watches 
     let plain = watcher::Config::default();
     let ingresses = reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn);
     let classes = reflect(Api::all(client.clone()), plain.clone(), &tx, metrics, &mut spawn);
-    let routes =
-        scope.routes.then(|| reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn));
     let services = reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn);
     let slices = reflect(namespaced(client, ns), plain.clone(), &tx, metrics, &mut spawn);
     let tls_only = plain.clone().fields("type=kubernetes.io/tls");
     let secrets = reflect(namespaced(client, ns), tls_only, &tx, metrics, &mut spawn);
     let opaque_only = plain.fields("type=Opaque");
     let opaque_secrets = reflect(namespaced(client, ns), opaque_only, &tx, metrics, &mut spawn);
+    let routes = RwLock::new(None);
     let inputs = ClusterInputs { ingresses, classes, routes, services, slices, secrets, opaque_secrets };
-    Watches { inputs, changes, _tasks: tasks }
+    let mut watches = Watches {
+        inputs: Arc::new(inputs),
+        changes,
+        tasks,
+        routes_task: None,
+        routes_api: namespaced(client, ns),
+        changed: tx,
+        metrics: metrics.clone(),
+    };
+    watches.follow_crd(scope.routes);
+    watches
+}
+
+impl Watches {
+    /// Starts the WebSocketRoute watch when the CRD is `served` and stops it (its routes leave
+    /// the table) when it is not; whether anything changed.
+    pub fn follow_crd(&mut self, served: bool) -> bool {
+        let mut routes = self.inputs.routes.write().unwrap_or_else(PoisonError::into_inner);
+        match (served, self.routes_task.take()) {
+            (true, None) => {
+                let api = self.routes_api.clone();
+                let mut task = None;
+                let mut spawn = |future| task = Some(self.tasks.spawn(future));
+                let config = watcher::Config::default();
+                *routes = Some(reflect(api, config, &self.changed, &self.metrics, &mut spawn));
+                self.routes_task = task;
+                true
+            }
+            (false, Some(task)) => {
+                task.abort();
+                *routes = None;
+                // The routes are gone from the inputs: build without them.
+                let _ = self.changed.send(());
+                true
+            }
+            (_, kept) => {
+                self.routes_task = kept;
+                false
+            }
+        }
+    }
 }
 
 fn namespaced<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -102,7 +147,7 @@ impl ClusterInputs {
     pub async fn wait_synced(&self) {
         let _ = self.ingresses.wait_until_ready().await;
         let _ = self.classes.wait_until_ready().await;
-        if let Some(routes) = &self.routes {
+        if let Some(routes) = self.routes() {
             let _ = routes.wait_until_ready().await;
         }
         let _ = self.services.wait_until_ready().await;
@@ -116,7 +161,7 @@ impl ClusterInputs {
         let mut objects: Vec<Object> = Vec::new();
         objects.extend(self.ingresses.state().into_iter().map(Object::Ingress));
         objects.extend(self.classes.state().into_iter().map(Object::IngressClass));
-        if let Some(routes) = &self.routes {
+        if let Some(routes) = self.routes() {
             objects.extend(routes.state().into_iter().map(Object::WebSocketRoute));
         }
         objects.extend(self.services.state().into_iter().map(Object::Service));
@@ -131,9 +176,9 @@ impl ClusterInputs {
         &self.ingresses
     }
 
-    /// The WebSocketRoute store, when the CRD is installed.
-    pub fn routes(&self) -> Option<&Store<WebSocketRoute>> {
-        self.routes.as_ref()
+    /// The WebSocketRoute store, while the CRD is served.
+    pub fn routes(&self) -> Option<Store<WebSocketRoute>> {
+        self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
