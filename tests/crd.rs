@@ -82,6 +82,15 @@ fn good_rule() -> Value {
 fn the_schema_accepts_good_routes_and_the_examples() {
     assert_eq!(rejections(&route(good_rule())), Vec::<String>::new());
     assert_eq!(rejections(&route(json!({"backends": [{"name": "a", "port": 1}]}))), Vec::<String>::new());
+    for (field, value) in [
+        ("idleTimeout", "0s"),
+        ("handshakeTimeout", "0.5s"),
+        ("responseTimeout", "1m0s"),
+        ("pingTimeout", "10ms"),
+    ] {
+        let rule = with(good_rule(), field, json!(value));
+        assert_eq!(rejections(&route(rule)), Vec::<String>::new(), "{field}: {value}");
+    }
     for entry in std::fs::read_dir("examples/quickstart").unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for document in text.split("\n---\n") {
@@ -103,6 +112,9 @@ fn the_schema_rejects_bad_routes() {
         ("negative weight", with(good_rule(), "backends", json!([{"name": "a", "port": 80, "weight": -1}]))),
         ("bad duration", with(good_rule(), "idleTimeout", json!("an hour"))),
         ("unitless duration", with(good_rule(), "handshakeTimeout", json!("10"))),
+        ("no handshake time", with(good_rule(), "handshakeTimeout", json!("0s"))),
+        ("no response time", with(good_rule(), "responseTimeout", json!("0m0s"))),
+        ("no time to answer a ping", with(good_rule(), "pingTimeout", json!("0.0s"))),
         ("hash without key", with(good_rule(), "loadBalancing", json!({"strategy": "ConsistentHash"}))),
         (
             "two hash keys",

@@ -343,7 +343,8 @@ fn apply_nginx_timeouts(nginx: &BTreeMap<&str, &str>, policy: &mut Policy, repor
         match values::nginx_seconds(value) {
             Ok(timeout) => {
                 idle = Some(idle.map_or(timeout, |current| current.max(timeout)));
-                if key == "proxy-read-timeout" {
+                // `0` means "never" for the idle timeout; the handshake and response keep theirs.
+                if key == "proxy-read-timeout" && !timeout.is_zero() {
                     policy.handshake_timeout = timeout;
                     policy.response_timeout = timeout;
                 }
@@ -408,9 +409,13 @@ fn apply_hawser(
     let honored = |result: Result<(), String>| result.map(|()| Effect::Honored).map_err(Failure::from);
     Some(match key {
         "idle-timeout" => honored(values::optional_duration(value).map(|d| policy.idle_timeout = d)),
-        "handshake-timeout" => honored(values::duration(value).map(|d| policy.handshake_timeout = d)),
-        "response-timeout" => honored(values::duration(value).map(|d| policy.response_timeout = d)),
-        "connect-timeout" => honored(values::duration(value).map(|d| policy.connect_timeout = d)),
+        // Zero cannot mean "never" for these (a handshake, a response or a connect that may
+        // take forever), and "at once" would fail every request: it is rejected.
+        "handshake-timeout" => {
+            honored(values::positive_duration(value).map(|d| policy.handshake_timeout = d))
+        }
+        "response-timeout" => honored(values::positive_duration(value).map(|d| policy.response_timeout = d)),
+        "connect-timeout" => honored(values::positive_duration(value).map(|d| policy.connect_timeout = d)),
         "max-connection-duration" => {
             honored(values::optional_duration(value).map(|d| policy.max_connection_duration = d))
         }

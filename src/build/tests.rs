@@ -143,6 +143,50 @@ fn ingress_class_object(name: &str, controller: &str, default: bool) -> String {
 }
 
 #[test]
+fn zero_durations_mean_never_or_are_rejected() {
+    let policy = |annotations: &[(&str, &str)]| {
+        let built = built(&with_annotations("i", annotations));
+        (policy_of(&built), problems(&built))
+    };
+    let (never, problems_never) =
+        policy(&[("hawser.dev/idle-timeout", "0s"), ("hawser.dev/max-connection-duration", "0s")]);
+    assert_eq!((never.idle_timeout, never.max_connection_duration), (None, None), "0s: never");
+    assert!(problems_never.is_empty(), "{problems_never:?}");
+    for key in ["handshake-timeout", "response-timeout", "connect-timeout"] {
+        let annotation = format!("hawser.dev/{key}");
+        let (kept, problems) = policy(&[(annotation.as_str(), "0s")]);
+        assert_eq!(
+            problems,
+            vec![format!("Invalid Ingress default/i {annotation}")],
+            "{key}: 0s is rejected"
+        );
+        let defaults = Policy::default();
+        assert_eq!(
+            (kept.handshake_timeout, kept.response_timeout, kept.connect_timeout),
+            (defaults.handshake_timeout, defaults.response_timeout, defaults.connect_timeout),
+            "{key}: the default stays"
+        );
+    }
+    let (nginx, _) = policy(&[("nginx.ingress.kubernetes.io/proxy-read-timeout", "0")]);
+    assert_eq!(nginx.idle_timeout, None, "nginx 0: no idle timeout");
+    assert_eq!(
+        nginx.handshake_timeout,
+        Policy::default().handshake_timeout,
+        "but the handshake keeps its own"
+    );
+    let route = |field: &str| {
+        format!(
+            "apiVersion: hawser.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: ws}}\nspec:\n  hostnames: [a.com]\n  rules:\n  - backends: [{{name: api, port: 81}}]\n    {field}: 0s\n"
+        )
+    };
+    for field in ["handshakeTimeout", "responseTimeout", "pingTimeout"] {
+        let want = format!("Invalid WebSocketRoute default/ws spec.rules[0].{field}");
+        assert_eq!(problems(&built(&route(field))), vec![want], "{field}");
+    }
+    assert!(problems(&built(&route("idleTimeout"))).is_empty(), "idleTimeout 0s: never");
+}
+
+#[test]
 fn ingress_class_selection() {
     let class = ingress_class_object;
     let classless = simple("i", "a.com", "Prefix", "/").replace("  ingressClassName: hawser\n", "");

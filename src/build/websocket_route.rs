@@ -181,10 +181,10 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
         policy.idle_timeout = values::optional_duration(v).map_err(at("idleTimeout"))?;
     }
     if let Some(v) = &rule.handshake_timeout {
-        policy.handshake_timeout = values::duration(v).map_err(at("handshakeTimeout"))?;
+        policy.handshake_timeout = values::positive_duration(v).map_err(at("handshakeTimeout"))?;
     }
     if let Some(v) = &rule.response_timeout {
-        policy.response_timeout = values::duration(v).map_err(at("responseTimeout"))?;
+        policy.response_timeout = values::positive_duration(v).map_err(at("responseTimeout"))?;
     }
     if let Some(v) = &rule.max_connection_duration {
         policy.max_connection_duration = values::optional_duration(v).map_err(at("maxConnectionDuration"))?;

@@ -14,6 +14,9 @@ pub use rule_slot::RuleSlot;
 
 /// Go-style durations as users write them in Kubernetes: `90s`, `1h`, `1h30m`, `500ms`, `0s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// The same, more than zero (one part has a digit other than 0): where `0s` could mean neither
+/// "never" nor "at once" usefully (a handshake, a response, a ping's answer).
+const POSITIVE_DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))*([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(ms|s|m|h)([0-9]+(\.[0-9]+)?(ms|s|m|h))*$";
 /// `10/s`, `600/m`, `1000/h`.
 const RATE_PATTERN: &str = r"^[1-9][0-9]*/(s|m|h)$";
 /// `port` is an int-or-string: its string form must be 1–65535 or a port name (IANA service
@@ -79,15 +82,16 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub idle_timeout: Option<String>,
-    /// Connect plus the backend's `101` (or other answer) must take no longer. Default `10s`.
+    /// Connect plus the backend's `101` (or other answer) must take no longer. Default `10s`; more than
+    /// `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
     pub handshake_timeout: Option<String>,
     /// A plain request (not an upgrade) must get its response head within this, connects and
     /// retries included. Long-polling transports (socket.io, SignalR) hold requests open up to
-    /// their ping interval. Default `60s`.
+    /// their ping interval. Default `60s`; more than `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
     pub response_timeout: Option<String>,
     /// Close a connection this long after it opened, busy or not. Default `0s`: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,9 +129,9 @@ pub struct RouteRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub ping_interval: Option<String>,
-    /// How long a pinged side has to answer. Default `30s`.
+    /// How long a pinged side has to answer. Default `30s`; more than `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
     pub ping_timeout: Option<String>,
     /// The largest WebSocket message (all its fragments, as on the wire) either side may send;
     /// a larger one closes the connection with 1009 to the sender. Default: unlimited.
