@@ -1,16 +1,17 @@
 //! The translation from Kubernetes objects to the routing table: a pure function, no I/O, no
 //! clock. `build(&Snapshot, &BuildConfig) -> Built { table, tls, reports, served }`.
 //!
-//! A [`Builder`] gives the same result and remembers what it worked out: each Ingress's and
-//! WebSocketRoute's translation (reused while the object and everything it looked up are the
-//! same objects, see [`lookup`]) and each parsed Secret. A change then costs its objects'
-//! translation plus the assembly below, not a translation of everything.
-//!
 //! Order: IngressClasses decide what is served; every served Ingress and WebSocketRoute becomes
-//! candidate routes and TLS claims (each object reports its own problems); candidates claiming
-//! the same host + path + headers are settled by [`candidate::Rank`] and the losers reported;
-//! what is left is grouped into virtual hosts. Output is sorted, so equal inputs give equal
-//! tables and equal reports.
+//! candidate routes and TLS claims (each object reports its own problems); each host's claims
+//! are assembled into its virtual host ([`assembly`]: candidates claiming the same path +
+//! headers are settled by [`candidate::Rank`] and the losers reported). Output is sorted, so
+//! equal inputs give equal tables and equal reports.
+//!
+//! A [`Builder`] gives the same result and remembers what it worked out: each object's
+//! translation (reused while the object and everything it looked up are the same objects, see
+//! [`lookup`]), each host's assembly (reused while that host's claims are the same) and each
+//! parsed Secret. A change then costs the translation of the objects it touched and the
+//! assembly of their hosts, not a build of everything.
 
 mod affinity;
 mod annotations;
