@@ -279,7 +279,9 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.ingresses, args.namespaces, args.secrets, args.changes = 300, 10, 20, 5
-    hawser = Path(args.hawser) if args.hawser else build()
+    # Built as bench/run.py builds it (with the load generator, whose dependencies change the
+    # features of shared ones), so the two never rebuild each other's binary.
+    hawser = Path(args.hawser) if args.hawser else run.build()[0]
     with tempfile.TemporaryDirectory(prefix="hawser-scale-") as work:
         work = Path(work)
         secrets = certificates(work, args.namespaces, args.secrets // args.namespaces)
@@ -300,11 +302,6 @@ def main():
         rebuilt = [r["mode"] for r in results if r["no_op_builds"] != 0]
         if rebuilt:
             raise SystemExit(f"a no-op change built a table (or no hawser_table_builds_total) in {rebuilt}")
-
-
-def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "hawser"], cwd=run.ROOT, check=True)
-    return run.ROOT / "target/release/hawser"
 
 
 if __name__ == "__main__":
