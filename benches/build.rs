@@ -9,8 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use hawser::build::{BuildConfig, Builder};
 use hawser::snapshot::{Object, Snapshot};
+use hawser::translate::{BuildConfig, Builder};
 use serde_json::{Value, json};
 
 const NAMESPACES: usize = 100;

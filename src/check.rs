@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::build::{BuildConfig, Builder, Built, Level, Report};
 use crate::cli::OutputFormat;
 use crate::source::ManifestDir;
+use crate::translate::{BuildConfig, Builder, Built, Level, Report};
 
 #[derive(Serialize)]
 struct JsonReport<'r> {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
-use crate::build::{BuildConfig, SecretRef};
 use crate::proxy::{EncodedSlashes, ProxyConfig};
+use crate::translate::{BuildConfig, SecretRef};
 
 /// hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
 /// connections.
@@ -242,7 +242,7 @@ pub struct TranslationArgs {
     pub ingress_class: String,
     /// The IngressClass `spec.controller` this install serves. Two installs in one cluster need
     /// different names (and classes).
-    #[arg(long, env = "HAWSER_CONTROLLER_NAME", default_value = crate::build::CONTROLLER_NAME)]
+    #[arg(long, env = "HAWSER_CONTROLLER_NAME", default_value = crate::translate::CONTROLLER_NAME)]
     pub controller_name: String,
     /// Access-restricting ingress-nginx annotations (comma-separated keys such as `auth-url`)
     /// to serve WITHOUT enforcement instead of refusing the Ingress. Default: none.
@@ -251,14 +251,14 @@ pub struct TranslationArgs {
     /// How hosts are shared between namespaces: `path` (each host and path goes to the
     /// namespace that claimed it first) or `namespace` (each whole host does; other namespaces
     /// join only where the owner's objects allow them with `hawser.dev/allowed-namespaces`).
-    #[arg(long, value_enum, default_value_t = crate::build::HostOwnership::Path)]
-    pub host_ownership: crate::build::HostOwnership,
+    #[arg(long, value_enum, default_value_t = crate::translate::HostOwnership::Path)]
+    pub host_ownership: crate::translate::HostOwnership,
 }
 
 impl TranslationArgs {
     /// The translation settings these flags describe.
     pub fn build_config(&self) -> BuildConfig {
-        let prefix = crate::build::NGINX_ANNOTATION_PREFIX;
+        let prefix = crate::translate::NGINX_ANNOTATION_PREFIX;
         let ignore_annotations = self
             .ignore_annotations
             .iter()

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use tokio::sync::watch as channel;
 
-use crate::build::{BuildConfig, BuildOutcome, Builder, Level, Report};
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
@@ -20,6 +19,7 @@ use crate::source::cluster::{self, ClusterInputs, Scope};
 use crate::source::{ManifestDir, debounce, watch};
 use crate::status::lease::{self, Election};
 use crate::status::writer::{Publish, StatusWriter};
+use crate::translate::{BuildConfig, BuildOutcome, Builder, Level, Report};
 
 /// How often the inputs are rebuilt without a change: findings that depend on the clock (a
 /// certificate expiring within 14 days, or expired) then appear without one. An unchanged

@@ -3,7 +3,6 @@
 
 pub mod accept;
 pub mod admin;
-pub mod build;
 pub mod check;
 pub mod cli;
 pub mod controller;
@@ -20,3 +19,4 @@ pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod telemetry;
+pub mod translate;

@@ -15,11 +15,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use hawser::admin::Admin;
-use hawser::build::BuildConfig;
 use hawser::cli::{CheckArgs, Cli, Command, EchoArgs, MigrateArgs, QuickstartArgs, RunArgs};
 use hawser::handle::TableHandle;
 use hawser::metrics::Metrics;
 use hawser::proxy::{self, Proxy, ProxyConfig};
+use hawser::translate::BuildConfig;
 use hawser::{controller, quickstart};
 
 /// mimalloc rather than glibc's allocator: building a table for 10,000 Ingresses is three times
@@ -88,11 +88,11 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     let controller_name = class.and_then(|c| c.spec.as_ref()?.controller.clone());
     let translation = hawser::cli::TranslationArgs {
         ingress_class: args.from_class.clone(),
-        controller_name: controller_name.unwrap_or_else(|| hawser::build::CONTROLLER_NAME.to_owned()),
+        controller_name: controller_name.unwrap_or_else(|| hawser::translate::CONTROLLER_NAME.to_owned()),
         ignore_annotations: args.ignore_annotations.clone(),
-        host_ownership: hawser::build::HostOwnership::Path,
+        host_ownership: hawser::translate::HostOwnership::Path,
     };
-    let built = hawser::build::build(&snapshot, &translation.build_config());
+    let built = hawser::translate::build(&snapshot, &translation.build_config());
     let plan = hawser::migrate::plan(&snapshot, &built);
     print!("{}", hawser::migrate::render(&plan, args.output, &args.from_class));
     if plan.has_problems() {

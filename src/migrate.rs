@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::build::{Built, Level, Reason, Report};
 use crate::cli::OutputFormat;
 use crate::snapshot::Snapshot;
+use crate::translate::{Built, Level, Reason, Report};
 
 /// What happens to one Ingress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]

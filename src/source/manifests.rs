@@ -20,8 +20,8 @@ use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::watch::Change;
-use crate::build::{ObjectRef, Reason, Report};
 use crate::snapshot::{Object, Snapshot};
+use crate::translate::{ObjectRef, Reason, Report};
 
 /// How recent a modification must be for a file's stamp not to be trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);

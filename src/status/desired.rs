@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::IngressLoadBalancerIngress;
 
-use crate::build::conditions::{RouteCondition, route_conditions};
-use crate::build::{Level, ObjectRef, Report};
+use crate::translate::conditions::{RouteCondition, route_conditions};
+use crate::translate::{Level, ObjectRef, Report};
 
 /// Events emitted per rebuild at most, so a flood of bad objects cannot flood the API server.
 pub const MAX_EVENTS_PER_PASS: usize = 20;
@@ -94,7 +94,7 @@ pub fn new_events(reports: &[Report], emitted: &mut BTreeSet<Report>) -> Vec<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::Reason;
+    use crate::translate::Reason;
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus};
 
     fn ip(value: &str) -> IngressLoadBalancerIngress {

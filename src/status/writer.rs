@@ -17,10 +17,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::desired::{ingress_addresses, new_events, publish_addresses, route_statuses};
-use crate::build::conditions::RouteCondition;
-use crate::build::{BuildOutcome, ObjectRef, Report};
 use crate::crd::WebSocketRoute;
 use crate::source::cluster::ClusterInputs;
+use crate::translate::conditions::RouteCondition;
+use crate::translate::{BuildOutcome, ObjectRef, Report};
 
 /// Where the published address comes from.
 #[derive(Clone, Debug, Default)]

@@ -177,8 +177,11 @@ pub fn table(host: &str, routes: Vec<Route>) -> RoutingTable {
 /// The table `hawser` builds from these manifests (any failure to parse panics).
 pub fn build_table(yaml: &str) -> RoutingTable {
     let objects = hawser::source::parse_documents(yaml).unwrap();
-    hawser::build::build(&hawser::snapshot::Snapshot::new(objects), &hawser::build::BuildConfig::default())
-        .table
+    hawser::translate::build(
+        &hawser::snapshot::Snapshot::new(objects),
+        &hawser::translate::BuildConfig::default(),
+    )
+    .table
 }
 
 /// A selector-less Service `name` (port `http` 80) with one EndpointSlice pointing at `backend`.

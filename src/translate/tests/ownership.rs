@@ -2,7 +2,7 @@
 //! of it; other namespaces join only where its objects allow them.
 
 use super::*;
-use crate::build::HostOwnership;
+use crate::translate::HostOwnership;
 
 fn built_owned(yaml: &str) -> Built {
     let objects = parse_documents(&format!("{SERVICES}\n---\n{yaml}")).unwrap();
