@@ -39,8 +39,8 @@ fn text(built: &Built) -> String {
     }
     if !built.tls.is_empty() {
         out.push_str("TLS:\n");
-        for (host, (namespace, name)) in &built.tls {
-            let _ = writeln!(out, "  {host}: Secret {namespace}/{name}");
+        for (host, secret) in &built.tls {
+            let _ = writeln!(out, "  {host}: Secret {secret}");
         }
     }
     if !built.reports.is_empty() {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::model::{NamespacedName, ValueError};
 use crate::proxy::{EncodedSlashes, ProxyConfig};
-use crate::translate::{BuildConfig, SecretRef};
+use crate::translate::BuildConfig;
 
 /// hawser: a Kubernetes ingress controller built first for WebSocket and other long-lived
 /// connections.
@@ -73,8 +74,8 @@ pub struct RunArgs {
     pub watch_namespace: Option<String>,
     /// Kubernetes mode: publish this Service's load-balancer address (else its cluster IP) in the
     /// status of served Ingresses.
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_namespaced_name)]
-    pub publish_service: Option<(String, String)>,
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = clap::value_parser!(NamespacedName))]
+    pub publish_service: Option<NamespacedName>,
     /// Kubernetes mode: publish these addresses (IPs or host names, comma-separated) instead.
     #[arg(long, value_delimiter = ',', value_name = "ADDR")]
     pub publish_status_address: Vec<String>,
@@ -102,8 +103,8 @@ pub struct RunArgs {
     pub https_addr: SocketAddr,
     /// Secret (`NAMESPACE/NAME`) served when no host's certificate fits the SNI name; without it a
     /// self-signed certificate generated at start is served.
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_namespaced_name)]
-    pub default_ssl_certificate: Option<SecretRef>,
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = clap::value_parser!(NamespacedName))]
+    pub default_ssl_certificate: Option<NamespacedName>,
     /// Expect a PROXY protocol v1 or v2 header on every connection of both listeners and take the
     /// client address from it; connections without a valid header are refused.
     #[arg(long)]
@@ -355,32 +356,18 @@ fn default_identity() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
-/// `NAMESPACE/NAME`.
-fn parse_namespaced_name(value: &str) -> Result<SecretRef, String> {
-    match value.split_once('/') {
-        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((namespace.to_owned(), name.to_owned()))
-        }
-        _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
-    }
-}
-
 /// `503` or `429`.
-fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, String> {
+fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, ValueError> {
     match value.trim() {
         "503" => Ok(http::StatusCode::SERVICE_UNAVAILABLE),
         "429" => Ok(http::StatusCode::TOO_MANY_REQUESTS),
-        other => Err(format!("{other:?} is not 503 or 429")),
+        other => Err(ValueError::malformed(other, "503 or 429")),
     }
 }
 
-/// A duration above zero, in `humantime` syntax (`10s`, `500ms`).
-fn positive_duration(value: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(value) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err("must be more than 0s".into()),
-        Err(error) => Err(error.to_string()),
-    }
+/// A duration above zero (`10s`, `500ms`), read as every timeout is.
+fn positive_duration(value: &str) -> Result<Duration, ValueError> {
+    crate::translate::values::bounded_timeout(value)
 }
 
 #[cfg(test)]

@@ -88,6 +88,15 @@ impl Controller {
     }
 }
 
+/// Why standalone mode stopped serving its directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestsError {
+    #[error("cannot watch the manifests directory: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("the manifests watcher stopped")]
+    WatcherStopped,
+}
+
 /// Standalone mode: serve the manifests under `dir`, rebuilding after each burst of changes,
 /// until `stop` completes. The first table is published before this returns control.
 pub async fn run_manifests(
@@ -96,7 +105,7 @@ pub async fn run_manifests(
     metrics: Arc<Metrics>,
     config: BuildConfig,
     stop: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), ManifestsError> {
     let mut manifests = ManifestDir::new(dir);
     let (_watcher, mut changes) = watch::watch(manifests.root())?;
     let mut controller = Controller::new(table, metrics, config);
@@ -108,7 +117,7 @@ pub async fn run_manifests(
     loop {
         tokio::select! {
             burst = debounce::next_burst(&mut changes) => {
-                let Some(changes) = burst else { anyhow::bail!("the manifests watcher stopped") };
+                let Some(changes) = burst else { return Err(ManifestsError::WatcherStopped) };
                 let started = Instant::now();
                 if let Some((snapshot, reports)) = manifests.reload(&changes) {
                     controller.apply(started, &snapshot, reports);
@@ -147,7 +156,7 @@ pub async fn run_cluster(
     metrics: Arc<Metrics>,
     options: ClusterOptions,
     stop: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) {
     let routes = match crd_served(&client).await {
         Ok(served) => served,
         Err(error) => {
@@ -165,7 +174,7 @@ pub async fn run_cluster(
     let mut stop = std::pin::pin!(stop);
     tokio::select! {
         () = watches.inputs.wait_synced() => {}
-        () = &mut stop => return Ok(()),
+        () = &mut stop => return,
     }
     tracing::info!(namespace = ?options.namespace, websocket_routes = routes, "every watch has synced");
     let (leader_tx, leader) = channel::channel(false);
@@ -205,7 +214,6 @@ pub async fn run_cluster(
     }
     election.abort();
     status.abort();
-    Ok(())
 }
 
 /// The status task: after every build, and whenever this replica becomes leader, writes what

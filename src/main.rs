@@ -266,7 +266,10 @@ async fn start_source(
         options,
         stopped(stop.clone()),
     );
-    Ok(tokio::spawn(async move { watched.await.context("watching the cluster") }))
+    Ok(tokio::spawn(async move {
+        watched.await;
+        Ok(())
+    }))
 }
 
 async fn run_quickstart(args: QuickstartArgs) -> anyhow::Result<()> {

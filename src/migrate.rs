@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cli::OutputFormat;
 use crate::snapshot::Snapshot;
-use crate::translate::{Built, Level, Reason, Report};
+use crate::translate::{Built, Kind, Level, Reason, Report};
 
 /// What happens to one Ingress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -61,7 +61,7 @@ impl Plan {
 /// Groups `built`'s findings per Ingress of `snapshot`.
 pub fn plan(snapshot: &Snapshot, built: &Built) -> Plan {
     let mut moves: BTreeMap<(String, String), IngressMove> = BTreeMap::new();
-    for report in built.reports.iter().filter(|r| r.object.kind == "Ingress") {
+    for report in built.reports.iter().filter(|r| r.object.kind == Kind::Ingress) {
         let key = (report.object.namespace.clone(), report.object.name.clone());
         let entry = moves.entry(key).or_insert_with(|| IngressMove {
             namespace: report.object.namespace.clone(),

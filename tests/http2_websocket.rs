@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::tls::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use hawser::model::Policy;
+use hawser::model::{Policy, Timeout};
 use hawser::proxy::ProxyConfig;
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
@@ -200,7 +200,7 @@ async fn turned_off_the_setting_is_not_offered() {
 #[tokio::test]
 async fn the_lifecycle_applies_to_h2_streams() {
     let backend = echo("e").await;
-    let policy = Policy { idle_timeout: Some(ms(300)), ..Policy::default() };
+    let policy = Policy { idle_timeout: Timeout::After(ms(300)), ..Policy::default() };
     let proxy = TestProxy::start(simple_table(&[backend.addr], policy)).await;
     let mut sender = h2c(proxy.addr).await;
     let mut ws = open(&mut sender, "http://a.test/chat", &[]).await.unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use hawser::model::Policy;
+use hawser::model::{Policy, Timeout};
 use hawser::proxy::ProxyConfig;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -199,7 +199,8 @@ async fn non_101_answers_are_relayed() {
 
 #[tokio::test]
 async fn idle_tunnel_is_closed_and_busy_tunnel_stays_open() {
-    let (_echo, proxy) = echo_proxy(Policy { idle_timeout: Some(ms(400)), ..Policy::default() }).await;
+    let (_echo, proxy) =
+        echo_proxy(Policy { idle_timeout: Timeout::After(ms(400)), ..Policy::default() }).await;
     let (mut idle, _) = ws_open(proxy.addr, "chat.test", "/ws").await;
     let (mut busy, _) = ws_open(proxy.addr, "chat.test", "/ws").await;
     let opened = Instant::now();
@@ -227,7 +228,7 @@ async fn idle_tunnel_is_closed_and_busy_tunnel_stays_open() {
 
 #[tokio::test]
 async fn max_duration_closes_even_a_busy_tunnel() {
-    let policy = Policy { max_connection_duration: Some(ms(500)), ..Policy::default() };
+    let policy = Policy { max_connection_duration: Timeout::After(ms(500)), ..Policy::default() };
     let (_echo, proxy) = echo_proxy(policy).await;
     let (mut ws, _) = ws_open(proxy.addr, "chat.test", "/ws").await;
     let opened = Instant::now();

@@ -198,7 +198,7 @@ pub struct CookieAffinitySpec {
     pub path: Option<String>,
     /// The cookie's `Max-Age` (a duration such as `48h`). Default: a session cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
     pub max_age: Option<String>,
     /// The cookie's `SameSite`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

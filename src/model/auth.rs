@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use http::{HeaderName, Method};
 use serde::{Serialize, Serializer};
 
+use super::ValueError;
 use super::password::PasswordHash;
 
 /// HTTP Basic authentication (RFC 7617) against a list of users.
@@ -112,10 +113,10 @@ pub struct RequestParts<'a> {
 impl UrlTemplate {
     /// Reads `text`; an nginx variable hawser does not expand is an error (the URL would be
     /// wrong), and so is a URL that is not `http://` or `https://`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         let text = text.trim();
         if !(text.starts_with("http://") || text.starts_with("https://")) {
-            return Err(format!("{text:?} is not an http:// or https:// URL"));
+            return Err(ValueError::malformed(text, "an http:// or https:// URL"));
         }
         let mut pieces = Vec::new();
         let mut rest = text;
@@ -129,10 +130,10 @@ impl UrlTemplate {
                 .unwrap_or(name_start.len());
             let name = &name_start[..length];
             let var = VARIABLES.iter().find(|(known, _)| *known == name).map(|(_, var)| *var).ok_or_else(|| {
-                format!("{text:?} uses ${name}, which hawser does not expand (only $host, $scheme, $request_uri, $escaped_request_uri)")
+                ValueError::refused(text, format!("uses ${name}, which hawser does not expand (only $host, $scheme, $request_uri, $escaped_request_uri)"))
             })?;
             if braced && !name_start[length..].starts_with('}') {
-                return Err(format!("{text:?} has an unclosed ${{"));
+                return Err(ValueError::refused(text, "has an unclosed ${"));
             }
             pieces.push(Piece::Var(var));
             rest = &name_start[length + usize::from(braced)..];
@@ -145,7 +146,7 @@ impl UrlTemplate {
         let host = sample.parse::<http::Uri>().ok().and_then(|uri| uri.host().map(str::to_owned));
         match host {
             Some(host) if !host.is_empty() && !host.split('.').any(str::is_empty) => Ok(template),
-            _ => Err(format!("{text:?} is not a URL with a valid host")),
+            _ => Err(ValueError::malformed(text, "a URL with a valid host")),
         }
     }
 

@@ -9,19 +9,23 @@ mod backend;
 mod canary;
 mod error_backend;
 mod host;
+mod namespaced_name;
 mod password;
 mod path;
 mod policy;
 mod regex_path;
 mod table;
+mod timeout;
 mod tls;
+mod value_error;
 
 pub use auth::{BasicAuth, DigestAuth, ExternalAuth, RequestParts, UrlTemplate, escape_query_value};
 pub use backend::{Backend, Endpoint};
 pub use canary::{Canary, CanarySignals};
 pub use error_backend::ErrorBackend;
 pub use host::{HostMatch, normalize_host};
-pub use password::PasswordHash;
+pub use namespaced_name::NamespacedName;
+pub use password::{HashError, PasswordHash};
 pub use path::PathMatch;
 pub use policy::{
     BackendProtocol, CookieAffinity, Cors, HashKey, HttpsRedirect, LoadBalancing, Policy, Rate, RateLimit,
@@ -29,4 +33,6 @@ pub use policy::{
 };
 pub use regex_path::RegexPath;
 pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
+pub use timeout::Timeout;
 pub use tls::{BackendCa, Certificate, HostTls};
+pub use value_error::ValueError;

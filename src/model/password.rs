@@ -23,24 +23,24 @@ pub enum PasswordHash {
 
 impl PasswordHash {
     /// Reads a hash from an htpasswd line; the error says why hawser cannot check it.
-    pub fn parse(hash: &str) -> Result<Self, String> {
+    pub fn parse(hash: &str) -> Result<Self, HashError> {
         let hash = hash.trim();
         if ["$2y$", "$2a$", "$2b$"].iter().any(|p| hash.starts_with(p)) {
             return Ok(Self::Bcrypt(hash.to_owned()));
         }
         if hash.starts_with("$apr1$") || hash.starts_with("$1$") {
-            return md5_parts(hash).map(|_| Self::Md5Crypt(hash.to_owned())).ok_or_else(malformed);
+            return md5_parts(hash).map(|_| Self::Md5Crypt(hash.to_owned())).ok_or(HashError::Malformed);
         }
         if hash.starts_with("$5$") || hash.starts_with("$6$") {
             return Ok(Self::ShaCrypt(hash.to_owned()));
         }
         if let Some(encoded) = hash.strip_prefix("{SHA}") {
-            let digest =
-                base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| malformed())?;
-            return digest.try_into().map(Self::Sha1).map_err(|_| malformed());
+            let digest = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| HashError::Malformed)?;
+            return digest.try_into().map(Self::Sha1).map_err(|_| HashError::Malformed);
         }
-        Err("is not a bcrypt, $apr1$, $1$, $5$, $6$ or {SHA} hash (DES crypt and plain text are not accepted)"
-            .to_owned())
+        Err(HashError::UnknownScheme)
     }
 
     /// Whether `password` is the one hashed. Constant-time where the scheme's library is.
@@ -65,8 +65,15 @@ impl PasswordHash {
     }
 }
 
-fn malformed() -> String {
-    "is a malformed hash".to_owned()
+/// Why a password hash cannot be checked (completes "the password of user X ...").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    #[error("is a malformed hash")]
+    Malformed,
+    #[error(
+        "is not a bcrypt, $apr1$, $1$, $5$, $6$ or {{SHA}} hash (DES crypt and plain text are not accepted)"
+    )]
+    UnknownScheme,
 }
 
 fn sha_crypt_verify(password: &[u8], hash: &str) -> bool {

@@ -7,15 +7,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use super::{BackendCa, BasicAuth, DigestAuth, ExternalAuth};
+use super::{BackendCa, BasicAuth, DigestAuth, ExternalAuth, Timeout};
 
 /// What a route allows and how long its connections may live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Policy {
-    /// Close a tunnel after this long without a byte in either direction. `None`: never.
+    /// Close a tunnel after this long without a byte in either direction.
     /// Default 60 s (ingress-nginx's `proxy-read-timeout`).
-    #[serde(serialize_with = "opt_duration")]
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Timeout,
     /// TCP connect to one endpoint. Default 5 s (ingress-nginx's `proxy-connect-timeout`).
     #[serde(serialize_with = "duration")]
     pub connect_timeout: Duration,
@@ -28,9 +27,8 @@ pub struct Policy {
     /// (ingress-nginx's `proxy-read-timeout`).
     #[serde(serialize_with = "duration")]
     pub response_timeout: Duration,
-    /// Close a tunnel this long after the upgrade whatever it does. `None`: unlimited.
-    #[serde(serialize_with = "opt_duration")]
-    pub max_connection_duration: Option<Duration>,
+    /// Close a tunnel this long after the upgrade whatever it does. Default: never.
+    pub max_connection_duration: Timeout,
     /// How new connections are spread over the endpoints.
     pub load_balancing: LoadBalancing,
     /// Keep a client on one endpoint with a cookie hawser issues. `None`: no affinity.
@@ -49,20 +47,14 @@ pub struct Policy {
     pub denied_ranges: Vec<IpNet>,
     /// How hawser talks to the endpoints.
     pub backend_protocol: BackendProtocol,
-    /// TLS server name sent to HTTPS backends (the Service's DNS name). `None`: none.
-    pub backend_server_name: Option<String>,
-    /// Verify HTTPS backends against these CAs (and `backend_server_name`). `None`: no
-    /// verification.
-    pub backend_ca: Option<BackendCa>,
     /// When plain-HTTP requests are redirected to HTTPS.
     pub https_redirect: HttpsRedirect,
     /// Upgrade protocols tunnelled besides `websocket` (lower-case tokens). Default: none, so
     /// any other `Upgrade` (`h2c` above all) is forwarded as a plain HTTP/1.1 request.
     pub allowed_upgrades: Vec<String>,
-    /// Ping a WebSocket side after it has sent nothing for this long. `None`: no pings (the
+    /// Ping a WebSocket side after it has sent nothing for this long. `Disabled`: no pings (the
     /// default for Ingress routes; WebSocketRoute rules ping every 30 s).
-    #[serde(serialize_with = "opt_duration")]
-    pub ping_interval: Option<Duration>,
+    pub ping_interval: Timeout,
     /// A pinged side that sends nothing for this long is dead. Default 30 s.
     #[serde(serialize_with = "duration")]
     pub ping_timeout: Duration,
@@ -109,11 +101,11 @@ impl Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            idle_timeout: Some(Duration::from_secs(60)),
+            idle_timeout: Timeout::After(Duration::from_secs(60)),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(60),
             response_timeout: Duration::from_secs(60),
-            max_connection_duration: None,
+            max_connection_duration: Timeout::Disabled,
             load_balancing: LoadBalancing::RoundRobin,
             affinity: None,
             allowed_origins: Vec::new(),
@@ -122,11 +114,9 @@ impl Default for Policy {
             source_ranges: Vec::new(),
             denied_ranges: Vec::new(),
             backend_protocol: BackendProtocol::Http,
-            backend_server_name: None,
-            backend_ca: None,
             https_redirect: HttpsRedirect::IfTls,
             allowed_upgrades: Vec::new(),
-            ping_interval: None,
+            ping_interval: Timeout::Disabled,
             ping_timeout: Duration::from_secs(30),
             max_message_bytes: None,
             rebalance: None,
@@ -349,15 +339,41 @@ pub enum HttpsRedirect {
 }
 
 /// Protocol between hawser and the endpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum BackendProtocol {
     /// Plain HTTP/1.1.
     #[default]
     Http,
-    /// HTTP/1.1 over TLS, the Service DNS name as SNI. The backend's certificate is verified
-    /// against [`Policy::backend_ca`] when there is one, and not verified otherwise
-    /// (ingress-nginx's default for cluster-internal traffic).
-    Https,
+    /// HTTP/1.1 over TLS.
+    Https {
+        /// Sent as SNI and, with `ca`, required in the backend's certificate: the Service's
+        /// DNS name. `None`: no SNI.
+        server_name: Option<String>,
+        /// Verify the backend's certificate against these CAs. `None`: not verified
+        /// (ingress-nginx's default for cluster-internal traffic); signatures still are.
+        ca: Option<BackendCa>,
+    },
+}
+
+impl BackendProtocol {
+    /// HTTPS without SNI or verification, until the translation knows the Service and the CA.
+    pub const HTTPS: Self = Self::Https { server_name: None, ca: None };
+
+    /// HTTPS sends `name` as SNI and requires it in a verified certificate; HTTP has no use
+    /// for it.
+    pub fn with_server_name(&self, name: Option<String>) -> Self {
+        match self {
+            Self::Https { ca, .. } => Self::Https { server_name: name, ca: ca.clone() },
+            Self::Http => Self::Http,
+        }
+    }
+
+    /// HTTPS verifies the backend against `ca`; HTTP has nothing to verify.
+    pub fn verify_with(&mut self, ca: BackendCa) {
+        if let Self::Https { ca: verified_by, .. } = self {
+            *verified_by = Some(ca);
+        }
+    }
 }
 
 fn duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

@@ -8,6 +8,8 @@ use std::hash::{Hash, Hasher};
 use regex::Regex;
 use serde::{Serialize, Serializer};
 
+use super::ValueError;
+
 /// A compiled path pattern; compared, hashed and shown by its source.
 #[derive(Clone, Debug)]
 pub struct RegexPath {
@@ -18,13 +20,15 @@ pub struct RegexPath {
 impl RegexPath {
     /// Compiles `source` (the `regex` crate's syntax: RE2-like, linear-time, no look-around or
     /// back-references). Too large or invalid patterns are an error.
-    pub fn new(source: &str) -> Result<Self, String> {
+    pub fn new(source: &str) -> Result<Self, ValueError> {
         regex::RegexBuilder::new(&format!("^(?:{source})"))
             .case_insensitive(true)
             .size_limit(1 << 20)
             .build()
             .map(|compiled| Self { source: source.to_owned(), compiled })
-            .map_err(|error| format!("{source:?} is not a regular expression hawser can use: {error}"))
+            .map_err(|error| {
+                ValueError::refused(source, format!("is not a regular expression hawser can use: {error}"))
+            })
     }
 
     /// The pattern as written.

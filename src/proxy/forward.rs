@@ -61,11 +61,12 @@ pub async fn send(
     client: &Client,
     fresh: bool,
 ) -> Result<Sent, ProxyError> {
-    let tls = (route.policy.backend_protocol == BackendProtocol::Https).then_some((
-        &proxy.backend_tls,
-        route.policy.backend_server_name.as_deref(),
-        route.policy.backend_ca.as_ref(),
-    ));
+    let tls = match &route.policy.backend_protocol {
+        BackendProtocol::Https { server_name, ca } => {
+            Some((&proxy.backend_tls, server_name.as_deref(), ca.as_ref()))
+        }
+        BackendProtocol::Http => None,
+    };
     let hash = match &route.policy.load_balancing {
         LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
         _ => None,

@@ -121,10 +121,17 @@ impl Tunnel {
     fn limits(&self) -> Limits {
         let policy = &self.route.policy;
         let websocket = self.websocket.then(|| WebSocketLimits {
-            ping: policy.ping_interval.map(|interval| Ping { interval, timeout: policy.ping_timeout }),
+            ping: policy
+                .ping_interval
+                .duration()
+                .map(|interval| Ping { interval, timeout: policy.ping_timeout }),
             max_message: policy.max_message_bytes,
         });
-        Limits { idle: policy.idle_timeout, max_duration: policy.max_connection_duration, websocket }
+        Limits {
+            idle: policy.idle_timeout.duration(),
+            max_duration: policy.max_connection_duration.duration(),
+            websocket,
+        }
     }
 }
 

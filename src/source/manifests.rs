@@ -21,7 +21,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::watch::Change;
 use crate::snapshot::{Object, Snapshot};
-use crate::translate::{ObjectRef, Reason, Report};
+use crate::translate::{Kind, ObjectRef, Reason, Report};
 
 /// How recent a modification must be for a file's stamp not to be trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -215,7 +215,7 @@ fn failed(before: Option<File>, error: String, stamp: Option<Stamp>) -> (File, b
 
 fn file_report(path: &Path, message: String) -> Report {
     Report {
-        object: ObjectRef::new("File", "", &path.display().to_string()),
+        object: ObjectRef::new(Kind::File, "", &path.display().to_string()),
         field: String::new(),
         reason: Reason::Invalid,
         message,

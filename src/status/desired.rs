@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::IngressLoadBalancerIngress;
 
 use crate::translate::conditions::{RouteCondition, route_conditions};
-use crate::translate::{Level, ObjectRef, Report};
+use crate::translate::{Kind, Level, ObjectRef, Report};
 
 /// Events emitted per rebuild at most, so a flood of bad objects cannot flood the API server.
 pub const MAX_EVENTS_PER_PASS: usize = 20;
@@ -71,7 +71,7 @@ pub fn ingress_addresses(
 pub fn route_statuses(served: &[ObjectRef], reports: &[Report]) -> BTreeMap<ObjectRef, [RouteCondition; 2]> {
     served
         .iter()
-        .filter(|o| o.kind == "WebSocketRoute")
+        .filter(|o| o.kind == Kind::WebSocketRoute)
         .map(|o| (o.clone(), route_conditions(o, reports)))
         .collect()
 }
@@ -82,7 +82,7 @@ pub fn route_statuses(served: &[ObjectRef], reports: &[Report]) -> BTreeMap<Obje
 pub fn new_events(reports: &[Report], emitted: &mut BTreeSet<Report>) -> Vec<Report> {
     let current: BTreeSet<&Report> = reports
         .iter()
-        .filter(|r| r.level() != Level::Info && matches!(r.object.kind, "Ingress" | "WebSocketRoute"))
+        .filter(|r| r.level() != Level::Info && matches!(r.object.kind, Kind::Ingress | Kind::WebSocketRoute))
         .collect();
     emitted.retain(|r| current.contains(r));
     let fresh: Vec<Report> =
@@ -145,7 +145,7 @@ mod tests {
 
     fn report(name: &str, reason: Reason) -> Report {
         Report {
-            object: ObjectRef::new("Ingress", "default", name),
+            object: ObjectRef::new(Kind::Ingress, "default", name),
             field: "f".into(),
             reason,
             message: "m".into(),

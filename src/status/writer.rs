@@ -20,13 +20,13 @@ use super::desired::{ingress_addresses, new_events, publish_addresses, route_sta
 use crate::crd::WebSocketRoute;
 use crate::source::cluster::ClusterInputs;
 use crate::translate::conditions::RouteCondition;
-use crate::translate::{BuildOutcome, ObjectRef, Report};
+use crate::translate::{BuildOutcome, Kind, ObjectRef, Report};
 
 /// Where the published address comes from.
 #[derive(Clone, Debug, Default)]
 pub struct Publish {
     /// `--publish-service NAMESPACE/NAME`.
-    pub service: Option<(String, String)>,
+    pub service: Option<crate::model::NamespacedName>,
     /// `--publish-status-address`, comma-separated IPs or host names.
     pub addresses: Vec<String>,
 }
@@ -64,7 +64,8 @@ impl StatusWriter {
         let ours = publish_addresses(&self.publish.addresses, service.as_ref());
         for ingress in inputs.ingresses().state() {
             let namespace = ingress.namespace().unwrap_or_default();
-            let served = outcome.served.contains(&ObjectRef::new("Ingress", &namespace, &ingress.name_any()));
+            let served =
+                outcome.served.contains(&ObjectRef::new(Kind::Ingress, &namespace, &ingress.name_any()));
             let current = ingress
                 .status
                 .as_ref()
@@ -85,7 +86,7 @@ impl StatusWriter {
     /// The `--publish-service`, read directly: it lives in hawser's own namespace, which may be
     /// outside `--watch-namespace`.
     async fn published_service(&self) -> Option<Service> {
-        let (namespace, name) = self.publish.service.as_ref()?;
+        let crate::model::NamespacedName { namespace, name } = self.publish.service.as_ref()?;
         let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(name).await {
             Ok(service) => service,
@@ -122,14 +123,15 @@ impl StatusWriter {
     async fn events(&mut self, outcome: &BuildOutcome, inputs: &ClusterInputs) {
         for report in new_events(&outcome.reports, &mut self.emitted) {
             let reference = match report.object.kind {
-                "Ingress" => inputs
+                Kind::Ingress => inputs
                     .ingresses()
                     .get(&StoreRef::new(&report.object.name).within(&report.object.namespace))
                     .map(|o| o.object_ref(&())),
-                _ => inputs
+                Kind::WebSocketRoute => inputs
                     .routes()
                     .and_then(|r| r.get(&StoreRef::new(&report.object.name).within(&report.object.namespace)))
                     .map(|o| o.object_ref(&())),
+                Kind::Secret | Kind::File => None,
             };
             let Some(reference) = reference else { continue };
             let event = Event {

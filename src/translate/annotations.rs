@@ -7,7 +7,6 @@
 //! every path of the Ingress answer `503` instead of serving it without the restriction.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::affinity;
 use super::auth;
@@ -15,7 +14,7 @@ use super::report::{Reason, Reporter};
 use super::requests;
 use super::unenforced::{self, Unenforced};
 use super::values;
-use crate::model::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy};
+use crate::model::{BackendProtocol, HashKey, HttpsRedirect, LoadBalancing, Policy, Timeout, ValueError};
 
 /// Prefix of hawser's own annotations.
 pub const HAWSER: &str = "hawser.dev/";
@@ -37,27 +36,31 @@ pub(super) enum Effect {
     NotNeeded,
 }
 
-/// A failed annotation: its message, and whether the Ingress must be refused (fail closed).
+/// A failed annotation: why, and whether the Ingress must be refused (fail closed).
 pub(super) struct Failure {
-    message: String,
+    error: ValueError,
     fatal: bool,
 }
 
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Self { message, fatal: false }
+impl From<ValueError> for Failure {
+    fn from(error: ValueError) -> Self {
+        Self { error, fatal: false }
     }
-}
-
-fn fatal(message: String) -> Failure {
-    Failure::fatal(message)
 }
 
 impl Failure {
     /// A failure that refuses the whole Ingress (fail closed).
-    pub(super) fn fatal(message: String) -> Self {
-        Self { message, fatal: true }
+    pub(super) fn fatal(error: ValueError) -> Self {
+        Self { error, fatal: true }
     }
+}
+
+/// The Secret (of the Ingress's namespace) named to verify HTTPS backends.
+#[derive(Debug)]
+pub struct CaSecret {
+    pub name: String,
+    /// The annotation that named it, for reports.
+    pub annotation: String,
 }
 
 /// What an Ingress's annotations ask for.
@@ -66,9 +69,8 @@ pub struct IngressSettings {
     /// The policy of every route of the Ingress; `refused` when a security annotation is
     /// invalid or not enforced.
     pub policy: Policy,
-    /// A Secret (same namespace) whose `ca.crt` must verify HTTPS backends, and the annotation
-    /// that named it.
-    pub backend_ca: Option<(String, String)>,
+    /// A Secret whose `ca.crt` must verify HTTPS backends.
+    pub backend_ca: Option<CaSecret>,
     /// The Ingress's Prefix and ImplementationSpecific paths are regular expressions.
     pub regex_paths: bool,
     /// The Ingress is a canary of the main Ingress for its hosts and paths.
@@ -118,8 +120,8 @@ pub fn ingress_policy(
     }
     let backend_ca = match backend_ca(&nginx, &hawser, namespace) {
         Ok(ca) => ca,
-        Err((field, message)) => {
-            reporter.report(Reason::Invalid, field, format!("{message}; {REFUSED}"));
+        Err((annotation, error)) => {
+            reporter.report(Reason::Invalid, annotation, format!("{error}; {REFUSED}"));
             rejected = true;
             None
         }
@@ -142,7 +144,12 @@ pub fn ingress_policy(
 
 /// `rate-limit` (every request; replaces nginx's `limit-rps`/`limit-rpm` rates) or
 /// `handshake-rate-limit` (upgrades only), with its `-burst` (default: the count per period).
-fn rate_limit(key: &str, value: &str, all: &BTreeMap<&str, &str>, policy: &mut Policy) -> Result<(), String> {
+fn rate_limit(
+    key: &str,
+    value: &str,
+    all: &BTreeMap<&str, &str>,
+    policy: &mut Policy,
+) -> Result<(), ValueError> {
     let burst = all.get(format!("{key}-burst").as_str()).map(|burst| values::positive(burst)).transpose()?;
     let rate = values::hawser_rate(value, burst, key == "handshake-rate-limit")?;
     requests::add_rate(policy, rate);
@@ -151,6 +158,9 @@ fn rate_limit(key: &str, value: &str, all: &BTreeMap<&str, &str>, policy: &mut P
 
 /// Why a session-cookie key does nothing on its own.
 const WITHOUT_AFFINITY: &str = "has no effect without affinity: cookie";
+
+/// Why a Secret named in another namespace is not read (completes a sentence after its name).
+pub const OTHER_NAMESPACE: &str = "is in another namespace; only Secrets of the Ingress's namespace are used";
 
 /// What a refused Ingress does, for report messages.
 pub const REFUSED: &str = "every path of the Ingress answers 503 (fail closed)";
@@ -169,23 +179,25 @@ fn backend_ca(
     nginx: &BTreeMap<&str, &str>,
     hawser: &BTreeMap<&str, &str>,
     namespace: &str,
-) -> Result<Option<(String, String)>, (String, String)> {
+) -> Result<Option<CaSecret>, (String, ValueError)> {
     if let Some(name) = hawser.get("backend-ca-secret") {
-        return Ok(Some((name.trim().to_owned(), format!("{HAWSER}backend-ca-secret"))));
+        return Ok(Some(CaSecret {
+            name: name.trim().to_owned(),
+            annotation: format!("{HAWSER}backend-ca-secret"),
+        }));
     }
     let (Some(secret), Some("on")) =
         (nginx.get("proxy-ssl-secret"), nginx.get("proxy-ssl-verify").map(|v| v.trim()))
     else {
         return Ok(None);
     };
-    let field = format!("{NGINX}proxy-ssl-secret");
+    let annotation = format!("{NGINX}proxy-ssl-secret");
     match secret.trim().split_once('/') {
-        Some((ns, name)) if ns == namespace && !name.is_empty() => Ok(Some((name.to_owned(), field))),
-        Some(_) => Err((
-            field,
-            format!("{secret:?} is in another namespace; only Secrets of the Ingress's namespace are used"),
-        )),
-        None => Ok(Some((secret.trim().to_owned(), field))),
+        Some((ns, name)) if ns == namespace && !name.is_empty() => {
+            Ok(Some(CaSecret { name: name.to_owned(), annotation }))
+        }
+        Some(_) => Err((annotation, ValueError::refused(secret, OTHER_NAMESPACE))),
+        None => Ok(Some(CaSecret { name: secret.trim().to_owned(), annotation })),
     }
 }
 
@@ -236,7 +248,7 @@ fn record(
         }
         Some(Err(failure)) => {
             let consequence = if failure.fatal { REFUSED } else { "the annotation is ignored" };
-            reporter.report(Reason::Invalid, field, format!("{}; {consequence}", failure.message));
+            reporter.report(Reason::Invalid, field, format!("{}; {consequence}", failure.error));
             failure.fatal
         }
     }
@@ -250,10 +262,12 @@ fn apply_nginx(
     policy: &mut Policy,
 ) -> Option<Result<Effect, Failure>> {
     Some(match key {
-        "proxy-connect-timeout" => values::nginx_seconds(value).map_err(Failure::from).map(|d| {
-            policy.connect_timeout = d;
-            Effect::Honored
-        }),
+        "proxy-connect-timeout" => {
+            values::nginx_timeout(value).and_then(|t| values::bounded(value, t)).map_err(Failure::from).map(|d| {
+                policy.connect_timeout = d;
+                Effect::Honored
+            })
+        }
         "load-balance" => match value.trim() {
             "round_robin" => {
                 policy.load_balancing = LoadBalancing::RoundRobin;
@@ -263,7 +277,7 @@ fn apply_nginx(
                 policy.load_balancing = LoadBalancing::LeastConnections;
                 Ok(Effect::Translated("ewma → least-connections, the nearest hawser strategy".into()))
             }
-            other => Err(format!("{other:?} is not round_robin or ewma").into()),
+            other => Err(ValueError::malformed(other, "round_robin or ewma").into()),
         },
         "upstream-hash-by" => nginx_hash_key(value).map_err(Failure::from).map(|key| {
             let how = format!("consistent hashing on {key:?}");
@@ -275,7 +289,7 @@ fn apply_nginx(
                 policy.affinity = Some(affinity::nginx_cookie(all));
                 Ok(Effect::Honored)
             }
-            other => Err(format!("{other:?} is not cookie").into()),
+            other => Err(ValueError::malformed(other, "cookie").into()),
         },
         "affinity-mode" | "session-cookie-hash" | "affinity-canary-behavior"
             if !all.contains_key("affinity") =>
@@ -287,7 +301,7 @@ fn apply_nginx(
             "balanced" => Ok(Effect::Translated(
                 "persistent: hawser's cookie names the endpoint, so sessions never move when pods are added; new sessions are balanced by the route's strategy".into(),
             )),
-            other => Err(format!("{other:?} is not balanced or persistent").into()),
+            other => Err(ValueError::malformed(other, "balanced or persistent").into()),
         },
         "session-cookie-hash" => {
             Ok(Effect::Translated("the cookie value is always a keyed hash of the endpoint".into()))
@@ -303,13 +317,13 @@ fn apply_nginx(
             }
         }
         "whitelist-source-range" | "allowlist-source-range" => {
-            values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
+            values::cidrs(values::list(value)).map_err(Failure::fatal).map(|ranges| {
                 policy.source_ranges = ranges;
                 Effect::Honored
             })
         }
         "denylist-source-range" | "blacklist-source-range" => {
-            values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
+            values::cidrs(values::list(value)).map_err(Failure::fatal).map(|ranges| {
                 policy.denied_ranges = ranges;
                 Effect::Honored
             })
@@ -336,33 +350,42 @@ fn apply_nginx(
 /// timeout counts bytes in both directions, so the larger of the two keeps every connection
 /// nginx would keep. The read timeout is also how long nginx waits for a response head.
 fn apply_nginx_timeouts(nginx: &BTreeMap<&str, &str>, policy: &mut Policy, reporter: &mut Reporter<'_>) {
-    let mut idle: Option<Duration> = None;
+    let mut idle: Option<Timeout> = None;
     for key in NGINX_TIMEOUTS {
         let Some(value) = nginx.get(key) else { continue };
         let field = format!("{NGINX}{key}");
-        match values::nginx_seconds(value) {
+        match values::nginx_timeout(value) {
             Ok(timeout) => {
-                idle = Some(idle.map_or(timeout, |current| current.max(timeout)));
-                // `0` means "never" for the idle timeout; the handshake and response keep theirs.
-                if key == "proxy-read-timeout" && !timeout.is_zero() {
-                    policy.handshake_timeout = timeout;
-                    policy.response_timeout = timeout;
+                idle = Some(idle.map_or(timeout, |current| longer(current, timeout)));
+                // `0` turns the idle timeout off; the handshake and response cannot be off, so
+                // they keep theirs.
+                if let (true, Timeout::After(wait)) = (key == "proxy-read-timeout", timeout) {
+                    policy.handshake_timeout = wait;
+                    policy.response_timeout = wait;
                 }
                 let how = "idle timeout = the larger of proxy-read-timeout and proxy-send-timeout (no byte in either direction)";
                 reporter.report(Reason::Translated, field, how);
             }
-            Err(message) => {
-                reporter.report(Reason::Invalid, field, format!("{message}; the annotation is ignored"))
+            Err(error) => {
+                reporter.report(Reason::Invalid, field, format!("{error}; the annotation is ignored"))
             }
         }
     }
     if let Some(idle) = idle {
-        policy.idle_timeout = Some(idle).filter(|d| !d.is_zero());
+        policy.idle_timeout = idle;
+    }
+}
+
+/// The timeout that keeps a connection longer; off keeps it longest.
+fn longer(a: Timeout, b: Timeout) -> Timeout {
+    match (a, b) {
+        (Timeout::After(a), Timeout::After(b)) => Timeout::After(a.max(b)),
+        _ => Timeout::Disabled,
     }
 }
 
 /// `$remote_addr`, `$http_x_name`, `$cookie_name`, `$arg_name`.
-fn nginx_hash_key(value: &str) -> Result<HashKey, String> {
+fn nginx_hash_key(value: &str) -> Result<HashKey, ValueError> {
     let value = value.trim();
     if value == "$remote_addr" || value == "$binary_remote_addr" {
         return Ok(HashKey::SourceIp);
@@ -374,9 +397,7 @@ fn nginx_hash_key(value: &str) -> Result<HashKey, String> {
         .or_else(|| value.strip_prefix("$arg_").map(|a| HashKey::Query(a.to_owned())));
     match key {
         Some(key) if value.matches('$').count() == 1 && !value.contains(char::is_whitespace) => Ok(key),
-        _ => Err(format!(
-            "{value:?}: hawser hashes on one of $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME"
-        )),
+        _ => Err(ValueError::malformed(value, "one of $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME")),
     }
 }
 
@@ -387,7 +408,7 @@ fn backend_protocol(value: &str, policy: &mut Policy) -> Result<Effect, Failure>
             Ok(Effect::Honored)
         }
         "HTTPS" => {
-            policy.backend_protocol = BackendProtocol::Https;
+            policy.backend_protocol = BackendProtocol::HTTPS;
             Ok(Effect::Translated(
                 "TLS to the endpoints, the Service DNS name as SNI; the certificate is verified only with proxy-ssl-verify: on and proxy-ssl-secret".into(),
             ))
@@ -395,7 +416,7 @@ fn backend_protocol(value: &str, policy: &mut Policy) -> Result<Effect, Failure>
         "GRPC" | "GRPCS" | "FCGI" | "AUTO_HTTP" => {
             Ok(Effect::Unsupported("hawser proxies HTTP/1.1 to backends"))
         }
-        other => Err(format!("{other:?} is not HTTP or HTTPS").into()),
+        other => Err(ValueError::malformed(other, "HTTP or HTTPS").into()),
     }
 }
 
@@ -406,29 +427,25 @@ fn apply_hawser(
     all: &BTreeMap<&str, &str>,
     policy: &mut Policy,
 ) -> Option<Result<Effect, Failure>> {
-    let honored = |result: Result<(), String>| result.map(|()| Effect::Honored).map_err(Failure::from);
+    let honored = |result: Result<(), ValueError>| result.map(|()| Effect::Honored).map_err(Failure::from);
     Some(match key {
-        "idle-timeout" => honored(values::optional_duration(value).map(|d| policy.idle_timeout = d)),
-        // Zero cannot mean "never" for these (a handshake, a response or a connect that may
-        // take forever), and "at once" would fail every request: it is rejected.
-        "handshake-timeout" => {
-            honored(values::positive_duration(value).map(|d| policy.handshake_timeout = d))
-        }
-        "response-timeout" => honored(values::positive_duration(value).map(|d| policy.response_timeout = d)),
-        "connect-timeout" => honored(values::positive_duration(value).map(|d| policy.connect_timeout = d)),
+        "idle-timeout" => honored(values::timeout(value).map(|t| policy.idle_timeout = t)),
+        "handshake-timeout" => honored(values::bounded_timeout(value).map(|d| policy.handshake_timeout = d)),
+        "response-timeout" => honored(values::bounded_timeout(value).map(|d| policy.response_timeout = d)),
+        "connect-timeout" => honored(values::bounded_timeout(value).map(|d| policy.connect_timeout = d)),
         "max-connection-duration" => {
-            honored(values::optional_duration(value).map(|d| policy.max_connection_duration = d))
+            honored(values::timeout(value).map(|t| policy.max_connection_duration = t))
         }
         "load-balancing" => {
             honored(load_balancing(value, all.get("hash-on").copied()).map(|lb| policy.load_balancing = lb))
         }
         "hash-on" => Ok(Effect::Honored),
         "affinity" => honored(affinity::hawser(value).map(|a| policy.affinity = a)),
-        "allowed-origins" => values::origins(values::list(value)).map_err(fatal).map(|origins| {
+        "allowed-origins" => values::origins(values::list(value)).map_err(Failure::fatal).map(|origins| {
             policy.allowed_origins = origins;
             Effect::Honored
         }),
-        "source-ranges" => values::cidrs(values::list(value)).map_err(fatal).map(|ranges| {
+        "source-ranges" => values::cidrs(values::list(value)).map_err(Failure::fatal).map(|ranges| {
             policy.source_ranges = ranges;
             Effect::Honored
         }),
@@ -453,8 +470,8 @@ fn apply_hawser(
                 )
             })
             .map_err(Failure::from),
-        "ping-interval" => honored(values::optional_duration(value).map(|d| policy.ping_interval = d)),
-        "ping-timeout" => honored(values::positive_duration(value).map(|d| policy.ping_timeout = d)),
+        "ping-interval" => honored(values::timeout(value).map(|t| policy.ping_interval = t)),
+        "ping-timeout" => honored(values::bounded_timeout(value).map(|d| policy.ping_timeout = d)),
         "max-message-bytes" => {
             honored(values::positive(value).map(|n| policy.max_message_bytes = Some(u64::from(n))))
         }
@@ -490,20 +507,22 @@ fn https_redirect(value: &str, when_true: HttpsRedirect, policy: &mut Policy) ->
 }
 
 /// `round-robin`, `least-connections`, or `consistent-hash` with `hash-on`.
-pub fn load_balancing(value: &str, hash_on: Option<&str>) -> Result<LoadBalancing, String> {
+pub fn load_balancing(value: &str, hash_on: Option<&str>) -> Result<LoadBalancing, ValueError> {
     match value.trim() {
         "round-robin" => Ok(LoadBalancing::RoundRobin),
         "least-connections" => Ok(LoadBalancing::LeastConnections),
         "consistent-hash" => match hash_on {
             Some(hash_on) => hash_key(hash_on).map(LoadBalancing::ConsistentHash),
-            None => Err("consistent-hash needs hawser.dev/hash-on (header:NAME, cookie:NAME, query:NAME or source-ip)".into()),
+            None => Err(ValueError::Incomplete(
+                "consistent-hash needs hawser.dev/hash-on (header:NAME, cookie:NAME, query:NAME or source-ip)",
+            )),
         },
-        other => Err(format!("{other:?} is not round-robin, least-connections or consistent-hash")),
+        other => Err(ValueError::malformed(other, "round-robin, least-connections or consistent-hash")),
     }
 }
 
 /// `header:NAME`, `cookie:NAME`, `query:NAME` or `source-ip`.
-fn hash_key(value: &str) -> Result<HashKey, String> {
+fn hash_key(value: &str) -> Result<HashKey, ValueError> {
     let value = value.trim();
     let key = match value.split_once(':') {
         _ if value == "source-ip" => Some(HashKey::SourceIp),
@@ -512,5 +531,5 @@ fn hash_key(value: &str) -> Result<HashKey, String> {
         Some(("query", name)) if !name.is_empty() => Some(HashKey::Query(name.to_owned())),
         _ => None,
     };
-    key.ok_or_else(|| format!("{value:?} is not header:NAME, cookie:NAME, query:NAME or source-ip"))
+    key.ok_or_else(|| ValueError::malformed(value, "header:NAME, cookie:NAME, query:NAME or source-ip"))
 }

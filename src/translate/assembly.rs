@@ -12,8 +12,9 @@ use std::time::SystemTime;
 use super::candidate::{self, Candidate};
 use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
-use super::{BuildConfig, ObjectRef, Output, Report, SecretRef, TlsClaim, canary, tls};
-use crate::model::{Certificate, HostMatch, HostTls, Route, VirtualHost};
+use super::secret_error::SecretError;
+use super::{BuildConfig, Kind, ObjectRef, Output, Report, TlsClaim, canary, tls};
+use crate::model::{Certificate, HostMatch, HostTls, NamespacedName, Route, VirtualHost};
 
 /// One host's share of the table, and what its assembly found.
 #[derive(Debug)]
@@ -21,7 +22,7 @@ pub struct AssembledHost {
     /// Its routes and TLS; `None` when nothing is claimed for it any more.
     pub vhost: Option<Arc<VirtualHost>>,
     /// The Secret that serves HTTPS for it.
-    pub secret: Option<SecretRef>,
+    pub secret: Option<NamespacedName>,
     /// Conflicts and certificate problems.
     pub reports: Vec<Report>,
     /// When the clock alone could change this result (a certificate becoming valid, nearing
@@ -46,8 +47,7 @@ pub fn assemble_host(
     let mut host_tls = certificates(&claims, lookup, now, &mut reports);
     let claim = claims.into_values().next();
     let secret = claim.as_ref().map(|c| c.secret.clone());
-    let recheck_at =
-        secret.as_ref().and_then(|(namespace, name)| tls::next_change(lookup, (namespace, name), now));
+    let recheck_at = secret.as_ref().and_then(|s| tls::next_change(lookup, (&s.namespace, &s.name), now));
     let routes = hosts.remove(&host);
     let vhost = match (routes, host_tls.remove(&host)) {
         (None, None) => None,
@@ -110,9 +110,9 @@ fn settle_tls(mut claims: Vec<TlsClaim>, reports: &mut Vec<Report>) -> BTreeMap<
         let Some(won) = candidate::winner(group, |c| &c.rank) else { continue };
         let kept = &group[won];
         for claim in group.iter().filter(|c| c.secret != kept.secret) {
-            let (owner, (ns, name)) = (kept.rank.owner(), &kept.secret);
+            let (owner, secret) = (kept.rank.owner(), &kept.secret);
             let message = format!(
-                "HTTPS for {} already uses Secret {ns}/{name} of {owner} ({})",
+                "HTTPS for {} already uses Secret {secret} of {owner} ({})",
                 claim.host,
                 precedence(claim.rank.owner(), owner)
             );
@@ -137,10 +137,10 @@ fn certificates(
     now: SystemTime,
     reports: &mut Vec<Report>,
 ) -> BTreeMap<HostMatch, HostTls> {
-    let mut parsed: BTreeMap<&SecretRef, Option<Result<tls::Loaded, String>>> = BTreeMap::new();
+    let mut parsed: BTreeMap<&NamespacedName, Option<Result<tls::Loaded, SecretError>>> = BTreeMap::new();
     let mut hosts = BTreeMap::new();
     for (host, claim) in claims {
-        let (namespace, name) = &claim.secret;
+        let NamespacedName { namespace, name } = &claim.secret;
         let loaded =
             parsed.entry(&claim.secret).or_insert_with(|| tls::load(snapshot, (namespace, name), now));
         let served = match loaded {
@@ -186,8 +186,8 @@ pub fn default_certificate(
     config: &BuildConfig,
     reports: &mut Vec<Report>,
 ) -> Option<Certificate> {
-    let (namespace, name) = config.default_certificate.as_ref()?;
-    let mut reporter = Reporter::new(ObjectRef::new("Secret", namespace, name), reports);
+    let NamespacedName { namespace, name } = config.default_certificate.as_ref()?;
+    let mut reporter = Reporter::new(ObjectRef::new(Kind::Secret, namespace, name), reports);
     let field = "--default-ssl-certificate";
     let Some(loaded) = tls::load(snapshot, (namespace, name), config.now) else {
         reporter.report(

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use http::{HeaderName, Method};
 use k8s_openapi::api::core::v1::Secret;
 
-use super::annotations::{Effect, Failure};
-use crate::model::{BasicAuth, DigestAuth, ExternalAuth, PasswordHash, Policy, UrlTemplate};
+use super::annotations::{Effect, Failure, OTHER_NAMESPACE};
+use super::secret_error::SecretError;
+use crate::model::{BasicAuth, DigestAuth, ExternalAuth, PasswordHash, Policy, UrlTemplate, ValueError};
 
 /// The Secret a basic- or digest-auth Ingress names, read once the snapshot is at hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +78,7 @@ pub(super) fn apply(
 pub fn basic_auth_secret(
     all: &BTreeMap<&str, &str>,
     namespace: &str,
-) -> Option<Result<BasicAuthSecret, String>> {
+) -> Option<Result<BasicAuthSecret, ValueError>> {
     let digest = match all.get("auth-type").map(|t| t.trim()) {
         Some("basic") => false,
         Some("digest") => true,
@@ -86,19 +87,17 @@ pub fn basic_auth_secret(
     let realm = all.get("auth-realm").map(|r| r.trim().to_owned()).unwrap_or_default();
     let map = all.get("auth-secret-type").is_some_and(|t| t.trim() == "auth-map");
     if digest && map {
-        return Some(Err(
-            "auth-type: digest reads an htdigest file; auth-secret-type: auth-map is for basic".into(),
-        ));
+        return Some(Err(ValueError::Incomplete(
+            "auth-type: digest reads an htdigest file; auth-secret-type: auth-map is for basic",
+        )));
     }
     let Some(secret) = all.get("auth-secret").map(|s| s.trim()) else {
-        return Some(Err("auth-type needs auth-secret".to_owned()));
+        return Some(Err(ValueError::Incomplete("auth-type needs auth-secret")));
     };
     let name = match secret.split_once('/') {
         Some((ns, name)) if ns == namespace && !name.is_empty() => name,
         Some(_) => {
-            return Some(Err(format!(
-                "auth-secret {secret:?} is in another namespace; only Secrets of the Ingress's namespace are used"
-            )));
+            return Some(Err(ValueError::refused(secret, OTHER_NAMESPACE)));
         }
         None => secret,
     };
@@ -110,9 +109,9 @@ pub fn basic_auth_secret(
 pub fn load_digest_users(
     secret: &Secret,
     wanted: &BasicAuthSecret,
-) -> Result<(DigestAuth, Vec<String>), String> {
+) -> Result<(DigestAuth, Vec<String>), SecretError> {
     let Some(file) = secret.data.as_ref().and_then(|d| d.get("auth")) else {
-        return Err(format!("Secret {} has no key \"auth\" (an htdigest file)", wanted.name));
+        return Err(SecretError::MissingKey { key: "key \"auth\" (an htdigest file)" });
     };
     let file = String::from_utf8_lossy(&file.0);
     let lines = file.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'));
@@ -137,20 +136,23 @@ pub fn load_digest_users(
     }
     match realm {
         Some(realm) if !users.is_empty() => Ok((DigestAuth { realm, users }, problems)),
-        _ => Err(format!("Secret {} holds no user of the realm hawser can check", wanted.name)),
+        _ => Err(SecretError::Unusable("holds no user of the realm hawser can check")),
     }
 }
 
 /// The users of `secret`; unreadable lines are returned as problems (those users cannot log
 /// in). No user at all is an error.
-pub fn load_users(secret: &Secret, wanted: &BasicAuthSecret) -> Result<(BasicAuth, Vec<String>), String> {
+pub fn load_users(
+    secret: &Secret,
+    wanted: &BasicAuthSecret,
+) -> Result<(BasicAuth, Vec<String>), SecretError> {
     let data = secret.data.as_ref();
     let text = |bytes: &k8s_openapi::ByteString| String::from_utf8_lossy(&bytes.0).into_owned();
     let entries: Vec<(String, String)> = if wanted.map {
         data.into_iter().flatten().map(|(user, hash)| (user.clone(), text(hash))).collect()
     } else {
         let Some(file) = data.and_then(|d| d.get("auth")) else {
-            return Err(format!("Secret {} has no key \"auth\" (an htpasswd file)", wanted.name));
+            return Err(SecretError::MissingKey { key: "key \"auth\" (an htpasswd file)" });
         };
         htpasswd_lines(&text(file))
     };
@@ -167,7 +169,7 @@ pub fn load_users(secret: &Secret, wanted: &BasicAuthSecret) -> Result<(BasicAut
         }
     }
     if users.is_empty() {
-        return Err(format!("Secret {} holds no user whose password hawser can check", wanted.name));
+        return Err(SecretError::Unusable("holds no user whose password hawser can check"));
     }
     Ok((BasicAuth { realm: wanted.realm.clone(), users }, problems))
 }
@@ -181,31 +183,31 @@ fn htpasswd_lines(file: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn check_basic(key: &str, value: &str) -> Result<(), String> {
+fn check_basic(key: &str, value: &str) -> Result<(), ValueError> {
     match key {
         "auth-secret-type" if !matches!(value.trim(), "auth-file" | "auth-map") => {
-            Err(format!("{value:?} is neither auth-file nor auth-map"))
+            Err(ValueError::malformed(value, "auth-file or auth-map"))
         }
         "auth-realm" if value.contains('"') || value.contains(['\r', '\n']) => {
-            Err("a realm cannot hold a double quote or a line break".to_owned())
+            Err(ValueError::refused(value, "cannot be a realm: it holds a double quote or a line break"))
         }
         _ => Ok(()),
     }
 }
 
 /// `auth-url` and its companions.
-fn external_auth(all: &BTreeMap<&str, &str>) -> Result<ExternalAuth, String> {
+fn external_auth(all: &BTreeMap<&str, &str>) -> Result<ExternalAuth, ValueError> {
     let get = |key: &str| all.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
     let url = UrlTemplate::parse(get("auth-url").unwrap_or_default())?;
     let method = match get("auth-method") {
         Some(method) => Method::from_bytes(method.as_bytes())
-            .map_err(|_| format!("auth-method {method:?} is not a method"))?,
+            .map_err(|_| ValueError::malformed(method, "an HTTP method"))?,
         None => Method::GET,
     };
     let signin = get("auth-signin").map(UrlTemplate::parse).transpose()?;
     let response_headers = super::values::list(get("auth-response-headers").unwrap_or_default())
         .map(|name| {
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a header name"))
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| ValueError::malformed(name, "a header name"))
         })
         .collect::<Result<_, _>>()?;
     Ok(ExternalAuth {
@@ -244,10 +246,14 @@ mod tests {
         assert!(
             load_users(&secret(&[("other", file)]), &wanted)
                 .expect_err("refused")
+                .to_string()
                 .contains("no key \"auth\"")
         );
         assert!(
-            load_users(&secret(&[("auth", "bar:plain")]), &wanted).expect_err("refused").contains("no user")
+            load_users(&secret(&[("auth", "bar:plain")]), &wanted)
+                .expect_err("refused")
+                .to_string()
+                .contains("no user")
         );
     }
 

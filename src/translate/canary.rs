@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::candidate::Candidate;
 use super::report::{Reason, Report, Reporter};
-use crate::model::{Canary, HostMatch, RegexPath, Route};
+use crate::model::{Canary, HostMatch, RegexPath, Route, ValueError};
 
 /// The canary settings of an Ingress.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,16 +39,16 @@ pub fn rule(nginx: &BTreeMap<&str, &str>) -> Option<CanaryRule> {
 }
 
 /// Whether a `canary*` key's value is usable. `None`: not a canary key.
-pub fn check(key: &str, value: &str) -> Option<Result<(), String>> {
+pub fn check(key: &str, value: &str) -> Option<Result<(), ValueError>> {
     let value = value.trim();
     Some(match key {
         "canary" => super::values::boolean(value).map(drop),
         "canary-weight" | "canary-weight-total" => {
-            value.parse::<u32>().map(drop).map_err(|_| format!("{value:?} is not a whole number"))
+            value.parse::<u32>().map(drop).map_err(|_| ValueError::malformed(value, "a whole number"))
         }
         "canary-by-header" => http::HeaderName::from_bytes(value.as_bytes())
             .map(drop)
-            .map_err(|_| format!("{value:?} is not a header name")),
+            .map_err(|_| ValueError::malformed(value, "a header name")),
         "canary-by-header-pattern" => RegexPath::new(value).map(drop),
         "canary-by-header-value" | "canary-by-cookie" => Ok(()),
         _ => return None,

@@ -3,7 +3,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::report::ObjectRef;
+use super::report::{Kind, ObjectRef};
 use crate::model::{HeaderMatch, HostMatch, PathMatch, Route};
 
 /// Which of two claims by objects of one namespace on the same host, path and headers wins:
@@ -22,7 +22,7 @@ pub struct Rank {
 impl Rank {
     /// The rank of a claim by `owner`.
     pub fn new(owner: ObjectRef, created: Option<Timestamp>, implicit: bool) -> Self {
-        let kind = u8::from(owner.kind != "WebSocketRoute");
+        let kind = u8::from(owner.kind != Kind::WebSocketRoute);
         Self { implicit, kind, undated: created.is_none(), created, owner }
     }
 

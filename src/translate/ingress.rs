@@ -23,7 +23,7 @@ use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
 use super::tls;
 use super::{Output, TlsClaim};
-use crate::model::{Backend, ErrorBackend, HostMatch, PathMatch, Policy, RegexPath, Route};
+use crate::model::{Backend, ErrorBackend, HostMatch, NamespacedName, PathMatch, Policy, RegexPath, Route};
 
 /// Adds what `ingress` asks for to `out`, reporting into `reporter`.
 /// `opt_outs` are the access-restricting nginx annotations the install serves without
@@ -78,11 +78,12 @@ fn with_backend_ca(
     if let Some(wanted) = &settings.basic_auth {
         with_basic_auth(&mut policy, wanted, snapshot, namespace, reporter);
     }
-    let Some((name, field)) = settings.backend_ca else { return policy };
-    match tls::backend_ca(snapshot, namespace, &name) {
-        Ok(ca) => policy.backend_ca = Some(ca),
+    let Some(wanted) = settings.backend_ca else { return policy };
+    match tls::backend_ca(snapshot, namespace, &wanted.name) {
+        Ok(ca) => policy.backend_protocol.verify_with(ca),
         Err(problem) => {
-            reporter.report(Reason::Invalid, field, format!("{problem}; {REFUSED}"));
+            let message = format!("Secret {namespace}/{}: {problem}; {REFUSED}", wanted.name);
+            reporter.report(Reason::Invalid, wanted.annotation, message);
             policy.refused = true;
         }
     }
@@ -123,7 +124,8 @@ fn with_basic_auth(
             }
         }
         Err(problem) => {
-            reporter.report(Reason::Invalid, field, format!("{problem}; {REFUSED}"));
+            let message = format!("Secret {namespace}/{}: {problem}; {REFUSED}", wanted.name);
+            reporter.report(Reason::Invalid, field, message);
             policy.refused = true;
         }
     }
@@ -241,7 +243,7 @@ impl Translator<'_, '_> {
             let covered =
                 if listed.is_empty() { hosts.iter().map(|(h, _)| h.clone()).collect() } else { listed };
             for host in covered.into_iter().filter(|h| *h != HostMatch::Any) {
-                let secret = (self.namespace.to_owned(), secret.to_owned());
+                let secret = NamespacedName::new(self.namespace, secret);
                 self.out.tls.push(TlsClaim { rank: rank.clone(), host, secret, field: field.clone() });
             }
         }
@@ -331,7 +333,8 @@ impl Translator<'_, '_> {
         let backend = Backend::new(backends::weighted(&[(1, addrs.to_vec())]));
         let policy = self.policies.entry(service.map(str::to_owned)).or_insert_with(|| {
             let server_name = service.map(|service| backends::dns_name(service, self.namespace));
-            Arc::new(Policy { backend_server_name: server_name, ..self.policy.clone() })
+            let backend_protocol = self.policy.backend_protocol.with_server_name(server_name);
+            Arc::new(Policy { backend_protocol, ..self.policy.clone() })
         });
         let mut route = Route::new(name, path, backend, policy.clone());
         route.error_backend = self.error_backend.as_ref().map(|errors| {

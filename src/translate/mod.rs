@@ -27,9 +27,10 @@ mod lookup;
 mod ownership;
 pub mod report;
 mod requests;
+mod secret_error;
 mod tls;
 mod unenforced;
-mod values;
+pub mod values;
 mod websocket_route;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -43,7 +44,7 @@ use serde::Serialize;
 
 pub use annotations::{HAWSER as HAWSER_ANNOTATION_PREFIX, NGINX as NGINX_ANNOTATION_PREFIX};
 pub use class::CONTROLLER_NAME;
-pub use report::{Level, ObjectRef, Reason, Report};
+pub use report::{Kind, Level, ObjectRef, Reason, Report};
 pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 
 use assembly::AssembledHost;
@@ -53,7 +54,7 @@ use ownership::Delegations;
 pub use ownership::HostOwnership;
 use report::Reporter;
 
-use crate::model::{Certificate, HostMatch, RoutingTable};
+use crate::model::{Certificate, HostMatch, NamespacedName, RoutingTable};
 use crate::snapshot::{Object, Snapshot};
 
 /// Settings of the translation. The clock is an input too, so `build` stays pure.
@@ -64,7 +65,7 @@ pub struct BuildConfig {
     /// The `spec.controller` of the IngressClasses hawser serves (`--controller-name`).
     pub controller_name: String,
     /// The Secret served when no host's certificate fits (`--default-ssl-certificate`).
-    pub default_certificate: Option<SecretRef>,
+    pub default_certificate: Option<NamespacedName>,
     /// When the build happens: certificates must be valid then.
     pub now: SystemTime,
     /// Access-restricting nginx annotations served without enforcement instead of refusing
@@ -88,15 +89,12 @@ impl Default for BuildConfig {
     }
 }
 
-/// `(namespace, name)` of a Secret.
-pub type SecretRef = (String, String);
-
 /// A claim that `secret` serves HTTPS for `host`.
 #[derive(Clone, Debug)]
 pub struct TlsClaim {
     rank: Rank,
     host: HostMatch,
-    secret: SecretRef,
+    secret: NamespacedName,
     field: String,
 }
 
@@ -115,7 +113,7 @@ pub struct Built {
     /// The routing table to publish.
     pub table: RoutingTable,
     /// Which Secret serves HTTPS for which host pattern.
-    pub tls: BTreeMap<String, SecretRef>,
+    pub tls: BTreeMap<String, NamespacedName>,
     /// Every finding, sorted.
     pub reports: Vec<Report>,
     /// The Ingresses and WebSocketRoutes hawser serves (their class is hawser's), sorted.
@@ -286,7 +284,7 @@ impl Builder {
             };
         for ingress in snapshot.ingresses.iter().filter(|i| classes.serves_ingress(i)) {
             let object =
-                ObjectRef::new("Ingress", &ingress.namespace().unwrap_or_default(), &ingress.name_any());
+                ObjectRef::new(Kind::Ingress, &ingress.namespace().unwrap_or_default(), &ingress.name_any());
             take(
                 object,
                 ingress.annotations(),
@@ -299,8 +297,11 @@ impl Builder {
         let routes =
             snapshot.routes.iter().filter(|r| classes.serves_route(r.spec.ingress_class_name.as_deref()));
         for route in routes {
-            let object =
-                ObjectRef::new("WebSocketRoute", &route.namespace().unwrap_or_default(), &route.name_any());
+            let object = ObjectRef::new(
+                Kind::WebSocketRoute,
+                &route.namespace().unwrap_or_default(),
+                &route.name_any(),
+            );
             take(
                 object,
                 route.annotations(),

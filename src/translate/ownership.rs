@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::TlsClaim;
 use super::candidate::{Candidate, Rank};
 use super::report::{ObjectRef, Reason, Report, Reporter};
-use crate::model::HostMatch;
+use crate::model::{HostMatch, ValueError};
 
 /// The annotation (on Ingresses and WebSocketRoutes) listing the namespaces allowed on the
 /// object's hosts: names, or `*` for all.
@@ -97,7 +97,7 @@ fn owners<'a>(
 }
 
 /// The namespaces an `allowed-namespaces` value names: DNS labels or `*`, comma-separated.
-pub fn parse_allowed(value: &str) -> Result<BTreeSet<String>, String> {
+pub fn parse_allowed(value: &str) -> Result<BTreeSet<String>, ValueError> {
     super::values::list(value)
         .map(|name| {
             let label = name.len() <= 63
@@ -107,7 +107,7 @@ pub fn parse_allowed(value: &str) -> Result<BTreeSet<String>, String> {
             if name == "*" || label {
                 Ok(name.to_owned())
             } else {
-                Err(format!("{name:?} is not a namespace name or *"))
+                Err(ValueError::malformed(name, "a namespace name or *"))
             }
         })
         .collect()

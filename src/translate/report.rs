@@ -5,11 +5,27 @@ use std::fmt;
 
 use serde::Serialize;
 
+/// What a report can be about. Declared in name order, the order reports are sorted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    /// A manifest file (standalone mode) that could not be read.
+    File,
+    Ingress,
+    /// `--default-ssl-certificate`.
+    Secret,
+    WebSocketRoute,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
 /// The object a report is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectRef {
-    /// `Ingress`, `WebSocketRoute`, `File`, …
-    pub kind: &'static str,
+    pub kind: Kind,
     /// Empty for cluster-scoped objects and files.
     pub namespace: String,
     /// Object name, or a file path.
@@ -18,7 +34,7 @@ pub struct ObjectRef {
 
 impl ObjectRef {
     /// A namespaced object.
-    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
         Self { kind, namespace: namespace.to_owned(), name: name.to_owned() }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::annotations::{Effect, Failure};
-use crate::model::{Cors, Policy, Rate, RateLimit, Redirect};
+use crate::model::{Cors, Policy, Rate, RateLimit, Redirect, ValueError};
 
 /// One `nginx.ingress.kubernetes.io/` key of this kind. `None`: not one of them.
 pub(super) fn apply(
@@ -19,13 +19,9 @@ pub(super) fn apply(
     let rewrites = &mut policy.rewrites;
     let result = match key {
         "proxy-body-size" => size(value).map(|limit| policy.max_body_bytes = limit),
-        "client-body-timeout" => {
-            super::values::nginx_seconds(value)
-                .and_then(|timeout| {
-                    if timeout.is_zero() { Err("must be at least 1 second".into()) } else { Ok(timeout) }
-                })
-                .map(|timeout| policy.request_body_timeout = Some(timeout))
-        }
+        "client-body-timeout" => super::values::nginx_timeout(value)
+            .and_then(|timeout| super::values::bounded(value, timeout))
+            .map(|timeout| policy.request_body_timeout = Some(timeout)),
         "permanent-redirect" => {
             redirect(value, all.get("permanent-redirect-code"), 301).map(|r| rewrites.redirect = Some(r))
         }
@@ -115,7 +111,7 @@ pub(super) fn apply(
                 policy.max_endpoints_tried = if tries == 0 { u32::MAX } else { tries };
                 Ok(())
             }
-            Err(_) => Err(format!("{value:?} is not a whole number")),
+            Err(_) => Err(ValueError::malformed(value, "a whole number")),
         },
         _ => return None,
     };
@@ -130,12 +126,12 @@ pub(super) fn regex_paths(nginx: &BTreeMap<&str, &str>) -> bool {
 }
 
 /// A rewrite target: a path (with `$N` groups) or a lone group such as `$1`.
-fn rewrite_target(value: &str) -> Result<String, String> {
+fn rewrite_target(value: &str) -> Result<String, ValueError> {
     let target = value.trim();
     if (target.starts_with('/') || target.starts_with('$')) && target.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(target.to_owned())
     } else {
-        Err(format!("{value:?} is not a path (with $1…$9 for the capture groups)"))
+        Err(ValueError::malformed(value, "a path (with $1…$9 for the capture groups)"))
     }
 }
 
@@ -150,13 +146,13 @@ fn cors(all: &BTreeMap<&str, &str>) -> Cors {
 }
 
 /// Applies one `cors-*` key. `None`: not one.
-fn cors_setting(cors: &mut Cors, key: &str, value: &str) -> Option<Result<(), String>> {
+fn cors_setting(cors: &mut Cors, key: &str, value: &str) -> Option<Result<(), ValueError>> {
     let header_list = |value: &str| {
         let value = value.trim();
         if value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
             Ok(value.to_owned())
         } else {
-            Err(format!("{value:?} is not a header value"))
+            Err(ValueError::malformed(value, "a header value"))
         }
     };
     Some(match key {
@@ -172,7 +168,7 @@ fn cors_setting(cors: &mut Cors, key: &str, value: &str) -> Option<Result<(), St
                 cors.max_age = seconds;
                 Ok(())
             }
-            Err(_) => Err(format!("{value:?} is not a number of seconds")),
+            Err(_) => Err(ValueError::malformed(value, "a number of seconds")),
         },
         _ => return None,
     })
@@ -219,7 +215,7 @@ pub fn error_backend(all: &BTreeMap<&str, &str>) -> Option<(String, Vec<u16>)> {
 }
 
 /// A Service name (a DNS label) of the Ingress's namespace.
-fn service_name(value: &str) -> Result<String, String> {
+fn service_name(value: &str) -> Result<String, ValueError> {
     let name = value.trim();
     let label = !name.is_empty()
         && name.len() <= 63
@@ -227,20 +223,20 @@ fn service_name(value: &str) -> Result<String, String> {
     if label {
         Ok(name.to_owned())
     } else {
-        Err(format!("{value:?} is not a Service name of this namespace"))
+        Err(ValueError::malformed(value, "a Service name of this namespace"))
     }
 }
 
 /// `404,503`: statuses from 400 to 599.
-fn status_codes(value: &str) -> Result<Vec<u16>, String> {
+fn status_codes(value: &str) -> Result<Vec<u16>, ValueError> {
     let code = |item: &str| item.parse::<u16>().ok().filter(|c| (400..=599).contains(c));
     super::values::list(value)
-        .map(|item| code(item).ok_or_else(|| format!("{item:?} is not a status from 400 to 599")))
+        .map(|item| code(item).ok_or_else(|| ValueError::malformed(item, "a status from 400 to 599")))
         .collect()
 }
 
 /// nginx's size: bytes, or with `k`/`m`/`g` (1024-based); `0` is unlimited.
-fn size(value: &str) -> Result<Option<u64>, String> {
+fn size(value: &str) -> Result<Option<u64>, ValueError> {
     let value = value.trim();
     let (digits, unit) = match value.char_indices().last() {
         Some((at, c)) if c.is_ascii_alphabetic() => (&value[..at], c.to_ascii_lowercase()),
@@ -251,51 +247,51 @@ fn size(value: &str) -> Result<Option<u64>, String> {
         'k' => 1 << 10,
         'm' => 1 << 20,
         'g' => 1 << 30,
-        _ => return Err(format!("{value:?} is not a size (bytes, or with k, m or g)")),
+        _ => return Err(ValueError::malformed(value, "a size (bytes, or with k, m or g)")),
     };
     let number: u64 =
-        digits.parse().map_err(|_| format!("{value:?} is not a size (bytes, or with k, m or g)"))?;
+        digits.parse().map_err(|_| ValueError::malformed(value, "a size (bytes, or with k, m or g)"))?;
     Ok(Some(number.saturating_mul(scale)).filter(|&limit| limit > 0))
 }
 
 /// A redirect to `location` with the status `code` names (or `default`).
-fn redirect(location: &str, code: Option<&&str>, default: u16) -> Result<Redirect, String> {
+fn redirect(location: &str, code: Option<&&str>, default: u16) -> Result<Redirect, ValueError> {
     let location = location.trim();
     let status = code.map_or(Ok(default), |code| redirect_code(code))?;
     let absolute =
         location.starts_with("https://") || location.starts_with("http://") || location.starts_with('/');
     if !absolute || location.bytes().any(|b| !b.is_ascii_graphic()) {
-        return Err(format!("{location:?} is not an absolute URL or path"));
+        return Err(ValueError::malformed(location, "an absolute URL or path"));
     }
     Ok(Redirect { status, location: location.to_owned() })
 }
 
 /// A redirect status: 300–308 (ingress-nginx's range).
-fn redirect_code(value: &str) -> Result<u16, String> {
+fn redirect_code(value: &str) -> Result<u16, ValueError> {
     match value.trim().parse::<u16>() {
         Ok(code) if (300..=308).contains(&code) => Ok(code),
-        _ => Err(format!("{value:?} is not a redirect status (300-308)")),
+        _ => Err(ValueError::malformed(value, "a redirect status (300-308)")),
     }
 }
 
 /// A path starting with `/`, without spaces or control characters.
-fn absolute_path(value: &str) -> Result<String, String> {
+fn absolute_path(value: &str) -> Result<String, ValueError> {
     let path = value.trim();
     if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(path.to_owned())
     } else {
-        Err(format!("{value:?} is not an absolute path"))
+        Err(ValueError::malformed(value, "an absolute path"))
     }
 }
 
 /// A host name with an optional port.
-fn host(value: &str) -> Result<String, String> {
+fn host(value: &str) -> Result<String, ValueError> {
     let host = value.trim();
     let (name, port) = host.rsplit_once(':').map_or((host, None), |(n, p)| (n, Some(p)));
     let name_ok =
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
-    if name_ok && port_ok { Ok(host.to_owned()) } else { Err(format!("{value:?} is not a host name")) }
+    if name_ok && port_ok { Ok(host.to_owned()) } else { Err(ValueError::malformed(value, "a host name")) }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::{HashKey, LoadBalancing, Policy};
+use crate::model::Timeout::{After, Disabled};
+use crate::model::{HashKey, LoadBalancing, NamespacedName, Policy};
 use crate::source::parse_documents;
 
 mod affinity;
@@ -142,48 +143,60 @@ fn ingress_class_object(name: &str, controller: &str, default: bool) -> String {
     )
 }
 
+/// Every timeout written as zero: off where a timeout can be off, otherwise refused (and the
+/// default kept), never "at once".
 #[test]
-fn zero_durations_mean_never_or_are_rejected() {
-    let policy = |annotations: &[(&str, &str)]| {
-        let built = built(&with_annotations("i", annotations));
-        (policy_of(&built), problems(&built))
-    };
-    let (never, problems_never) =
-        policy(&[("hawser.dev/idle-timeout", "0s"), ("hawser.dev/max-connection-duration", "0s")]);
-    assert_eq!((never.idle_timeout, never.max_connection_duration), (None, None), "0s: never");
-    assert!(problems_never.is_empty(), "{problems_never:?}");
-    for key in ["handshake-timeout", "response-timeout", "connect-timeout"] {
-        let annotation = format!("hawser.dev/{key}");
-        let (kept, problems) = policy(&[(annotation.as_str(), "0s")]);
-        assert_eq!(
-            problems,
-            vec![format!("Invalid Ingress default/i {annotation}")],
-            "{key}: 0s is rejected"
-        );
-        let defaults = Policy::default();
-        assert_eq!(
-            (kept.handshake_timeout, kept.response_timeout, kept.connect_timeout),
-            (defaults.handshake_timeout, defaults.response_timeout, defaults.connect_timeout),
-            "{key}: the default stays"
-        );
+fn zero_turns_a_timeout_off_or_is_refused() {
+    type Check = fn(&Policy) -> bool;
+    let defaults = Policy::default();
+    let off: &[(&str, &str, Check)] = &[
+        ("hawser.dev/idle-timeout", "0s", |p| p.idle_timeout == Disabled),
+        ("hawser.dev/max-connection-duration", "0s", |p| p.max_connection_duration == Disabled),
+        ("hawser.dev/ping-interval", "0s", |p| p.ping_interval == Disabled),
+        ("hawser.dev/idle-timeout", "0", |p| p.idle_timeout == Disabled),
+        // nginx's read timeout is also its response wait, which cannot be off: only the idle
+        // timeout goes.
+        ("nginx.ingress.kubernetes.io/proxy-read-timeout", "0", |p| {
+            p.idle_timeout == Disabled && p.handshake_timeout == Policy::default().handshake_timeout
+        }),
+        ("nginx.ingress.kubernetes.io/proxy-send-timeout", "0s", |p| p.idle_timeout == Disabled),
+    ];
+    for (key, value, check) in off {
+        let built = built(&with_annotations("i", &[(key, value)]));
+        assert!(check(&policy_of(&built)), "{key}: {value} turns it off");
+        assert_eq!(problems(&built), Vec::<String>::new(), "{key}: {value}");
     }
-    let (nginx, _) = policy(&[("nginx.ingress.kubernetes.io/proxy-read-timeout", "0")]);
-    assert_eq!(nginx.idle_timeout, None, "nginx 0: no idle timeout");
-    assert_eq!(
-        nginx.handshake_timeout,
-        Policy::default().handshake_timeout,
-        "but the handshake keeps its own"
-    );
+    let refused = [
+        ("hawser.dev/handshake-timeout", "0s"),
+        ("hawser.dev/response-timeout", "0s"),
+        ("hawser.dev/connect-timeout", "0s"),
+        ("hawser.dev/ping-timeout", "0"),
+        ("nginx.ingress.kubernetes.io/proxy-connect-timeout", "0"),
+        ("nginx.ingress.kubernetes.io/client-body-timeout", "0"),
+    ];
+    for (key, value) in refused {
+        let built = built(&with_annotations("i", &[(key, value)]));
+        assert_eq!(problems(&built), vec![format!("Invalid Ingress default/i {key}")], "{key}: {value}");
+        assert_eq!(policy_of(&built), defaults, "{key}: the defaults stay");
+    }
     let route = |field: &str| {
         format!(
             "apiVersion: hawser.dev/v1alpha1\nkind: WebSocketRoute\nmetadata: {{name: ws}}\nspec:\n  hostnames: [a.com]\n  rules:\n  - backends: [{{name: api, port: 81}}]\n    {field}: 0s\n"
         )
     };
-    for field in ["handshakeTimeout", "responseTimeout", "pingTimeout"] {
+    for field in ["handshakeTimeout", "responseTimeout", "pingTimeout", "sessionAffinity: {cookie: {maxAge"] {
+        let yaml = route(field).replace("{cookie: {maxAge: 0s", "{cookie: {maxAge: 0s}}");
+        let field = field.split(':').next().unwrap_or_default();
         let want = format!("Invalid WebSocketRoute default/ws spec.rules[0].{field}");
-        assert_eq!(problems(&built(&route(field))), vec![want], "{field}");
+        assert_eq!(problems(&built(&yaml)), vec![want], "{field}");
     }
-    assert!(problems(&built(&route("idleTimeout"))).is_empty(), "idleTimeout 0s: never");
+    for field in ["idleTimeout", "maxConnectionDuration", "pingInterval"] {
+        let built = built(&route(field));
+        assert!(problems(&built).is_empty(), "{field} 0s: never");
+        let policy = &built.table.lookup("a.com", "/", |_| None).expect("served").policy;
+        let timeouts = [policy.idle_timeout, policy.max_connection_duration, policy.ping_interval];
+        assert!(timeouts.contains(&Disabled), "{field} 0s: off");
+    }
 }
 
 #[test]
@@ -388,7 +401,7 @@ fn served_certificate(built: &Built, host: &str) -> bool {
 fn tls_secrets_become_certificates_of_their_hosts() {
     let built_ok =
         built(&format!("{}{}", tls_secret("a-tls", &["a.com"], VALID), tls_ingress("i", "a.com", "a-tls")));
-    assert_eq!(built_ok.tls.get("a.com"), Some(&("default".to_owned(), "a-tls".to_owned())));
+    assert_eq!(built_ok.tls.get("a.com"), Some(&NamespacedName::new("default", "a-tls")));
     assert!(problems(&built_ok).is_empty(), "{:?}", problems(&built_ok));
     assert!(served_certificate(&built_ok, "a.com"));
     assert!(built_ok.table.certificate("a.com").is_some());
@@ -434,7 +447,7 @@ fn unusable_secrets_are_reported_and_fall_back_without_harming_other_hosts() {
 #[test]
 fn the_default_certificate_comes_from_a_secret() {
     let config = BuildConfig {
-        default_certificate: Some(("default".into(), "fallback".into())),
+        default_certificate: Some(NamespacedName::new("default", "fallback")),
         ..BuildConfig::default()
     };
     let objects = parse_documents(&tls_secret("fallback", &["anything.example"], VALID)).unwrap();
@@ -477,15 +490,15 @@ fn redirect_annotations() {
 fn hawser_annotations() {
     type Check = Box<dyn Fn(&Policy) -> bool>;
     let cases: Vec<(&str, &str, Check)> = vec![
-        ("idle-timeout", "2h", Box::new(|p| p.idle_timeout == Some(Duration::from_secs(7200)))),
-        ("idle-timeout", "0s", Box::new(|p| p.idle_timeout.is_none())),
+        ("idle-timeout", "2h", Box::new(|p| p.idle_timeout == After(Duration::from_secs(7200)))),
+        ("idle-timeout", "0s", Box::new(|p| p.idle_timeout == Disabled)),
         ("handshake-timeout", "5s", Box::new(|p| p.handshake_timeout == Duration::from_secs(5))),
         ("response-timeout", "45s", Box::new(|p| p.response_timeout == Duration::from_secs(45))),
         ("connect-timeout", "500ms", Box::new(|p| p.connect_timeout == Duration::from_millis(500))),
         (
             "max-connection-duration",
             "24h",
-            Box::new(|p| p.max_connection_duration == Some(Duration::from_secs(86400))),
+            Box::new(|p| p.max_connection_duration == After(Duration::from_secs(86400))),
         ),
         (
             "load-balancing",
@@ -496,8 +509,8 @@ fn hawser_annotations() {
         ("source-ranges", "10.0.0.0/8,192.168.0.0/16", Box::new(|p| p.source_ranges.len() == 2)),
         ("max-connections", "100", Box::new(|p| p.max_connections == Some(100))),
         ("max-connections-per-client", "5", Box::new(|p| p.max_connections_per_client == Some(5))),
-        ("ping-interval", "20s", Box::new(|p| p.ping_interval == Some(Duration::from_secs(20)))),
-        ("ping-interval", "0s", Box::new(|p| p.ping_interval.is_none())),
+        ("ping-interval", "20s", Box::new(|p| p.ping_interval == After(Duration::from_secs(20)))),
+        ("ping-interval", "0s", Box::new(|p| p.ping_interval == Disabled)),
         ("ping-timeout", "5s", Box::new(|p| p.ping_timeout == Duration::from_secs(5))),
         ("max-message-bytes", "65536", Box::new(|p| p.max_message_bytes == Some(65536))),
         ("rebalance", "true", Box::new(|p| p.rebalance == Some(crate::model::Rebalance::default()))),
@@ -505,7 +518,7 @@ fn hawser_annotations() {
     ];
     // Off by default on Ingresses.
     let plain = policy_of(&built(&with_annotations("i", &[])));
-    assert_eq!((plain.ping_interval, plain.max_message_bytes, plain.rebalance), (None, None, None));
+    assert_eq!((plain.ping_interval, plain.max_message_bytes, plain.rebalance), (Disabled, None, None));
     for (key, value) in [("ping-timeout", "0s"), ("max-message-bytes", "0"), ("rebalance", "yes")] {
         let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
         assert_eq!(problems(&built), vec![format!("Invalid Ingress default/i hawser.dev/{key}")], "{key}");
@@ -532,8 +545,7 @@ fn bad_annotation_values_are_reported_and_security_ones_fail_closed() {
     for pair in ignored {
         let (key, value) = pair.split_once('=').unwrap();
         let built = built(&with_annotations("i", &[(&format!("hawser.dev/{key}"), value)]));
-        let untouched = Policy { backend_server_name: Some("web.default.svc".into()), ..Policy::default() };
-        assert_eq!(policy_of(&built), untouched, "{pair} changed the policy");
+        assert_eq!(policy_of(&built), Policy::default(), "{pair} changed the policy");
         assert_eq!(problems(&built), vec![format!("Invalid Ingress default/i hawser.dev/{key}")], "{pair}");
     }
     for pair in [
@@ -568,12 +580,12 @@ fn nginx_annotations_are_translated() {
         ("proxy-connect-timeout", "2"),
     ]);
     let policy = policy_of(&timeouts);
-    assert_eq!(policy.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(policy.idle_timeout, After(Duration::from_secs(3600)));
     assert_eq!(policy.handshake_timeout, Duration::from_secs(3600));
     assert_eq!(policy.response_timeout, Duration::from_secs(3600));
     assert_eq!(policy.connect_timeout, Duration::from_secs(2));
     let send_only = policy_of(&nginx(&[("proxy-send-timeout", "30")]));
-    assert_eq!(send_only.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(send_only.idle_timeout, After(Duration::from_secs(30)));
     let cases: Vec<(&str, &str, LoadBalancing)> = vec![
         ("upstream-hash-by", "$remote_addr", LoadBalancing::ConsistentHash(HashKey::SourceIp)),
         (
@@ -626,7 +638,7 @@ fn hawser_annotations_win_over_nginx_ones() {
         ],
     ));
     let policy = policy_of(&built);
-    assert_eq!(policy.idle_timeout, Some(Duration::from_secs(7200)));
+    assert_eq!(policy.idle_timeout, After(Duration::from_secs(7200)));
     assert_eq!(policy.load_balancing, LoadBalancing::RoundRobin);
 }
 
@@ -674,19 +686,19 @@ fn websocket_routes_with_defaults_weights_and_policy() {
     assert!(problems(&built).is_empty(), "{:?}", problems(&built));
     let header = |name: &str| (name == "x-tenant").then_some("acme");
     let first = built.table.lookup("chat.a.com", "/ws/room", header).unwrap();
-    assert_eq!(first.policy.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+    assert_eq!(first.policy.idle_timeout, After(DEFAULT_IDLE_TIMEOUT));
     assert_eq!(first.policy.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
     assert_eq!(first.policy.response_timeout, Duration::from_secs(60), "long polls fit");
-    assert_eq!(first.policy.max_connection_duration, None);
+    assert_eq!(first.policy.max_connection_duration, Disabled);
     // WebSocketRoutes ping quiet sides every 30 s unless told otherwise.
-    assert_eq!(first.policy.ping_interval, Some(Duration::from_secs(30)));
+    assert_eq!(first.policy.ping_interval, After(Duration::from_secs(30)));
     assert_eq!(first.policy.ping_timeout, Duration::from_secs(30));
     let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
     assert_eq!(
         (slow.idle_timeout, slow.handshake_timeout),
-        (Some(Duration::from_secs(90)), Duration::from_secs(2))
+        (After(Duration::from_secs(90)), Duration::from_secs(2))
     );
-    assert_eq!(slow.max_connection_duration, Some(Duration::from_secs(86400)));
+    assert_eq!(slow.max_connection_duration, After(Duration::from_secs(86400)));
     assert_eq!(slow.response_timeout, Duration::from_secs(25));
     assert_eq!(slow.load_balancing, LoadBalancing::ConsistentHash(HashKey::Query("room".into())));
     assert_eq!((slow.max_connections, slow.max_connections_per_client), (Some(100), Some(3)));
@@ -736,7 +748,7 @@ fn a_bad_rule_is_left_out_and_the_others_keep_working() {
 
 #[test]
 fn route_conditions_follow_the_reports() {
-    let object = ObjectRef::new("WebSocketRoute", "default", "chat");
+    let object = ObjectRef::new(Kind::WebSocketRoute, "default", "chat");
     let ok = built(ROUTE);
     let [accepted, resolved] = conditions::route_conditions(&object, &ok.reports);
     assert_eq!((accepted.status, resolved.status), ("True", "True"));
@@ -775,8 +787,8 @@ fn websocket_route_backend_protocol() {
     let built =
         built(&ROUTE.replace("maxConnections: 100", "maxConnections: 100\n    backendProtocol: HTTPS"));
     let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
-    assert_eq!(slow.backend_protocol, BackendProtocol::Https);
-    assert_eq!(slow.backend_server_name.as_deref(), Some("web.default.svc"));
+    let server_name = Some("web.default.svc".to_owned());
+    assert_eq!(slow.backend_protocol, BackendProtocol::Https { server_name, ca: None });
     let plain = &built.table.lookup("chat.a.com", "/live", |_| None).unwrap().policy;
     assert_eq!(plain.backend_protocol, BackendProtocol::Http);
 }
@@ -931,7 +943,7 @@ fn another_namespace_never_takes_a_served_host_and_path() {
         let conflicts: Vec<String> =
             problems(&built).into_iter().filter(|p| p.starts_with("Conflict")).collect();
         assert!(!conflicts.is_empty() && conflicts.iter().all(|c| c.contains("evil/grab")), "{conflicts:?}");
-        assert_eq!(built.tls.get("bank.test"), Some(&("bank".to_owned(), "bank-tls".to_owned())), "{kind}");
+        assert_eq!(built.tls.get("bank.test"), Some(&NamespacedName::new("bank", "bank-tls")), "{kind}");
     }
     // Within one namespace a WebSocketRoute still beats an older Ingress.
     let own = claim("WebSocketRoute", "bank", "chat", "bank.test", "2026-01-01T00:00:00Z");
@@ -963,12 +975,12 @@ fn websocket_route_lifecycle_fields() {
     let rule = "    maxConnectionsPerClient: 3\n    pingInterval: 10s\n    pingTimeout: 2s\n    maxMessageBytes: 1048576\n    rebalance: {maxSkew: 1.5, closesPerSecond: 2}\n";
     let built = built(&ROUTE.replace("    maxConnectionsPerClient: 3\n", rule));
     let slow = &built.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy;
-    assert_eq!(slow.ping_interval, Some(Duration::from_secs(10)));
+    assert_eq!(slow.ping_interval, After(Duration::from_secs(10)));
     assert_eq!(slow.ping_timeout, Duration::from_secs(2));
     assert_eq!(slow.max_message_bytes, Some(1_048_576));
     assert_eq!(slow.rebalance, Some(crate::model::Rebalance { max_skew: 1.5, closes_per_second: 2 }));
     let off = built_route_with("    pingInterval: 0s\n");
-    assert_eq!(off.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy.ping_interval, None);
+    assert_eq!(off.table.lookup("chat.a.com", "/slow", |_| None).unwrap().policy.ping_interval, Disabled);
     for (bad, field) in [
         ("    pingTimeout: 0s\n", "spec.rules[1].pingTimeout"),
         ("    rebalance: {maxSkew: 0.5}\n", "spec.rules[1].rebalance"),

@@ -17,6 +17,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::time::ASN1Time;
 
 use super::lookup::Lookup;
+use super::secret_error::SecretError;
 use crate::model::{BackendCa, Certificate, HostMatch};
 
 /// A certificate, its key and the names it covers, as parsed from a Secret (whether it is valid
@@ -38,7 +39,11 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 
 /// The certificate of the Secret `namespace/name`, checked at `now`; `None` when there is no
 /// such Secret. Parsed once per Secret content.
-pub fn load(snapshot: &Lookup<'_>, secret: (&str, &str), now: SystemTime) -> Option<Result<Loaded, String>> {
+pub fn load(
+    snapshot: &Lookup<'_>,
+    secret: (&str, &str),
+    now: SystemTime,
+) -> Option<Result<Loaded, SecretError>> {
     let parsed = snapshot.parsed_secret(secret, "certificate", parse)?;
     Some(parsed.and_then(|loaded| check_validity(&loaded, now).map(|()| loaded)))
 }
@@ -57,22 +62,25 @@ pub fn next_change(snapshot: &Lookup<'_>, secret: (&str, &str), now: SystemTime)
 }
 
 /// Parses `secret`'s certificate chain and key, and checks they belong together.
-fn parse(secret: &Secret) -> Result<Loaded, String> {
+fn parse(secret: &Secret) -> Result<Loaded, SecretError> {
     let chain_pem = field(secret, "tls.crt")?;
     let key_pem = field(secret, "tls.key")?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
-    let Some(leaf) = chain.first() else { return Err("tls.crt holds no certificate".into()) };
+        .map_err(|e| SecretError::unreadable("tls.crt", "PEM", e))?;
+    let Some(leaf) = chain.first() else { return Err(SecretError::Unusable("tls.crt holds no certificate")) };
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("tls.key is not a PEM private key: {e}"))?;
+        .map_err(|e| SecretError::unreadable("tls.key", "a PEM private key", e))?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("tls.key is not an RSA, ECDSA or Ed25519 key: {e}"))?;
-    let (_, parsed) = X509Certificate::from_der(leaf).map_err(|e| format!("tls.crt: {e}"))?;
+        .map_err(|e| SecretError::unreadable("tls.key", "an RSA, ECDSA or Ed25519 key", e))?;
+    let (_, parsed) = X509Certificate::from_der(leaf)
+        .map_err(|e| SecretError::unreadable("tls.crt", "an X.509 certificate", e))?;
     let names = dns_names(&parsed);
     let (not_before, not_after) = (parsed.validity().not_before, parsed.validity().not_after);
     let certified = CertifiedKey::new(chain, signing_key);
-    certified.keys_match().map_err(|_| "tls.key does not belong to the certificate in tls.crt".to_owned())?;
+    certified
+        .keys_match()
+        .map_err(|_| SecretError::Unusable("tls.key does not belong to the certificate in tls.crt"))?;
     Ok(Loaded { certificate: Certificate(Arc::new(certified)), names, not_before, not_after })
 }
 
@@ -92,23 +100,20 @@ fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn field(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
+fn field(secret: &Secret, key: &'static str) -> Result<Vec<u8>, SecretError> {
     let from_data = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone());
     let from_string_data =
         || secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.as_bytes().to_vec());
-    from_data
-        .or_else(from_string_data)
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| format!("the Secret has no {key}"))
+    from_data.or_else(from_string_data).filter(|b| !b.is_empty()).ok_or(SecretError::MissingKey { key })
 }
 
-fn check_validity(loaded: &Loaded, now: SystemTime) -> Result<(), String> {
+fn check_validity(loaded: &Loaded, now: SystemTime) -> Result<(), SecretError> {
     let now = unix_seconds(now);
     if now < loaded.not_before.timestamp() {
-        return Err(format!("the certificate is not valid before {}", loaded.not_before));
+        return Err(SecretError::NotYetValid(loaded.not_before.to_string()));
     }
     if now > loaded.not_after.timestamp() {
-        return Err(format!("the certificate expired on {}", loaded.not_after));
+        return Err(SecretError::Expired(loaded.not_after.to_string()));
     }
     Ok(())
 }
@@ -148,26 +153,26 @@ pub fn covers(names: &[String], host: &HostMatch) -> bool {
 
 /// The CA bundle (`ca.crt`) of the Secret `namespace/name` as a verifying client configuration
 /// for HTTPS backends. Parsed once per Secret content.
-pub fn backend_ca(snapshot: &Lookup<'_>, namespace: &str, name: &str) -> Result<BackendCa, String> {
+pub fn backend_ca(snapshot: &Lookup<'_>, namespace: &str, name: &str) -> Result<BackendCa, SecretError> {
     let parse = |secret: &Secret| parse_ca(secret, format!("{namespace}/{name}"));
     let parsed = snapshot.parsed_secret((namespace, name), "backend CA", parse);
-    parsed.unwrap_or_else(|| Err(format!("Secret {namespace}/{name} not found")))
+    parsed.unwrap_or(Err(SecretError::NotFound))
 }
 
-fn parse_ca(secret: &Secret, name: String) -> Result<BackendCa, String> {
+fn parse_ca(secret: &Secret, name: String) -> Result<BackendCa, SecretError> {
     let pem = field(secret, "ca.crt")?;
     let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("ca.crt is not PEM: {e}"))?;
+        .map_err(|e| SecretError::unreadable("ca.crt", "PEM", e))?;
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certificates.iter().cloned());
     if added == 0 {
-        return Err("ca.crt holds no usable CA certificate".into());
+        return Err(SecretError::Unusable("ca.crt holds no usable CA certificate"));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SecretError::unreadable("ca.crt", "usable with TLS 1.2 or 1.3", e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];

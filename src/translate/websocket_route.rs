@@ -23,7 +23,8 @@ use crate::crd::{
     WebSocketRoute,
 };
 use crate::model::{
-    Backend, BackendProtocol, HashKey, HeaderMatch, HostMatch, LoadBalancing, PathMatch, Policy, Route,
+    Backend, BackendProtocol, HashKey, HeaderMatch, HostMatch, LoadBalancing, NamespacedName, PathMatch,
+    Policy, Route, Timeout, ValueError,
 };
 
 /// Idle timeout of a WebSocketRoute rule that sets none.
@@ -56,13 +57,14 @@ pub fn translate(
             }
         };
         let Some(mut policy) = rule_policy(rule, &field, reporter) else { continue };
-        policy.backend_server_name = rule.backends.first().map(|b| backends::dns_name(&b.name, &namespace));
+        let server_name = rule.backends.first().map(|b| backends::dns_name(&b.name, &namespace));
+        policy.backend_protocol = policy.backend_protocol.with_server_name(server_name);
         if let Some(name) = &rule.backend_ca_secret {
             match tls::backend_ca(snapshot, &namespace, name) {
-                Ok(ca) => policy.backend_ca = Some(ca),
+                Ok(ca) => policy.backend_protocol.verify_with(ca),
                 Err(problem) => {
                     // Serving without the verification that was asked for would be worse.
-                    let message = format!("{problem}; {RULE_REFUSED}");
+                    let message = format!("Secret {namespace}/{name}: {problem}; {RULE_REFUSED}");
                     reporter.report(Reason::Invalid, format!("{field}.backendCASecret"), message);
                     policy.refused = true;
                 }
@@ -150,9 +152,9 @@ fn backend(
 /// security setting.
 fn rule_policy(rule: &RouteRule, field: &str, reporter: &mut Reporter<'_>) -> Option<Policy> {
     let mut policy = Policy {
-        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        idle_timeout: Timeout::After(DEFAULT_IDLE_TIMEOUT),
         handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-        ping_interval: Some(DEFAULT_PING_INTERVAL),
+        ping_interval: Timeout::After(DEFAULT_PING_INTERVAL),
         ..Policy::default()
     };
     match apply_rule(rule, &mut policy) {
@@ -172,28 +174,28 @@ fn rule_policy(rule: &RouteRule, field: &str, reporter: &mut Reporter<'_>) -> Op
 
 /// A rule value that cannot be honoured: the field, the message, and whether the rule must be
 /// refused (a security setting: fail closed) rather than left out.
-type RuleError = (&'static str, String, bool);
+type RuleError = (&'static str, ValueError, bool);
 
 fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
-    let at = |key: &'static str| move |message: String| (key, message, false);
-    let fail_closed = |key: &'static str| move |message: String| (key, message, true);
+    let at = |key: &'static str| move |error: ValueError| (key, error, false);
+    let fail_closed = |key: &'static str| move |error: ValueError| (key, error, true);
     if let Some(v) = &rule.idle_timeout {
-        policy.idle_timeout = values::optional_duration(v).map_err(at("idleTimeout"))?;
+        policy.idle_timeout = values::timeout(v).map_err(at("idleTimeout"))?;
     }
     if let Some(v) = &rule.handshake_timeout {
-        policy.handshake_timeout = values::positive_duration(v).map_err(at("handshakeTimeout"))?;
+        policy.handshake_timeout = values::bounded_timeout(v).map_err(at("handshakeTimeout"))?;
     }
     if let Some(v) = &rule.response_timeout {
-        policy.response_timeout = values::positive_duration(v).map_err(at("responseTimeout"))?;
+        policy.response_timeout = values::bounded_timeout(v).map_err(at("responseTimeout"))?;
     }
     if let Some(v) = &rule.max_connection_duration {
-        policy.max_connection_duration = values::optional_duration(v).map_err(at("maxConnectionDuration"))?;
+        policy.max_connection_duration = values::timeout(v).map_err(at("maxConnectionDuration"))?;
     }
     if let Some(v) = &rule.ping_interval {
-        policy.ping_interval = values::optional_duration(v).map_err(at("pingInterval"))?;
+        policy.ping_interval = values::timeout(v).map_err(at("pingInterval"))?;
     }
     if let Some(v) = &rule.ping_timeout {
-        policy.ping_timeout = values::positive_duration(v).map_err(at("pingTimeout"))?;
+        policy.ping_timeout = values::bounded_timeout(v).map_err(at("pingTimeout"))?;
     }
     policy.max_message_bytes = rule.max_message_bytes.filter(|&n| n > 0);
     if let Some(spec) = &rule.rebalance {
@@ -212,7 +214,7 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
     policy.allowed_upgrades = values::upgrade_protocols(rule.allowed_upgrades.iter().map(String::as_str))
         .map_err(at("allowedUpgrades"))?;
     if rule.backend_protocol == Some(BackendProtocolSpec::Https) {
-        policy.backend_protocol = BackendProtocol::Https;
+        policy.backend_protocol = BackendProtocol::HTTPS;
     }
     policy.max_connections = rule.max_connections.filter(|&n| n > 0);
     policy.max_connections_per_client = rule.max_connections_per_client.filter(|&n| n > 0);
@@ -227,14 +229,16 @@ fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
     Ok(())
 }
 
-fn load_balancing(spec: &LoadBalancingSpec) -> Result<LoadBalancing, String> {
+fn load_balancing(spec: &LoadBalancingSpec) -> Result<LoadBalancing, ValueError> {
     match spec.strategy {
         Strategy::RoundRobin => Ok(LoadBalancing::RoundRobin),
         Strategy::LeastConnections => Ok(LoadBalancing::LeastConnections),
         Strategy::ConsistentHash => {
-            spec.hash_on.as_ref().and_then(hash_key).map(LoadBalancing::ConsistentHash).ok_or_else(|| {
-                "ConsistentHash needs hashOn with exactly one of header, cookie, query, sourceIP".to_owned()
-            })
+            spec.hash_on.as_ref().and_then(hash_key).map(LoadBalancing::ConsistentHash).ok_or(
+                ValueError::Incomplete(
+                    "ConsistentHash needs hashOn with exactly one of header, cookie, query, sourceIP",
+                ),
+            )
         }
     }
 }
@@ -282,7 +286,7 @@ fn tls_claims(
         let claim = TlsClaim {
             rank: rank.clone(),
             host: host.clone(),
-            secret: (namespace.to_owned(), secret.to_owned()),
+            secret: NamespacedName::new(namespace, secret),
             field: field.into(),
         };
         out.tls.push(claim);

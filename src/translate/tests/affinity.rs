@@ -22,7 +22,7 @@ fn reasons(built: &Built) -> Vec<String> {
     built
         .reports
         .iter()
-        .filter(|r| r.object.kind == "Ingress")
+        .filter(|r| r.object.kind == Kind::Ingress)
         .map(|r| format!("{:?} {}", r.reason, r.field.rsplit('/').next().unwrap_or_default()))
         .collect()
 }

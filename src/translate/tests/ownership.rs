@@ -48,7 +48,7 @@ fn the_first_namespace_owns_the_whole_host() {
             .iter()
             .all(|r| r.object.namespace == "evil" && r.message.contains("belongs to namespace bank"))
     );
-    assert!(owned.tls.get("bank.test").is_none_or(|(ns, _)| ns == "bank"));
+    assert!(owned.tls.get("bank.test").is_none_or(|secret| secret.namespace == "bank"));
     // Its own namespace adds to it freely; other hosts are untouched.
     let sibling = claim_on("/chat", "WebSocketRoute", "bank", "chat", "bank.test", "2026-01-01T00:00:00Z");
     let elsewhere = claim_on("/", "WebSocketRoute", "evil", "own", "evil.test", "2026-01-01T00:00:00Z");
