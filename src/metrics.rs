@@ -273,8 +273,8 @@ impl Metrics {
         self.requests.get_or_create(&RequestLabels { route, status }).inc();
     }
 
-    /// Counts one upgrade handshake outcome (`upgraded`, `rejected`, or an error label) of a
-    /// client that used `protocol` (`h1` or `h2`).
+    /// Counts one upgrade handshake outcome (`upgraded`, `refused_by_backend`, `incomplete`, or
+    /// a proxy error's label) of a client that used `protocol` (`h1` or `h2`).
     pub fn upgrade(&self, route: Option<&Arc<str>>, result: &'static str, protocol: &'static str) {
         let route = route.unwrap_or(&self.no_route).clone();
         self.upgrades.get_or_create(&UpgradeLabels { route, reason: result, protocol }).inc();

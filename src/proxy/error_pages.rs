@@ -10,9 +10,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Ur
 use hyper::body::Incoming;
 
 use super::Proxy;
-use super::body::{ProxyBody, RequestBody};
+use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::headers::Client;
+use super::request_body::RequestBody;
 use super::target::REQUEST_ID;
 use crate::model::{ErrorBackend, Route};
 

@@ -9,10 +9,10 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
-use super::body::{BodyStalled, BodyTooLarge, RequestBody};
 use super::error::ProxyError;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{PoolKey, Sender, connect};
+use super::request_body::{BodyStalled, BodyTooLarge, RequestBody};
 use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 
 /// Connection attempts per request beyond the endpoints it may try: stale pooled connections

@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::backend_tls::BackendTls;
-use super::body::RequestBody;
 use super::error::ProxyError;
+use super::request_body::RequestBody;
 
 /// A client half of one backend connection.
 pub type Sender = SendRequest<RequestBody>;

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::admission::check_source;
 use super::auth::{Asking, Authorized};
-use super::body::{Lease, ProxyBody, RequestBody};
+use super::body::{Lease, ProxyBody};
 use super::cors::{self, CorsAnswer};
 use super::error::ProxyError;
 use super::extended_connect::{Handshake, connect_protocol};
@@ -22,6 +22,7 @@ use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
 use super::own_answers::{https_redirect, redirects_to_https, rewrite_request, route_answer};
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::PooledConnection;
+use super::request_body::RequestBody;
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
 use crate::model::{Route, normalize_host};
@@ -101,7 +102,7 @@ impl Proxy {
                 (response, outcome)
             }
             Err(error) => {
-                let response = error.into_response(self.config.verbose_errors);
+                let response = error.into_response(self.config.verbose_errors).map(ProxyBody::full);
                 outcome.error = Some(error);
                 (response, outcome)
             }

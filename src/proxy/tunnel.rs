@@ -4,147 +4,157 @@
 //! first and waits a short, bounded time for the close handshake (RFC 6455 §7.1.2) before TCP is
 //! closed. Other upgrades are byte tunnels, closed at once.
 //!
-//! One timer serves every clock: it is re-armed to the earliest deadline only when it fires,
-//! never per message.
+//! [`Tunnel`] is what a live tunnel holds (its route, budget and load guards, drain
+//! subscription) and its task; [`run`] drives the two connections; `clock.rs` keeps the
+//! deadlines and `outcome.rs` says how it ended.
 
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::future::Either;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::net::TcpStream;
 
-use super::copy::{Half, Pair};
-use super::drain::{Cause, OrderWake, Subscription};
-use super::frames::{Peer, close_frame, code, ping_frame};
+use super::Proxy;
+use super::admission::BudgetGuard;
+use super::balance::LoadGuard;
+use super::drain::{OrderWake, Subscription};
+use super::extended_connect::Handshake;
 use crate::metrics::TunnelTotals;
+use crate::model::Route;
+use clock::{Clock, handshake_done};
+use copy::Pair;
+pub use outcome::{CloseCode, CloseReason, Closed, Initiator, WebSocketTotals};
+
+mod clock;
+mod copy;
+mod outcome;
+#[cfg(test)]
+mod tests;
 
 /// How long hawser waits for the close handshake it started before it closes TCP.
 pub const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
-/// Stand-in deadline for a timer that is off.
-pub(super) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// Why a tunnel closed (who closed it, or which limit did).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed its side first.
-    Client,
-    /// The backend closed its side first.
-    Backend,
-    /// Reading from or writing to the client failed (reset, broken pipe).
-    ClientError,
-    /// Reading from or writing to the backend failed.
-    BackendError,
-    /// No byte in either direction for the route's idle timeout.
-    Idle,
-    /// The route's maximum connection duration passed.
-    MaxDuration,
-    /// A drain order (shutdown, endpoint gone, admin, rebalance) closed it.
-    Drained(Cause),
-    /// This peer answered no ping within the route's ping timeout.
-    PingTimeout(Peer),
-    /// This peer broke the WebSocket protocol.
-    ProtocolError(Peer),
-    /// This peer sent a message larger than the route allows.
-    MessageTooBig(Peer),
+/// Everything a live tunnel holds until it closes.
+pub(super) struct Tunnel {
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) route: Arc<Route>,
+    pub(super) endpoint: std::net::SocketAddr,
+    pub(super) budget: BudgetGuard,
+    pub(super) load: LoadGuard,
+    pub(super) websocket: bool,
+    pub(super) handshake: Handshake,
+    pub(super) signals: Subscription,
 }
 
-impl CloseReason {
-    /// A stable label for logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Backend => "backend",
-            Self::ClientError => "client_error",
-            Self::BackendError => "backend_error",
-            Self::Idle => "idle",
-            Self::MaxDuration => "max_duration",
-            Self::Drained(Cause::Shutdown) => "shutdown",
-            Self::Drained(Cause::EndpointGone) => "endpoint_gone",
-            Self::Drained(Cause::Admin) => "admin_drain",
-            Self::Drained(Cause::Rebalance) => "rebalance",
-            Self::PingTimeout(_) => "ping_timeout",
-            Self::ProtocolError(_) => "protocol_error",
-            Self::MessageTooBig(_) => "message_too_big",
+impl Tunnel {
+    /// Spawns the tunnel's task, tracked with the proxy's other tunnels.
+    pub(super) fn spawn(self, client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+        self.proxy.tunnels.clone().spawn(self.run(client, backend));
+    }
+
+    /// The tunnel's task. An async block rather than an async fn, so that `self` is stored once
+    /// in every idle tunnel's task, not twice (rust-lang/rust#62958).
+    #[allow(clippy::manual_async_fn)]
+    fn run(
+        self,
+        client: hyper::upgrade::OnUpgrade,
+        backend: hyper::upgrade::OnUpgrade,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let (client, backend) = match tokio::try_join!(client, backend) {
+                Ok(sides) => sides,
+                Err(error) => {
+                    tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
+                    let protocol = self.handshake.label();
+                    self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete", protocol);
+                    return;
+                }
+            };
+            let metrics = &self.proxy.metrics;
+            let protocol = self.handshake.label();
+            metrics.upgrade(Some(&self.route.name), "upgraded", protocol);
+            let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
+            let closed = join(client, backend, self.limits(), self.signals).await;
+            metrics.tunnel_closed(open, &self.route.name, &closed, protocol);
+            log_closed(&self.route.name, self.endpoint, protocol, &closed);
+            drop((self.budget, self.load));
         }
     }
 
-    /// The close frames hawser sends when it ends a WebSocket for this reason: (to the
-    /// client, to the backend), each a code and a reason.
-    fn close_frames(self) -> [(u16, &'static str); 2] {
-        let away = |why| (code::GOING_AWAY, why);
-        match self {
-            Self::Idle => [away("idle timeout"); 2],
-            Self::MaxDuration => [away("max connection duration"); 2],
-            Self::Drained(cause) => [(cause.close_code(), cause.label()), away("client going away")],
-            Self::PingTimeout(Peer::Client) => [away("ping timeout"), away("client not responding")],
-            Self::PingTimeout(Peer::Backend) => [away("backend not responding"), away("ping timeout")],
-            Self::ProtocolError(Peer::Client) => {
-                [(code::PROTOCOL_ERROR, "protocol error"), away("client error")]
-            }
-            Self::ProtocolError(Peer::Backend) => {
-                [away("backend error"), (code::PROTOCOL_ERROR, "protocol error")]
-            }
-            Self::MessageTooBig(Peer::Client) => [(code::TOO_BIG, "message too big"), away("client error")],
-            Self::MessageTooBig(Peer::Backend) => [away("backend error"), (code::TOO_BIG, "message too big")],
-            _ => [away("going away"); 2],
+    fn limits(&self) -> Limits {
+        let policy = &self.route.policy;
+        let websocket = self.websocket.then(|| WebSocketLimits {
+            ping: policy
+                .ping_interval
+                .duration()
+                .map(|interval| Ping { interval, timeout: policy.ping_timeout }),
+            max_message: policy.max_message_bytes,
+        });
+        Limits {
+            idle: policy.idle_timeout.duration(),
+            max_duration: policy.max_connection_duration.duration(),
+            websocket,
         }
     }
 }
 
-/// Who sent the first close frame of a WebSocket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Initiator {
-    /// The client.
-    Client,
-    /// The backend.
-    Backend,
-    /// hawser itself.
-    Hawser,
+/// The tunnel's access-log line: how it ended, the first close frame, what it carried.
+fn log_closed(route: &str, endpoint: std::net::SocketAddr, protocol: &str, closed: &Closed) {
+    let close = closed.websocket.as_ref().and_then(|w| w.close.as_ref());
+    let messages = closed.websocket.as_ref().map(|w| w.messages);
+    tracing::info!(
+        target: "hawser::access",
+        route,
+        %endpoint,
+        protocol,
+        closed_by = closed.reason.label(),
+        close_code = close.and_then(|c| c.code),
+        close_reason = close.map(|c| c.reason.as_str()),
+        close_initiator = close.map(|c| c.by.label()),
+        duration_ms = closed.totals.duration.as_millis() as u64,
+        bytes_from_client = closed.totals.client_to_backend,
+        bytes_from_backend = closed.totals.backend_to_client,
+        messages_from_client = messages.map(|m| m.0),
+        messages_from_backend = messages.map(|m| m.1),
+        "tunnel closed"
+    );
 }
 
-impl Initiator {
-    /// A stable label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Backend => "backend",
-            Self::Hawser => "hawser",
+/// Runs the tunnel between two upgraded connections. Plain TCP sockets are taken back from
+/// hyper and driven directly (bytes hyper had already read past the handshake go first,
+/// through the frame tracker like the rest); TLS on either side stays behind hyper's upgraded
+/// wrapper. Those tunnels are boxed, so that their larger state does not size every plain
+/// tunnel's task.
+fn join(
+    client: hyper::upgrade::Upgraded,
+    backend: hyper::upgrade::Upgraded,
+    limits: Limits,
+    signals: Subscription,
+) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send>>> {
+    type Plain = TokioIo<TcpStream>;
+    let client = match client.downcast::<Plain>() {
+        Ok(parts) => parts,
+        Err(client) => {
+            let (client, backend) = (TokioIo::new(client), TokioIo::new(backend));
+            return Either::Right(Box::pin(run(client, backend, limits, signals, Early::default())));
+        }
+    };
+    let client_io = client.io.into_inner();
+    match backend.downcast::<Plain>() {
+        Ok(backend) => {
+            let early = Early { from_client: client.read_buf, from_backend: backend.read_buf };
+            Either::Left(run(client_io, backend.io.into_inner(), limits, signals, early))
+        }
+        Err(backend) => {
+            let early = Early { from_client: client.read_buf, from_backend: bytes::Bytes::new() };
+            Either::Right(Box::pin(run(client_io, TokioIo::new(backend), limits, signals, early)))
         }
     }
-}
-
-/// The first close frame of a WebSocket: its code (`None`: no code, 1005) and sender.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloseCode {
-    /// The status code.
-    pub code: Option<u16>,
-    /// The reason text.
-    pub reason: String,
-    /// Who sent it.
-    pub by: Initiator,
-}
-
-/// How a tunnel ended.
-#[derive(Debug)]
-pub struct Closed {
-    /// Why.
-    pub reason: CloseReason,
-    /// What it carried.
-    pub totals: TunnelTotals,
-    /// For a WebSocket: its close frame and messages.
-    pub websocket: Option<WebSocketTotals>,
-}
-
-/// What a WebSocket tunnel saw.
-#[derive(Debug)]
-pub struct WebSocketTotals {
-    /// The first close frame; `None` when TCP ended without one.
-    pub close: Option<CloseCode>,
-    /// Data messages: (from the client, from the backend).
-    pub messages: (u64, u64),
 }
 
 /// Keepalive pings for one tunnel.
@@ -174,20 +184,6 @@ pub struct WebSocketLimits {
     pub ping: Option<Ping>,
     /// The largest message (payload bytes of all its fragments) either side may send.
     pub max_message: Option<u64>,
-}
-
-/// A hawser-initiated ending in progress.
-#[derive(Debug)]
-struct Ending {
-    reason: CloseReason,
-    deadline: Instant,
-}
-
-/// Per side: when it last sent something, and whether a ping is out (sent when).
-#[derive(Debug)]
-struct Liveness {
-    heard: Instant,
-    ping_sent: Option<Instant>,
 }
 
 /// Bytes each side sent right behind the handshake, read already (by hyper).
@@ -278,194 +274,3 @@ where
         Closed { reason, totals, websocket }
     }
 }
-
-/// Whether both peers have answered hawser's close frame (or ended their stream).
-fn handshake_done<C, B>(tunnel: &Pair<C, B>) -> bool {
-    let answered = |half: &Half| half.ended() || half.frames.as_ref().is_some_and(|f| f.close.is_some());
-    answered(&tunnel.up) && answered(&tunnel.down)
-}
-
-/// Every deadline of one tunnel.
-#[derive(Debug)]
-struct Clock {
-    limits: Limits,
-    started: Instant,
-    last_activity: Instant,
-    client: Liveness,
-    backend: Liveness,
-    pings_sent: u32,
-    drain_at: Option<(Cause, Instant)>,
-    ending: Option<Ending>,
-    /// Who sent the first close frame, when a peer did before hawser.
-    first_close_by: Option<Initiator>,
-}
-
-impl Clock {
-    fn new(limits: Limits) -> Self {
-        let now = Instant::now();
-        let live = || Liveness { heard: now, ping_sent: None };
-        Self {
-            limits,
-            started: now,
-            last_activity: now,
-            client: live(),
-            backend: live(),
-            pings_sent: 0,
-            drain_at: None,
-            ending: None,
-            first_close_by: None,
-        }
-    }
-
-    /// Notes which peer sent a close frame first, unless hawser's came first.
-    fn note_first_close<C, B>(&mut self, tunnel: &Pair<C, B>) {
-        if self.first_close_by.is_some() || self.ending.is_some() {
-            return;
-        }
-        let closed = |half: &Half| half.frames.as_ref().is_some_and(|f| f.close.is_some());
-        self.first_close_by = match (closed(&tunnel.up), closed(&tunnel.down)) {
-            (true, _) => Some(Initiator::Client),
-            (_, true) => Some(Initiator::Backend),
-            _ => None,
-        };
-    }
-
-    /// The first close frame of the WebSocket: hawser's when it began the close, else the
-    /// first peer's.
-    fn first_close<C, B>(&self, reason: CloseReason, tunnel: &Pair<C, B>) -> Option<CloseCode> {
-        if self.ending.is_some() {
-            let [(code, why), _] = reason.close_frames();
-            return Some(CloseCode { code: Some(code), reason: why.to_owned(), by: Initiator::Hawser });
-        }
-        let by = self.first_close_by?;
-        let half = if by == Initiator::Client { &tunnel.up } else { &tunnel.down };
-        let close = half.frames.as_ref()?.close.as_deref()?;
-        Some(CloseCode { code: close.code, reason: close.reason.clone(), by })
-    }
-
-    /// Notes what the last copy moved: forwarded bytes for the idle clock (hawser's pings and
-    /// their pongs keep no tunnel from idling out), any byte from a side as a sign of life.
-    fn heard<C, B>(&mut self, tunnel: &Pair<C, B>) {
-        if !(tunnel.moved || tunnel.up.heard || tunnel.down.heard) {
-            return;
-        }
-        let now = Instant::now();
-        if tunnel.moved {
-            self.last_activity = now;
-        }
-        for (half, side) in [(&tunnel.up, &mut self.client), (&tunnel.down, &mut self.backend)] {
-            if half.heard {
-                *side = Liveness { heard: now, ping_sent: None };
-            }
-        }
-    }
-
-    /// A broken frame or an oversized message stops its direction: the tunnel is closed.
-    fn frame_events<C, B>(&mut self, tunnel: &mut Pair<C, B>) -> bool {
-        let stopped = |half: &Half| half.frames.as_ref().and_then(|f| f.stopped);
-        let reason = match (stopped(&tunnel.up), stopped(&tunnel.down)) {
-            (Some(stop), _) => Some(stop_reason(stop, Peer::Client)),
-            (None, Some(stop)) => Some(stop_reason(stop, Peer::Backend)),
-            (None, None) => None,
-        };
-        match reason {
-            Some(reason) if self.ending.is_none() => {
-                self.begin(reason, tunnel);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The timer fired: whichever deadlines passed act. `Some` ends the tunnel now.
-    fn on_timer<C, B>(&mut self, tunnel: &mut Pair<C, B>) -> Option<CloseReason> {
-        let ping = self.limits.websocket.and_then(|w| w.ping);
-        let now = Instant::now();
-        if let Some(ending) = &self.ending {
-            return (now >= ending.deadline).then_some(ending.reason);
-        }
-        let reason = match self.drain_at {
-            Some((cause, at)) if now >= at => Some(CloseReason::Drained(cause)),
-            _ if now >= self.started + self.limits.max_duration.unwrap_or(FAR_FUTURE) => {
-                Some(CloseReason::MaxDuration)
-            }
-            _ if now >= self.last_activity + self.limits.idle.unwrap_or(FAR_FUTURE) => {
-                Some(CloseReason::Idle)
-            }
-            _ => ping.and_then(|ping| self.pings(tunnel, ping, now)),
-        };
-        let reason = reason?;
-        self.begin(reason, tunnel)
-    }
-
-    /// Pings quiet sides; a side silent for the ping timeout after a ping is dead.
-    fn pings<C, B>(&mut self, tunnel: &mut Pair<C, B>, ping: Ping, now: Instant) -> Option<CloseReason> {
-        for (peer, live, half) in [
-            (Peer::Client, &mut self.client, &mut tunnel.down),
-            (Peer::Backend, &mut self.backend, &mut tunnel.up),
-        ] {
-            match live.ping_sent {
-                Some(sent) if now >= sent + ping.timeout => return Some(CloseReason::PingTimeout(peer)),
-                None if now >= live.heard + ping.interval => {
-                    self.pings_sent = self.pings_sent.wrapping_add(1);
-                    half.inject(ping_frame(self.pings_sent, peer));
-                    // The pong comes back on the other direction, read from `peer`.
-                    live.ping_sent = Some(now);
-                }
-                _ => {}
-            }
-        }
-        let expect = |half: &mut Half, waiting: bool| {
-            if let (Some(frames), true) = (half.frames.as_mut(), waiting) {
-                frames.expect_pong();
-            }
-        };
-        expect(&mut tunnel.up, self.client.ping_sent.is_some());
-        expect(&mut tunnel.down, self.backend.ping_sent.is_some());
-        None
-    }
-
-    /// hawser ends the tunnel for `reason`: a WebSocket gets close frames on both sides and
-    /// the handshake a bounded time; a byte tunnel ends now (`Some`).
-    fn begin<C, B>(&mut self, reason: CloseReason, tunnel: &mut Pair<C, B>) -> Option<CloseReason> {
-        if tunnel.up.frames.is_none() {
-            return Some(reason);
-        }
-        let [to_client, to_backend] = reason.close_frames();
-        tunnel.down.inject(close_frame(to_client.0, to_client.1, Peer::Client));
-        tunnel.up.inject(close_frame(to_backend.0, to_backend.1, Peer::Backend));
-        self.ending = Some(Ending { reason, deadline: Instant::now() + CLOSE_HANDSHAKE });
-        None
-    }
-
-    /// The earliest moment something may have to happen.
-    fn next_deadline(&self) -> Instant {
-        if let Some(ending) = &self.ending {
-            return ending.deadline;
-        }
-        let mut next = self.last_activity + self.limits.idle.unwrap_or(FAR_FUTURE);
-        next = next.min(self.started + self.limits.max_duration.unwrap_or(FAR_FUTURE));
-        if let Some((_, at)) = self.drain_at {
-            next = next.min(at);
-        }
-        if let Some(ping) = self.limits.websocket.and_then(|w| w.ping) {
-            for live in [&self.client, &self.backend] {
-                next = next.min(match live.ping_sent {
-                    Some(sent) => sent + ping.timeout,
-                    None => live.heard + ping.interval,
-                });
-            }
-        }
-        next
-    }
-}
-
-fn stop_reason(stop: super::frames::Stop, peer: Peer) -> CloseReason {
-    match stop {
-        super::frames::Stop::Protocol(_) => CloseReason::ProtocolError(peer),
-        super::frames::Stop::TooBig => CloseReason::MessageTooBig(peer),
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -14,7 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
 
 use super::*;
-use crate::proxy::drain::{Drains, Selector, Subscription};
+use tokio::time::Instant;
+
+use crate::proxy::drain::{Cause, Drains, Selector, Subscription};
+use crate::proxy::frames::Peer;
 
 /// What a test holds of a tunnel's signals.
 struct Control {

@@ -16,8 +16,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frames::{Forward, FrameTracker, Peer};
-use super::tunnel::CloseReason;
+use super::super::frames::{Forward, FrameTracker, Peer};
+use super::CloseReason;
 
 /// Scratch space for one read; 64 KiB moves large WebSocket messages in few system calls.
 const SCRATCH: usize = 64 * 1024;
