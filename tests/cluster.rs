@@ -404,6 +404,45 @@ async fn two_installs_with_their_own_controller_names_serve_disjoint_classes() {
     assert_eq!(get(internal, "public.test", "/").await.0, StatusCode::NOT_FOUND);
 }
 
+/// A CA bundle in an `Opaque` Secret (what `kubectl create secret generic --from-file=ca.crt`
+/// makes) verifies an HTTPS backend in Kubernetes mode; replaced by another CA's bundle, the
+/// same backend is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opaque_ca_secret_verifies_https_backends() {
+    let (ca, signed) = common::tls::ca_and_leaf(&["web.default.svc"]);
+    let (other_ca, _) = common::tls::ca_and_leaf(&["web.default.svc"]);
+    let backend = common::tls::tls_backend(signed).await;
+    let dir = tempdir();
+    let apiserver = ApiServer::start(free_port(), &dir.join("state.json"));
+    let api_addr = apiserver.addr;
+    create(api_addr, SERVICES, service("web")).await;
+    create(api_addr, SLICES, slice("web", backend.addr)).await;
+    let ca_secret = |pem: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backend-ca"}, "type": "Opaque",
+               "stringData": {"ca.crt": pem}})
+    };
+    create(api_addr, "/api/v1/namespaces/default/secrets", ca_secret(&ca)).await;
+    let mut verified = ingress("https.test", "web");
+    verified["metadata"]["annotations"] =
+        json!({"hawser.dev/backend-protocol": "HTTPS", "hawser.dev/backend-ca-secret": "backend-ca"});
+    create(api_addr, INGRESSES, verified).await;
+    let hawser = start_hawser(&kubeconfig(&dir, api_addr), "hawser-1");
+    let proxy = hawser.addr("proxy");
+    until("the backend, verified", || async {
+        let (status, _, body) = get(proxy, "https.test", "/").await;
+        status == StatusCode::OK && body == "web.default.svc"
+    })
+    .await;
+    let replaced = ca_secret(&other_ca);
+    let (status, answer) =
+        api(api_addr, "PUT", "/api/v1/namespaces/default/secrets/backend-ca", Some(replaced)).await;
+    assert!(status.is_success(), "PUT: {status} {answer}");
+    until("the backend, refused", || async {
+        get(proxy, "https.test", "/").await.0 == StatusCode::BAD_GATEWAY
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_routes_follow_their_crd_being_installed_and_removed() {
     let a = echo("a").await;

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -283,35 +282,6 @@ async fn proxy_protocol_comes_before_tls() {
     );
 }
 
-/// A backend that speaks HTTPS with `backend_cert` and answers with the SNI name it was asked for.
-async fn tls_backend(backend_cert: TestCert) -> Server {
-    let key = rustls::pki_types::PrivateKeyDer::try_from(
-        rcgen::KeyPair::from_pem(&backend_cert.key_pem).unwrap().serialize_der(),
-    )
-    .unwrap();
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![backend_cert.der.clone()], key)
-            .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    raw_backend(move |stream| {
-        let acceptor = acceptor.clone();
-        async move {
-            let Ok(tls) = acceptor.accept(stream).await else { return };
-            let sni = tls.get_ref().1.server_name().unwrap_or("(none)").to_owned();
-            let service = hyper::service::service_fn(move |_req| {
-                let sni = sni.clone();
-                async move { Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(sni)))) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn https_backends_get_tls_with_the_service_name() {
     let backend = tls_backend(cert(&["ignored.example"])).await;
@@ -326,22 +296,33 @@ async fn https_backends_get_tls_with_the_service_name() {
     }
 }
 
-/// A CA, and a certificate for `names` that it signed.
-fn ca_and_leaf(names: &[&str]) -> (String, TestCert) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &issuer).unwrap();
-    (ca_pem, TestCert { cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem(), der: leaf.der().clone() })
-}
-
 fn ca_secret(name: &str, ca_pem: &str) -> String {
     let pem = serde_json::to_string(ca_pem).unwrap();
     format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData:\n  ca.crt: {pem}\n")
+}
+
+/// Two Services on one HTTPS endpoint: each route's keep-alive connections carry its own
+/// server name, never one opened for the other.
+#[tokio::test]
+async fn pooled_https_connections_stay_with_their_server_name() {
+    let backend = tls_backend(cert(&["ignored.example"])).await;
+    let ingress = |name: &str, host: &str, service: &str| {
+        tls_ingress(name, host, None, "hawser.dev/backend-protocol: HTTPS")
+            .replace("service: {name: echo,", &format!("service: {{name: {service},"))
+    };
+    let yaml = manifests(&[
+        service_yaml("one", backend.addr),
+        service_yaml("two", backend.addr),
+        ingress("one", "one.test", "one"),
+        ingress("two", "two.test", "two"),
+    ]);
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    for _ in 0..3 {
+        for (host, sni) in [("one.test", "one.default.svc"), ("two.test", "two.default.svc")] {
+            let (status, _, body) = get(proxy.addr, host, "/").await;
+            assert_eq!((status, String::from_utf8_lossy(&body)), (StatusCode::OK, sni.into()), "{host}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -52,6 +52,9 @@ pub struct BackendCa {
     pub secret: String,
     /// The CA certificates, for equality.
     pub certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// A hash of `certificates`: connections verified against one bundle are not reused under
+    /// another.
+    pub fingerprint: u64,
     /// Verifies the backend's certificate chain and that it names the Service's DNS name.
     pub client: Arc<rustls::ClientConfig>,
 }

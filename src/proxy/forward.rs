@@ -91,7 +91,7 @@ pub async fn send(
             .or_else(|| pick(backend, &route.policy.load_balancing, hash, &proxy.loads, &failed));
         let Some(endpoint) = endpoint else { break };
         let addr = endpoint.addr;
-        let pool_key = PoolKey { addr, tls: tls.is_some() };
+        let pool_key = PoolKey::new(addr, tls);
         let pooled = if fresh { None } else { proxy.pool.checkout(pool_key).await };
         let reused = pooled.is_some();
         let mut sender = match pooled {

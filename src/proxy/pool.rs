@@ -18,13 +18,27 @@ use super::request_body::RequestBody;
 /// A client half of one backend connection.
 pub type Sender = SendRequest<RequestBody>;
 
-/// Where a pooled connection goes: an endpoint, in clear text or over TLS.
+/// Where a pooled connection goes: an endpoint, in clear text or over TLS with one server name
+/// and one CA bundle. A connection is lent only under the same key, so one opened for another
+/// route's TLS settings, or verified against a CA bundle since replaced, is never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     /// The endpoint.
     pub addr: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
+    /// TLS: a hash of the server name and the CA bundle's fingerprint. `None`: clear text.
+    tls: Option<u64>,
+}
+
+impl PoolKey {
+    pub fn new(addr: SocketAddr, tls: Option<BackendTlsParams<'_>>) -> Self {
+        let tls = tls.map(|(_, server_name, ca)| {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            hasher.update(server_name.unwrap_or_default().as_bytes());
+            hasher.update(&ca.map_or(0, |ca| ca.fingerprint).to_le_bytes());
+            hasher.digest()
+        });
+        Self { addr, tls }
+    }
 }
 
 /// Idle keep-alive connections, per endpoint, newest last.

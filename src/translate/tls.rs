@@ -176,7 +176,10 @@ fn parse_ca(secret: &Secret, name: String) -> Result<BackendCa, SecretError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(BackendCa { secret: name, certificates, client: Arc::new(client) })
+    let mut fingerprint = xxhash_rust::xxh3::Xxh3::new();
+    certificates.iter().for_each(|certificate| fingerprint.update(certificate));
+    let fingerprint = fingerprint.digest();
+    Ok(BackendCa { secret: name, certificates, fingerprint, client: Arc::new(client) })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! TLS on the test side: certificates made with rcgen, manifests that carry them, and a client
-//! that records which certificate the proxy presented.
+//! TLS on the test side: certificates made with rcgen, manifests that carry them, a client
+//! that records which certificate the proxy presented, and an HTTPS backend.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,4 +48,52 @@ pub async fn tls_connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStre
 /// The leaf certificate the server presented.
 pub fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
     stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+/// A CA, and a certificate for `names` that it signed.
+pub fn ca_and_leaf(names: &[&str]) -> (String, TestCert) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    (ca_pem, TestCert { cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem(), der: leaf.der().clone() })
+}
+
+/// A backend that speaks HTTPS with `backend_cert` and answers with the SNI name it was asked for.
+pub async fn tls_backend(backend_cert: TestCert) -> super::Server {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(
+        rcgen::KeyPair::from_pem(&backend_cert.key_pem).unwrap().serialize_der(),
+    )
+    .unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![backend_cert.der.clone()], key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    super::raw_backend(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let sni = tls.get_ref().1.server_name().unwrap_or("(none)").to_owned();
+            let service = hyper::service::service_fn(move |_req| {
+                let sni = sni.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(sni),
+                    )))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        }
+    })
+    .await
 }
