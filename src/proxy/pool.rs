@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,8 @@ pub struct PoolKey {
     /// The endpoint.
     pub addr: SocketAddr,
     /// TLS: a hash of the server name and the CA bundle's fingerprint. `None`: clear text.
-    tls: Option<u64>,
+    /// (Non-zero, so the key stays as small as a response body holds it.)
+    tls: Option<NonZeroU64>,
 }
 
 impl PoolKey {
@@ -35,7 +37,7 @@ impl PoolKey {
             let mut hasher = xxhash_rust::xxh3::Xxh3::new();
             hasher.update(server_name.unwrap_or_default().as_bytes());
             hasher.update(&ca.map_or(0, |ca| ca.fingerprint).to_le_bytes());
-            hasher.digest()
+            NonZeroU64::new(hasher.digest()).unwrap_or(NonZeroU64::MIN)
         });
         Self { addr, tls }
     }
