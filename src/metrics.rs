@@ -14,7 +14,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::handle::TableHandle;
-use crate::proxy::{CloseReason, Closed, Peer, WebSocketTotals};
 
 /// Tunnel lifetimes worth telling apart: seconds to a day.
 /// Table build times: a few milliseconds for a small install, up to seconds for a very large one.
@@ -288,52 +287,39 @@ impl Metrics {
         gauge
     }
 
-    /// Records how a tunnel of a client that used `protocol` ended.
-    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, ended: &Closed, protocol: &'static str) {
+    /// Records how a tunnel ended.
+    pub fn tunnel_closed(&self, open: Gauge, route: &Arc<str>, ended: &TunnelEnding) {
         open.dec();
-        let (reason, closed) = (ended.reason.label(), &ended.totals);
-        self.tunnels_closed.get_or_create(&ReasonLabels { route: route.clone(), reason }).inc();
+        let totals = &ended.totals;
+        self.tunnels_closed.get_or_create(&ReasonLabels { route: route.clone(), reason: ended.reason }).inc();
         if let Some(websocket) = &ended.websocket {
-            self.websocket_closed(route, ended.reason, websocket, protocol);
+            self.websocket_closed(route, websocket);
         }
         self.tunnel_seconds
             .get_or_create(&RouteLabels { route: route.clone() })
-            .observe(closed.duration.as_secs_f64());
+            .observe(totals.duration.as_secs_f64());
         let upstream = BytesLabels { route: route.clone(), direction: "client_to_backend" };
-        self.tunnel_bytes.get_or_create(&upstream).inc_by(closed.client_to_backend);
+        self.tunnel_bytes.get_or_create(&upstream).inc_by(totals.client_to_backend);
         let downstream = BytesLabels { route: route.clone(), direction: "backend_to_client" };
-        self.tunnel_bytes.get_or_create(&downstream).inc_by(closed.backend_to_client);
+        self.tunnel_bytes.get_or_create(&downstream).inc_by(totals.backend_to_client);
     }
 
-    fn websocket_closed(
-        &self,
-        route: &Arc<str>,
-        reason: CloseReason,
-        websocket: &WebSocketTotals,
-        protocol: &'static str,
-    ) {
-        let (code, initiator) = match &websocket.close {
-            Some(close) => (close.code.unwrap_or(1005), close.by.label()),
-            None => (1006, initiator_of(reason)),
-        };
-        let close = CloseLabels { route: route.clone(), code, initiator, protocol };
+    fn websocket_closed(&self, route: &Arc<str>, ended: &WebSocketEnding) {
+        let protocol = ended.protocol;
+        let close =
+            CloseLabels { route: route.clone(), code: ended.code, initiator: ended.initiator, protocol };
         self.websocket_closes.get_or_create(&close).inc();
-        let (from_client, from_backend) = websocket.messages;
+        let (from_client, from_backend) = ended.messages;
         let up = MessageLabels { route: route.clone(), direction: "client_to_backend", protocol };
         self.websocket_messages.get_or_create(&up).inc_by(from_client);
         let down = MessageLabels { route: route.clone(), direction: "backend_to_client", protocol };
         self.websocket_messages.get_or_create(&down).inc_by(from_backend);
-        let side = match reason {
-            CloseReason::ProtocolError(Peer::Client) => Some("client"),
-            CloseReason::ProtocolError(Peer::Backend) => Some("backend"),
-            _ => None,
-        };
-        if let Some(side) = side {
+        if let Some(side) = ended.protocol_error_by {
             let labels = SideLabels { route: route.clone(), side, protocol };
             self.websocket_protocol_errors.get_or_create(&labels).inc();
         }
-        if let CloseReason::Drained(cause) = reason {
-            self.drained.get_or_create(&CauseLabels { route: route.clone(), cause: cause.label() }).inc();
+        if let Some(cause) = ended.drained_by {
+            self.drained.get_or_create(&CauseLabels { route: route.clone(), cause }).inc();
         }
     }
 
@@ -404,13 +390,31 @@ pub struct TunnelTotals {
     pub duration: Duration,
 }
 
-/// Who ended a WebSocket that saw no close frame: whoever dropped TCP, else hawser.
-fn initiator_of(reason: CloseReason) -> &'static str {
-    match reason {
-        CloseReason::Client | CloseReason::ClientError => "client",
-        CloseReason::Backend | CloseReason::BackendError => "backend",
-        _ => "hawser",
-    }
+/// How a tunnel ended, as its metrics count it (the labels are the tunnel's to choose).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelEnding {
+    /// Who or what closed it (`client`, `idle`, `shutdown`, …).
+    pub reason: &'static str,
+    pub totals: TunnelTotals,
+    /// For a WebSocket.
+    pub websocket: Option<WebSocketEnding>,
+}
+
+/// How a WebSocket ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSocketEnding {
+    /// The first close frame's code; 1005 when it had none, 1006 when there was no close frame.
+    pub code: u16,
+    /// Who sent the first close frame (or dropped TCP): `client`, `backend` or `hawser`.
+    pub initiator: &'static str,
+    /// The client's protocol (`h1` or `h2`).
+    pub protocol: &'static str,
+    /// Data messages: (from the client, from the backend).
+    pub messages: (u64, u64),
+    /// The peer that broke the protocol, when that ended it.
+    pub protocol_error_by: Option<&'static str>,
+    /// The drain cause, when a drain ended it.
+    pub drained_by: Option<&'static str>,
 }
 
 #[cfg(test)]

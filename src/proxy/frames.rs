@@ -40,6 +40,16 @@ pub enum Peer {
     Backend,
 }
 
+impl Peer {
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Backend => "backend",
+        }
+    }
+}
+
 /// Why a direction stopped forwarding at a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {

@@ -80,7 +80,7 @@ impl Tunnel {
             metrics.upgrade(Some(&self.route.name), "upgraded", protocol);
             let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
             let closed = join(client, backend, self.limits(), self.signals).await;
-            metrics.tunnel_closed(open, &self.route.name, &closed, protocol);
+            metrics.tunnel_closed(open, &self.route.name, &closed.ending(protocol));
             log_closed(&self.route.name, self.endpoint, protocol, &closed);
             drop((self.budget, self.load));
         }

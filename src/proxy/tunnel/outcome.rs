@@ -2,7 +2,7 @@
 
 use super::super::drain::Cause;
 use super::super::frames::{Peer, code};
-use crate::metrics::TunnelTotals;
+use crate::metrics::{TunnelEnding, TunnelTotals, WebSocketEnding};
 
 /// Why a tunnel closed (who closed it, or which limit did).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +46,15 @@ impl CloseReason {
             Self::PingTimeout(_) => "ping_timeout",
             Self::ProtocolError(_) => "protocol_error",
             Self::MessageTooBig(_) => "message_too_big",
+        }
+    }
+
+    /// Who ended a WebSocket that saw no close frame: whoever dropped TCP, else hawser.
+    fn dropped_by(self) -> &'static str {
+        match self {
+            Self::Client | Self::ClientError => "client",
+            Self::Backend | Self::BackendError => "backend",
+            _ => "hawser",
         }
     }
 
@@ -123,4 +132,33 @@ pub struct WebSocketTotals {
     pub close: Option<CloseCode>,
     /// Data messages: (from the client, from the backend).
     pub messages: (u64, u64),
+}
+
+impl Closed {
+    /// What the metrics count of this ending, for a client that used `protocol`.
+    pub fn ending(&self, protocol: &'static str) -> TunnelEnding {
+        let websocket = self.websocket.as_ref().map(|websocket| {
+            let (code, initiator) = match &websocket.close {
+                Some(close) => (close.code.unwrap_or(1005), close.by.label()),
+                None => (1006, self.reason.dropped_by()),
+            };
+            let protocol_error_by = match self.reason {
+                CloseReason::ProtocolError(peer) => Some(peer.label()),
+                _ => None,
+            };
+            let drained_by = match self.reason {
+                CloseReason::Drained(cause) => Some(cause.label()),
+                _ => None,
+            };
+            WebSocketEnding {
+                code,
+                initiator,
+                protocol,
+                messages: websocket.messages,
+                protocol_error_by,
+                drained_by,
+            }
+        });
+        TunnelEnding { reason: self.reason.label(), totals: self.totals, websocket }
+    }
 }
