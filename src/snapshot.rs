@@ -40,7 +40,7 @@ pub enum Object {
 impl Object {
     /// Reads an object from its JSON form, in `default` when it is namespaced and names no
     /// namespace. `Ok(None)` for kinds the build does not read.
-    pub fn from_value(value: serde_json::Value) -> Result<Option<Self>, String> {
+    pub fn from_value(value: serde_json::Value) -> Result<Option<Self>, ObjectError> {
         let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let object = match (api_version.as_str(), kind.as_str()) {
@@ -52,10 +52,10 @@ impl Object {
             ("v1", "Service") => namespaced(value).map(Self::Service),
             ("discovery.k8s.io/v1", "EndpointSlice") => namespaced(value).map(Self::EndpointSlice),
             ("v1", "Secret") => namespaced(value).map(Self::Secret),
-            ("", _) | (_, "") => return Err("apiVersion and kind are required".into()),
+            ("", _) | (_, "") => return Err(ObjectError::Untyped),
             _ => return Ok(None),
         };
-        object.map(Some).map_err(|e| format!("{kind} ({api_version}): {e}"))
+        object.map(Some).map_err(|source| ObjectError::Malformed { kind, api_version, source })
     }
 
     /// Whether `other` is this very object (not merely an equal one).
@@ -89,6 +89,15 @@ impl Object {
 }
 
 /// A namespaced object from JSON, put in [`DEFAULT_NAMESPACE`] when it names none.
+/// Why a manifest is not an object hawser can read.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("apiVersion and kind are required")]
+    Untyped,
+    #[error("{kind} ({api_version}): {source}")]
+    Malformed { kind: String, api_version: String, source: serde_json::Error },
+}
+
 fn namespaced<K>(value: serde_json::Value) -> serde_json::Result<Arc<K>>
 where
     K: kube::Resource + serde::de::DeserializeOwned,

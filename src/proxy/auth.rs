@@ -208,7 +208,8 @@ impl Authenticator {
         let url = auth.url.expand(parts);
         let uri: Uri =
             url.parse().map_err(|_| failed(format!("auth-url expands to an invalid URL {url:?}")))?;
-        let subrequest = subrequest(auth, uri, asking, parts).map_err(failed)?;
+        let subrequest = subrequest(auth, uri, asking, parts)
+            .map_err(|name| failed(format!("{name} would not be a valid header")))?;
         let answer =
             tokio::time::timeout(timeout, self.client.get_or_init(auth_client).request(subrequest)).await;
         let response = match answer {
@@ -254,7 +255,7 @@ fn subrequest(
     uri: Uri,
     asking: &Asking<'_>,
     parts: RequestParts<'_>,
-) -> Result<Request<Empty<Bytes>>, String> {
+) -> Result<Request<Empty<Bytes>>, &'static HeaderName> {
     let mut headers = asking.headers.clone();
     strip_hop_by_hop(&mut headers, false);
     for name in [header::HOST, header::CONTENT_LENGTH, header::CONTENT_TYPE, header::EXPECT] {
@@ -276,8 +277,7 @@ fn subrequest(
         (&X_FORWARDED_PROTO, parts.scheme),
     ];
     for (name, value) in values {
-        let value =
-            HeaderValue::from_str(value).map_err(|_| format!("{name} would not be a valid header"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| name)?;
         headers.insert(name, value);
     }
     let mut request = Request::new(Empty::new());

@@ -20,22 +20,38 @@ use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::watch::Change;
-use crate::snapshot::{Object, Snapshot};
+use crate::snapshot::{Object, ObjectError, Snapshot};
 use crate::translate::{Kind, ObjectRef, Reason, Report};
 
 /// How recent a modification must be for a file's stamp not to be trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
+/// Why a YAML stream could not be read: which document (from 1), and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("document {number}: {problem}")]
+pub struct DocumentError {
+    pub number: usize,
+    pub problem: DocumentProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentProblem {
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("{0}")]
+    Object(#[from] ObjectError),
+}
+
 /// Objects of every document of a YAML stream; kinds hawser does not read are skipped.
-pub fn parse_documents(content: &str) -> Result<Vec<Object>, String> {
+pub fn parse_documents(content: &str) -> Result<Vec<Object>, DocumentError> {
     let mut objects = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(content).enumerate() {
-        let value =
-            serde_json::Value::deserialize(document).map_err(|e| format!("document {}: {e}", index + 1))?;
+        let at = |problem: DocumentProblem| DocumentError { number: index + 1, problem };
+        let value = serde_json::Value::deserialize(document).map_err(|e| at(e.into()))?;
         if value.is_null() {
             continue;
         }
-        if let Some(object) = Object::from_value(value).map_err(|e| format!("document {}: {e}", index + 1))? {
+        if let Some(object) = Object::from_value(value).map_err(|e| at(e.into()))? {
             objects.push(object);
         }
     }
@@ -199,7 +215,7 @@ fn read(path: &Path, mut before: Option<File>) -> (File, bool) {
     }
     match parse_documents(&content) {
         Ok(objects) => (File { stamp: trusted, content: hash, objects, problem: None }, true),
-        Err(error) => failed(before, error, trusted),
+        Err(error) => failed(before, error.to_string(), trusted),
     }
 }
 
@@ -309,12 +325,14 @@ mod tests {
     #[test]
     fn reports_the_broken_document() {
         let error = parse_documents("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nkind: [")
-            .expect_err("broken");
+            .expect_err("broken")
+            .to_string();
         assert!(error.starts_with("document 2"), "{error}");
-        let error = parse_documents("metadata: {name: a}\n").expect_err("no kind");
+        let error = parse_documents("metadata: {name: a}\n").expect_err("no kind").to_string();
         assert!(error.contains("apiVersion and kind"), "{error}");
-        let error =
-            parse_documents("apiVersion: v1\nkind: Service\nspec: {ports: 7}\n").expect_err("bad shape");
+        let error = parse_documents("apiVersion: v1\nkind: Service\nspec: {ports: 7}\n")
+            .expect_err("bad shape")
+            .to_string();
         assert!(error.contains("Service"), "{error}");
     }
 }
