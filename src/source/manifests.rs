@@ -126,9 +126,11 @@ impl ManifestDir {
         Snapshot::new(self.files.values().flat_map(|f| f.objects.iter().cloned()))
     }
 
-    /// The manifest files `changes` name, or `None` when they name anything else (a
-    /// directory, a hidden entry such as a mounted ConfigMap's `..data`, a path outside the
-    /// root) or say anything may have changed: then every file is looked at.
+    /// The manifest files `changes` name (to read, or gone), or `None` when everything must be
+    /// looked at: the watcher lost events, or a path is a directory or a link (a mounted
+    /// ConfigMap swaps its `..data` link), lies outside the root, or is gone and held files hawser
+    /// read. Any other file that is not a visible manifest (an editor's swap file, the temporary
+    /// file of an atomic write) holds nothing hawser reads and is passed over.
     fn changed_files<'c>(&self, changes: &'c [Change]) -> Option<BTreeSet<&'c Path>> {
         let mut files = BTreeSet::new();
         for change in changes {
@@ -137,13 +139,31 @@ impl ManifestDir {
                 let relative = path.strip_prefix(&self.root).ok()?;
                 let visible =
                     relative.components().all(|c| !c.as_os_str().as_encoded_bytes().starts_with(b"."));
-                if !visible || !is_manifest(path) || path.is_dir() {
-                    return None;
+                let read = visible && is_manifest(path);
+                match std::fs::symlink_metadata(path) {
+                    Ok(meta) if meta.is_file() => {
+                        if read {
+                            files.insert(path.as_path());
+                        }
+                    }
+                    Ok(_) => return None,
+                    Err(_) if read => {
+                        files.insert(path.as_path());
+                    }
+                    Err(_) if self.held_under(path) => return None,
+                    Err(_) => {}
                 }
-                files.insert(path.as_path());
             }
         }
         Some(files)
+    }
+
+    /// Whether hawser read a file under the directory `path` (keys under it sort right after
+    /// `path/`).
+    fn held_under(&self, path: &Path) -> bool {
+        let mut under = path.as_os_str().to_owned();
+        under.push("/");
+        self.files.range(under..).next().is_some_and(|(held, _)| Path::new(held).starts_with(path))
     }
 
     /// Reads `paths` (each a manifest file, or gone); whether any file's objects changed, and
@@ -278,6 +298,7 @@ mod tests {
 
     fn write(dir: &Path, name: &str, service: &str) -> PathBuf {
         let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("in the directory")).expect("a directory");
         std::fs::write(&path, format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {service}}}\n"))
             .expect("write");
         path
@@ -315,9 +336,28 @@ mod tests {
         write(&dir, "a.yaml", "a");
         let (snapshot, _) = manifests.reload(&[Change::Anything]).expect("everything");
         assert_eq!(services(&snapshot), ["a", "c2"]);
+        // An atomic write: a hidden temporary file, renamed over the manifest. Only the
+        // manifest is read; the temporary file is passed over, gone or not.
+        write(&dir, ".c.yaml.tmp", "b2");
+        write(&dir, "b.yaml", "b2");
+        write(&dir, "c.yaml", "c");
+        let atomic = Change::Paths(vec![dir.join(".c.yaml.tmp"), dir.join("c.yaml")]);
+        let (snapshot, _) = manifests.reload(&[atomic]).expect("c changed");
+        assert_eq!(services(&snapshot), ["a", "c"], "b.yaml, not named, is not read");
+        std::fs::remove_file(dir.join(".c.yaml.tmp")).expect("remove");
+        let gone = Change::Paths(vec![dir.join(".c.yaml.tmp")]);
+        assert!(manifests.reload(&[gone]).is_none(), "a gone temporary file changes nothing");
+        // A directory of read files removed: everything is looked at.
+        let sub = write(&dir, "sub/d.yaml", "b");
+        let (snapshot, _) = manifests.reload(&[Change::Paths(vec![sub])]).expect("d came");
+        assert_eq!(services(&snapshot), ["a", "b", "c"]);
+        std::fs::remove_dir_all(dir.join("sub")).expect("remove");
+        let (snapshot, _) =
+            manifests.reload(&[Change::Paths(vec![dir.join("sub")])]).expect("a directory went");
+        assert_eq!(services(&snapshot), ["a", "c", "b2"], "d went; the full look found b.yaml too");
         std::fs::write(&a, "kind: [").expect("write");
         let (snapshot, reports) = manifests.reload(&[Change::Paths(vec![a])]).expect("a problem appeared");
-        assert_eq!(services(&snapshot), ["a", "c2"], "the last good content stays");
+        assert_eq!(services(&snapshot), ["a", "c", "b2"], "the last good content stays");
         assert_eq!(reports.len(), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
