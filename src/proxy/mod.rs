@@ -42,10 +42,9 @@ pub use backend_tls::unverified_client_config;
 pub use budget::default_max_connections;
 pub use drain::{Cause as DrainCause, Selector as DrainSelector};
 pub use error::{Culprit, ProxyError};
-pub use frames::Peer;
 pub use listener::serve;
 pub use path::EncodedSlashes;
-pub use tunnel::{CLOSE_HANDSHAKE, CloseReason, Closed, WebSocketTotals};
+pub use tunnel::CLOSE_HANDSHAKE;
 
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;

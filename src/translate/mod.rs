@@ -42,7 +42,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use serde::Serialize;
 
-pub use annotations::{HAWSER as HAWSER_ANNOTATION_PREFIX, NGINX as NGINX_ANNOTATION_PREFIX};
+pub use annotations::NGINX as NGINX_ANNOTATION_PREFIX;
 pub use class::CONTROLLER_NAME;
 pub use report::{Kind, Level, ObjectRef, Reason, Report};
 pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
