@@ -13,6 +13,10 @@ several rounds and the median is reported, with ratios against the best of nginx
 the same run. CPU time per operation comes from /proc/PID/stat of the proxy's processes over the
 measurement window. Memory and reconfiguration are measured once, each on freshly started
 proxies. Only loopback is used; every load loop is bounded in time.
+
+hawser is measured twice: `hawser` as configured for the comparison (access log off, as nginx's
+and HAProxy's are), and `defaults` as users run it (RUST_LOG unset: the access log on). With
+--baseline, the older binary is measured both ways too (`before`, `before-defaults`).
 """
 
 import argparse
@@ -186,7 +190,17 @@ def write_atomically(path, text):
     os.replace(temporary, path)
 
 
-def start_hawser(hawser, echo_port, work, cert, key, name="hawser"):
+def hawser_env(defaults):
+    """The environment of a hawser under test: RUST_LOG as users leave it (unset: the access log
+    on), or `warn` (the access log off)."""
+    env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+    return env if defaults else {**env, "RUST_LOG": "warn"}
+
+
+def start_hawser(hawser, echo_port, work, cert, key, name="hawser", defaults=False):
+    """hawser as configured for the comparison (its access log off, as nginx's and HAProxy's), or
+    with `defaults` as users run it: the access log on (written to /dev/null, so no reader
+    process competes for the proxy's core)."""
     manifests = work / "hawser"
     manifests.mkdir()
     (manifests / "tls.yaml").write_text(hawser_secret(cert, key))
@@ -194,7 +208,7 @@ def start_hawser(hawser, echo_port, work, cert, key, name="hawser"):
     port, tls_port = free_port(), free_port()
     process = pinned(PROXY_CORE, [str(hawser), "run", "--manifests", str(manifests), "--http-addr", f"127.0.0.1:{port}",
                                   "--https-addr", f"127.0.0.1:{tls_port}", "--admin-addr", f"127.0.0.1:{free_port()}"],
-                     env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL)
+                     env=hawser_env(defaults), stdout=subprocess.DEVNULL)
     wait_port(port)
     time.sleep(0.3)
 
@@ -446,15 +460,20 @@ def main():
     echo_port = free_port()
     echo = pinned(CLIENT_CORE, [str(hawser), "echo", "--addr", f"127.0.0.1:{echo_port}"], stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
     wait_port(echo_port)
+    def hawser_starter(binary, name, defaults=False):
+        return lambda: start_hawser(binary, echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key, name, defaults)
+
     starters = [
         lambda: start_direct(echo_port),
-        lambda: start_hawser(hawser, echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key),
+        hawser_starter(hawser, "hawser"),
         lambda: start_nginx(echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key),
         lambda: start_haproxy(echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key, args.tunnels),
+        hawser_starter(hawser, "defaults", defaults=True),
     ]
     if args.baseline:
         baseline = Path(args.baseline).resolve()
-        starters.append(lambda: start_hawser(baseline, echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key, "before"))
+        starters.append(hawser_starter(baseline, "before"))
+        starters.append(hawser_starter(baseline, "before-defaults", defaults=True))
     targets = []
     try:
         targets = [start() for start in starters]
@@ -509,8 +528,8 @@ def report(results, targets, args):
         f"{version('nginx')}; {version('haproxy')}. Medians of {args.rounds} interleaved rounds; "
         "the last column is hawser ÷ the better of nginx and HAProxy (higher is better for rates, lower for the rest).",
         "",
-        "| scenario | figure | " + " | ".join(names) + " | hawser ÷ best anchor |" + (" hawser ÷ before |" if "before" in names else ""),
-        "|---|---|" + "---|" * len(names) + "---|" + ("---|" if "before" in names else ""),
+        "| scenario | figure | " + " | ".join(names) + " | hawser ÷ best anchor | defaults ÷ best anchor |" + (" hawser ÷ before | defaults ÷ before-defaults |" if "before" in names else ""),
+        "|---|---|" + "---|" * len(names) + "---|---|" + ("---|---|" if "before" in names else ""),
     ]
     for scenario, by_target in results.items():
         keys = [k for k in next(iter(by_target.values()))[0] if k not in ("failed", "alive")]
@@ -523,10 +542,11 @@ def report(results, targets, args):
             flag = ""
             if key in HIGHER_IS_BETTER and values.get("direct", 0) == values.get("direct", 0) and values.get("direct", 0) < max(values[n] for n in names if n != "direct"):
                 flag = " (client-bound: direct is not the fastest)"
-            line = f"| {scenario} | {key} | {cells} | {fmt(ratio, 2)}{flag} |"
+            with_defaults = values["defaults"] / best if best and best == best else float("nan")
+            line = f"| {scenario} | {key} | {cells} | {fmt(ratio, 2)}{flag} | {fmt(with_defaults, 2)} |"
             if "before" in names:
-                before = values["before"]
-                line += f" {fmt(values['hawser'] / before if before else float('nan'), 3)} |"
+                for now, then in (("hawser", "before"), ("defaults", "before-defaults")):
+                    line += f" {fmt(values[now] / values[then] if values[then] else float('nan'), 3)} |"
             lines.append(line)
     return "\n".join(lines) + "\n"
 

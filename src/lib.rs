@@ -2,6 +2,7 @@
 //! connections. See `DESIGN.md` for the architecture; the binary's wiring is in `main.rs`.
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod check;
 pub mod cli;

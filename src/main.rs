@@ -198,6 +198,7 @@ async fn serve(options: Serve) -> anyhow::Result<()> {
     let _ = tokio::join!(proxy_task, tls_task);
     quitting.send_replace(true);
     let _ = admin_task.await;
+    hawser::access_log::flush(Duration::from_secs(1));
     outcome
 }
 

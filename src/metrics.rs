@@ -256,6 +256,11 @@ impl Metrics {
             metrics.certificate_expiry.clone(),
         );
         registry.register(
+            "log_dropped",
+            "Access-log lines dropped because stdout could not keep up (the proxy never waits for the log)",
+            crate::access_log::dropped(),
+        );
+        registry.register(
             "config_errors",
             "Error-level findings of the latest build (objects, rules or annotations left out or refused)",
             metrics.config_errors.clone(),

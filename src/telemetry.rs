@@ -1,5 +1,6 @@
 //! Logging setup: `RUST_LOG`-style filtering (default `info`), text or JSON lines on stdout.
-//! Access log lines use the target `hawser::access`.
+//! Access-log lines (target `hawser::access`) are written by [`crate::access_log`]'s own thread
+//! in the same format.
 
 use std::io::IsTerminal;
 
@@ -17,5 +18,8 @@ pub fn init(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    if let Err(error) = crate::access_log::start(format == LogFormat::Json) {
+        tracing::error!(%error, "cannot start the access-log writer; there is no access log");
     }
 }

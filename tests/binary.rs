@@ -46,6 +46,32 @@ async fn run_binary_serves_admin_endpoints_and_stops_on_sigterm() {
     assert!(hawser.terminate().success());
 }
 
+/// Nothing reads hawser's stdout: the pipe fills, the access log's writer blocks, its queue
+/// fills. Requests are still answered at once; the lines that could not be queued are dropped
+/// and counted.
+#[tokio::test]
+async fn a_stalled_stdout_never_stalls_the_proxy() {
+    let empty = tempdir();
+    let args = [&["run"][..], &ANY_PORTS, &["--manifests", empty.to_str().unwrap()]].concat();
+    let hawser = Process::start_unread(&args, 3);
+    let (proxy, admin) = (hawser.addr("proxy"), hawser.addr("admin"));
+    let mut client = http1(proxy).await;
+    // More lines than a pipe (64 KiB) and the writer's queue (8,192 lines) hold.
+    for _ in 0..10_000 {
+        let request = http::Request::get("/").header("host", "a.test").body(Default::default()).unwrap();
+        let answered = tokio::time::timeout(ms(5_000), client.send_request(request)).await;
+        assert_eq!(
+            answered.expect("answered without waiting for the log").unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    let (_, _, metrics) = get(admin, "admin", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let dropped = metrics.lines().find_map(|l| l.strip_prefix("hawser_log_dropped_total ")).unwrap_or("0");
+    assert!(dropped.parse::<u64>().unwrap() > 0, "{metrics}");
+    assert!(metrics.contains(r#"hawser_requests_total{route="",status="404"} 10000"#), "{metrics}");
+}
+
 #[test]
 fn bad_flags_exit_with_a_usage_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_hawser"))

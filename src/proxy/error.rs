@@ -20,6 +20,17 @@ pub enum Culprit {
     Config,
 }
 
+impl Culprit {
+    /// Its name, for the access log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "Client",
+            Self::Backend => "Backend",
+            Self::Config => "Config",
+        }
+    }
+}
+
 /// A request hawser did not forward, or a backend exchange that failed before a response head.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

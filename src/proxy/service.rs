@@ -25,6 +25,7 @@ use super::pool::PooledConnection;
 use super::request_body::RequestBody;
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
+use crate::access_log::{self, RequestLine};
 use crate::model::{Route, normalize_host};
 
 /// Where a request went, for the access log.
@@ -45,9 +46,8 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let id = request_id(&req);
-        // The access log is off in most benchmarks and busy clusters: copy nothing for it then.
-        let logged = tracing::enabled!(target: "hawser::access", tracing::Level::INFO)
-            .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        // The access log may be off: copy nothing for it then.
+        let logged = access_log::enabled().then(|| (req.method().clone(), req.uri().path().to_owned()));
         let (mut response, outcome) = self.route_request(req, &client, &id).await;
         if outcome.error.is_some() {
             // Ties the client's error to the access-log line.
@@ -63,22 +63,18 @@ impl Proxy {
             self.metrics.upgrade(outcome.route.as_ref(), result, handshake.label());
         }
         let Some((method, path)) = logged else { return response };
-        let route = outcome.route.as_deref().unwrap_or("");
-        tracing::info!(
-            target: "hawser::access",
-            client = %client.ip,
-            %method,
+        access_log::request(RequestLine {
+            client: client.ip,
+            method,
             path,
-            route,
-            request_id = id.to_str().unwrap_or_default(),
-            endpoint = outcome.endpoint.map(|e| e.to_string()),
+            route: outcome.route,
+            request_id: id,
+            endpoint: outcome.endpoint,
             status,
-            upgrade = outcome.upgrade.is_some(),
-            protocol = outcome.upgrade.map(Handshake::label),
-            error = outcome.error.as_ref().map(|e| e.to_string()),
-            culprit = outcome.error.as_ref().map(|e| format!("{:?}", e.culprit())),
-            duration_ms = started.elapsed().as_millis() as u64,
-        );
+            upgrade: outcome.upgrade.map(Handshake::label),
+            error: outcome.error.map(|e| (e.to_string(), e.culprit().name())),
+            duration: started.elapsed(),
+        });
         response
     }
 

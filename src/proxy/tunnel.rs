@@ -24,6 +24,7 @@ use super::admission::BudgetGuard;
 use super::balance::LoadGuard;
 use super::drain::{OrderWake, Subscription};
 use super::extended_connect::Handshake;
+use crate::access_log::{self, TunnelLine};
 use crate::metrics::TunnelTotals;
 use crate::model::Route;
 use clock::{Clock, handshake_done};
@@ -104,25 +105,22 @@ impl Tunnel {
 }
 
 /// The tunnel's access-log line: how it ended, the first close frame, what it carried.
-fn log_closed(route: &str, endpoint: std::net::SocketAddr, protocol: &str, closed: &Closed) {
+fn log_closed(route: &Arc<str>, endpoint: std::net::SocketAddr, protocol: &'static str, closed: &Closed) {
+    if !access_log::enabled() {
+        return;
+    }
     let close = closed.websocket.as_ref().and_then(|w| w.close.as_ref());
-    let messages = closed.websocket.as_ref().map(|w| w.messages);
-    tracing::info!(
-        target: "hawser::access",
-        route,
-        %endpoint,
+    access_log::tunnel(TunnelLine {
+        route: route.clone(),
+        endpoint,
         protocol,
-        closed_by = closed.reason.label(),
-        close_code = close.and_then(|c| c.code),
-        close_reason = close.map(|c| c.reason.as_str()),
-        close_initiator = close.map(|c| c.by.label()),
-        duration_ms = closed.totals.duration.as_millis() as u64,
-        bytes_from_client = closed.totals.client_to_backend,
-        bytes_from_backend = closed.totals.backend_to_client,
-        messages_from_client = messages.map(|m| m.0),
-        messages_from_backend = messages.map(|m| m.1),
-        "tunnel closed"
-    );
+        closed_by: closed.reason.label(),
+        close: close.map(|c| (c.code, c.reason.clone(), c.by.label())),
+        duration: closed.totals.duration,
+        bytes_from_client: closed.totals.client_to_backend,
+        bytes_from_backend: closed.totals.backend_to_client,
+        messages: closed.websocket.as_ref().map(|w| w.messages),
+    });
 }
 
 /// Runs the tunnel between two upgraded connections. Plain TCP sockets are taken back from

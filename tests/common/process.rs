@@ -16,6 +16,8 @@ pub struct Process {
     listening: Vec<(String, SocketAddr)>,
     /// Every JSON log line after the `listening` ones.
     logged: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// With [`Self::start_unread`]: stdout, held open and never read.
+    _unread: Option<std::io::Lines<BufReader<std::process::ChildStdout>>>,
 }
 
 impl Process {
@@ -28,8 +30,36 @@ impl Process {
         Self::start_under(&[], args, listeners, env)
     }
 
+    /// Like [`Self::start`], but nothing reads stdout after the `listening` lines: once the
+    /// pipe is full, every write to it blocks.
+    pub fn start_unread(args: &[&str], listeners: usize) -> Self {
+        let (child, listening, lines) = Self::spawn(&[], args, listeners, &[]);
+        Self { child, listening, logged: std::sync::Arc::default(), _unread: Some(lines) }
+    }
+
     /// Like [`Self::start_with_env`], run by `wrapper` (e.g. `prlimit --nofile=N:N --`).
     pub fn start_under(wrapper: &[&str], args: &[&str], listeners: usize, env: &[(&str, &str)]) -> Self {
+        let (child, listening, lines) = Self::spawn(wrapper, args, listeners, env);
+        let logged: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = std::sync::Arc::default();
+        let keep = std::sync::Arc::clone(&logged);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                    keep.lock().unwrap().push(event);
+                }
+            }
+        });
+        Self { child, listening, logged, _unread: None }
+    }
+
+    /// Starts the binary and reads its stdout up to the `listening` lines.
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        wrapper: &[&str],
+        args: &[&str],
+        listeners: usize,
+        env: &[(&str, &str)],
+    ) -> (Child, Vec<(String, SocketAddr)>, std::io::Lines<BufReader<std::process::ChildStdout>>) {
         let binary = env!("CARGO_BIN_EXE_hawser");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -60,16 +90,7 @@ impl Process {
                 listening.push((event["listener"].as_str().unwrap().to_owned(), addr));
             }
         }
-        let logged: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = std::sync::Arc::default();
-        let keep = std::sync::Arc::clone(&logged);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                    keep.lock().unwrap().push(event);
-                }
-            }
-        });
-        Self { child, listening, logged }
+        (child, listening, lines)
     }
 
     /// The JSON log events logged so far whose `message` is `message`.
