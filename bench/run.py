@@ -7,8 +7,10 @@
     python3 bench/run.py --baseline OLD  # also measure the hawser binary OLD (before a change)
 
 Every proxy gets the same single core (taskset -c 0: nginx `worker_processes 1`, HAProxy
-`nbthread 1`, hawser's runtime sizes itself to its one allowed core); the load generator and the
-echo backend share the other core. Targets are measured interleaved (A B C D, A B C D, ...) over
+`nbthread 1`, hawser's runtime sizes itself to its one allowed core), shared with the echo
+backend (wsload's own, as lean as the load generator); the load generator has the other core to
+itself. So `direct` (client → echo) is far faster than any proxy, and a proxy's cost shows in its
+rate; CPU per operation is the proxy's process alone. Targets are measured interleaved (A B C D, A B C D, ...) over
 several rounds and the median is reported, with ratios against the best of nginx and HAProxy from
 the same run. CPU time per operation comes from /proc/PID/stat of the proxy's processes over the
 measurement window. Memory and reconfiguration are measured once, each on freshly started
@@ -458,7 +460,11 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="hawser-bench-"))
     cert, key = certificate(work)
     echo_port = free_port()
-    echo = pinned(CLIENT_CORE, [str(hawser), "echo", "--addr", f"127.0.0.1:{echo_port}"], stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    # The backend is wsload's own echo: a WebSocket and HTTP echo as lean as the load generator,
+    # so that neither limits what a proxy in front of them can show.
+    # On the proxies' core: the load generator has the other core to itself, so `direct` (client →
+    # echo) runs far faster than any proxy can, and a proxy's cost shows in its rate.
+    echo = pinned(PROXY_CORE, [str(tool), "echo", "--addr", f"127.0.0.1:{echo_port}"], stdout=subprocess.DEVNULL)
     wait_port(echo_port)
     def hawser_starter(binary, name, defaults=False):
         return lambda: start_hawser(binary, echo_port, Path(tempfile.mkdtemp(dir=work)), cert, key, name, defaults)
@@ -524,13 +530,14 @@ def report(results, targets, args):
     names = [t.name for t in targets]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} with `python3 bench/run.py --rounds {args.rounds} --seconds {args.seconds}`: "
-        f"{os.cpu_count()} cores, proxies on core {PROXY_CORE}, client and echo backend on core {CLIENT_CORE}. "
+        f"{os.cpu_count()} cores, proxies and the echo backend on core {PROXY_CORE}, the load generator on core {CLIENT_CORE}. "
         f"{version('nginx')}; {version('haproxy')}. Medians of {args.rounds} interleaved rounds; "
         "the last column is hawser ÷ the better of nginx and HAProxy (higher is better for rates, lower for the rest).",
         "",
         "| scenario | figure | " + " | ".join(names) + " | hawser ÷ best anchor | defaults ÷ best anchor |" + (" hawser ÷ before | defaults ÷ before-defaults |" if "before" in names else ""),
         "|---|---|" + "---|" * len(names) + "---|---|" + ("---|---|" if "before" in names else ""),
     ]
+    headroom = []
     for scenario, by_target in results.items():
         keys = [k for k in next(iter(by_target.values()))[0] if k not in ("failed", "alive")]
         for key in keys:
@@ -548,6 +555,13 @@ def report(results, targets, args):
                 for now, then in (("hawser", "before"), ("defaults", "before-defaults")):
                     line += f" {fmt(values[now] / values[then] if values[then] else float('nan'), 3)} |"
             lines.append(line)
+            if key in HIGHER_IS_BETTER and values.get("direct", 0) == values.get("direct", 0):
+                proxies = [values[n] for n in names if n != "direct" and values[n] == values[n]]
+                if proxies and values["direct"] and max(proxies):
+                    headroom.append(f"{scenario} {values['direct'] / max(proxies):.1f}×")
+    if headroom:
+        lines += ["", "`direct` ÷ the fastest proxy (the load generator's headroom; below about 2.5× a rate "
+                      "says more about the client than the proxy): " + "; ".join(headroom) + "."]
     return "\n".join(lines) + "\n"
 
 

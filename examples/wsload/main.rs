@@ -7,11 +7,20 @@
 //! wsload throughput --addr ... --connections 100 --size 65536 --pipeline 8 --seconds 5
 //! wsload handshakes --addr ... --connections 50 --seconds 5
 //! wsload hold       --addr ... --connections 2000 --seconds 30   (prints "ready" when all are open)
+//! wsload echo       --addr 127.0.0.1:9000                          (the backend; prints "listening")
 //! ```
+//!
+//! It must be far faster than any proxy it measures, or it measures itself: it runs on one
+//! thread (the benchmark gives it one core), and after the handshake a connection writes
+//! prepared frames (`pipeline` of them in one write) and counts the echoed bytes, with no
+//! per-message frame objects or allocations. `wsload echo` is a backend built the same way.
 //!
 //! `--tls` speaks `wss://` (SNI = `--host`, any certificate accepted, no session resumption:
 //! every connection is a full TLS handshake).
 #![allow(clippy::unwrap_used)]
+
+mod echo;
+mod frames;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,11 +108,17 @@ async fn open(args: &Args) -> Ws {
     tokio_tungstenite::client_async(request, stream).await.unwrap().0
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Arc::new(args());
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let report = match args.mode.as_str() {
+        "echo" => {
+            let listener = tokio::net::TcpListener::bind(args.addr).await.unwrap();
+            println!("listening {}", listener.local_addr().unwrap());
+            echo::serve(listener).await;
+            return;
+        }
         "latency" | "throughput" => exchange(args.clone(), deadline).await,
         "handshakes" => handshakes(args.clone(), deadline).await,
         "hold" => hold(args.clone(), deadline).await,
@@ -127,26 +142,9 @@ async fn exchange(args: Arc<Args>, deadline: Instant) -> serde_json::Value {
         .map(|ws| {
             let (args, histogram, echoed) = (args.clone(), histogram.clone(), echoed.clone());
             tokio::spawn(async move {
-                let (mut tx, mut rx) = ws.split();
-                let payload = vec![0x5au8; args.size];
                 let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-                let mut sent = std::collections::VecDeque::new();
-                while Instant::now() < deadline {
-                    while sent.len() < args.pipeline {
-                        tx.feed(Message::binary(payload.clone())).await.unwrap();
-                        sent.push_back(Instant::now());
-                    }
-                    tx.flush().await.unwrap();
-                    match tokio::time::timeout(Duration::from_secs(10), rx.next()).await {
-                        Ok(Some(Ok(Message::Binary(_)))) => {
-                            if let Some(at) = sent.pop_front() {
-                                let _ = local.record(at.elapsed().as_micros() as u64);
-                            }
-                            echoed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => break,
-                    }
-                }
+                let messages = exchange_frames(ws.into_inner(), &args, deadline, &mut local).await;
+                echoed.fetch_add(messages, Ordering::Relaxed);
                 histogram.lock().await.add(&local).unwrap();
             })
         })
@@ -163,6 +161,38 @@ async fn exchange(args: Arc<Args>, deadline: Instant) -> serde_json::Value {
         "p50_us": histogram.value_at_quantile(0.5), "p99_us": histogram.value_at_quantile(0.99),
         "p999_us": histogram.value_at_quantile(0.999),
     })
+}
+
+/// One connection's exchange after its handshake: `pipeline` prepared frames in one write, then
+/// reads until all their echoes' bytes are in; each batch's round trip is recorded. Returns the
+/// messages echoed.
+async fn exchange_frames(
+    mut io: Box<dyn Io>,
+    args: &Args,
+    deadline: Instant,
+    latency: &mut Histogram<u64>,
+) -> u64 {
+    use tokio::io::AsyncWriteExt;
+    let batch: Vec<u8> = frames::masked_binary(args.size).repeat(args.pipeline);
+    let expected = frames::server_frame_len(args.size) * args.pipeline;
+    let mut buffer = Vec::with_capacity(expected + 64 * 1024);
+    let mut echoed = 0;
+    while Instant::now() < deadline {
+        let sent = Instant::now();
+        if io.write_all(&batch).await.is_err() {
+            break;
+        }
+        buffer.clear();
+        while buffer.len() < expected {
+            match tokio::time::timeout(Duration::from_secs(10), echo::read_more(&mut io, &mut buffer)).await {
+                Ok(read) if read > 0 => {}
+                _ => return echoed,
+            }
+        }
+        let _ = latency.record(sent.elapsed().as_micros() as u64);
+        echoed += args.pipeline as u64;
+    }
+    echoed
 }
 
 /// New connection + upgrade + one echo + close, `connections` at a time.
