@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
+use crate::model::NamespacedName;
 use crate::snapshot::Snapshot;
 use crate::translate::{Built, Kind, Level, Reason, Report};
 
@@ -60,9 +61,9 @@ impl Plan {
 
 /// Groups `built`'s findings per Ingress of `snapshot`.
 pub fn plan(snapshot: &Snapshot, built: &Built) -> Plan {
-    let mut moves: BTreeMap<(String, String), IngressMove> = BTreeMap::new();
+    let mut moves: BTreeMap<NamespacedName, IngressMove> = BTreeMap::new();
     for report in built.reports.iter().filter(|r| r.object.kind == Kind::Ingress) {
-        let key = (report.object.namespace.clone(), report.object.name.clone());
+        let key = NamespacedName::new(&report.object.namespace, &report.object.name);
         let entry = moves.entry(key).or_insert_with(|| IngressMove {
             namespace: report.object.namespace.clone(),
             name: report.object.name.clone(),
@@ -79,7 +80,7 @@ pub fn plan(snapshot: &Snapshot, built: &Built) -> Plan {
     for ingress in &snapshot.ingresses {
         use kube::ResourceExt;
         let (namespace, name) = (ingress.namespace().unwrap_or_default(), ingress.name_any());
-        moves.entry((namespace.clone(), name.clone())).or_insert(IngressMove {
+        moves.entry(NamespacedName::new(&namespace, &name)).or_insert(IngressMove {
             namespace,
             name,
             ..IngressMove::default()

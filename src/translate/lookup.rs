@@ -12,10 +12,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::model::NamespacedName as Key;
 use crate::snapshot::Snapshot;
-
-/// `(namespace, name)`.
-type Key = (String, String);
 
 /// Lookups into a snapshot, recorded.
 #[derive(Debug)]
@@ -86,7 +84,7 @@ impl<'a> Lookup<'a> {
 }
 
 fn key(namespace: &str, name: &str) -> Key {
-    (namespace.to_owned(), name.to_owned())
+    Key::new(namespace, name)
 }
 
 /// What one translation looked up, and what it found.
@@ -115,9 +113,13 @@ impl Reads {
     /// keep the objects alive, so an address cannot be reused by a different object.)
     pub fn still_hold(&self, snapshot: &Snapshot) -> bool {
         self.0.iter().all(|read| match read {
-            Read::Service((namespace, name), seen) => same(snapshot.service(namespace, name), seen.as_ref()),
-            Read::Secret((namespace, name), seen) => same(snapshot.secret(namespace, name), seen.as_ref()),
-            Read::Slices((namespace, service), seen) => {
+            Read::Service(Key { namespace, name }, seen) => {
+                same(snapshot.service(namespace, name), seen.as_ref())
+            }
+            Read::Secret(Key { namespace, name }, seen) => {
+                same(snapshot.secret(namespace, name), seen.as_ref())
+            }
+            Read::Slices(Key { namespace, name: service }, seen) => {
                 let now = snapshot.endpoint_slices(namespace, service);
                 now.len() == seen.len() && now.iter().zip(seen).all(|(a, b)| Arc::ptr_eq(a, b))
             }
@@ -178,7 +180,7 @@ impl SecretParses {
     pub fn retain_present(&self, snapshot: &Snapshot) {
         self.entries
             .borrow_mut()
-            .retain(|((namespace, name), _), _| snapshot.secret(namespace, name).is_some());
+            .retain(|(Key { namespace, name }, _), _| snapshot.secret(namespace, name).is_some());
     }
 }
 
