@@ -43,7 +43,7 @@ pub struct RequestLine {
     pub status: u16,
     /// The client's protocol (`h1`, `h2`) when it asked for an upgrade the route tunnels.
     pub upgrade: Option<&'static str>,
-    /// hawser's own error, and who caused it (`Client`, `Backend`, `Hawser`).
+    /// hawser's own error, and who caused it (`Client`, `Backend`, `Config`).
     pub error: Option<(String, &'static str)>,
     pub duration: Duration,
 }
@@ -123,11 +123,12 @@ pub fn dropped() -> Counter {
     DROPPED.clone()
 }
 
-/// Writes every line handed over so far, waiting at most `limit` (at shutdown).
+/// Writes every line handed over so far, waiting at most `limit` (at shutdown). A full queue
+/// means stdout is stalled: then nothing is waited for, so a stalled log never holds up the exit.
 pub fn flush(limit: Duration) {
     let Some(writer) = WRITER.get() else { return };
     let (done, written) = std::sync::mpsc::channel();
-    if writer.send(Message::Flush(done)).is_ok() {
+    if writer.try_send(Message::Flush(done)).is_ok() {
         let _ = written.recv_timeout(limit);
     }
 }

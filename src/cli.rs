@@ -93,7 +93,7 @@ pub struct RunArgs {
     pub election_lease_duration: Duration,
     /// Kubernetes mode: how often API discovery is asked whether the WebSocketRoute CRD is
     /// served; its watch starts when the CRD is installed and stops when it is removed.
-    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::translate::values::bounded_timeout)]
     pub crd_probe_interval: Duration,
     /// Address of the plain-HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -363,11 +363,6 @@ fn parse_rate_limited_status(value: &str) -> Result<http::StatusCode, ValueError
         "429" => Ok(http::StatusCode::TOO_MANY_REQUESTS),
         other => Err(ValueError::malformed(other, "503 or 429")),
     }
-}
-
-/// A duration above zero (`10s`, `500ms`), read as every timeout is.
-fn positive_duration(value: &str) -> Result<Duration, ValueError> {
-    crate::translate::values::bounded_timeout(value)
 }
 
 #[cfg(test)]

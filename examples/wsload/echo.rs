@@ -26,14 +26,9 @@ async fn connection(mut stream: TcpStream) {
     let mut buffer = Vec::with_capacity(16 * 1024);
     loop {
         let Some(head_end) = read_head(&mut stream, &mut buffer).await else { return };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
-        let key = header(&head, "sec-websocket-key");
-        if head.contains("upgrade: websocket")
-            && let Some(key) = key
-        {
-            // The key's case matters: take it from the original bytes.
-            let at = head.find(&key).unwrap_or(0);
-            let key = String::from_utf8_lossy(&buffer[at..at + key.len()]).into_owned();
+        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        let upgrade = header(&head, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if upgrade && let Some(key) = header(&head, "sec-websocket-key") {
             buffer.drain(..head_end);
             let accept = base64::engine::general_purpose::STANDARD
                 .encode(sha1::Sha1::digest(format!("{key}{ACCEPT_GUID}").as_bytes()));
@@ -65,11 +60,11 @@ async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize
     }
 }
 
-/// A header's value in a lower-cased head.
-fn header(head: &str, name: &str) -> Option<String> {
+/// A header's value (its name compared without case).
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
     head.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
-        (key.trim() == name).then(|| value.trim().to_owned())
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
     })
 }
 

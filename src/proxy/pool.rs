@@ -34,10 +34,9 @@ pub struct PoolKey {
 impl PoolKey {
     pub fn new(addr: SocketAddr, tls: Option<BackendTlsParams<'_>>) -> Self {
         let tls = tls.map(|(_, server_name, ca)| {
-            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-            hasher.update(server_name.unwrap_or_default().as_bytes());
-            hasher.update(&ca.map_or(0, |ca| ca.fingerprint).to_le_bytes());
-            NonZeroU64::new(hasher.digest()).unwrap_or(NonZeroU64::MIN)
+            let name = server_name.unwrap_or_default().as_bytes();
+            let hash = xxhash_rust::xxh3::xxh3_64_with_seed(name, ca.map_or(0, |ca| ca.fingerprint));
+            NonZeroU64::new(hash).unwrap_or(NonZeroU64::MIN)
         });
         Self { addr, tls }
     }
