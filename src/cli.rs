@@ -254,6 +254,16 @@ pub struct TranslationArgs {
     /// join only where the owner's objects allow them with `hawser.dev/allowed-namespaces`).
     #[arg(long, value_enum, default_value_t = crate::translate::HostOwnership::Path)]
     pub host_ownership: crate::translate::HostOwnership,
+    /// The GatewayClass `spec.controllerName` this install serves.
+    #[arg(long, env = "HAWSER_GATEWAY_CONTROLLER_NAME", default_value = crate::translate::GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
+    /// The Gateway listener port of protocol HTTP that the plain-HTTP listener serves (the
+    /// port the Service in front of hawser publishes for it).
+    #[arg(long, default_value_t = 80)]
+    pub gateway_http_port: u16,
+    /// The Gateway listener port of protocol HTTPS that the TLS listener serves.
+    #[arg(long, default_value_t = 443)]
+    pub gateway_https_port: u16,
 }
 
 impl TranslationArgs {
@@ -270,6 +280,13 @@ impl TranslationArgs {
             controller_name: self.controller_name.clone(),
             ignore_annotations,
             host_ownership: self.host_ownership,
+            gateway: crate::translate::GatewaySettings {
+                controller_name: self.gateway_controller_name.clone(),
+                ports: crate::translate::GatewayPorts {
+                    http: self.gateway_http_port,
+                    https: self.gateway_https_port,
+                },
+            },
             ..BuildConfig::default()
         }
     }

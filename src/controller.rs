@@ -15,7 +15,7 @@ use tokio::sync::watch as channel;
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use crate::source::cluster::{self, ClusterInputs, Scope};
+use crate::source::cluster::{self, ClusterInputs, Scope, Served};
 use crate::source::{ManifestDir, debounce, watch};
 use crate::status::lease::{self, Election};
 use crate::status::writer::{Publish, StatusWriter};
@@ -66,7 +66,7 @@ impl Controller {
         self.table.set_config_errors(u64::try_from(errors).unwrap_or(u64::MAX));
         let problems = built.reports.iter().filter(|r| r.level() != Level::Info).count();
         tracing::info!(generation, routes, problems, ms = took.as_millis(), "routing table built");
-        BuildOutcome { reports: built.reports, served: built.served }
+        BuildOutcome { reports: built.reports, served: built.served, facts: built.facts }
     }
 
     fn log(&mut self, reports: &[Report]) {
@@ -157,31 +157,46 @@ pub async fn run_cluster(
     options: ClusterOptions,
     stop: impl Future<Output = ()>,
 ) {
-    let routes = match crd_served(&client).await {
+    let served = match crds_served(&client).await {
         Ok(served) => served,
         Err(error) => {
-            tracing::warn!(%error, "cannot tell whether the WebSocketRoute CRD is installed; asking again shortly");
-            false
+            tracing::warn!(%error, "cannot tell which CRDs are installed; asking again shortly");
+            Served::default()
         }
     };
-    if !routes {
+    if !served.websocket_routes {
         tracing::warn!(
             "the WebSocketRoute CRD is not installed; serving Ingresses, and WebSocketRoutes as soon as it is. Install it with: kubectl apply -f crds/websocketroutes.hawser.dev.yaml (or `hawser crd | kubectl apply -f -`)"
         );
     }
-    let scope = Scope { namespace: options.namespace.clone(), routes };
+    if served.gateway_api && !served.reference_grants {
+        tracing::warn!(
+            "ReferenceGrant v1 is not served (Gateway API CRDs older than v1.5): cross-namespace references are refused"
+        );
+    }
+    let scope = Scope { namespace: options.namespace.clone(), served };
     let mut watches = cluster::start(&client, &scope, &metrics);
     let mut stop = std::pin::pin!(stop);
     tokio::select! {
         () = watches.inputs.wait_synced() => {}
         () = &mut stop => return,
     }
-    tracing::info!(namespace = ?options.namespace, websocket_routes = routes, "every watch has synced");
+    tracing::info!(
+        namespace = ?options.namespace,
+        websocket_routes = served.websocket_routes,
+        gateway_api = served.gateway_api,
+        "every watch has synced"
+    );
     let (leader_tx, leader) = channel::channel(false);
     let election = tokio::spawn(lease::run(client.clone(), options.election.clone(), leader_tx));
     let (outcomes_tx, outcomes) = channel::channel(BuildOutcome::default());
     let inputs = watches.inputs.clone();
-    let writer = StatusWriter::new(client.clone(), options.publish, options.election.identity.clone());
+    let writer = StatusWriter::new(
+        client.clone(),
+        options.publish,
+        options.election.identity.clone(),
+        config.gateway.controller_name.clone(),
+    );
     let status = tokio::spawn(write_status(writer, inputs.clone(), outcomes, leader));
     let mut controller = Controller::new(table, metrics, config);
     let rebuild = |controller: &mut Controller| {
@@ -203,10 +218,10 @@ pub async fn run_cluster(
             _ = clock.tick() => rebuild(&mut controller),
             _ = crd_probe.tick() => {
                 // An unreachable API server proves nothing: the watch stays as it is.
-                if let Ok(served) = crd_served(&client).await
-                    && watches.follow_crd(served)
+                if let Ok(served) = crds_served(&client).await
+                    && watches.follow_crds(served)
                 {
-                    tracing::info!(served, "the WebSocketRoute CRD changed; its watch follows");
+                    tracing::info!(?served, "the installed CRDs changed; the watches follow");
                 }
             }
             () = &mut stop => break,
@@ -236,12 +251,24 @@ async fn write_status(
     }
 }
 
-/// Whether the WebSocketRoute CRD is served, from API discovery (which needs no RBAC). An
-/// error means the API server could not say.
-async fn crd_served(client: &Client) -> Result<bool, kube::Error> {
-    match client.list_api_group_resources("hawser.dev/v1alpha1").await {
-        Ok(resources) => Ok(resources.resources.iter().any(|r| r.name == "websocketroutes")),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+/// Which optional CRDs are served, from API discovery (which needs no RBAC). An error means
+/// the API server could not say.
+async fn crds_served(client: &Client) -> Result<Served, kube::Error> {
+    let hawser = served_resources(client, "hawser.dev/v1alpha1").await?;
+    let gateway = served_resources(client, "gateway.networking.k8s.io/v1").await?;
+    let has = |resources: &[String], name: &str| resources.iter().any(|r| r == name);
+    Ok(Served {
+        websocket_routes: has(&hawser, "websocketroutes"),
+        gateway_api: ["gatewayclasses", "gateways", "httproutes"].iter().all(|r| has(&gateway, r)),
+        reference_grants: has(&gateway, "referencegrants"),
+    })
+}
+
+/// The resources the API server serves in `group_version` (none when it does not serve it).
+async fn served_resources(client: &Client, group_version: &str) -> Result<Vec<String>, kube::Error> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list.resources.into_iter().map(|r| r.name).collect()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
         Err(error) => Err(error),
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod echo;
+pub mod gateway_api;
 pub mod handle;
 pub mod metrics;
 pub mod migrate;

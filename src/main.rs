@@ -91,6 +91,9 @@ async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
         controller_name: controller_name.unwrap_or_else(|| hawser::translate::CONTROLLER_NAME.to_owned()),
         ignore_annotations: args.ignore_annotations.clone(),
         host_ownership: hawser::translate::HostOwnership::Path,
+        gateway_controller_name: hawser::translate::GATEWAY_CONTROLLER_NAME.to_owned(),
+        gateway_http_port: 80,
+        gateway_https_port: 443,
     };
     let built = hawser::translate::build(&snapshot, &translation.build_config());
     let plan = hawser::migrate::plan(&snapshot, &built);
@@ -118,7 +121,7 @@ async fn cluster_snapshot(
             .await
             .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?,
     };
-    let scope = hawser::source::cluster::Scope { namespace: None, routes: false };
+    let scope = hawser::source::cluster::Scope { namespace: None, served: Default::default() };
     let watches = hawser::source::cluster::start(&client, &scope, &Arc::new(Metrics::default()));
     tokio::time::timeout(Duration::from_secs(60), watches.inputs.wait_synced())
         .await

@@ -34,6 +34,7 @@ pub struct Rule {
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
+const GATEWAY: &str = crate::gateway_api::GROUP;
 const WRITE_STATUS: &[&str] = &["get", "patch", "update"];
 
 /// The rules, in a stable order.
@@ -53,6 +54,20 @@ pub const RULES: &[Rule] = &[
         verbs: WRITE_STATUS,
         scope: Scope::Cluster,
     },
+    Rule { api_group: GATEWAY, resource: "gatewayclasses", verbs: READ, scope: Scope::Cluster },
+    Rule {
+        api_group: GATEWAY,
+        resource: "gatewayclasses/status",
+        verbs: WRITE_STATUS,
+        scope: Scope::Cluster,
+    },
+    Rule { api_group: GATEWAY, resource: "gateways", verbs: READ, scope: Scope::Cluster },
+    Rule { api_group: GATEWAY, resource: "gateways/status", verbs: WRITE_STATUS, scope: Scope::Cluster },
+    Rule { api_group: GATEWAY, resource: "httproutes", verbs: READ, scope: Scope::Cluster },
+    Rule { api_group: GATEWAY, resource: "httproutes/status", verbs: WRITE_STATUS, scope: Scope::Cluster },
+    Rule { api_group: GATEWAY, resource: "referencegrants", verbs: READ, scope: Scope::Cluster },
+    // Their labels decide which routes a Gateway listener's `allowedRoutes` selector takes.
+    Rule { api_group: "", resource: "namespaces", verbs: READ, scope: Scope::Cluster },
     Rule { api_group: "", resource: "services", verbs: READ, scope: Scope::Cluster },
     Rule { api_group: "discovery.k8s.io", resource: "endpointslices", verbs: READ, scope: Scope::Cluster },
     Rule { api_group: "", resource: "secrets", verbs: READ, scope: Scope::Cluster },

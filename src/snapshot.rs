@@ -1,5 +1,6 @@
 //! An immutable, indexed view of every input the build reads: Ingresses, IngressClasses,
-//! WebSocketRoutes, Services, EndpointSlices and Secrets. Sources (a manifests directory, the
+//! WebSocketRoutes, the Gateway API's GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants,
+//! Namespaces, Services, EndpointSlices and Secrets. Sources (a manifests directory, the
 //! Kubernetes watch) produce [`Object`]s, which share their content (`Arc`): a snapshot costs an
 //! index, never a copy of the objects, and an object that did not change is the same `Arc` in
 //! the next snapshot (which is how the build tells what it can reuse).
@@ -8,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 
 use crate::crd::WebSocketRoute;
+use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -35,6 +37,16 @@ pub enum Object {
     EndpointSlice(Arc<EndpointSlice>),
     /// `v1` Secret.
     Secret(Arc<Secret>),
+    /// `v1` Namespace (its labels select Gateway API routes).
+    Namespace(Arc<Namespace>),
+    /// `gateway.networking.k8s.io/v1` GatewayClass.
+    GatewayClass(Arc<GatewayClass>),
+    /// `gateway.networking.k8s.io/v1` Gateway.
+    Gateway(Arc<Gateway>),
+    /// `gateway.networking.k8s.io/v1` HTTPRoute.
+    HttpRoute(Arc<HttpRoute>),
+    /// `gateway.networking.k8s.io/v1` (or `v1beta1`) ReferenceGrant.
+    ReferenceGrant(Arc<ReferenceGrant>),
 }
 
 impl Object {
@@ -52,6 +64,14 @@ impl Object {
             ("v1", "Service") => namespaced(value).map(Self::Service),
             ("discovery.k8s.io/v1", "EndpointSlice") => namespaced(value).map(Self::EndpointSlice),
             ("v1", "Secret") => namespaced(value).map(Self::Secret),
+            ("v1", "Namespace") => serde_json::from_value(value).map(|o| Self::Namespace(Arc::new(o))),
+            // v1beta1 has the same schema as v1 for these kinds.
+            (GATEWAY_V1 | GATEWAY_V1BETA1, "GatewayClass") => {
+                serde_json::from_value(value).map(|o| Self::GatewayClass(Arc::new(o)))
+            }
+            (GATEWAY_V1 | GATEWAY_V1BETA1, "Gateway") => namespaced(value).map(Self::Gateway),
+            (GATEWAY_V1 | GATEWAY_V1BETA1, "HTTPRoute") => namespaced(value).map(Self::HttpRoute),
+            (GATEWAY_V1 | GATEWAY_V1BETA1, "ReferenceGrant") => namespaced(value).map(Self::ReferenceGrant),
             ("", _) | (_, "") => return Err(ObjectError::Untyped),
             _ => return Ok(None),
         };
@@ -67,6 +87,11 @@ impl Object {
             (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b),
             (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b),
             (Self::Secret(a), Self::Secret(b)) => Arc::ptr_eq(a, b),
+            (Self::Namespace(a), Self::Namespace(b)) => Arc::ptr_eq(a, b),
+            (Self::GatewayClass(a), Self::GatewayClass(b)) => Arc::ptr_eq(a, b),
+            (Self::Gateway(a), Self::Gateway(b)) => Arc::ptr_eq(a, b),
+            (Self::HttpRoute(a), Self::HttpRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::ReferenceGrant(a), Self::ReferenceGrant(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -80,6 +105,11 @@ impl Object {
             Self::Service(o) => ("Service", o.namespace(), o.name_any()),
             Self::EndpointSlice(o) => ("EndpointSlice", o.namespace(), o.name_any()),
             Self::Secret(o) => ("Secret", o.namespace(), o.name_any()),
+            Self::Namespace(o) => ("Namespace", None, o.name_any()),
+            Self::GatewayClass(o) => ("GatewayClass", None, o.name_any()),
+            Self::Gateway(o) => ("Gateway", o.namespace(), o.name_any()),
+            Self::HttpRoute(o) => ("HTTPRoute", o.namespace(), o.name_any()),
+            Self::ReferenceGrant(o) => ("ReferenceGrant", o.namespace(), o.name_any()),
         };
         match namespace {
             Some(namespace) => format!("{kind} {namespace}/{name}"),
@@ -88,7 +118,9 @@ impl Object {
     }
 }
 
-/// A namespaced object from JSON, put in [`DEFAULT_NAMESPACE`] when it names none.
+const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
+const GATEWAY_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
+
 /// Why a manifest is not an object hawser can read.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
@@ -98,6 +130,7 @@ pub enum ObjectError {
     Malformed { kind: String, api_version: String, source: serde_json::Error },
 }
 
+/// A namespaced object from JSON, put in [`DEFAULT_NAMESPACE`] when it names none.
 fn namespaced<K>(value: serde_json::Value) -> serde_json::Result<Arc<K>>
 where
     K: kube::Resource + serde::de::DeserializeOwned,
@@ -123,6 +156,14 @@ pub struct Snapshot {
     /// By namespace, then Service name; ordered, so the slices have one order.
     slices: BTreeMap<String, BTreeMap<String, Vec<Arc<EndpointSlice>>>>,
     secrets: ByName<Arc<Secret>>,
+    namespaces: HashMap<String, Arc<Namespace>>,
+    /// GatewayClasses.
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    gateways: ByName<Arc<Gateway>>,
+    /// HTTPRoutes, in the order given.
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    /// ReferenceGrants by the namespace they grant access to.
+    grants: HashMap<String, Vec<Arc<ReferenceGrant>>>,
 }
 
 impl Snapshot {
@@ -152,7 +193,44 @@ impl Snapshot {
             Object::Secret(o) => {
                 in_namespace(&mut self.secrets, &*o).insert(o.name_any(), o);
             }
+            Object::Namespace(o) => {
+                self.namespaces.insert(o.name_any(), o);
+            }
+            Object::GatewayClass(o) => self.gateway_classes.push(o),
+            Object::Gateway(o) => {
+                in_namespace(&mut self.gateways, &*o).insert(o.name_any(), o);
+            }
+            Object::HttpRoute(o) => self.http_routes.push(o),
+            Object::ReferenceGrant(o) => {
+                let namespace = o.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+                self.grants.entry(namespace).or_default().push(o);
+            }
         }
+    }
+
+    /// The Namespace `name`, if the source has Namespaces.
+    pub fn namespace(&self, name: &str) -> Option<&Arc<Namespace>> {
+        self.namespaces.get(name)
+    }
+
+    /// The GatewayClass `name`.
+    pub fn gateway_class(&self, name: &str) -> Option<&Arc<GatewayClass>> {
+        self.gateway_classes.iter().find(|c| c.metadata.name.as_deref() == Some(name))
+    }
+
+    /// The Gateway `namespace/name`.
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<&Arc<Gateway>> {
+        self.gateways.get(namespace)?.get(name)
+    }
+
+    /// Every Gateway, in no particular order.
+    pub fn gateways(&self) -> impl Iterator<Item = &Arc<Gateway>> {
+        self.gateways.values().flat_map(HashMap::values)
+    }
+
+    /// The ReferenceGrants in `namespace` (which grant access to its objects).
+    pub fn reference_grants(&self, namespace: &str) -> &[Arc<ReferenceGrant>] {
+        self.grants.get(namespace).map_or(&[], Vec::as_slice)
     }
 
     /// The Service `namespace/name`.

@@ -468,3 +468,91 @@ async fn websocket_routes_follow_their_crd_being_installed_and_removed() {
     assert!(deleted.is_success(), "{answer}");
     until("the route leaves with its CRD", || async { status().await == StatusCode::NOT_FOUND }).await;
 }
+
+/// The Gateway API CRDs hawser reads, as shipped in `crds/gateway-api/`.
+fn gateway_api_crds() -> Vec<Value> {
+    ["gatewayclasses", "gateways", "httproutes", "referencegrants"]
+        .iter()
+        .map(|kind| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("crds/gateway-api/{kind}.yaml"));
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+const GATEWAYS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways";
+const HTTP_ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes";
+
+fn condition<'v>(conditions: &'v Value, type_: &str) -> (&'v str, &'v str) {
+    let found = conditions.as_array().and_then(|c| c.iter().find(|c| c["type"] == type_));
+    let field = |name: &str| found.and_then(|c| c[name].as_str()).unwrap_or("");
+    (field("status"), field("reason"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_objects_are_served_and_get_their_status() {
+    let a = echo("a").await;
+    let dir = tempdir();
+    let apiserver = ApiServer::start(free_port(), &dir.join("state.json"));
+    let api_addr = apiserver.addr;
+    create(api_addr, SERVICES, service("a")).await;
+    create(api_addr, SLICES, slice("a", a.addr)).await;
+    for crd in gateway_api_crds() {
+        create(api_addr, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).await;
+    }
+    let class = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "hawser"},
+        "spec": {"controllerName": "hawser.dev/gateway-controller"}});
+    create(api_addr, "/apis/gateway.networking.k8s.io/v1/gatewayclasses", class).await;
+    let gateway = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+        "spec": {"gatewayClassName": "hawser", "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+            {"name": "elsewhere", "port": 8080, "protocol": "HTTP"}]}});
+    create(api_addr, GATEWAYS, gateway).await;
+    let http_route = |name: &str, section: &str| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name}, "spec": {"parentRefs": [{"name": "gw", "sectionName": section}], "hostnames": ["gw.test"],
+        "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}})
+    };
+    create(api_addr, HTTP_ROUTES, http_route("web", "http")).await;
+    create(api_addr, HTTP_ROUTES, http_route("lost", "nope")).await;
+
+    let config = kubeconfig(&dir, api_addr);
+    let hawser = start_hawser(&config, "hawser-1");
+    let proxy = hawser.addr("proxy");
+    until("the HTTPRoute is served", || async { served_by(proxy, "gw.test").await.as_deref() == Some("a") })
+        .await;
+
+    let status = |path: String| async move { api(api_addr, "GET", &path, None).await.1["status"].clone() };
+    until("the status is written", || async {
+        status(format!("{HTTP_ROUTES}/lost")).await["parents"].as_array().is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    let class = status("/apis/gateway.networking.k8s.io/v1/gatewayclasses/hawser".into()).await;
+    assert_eq!(condition(&class["conditions"], "Accepted"), ("True", "Accepted"));
+
+    let gateway = status(format!("{GATEWAYS}/gw")).await;
+    assert_eq!(condition(&gateway["conditions"], "Accepted"), ("True", "ListenersNotValid"));
+    assert_eq!(condition(&gateway["conditions"], "Programmed"), ("True", "Programmed"));
+    assert_eq!(gateway["addresses"], json!([{"type": "IPAddress", "value": "192.0.2.10"}]));
+    let listeners = gateway["listeners"].as_array().unwrap();
+    assert_eq!(listeners[0]["name"], "http");
+    assert_eq!(listeners[0]["attachedRoutes"], 1);
+    assert_eq!(
+        listeners[0]["supportedKinds"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+    );
+    assert_eq!(condition(&listeners[0]["conditions"], "ResolvedRefs"), ("True", "ResolvedRefs"));
+    assert_eq!(condition(&listeners[1]["conditions"], "Accepted"), ("False", "PortUnavailable"));
+
+    let web = status(format!("{HTTP_ROUTES}/web")).await;
+    let parent = &web["parents"][0];
+    assert_eq!(parent["controllerName"], "hawser.dev/gateway-controller");
+    assert_eq!(
+        parent["parentRef"],
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "default", "name": "gw", "sectionName": "http"})
+    );
+    assert_eq!(condition(&parent["conditions"], "Accepted"), ("True", "Accepted"));
+    assert_eq!(condition(&parent["conditions"], "ResolvedRefs"), ("True", "ResolvedRefs"));
+    let lost = status(format!("{HTTP_ROUTES}/lost")).await;
+    assert_eq!(condition(&lost["parents"][0]["conditions"], "Accepted"), ("False", "NoMatchingParent"));
+}

@@ -166,3 +166,87 @@ fn run_with_a_missing_manifests_directory_fails_clearly() {
     );
     assert!(said.contains("/nonexistent/hawser"), "{said}");
 }
+
+/// The Gateway `gw` (class `hawser`) with its `http` listener and, from change `n`, one more.
+fn gateway(n: usize) -> String {
+    let extra = match n % 3 {
+        0 => String::new(),
+        1 => format!("  - {{name: extra, port: 80, protocol: HTTP, hostname: extra-{n}.test}}\n"),
+        _ => format!("  - {{name: extra, port: 80, protocol: HTTP, hostname: \"*.extra-{n}.test\"}}\n"),
+    };
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: hawser}}\nspec: {{controllerName: hawser.dev/gateway-controller}}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  gatewayClassName: hawser\n  listeners:\n\
+         \x20 - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}\n{extra}"
+    )
+}
+
+/// The HTTPRoute the tunnels use, with a second rule that changes with `n`.
+fn chat_http_route(n: usize) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: chat}}\nspec:\n  parentRefs: [{{name: gw, sectionName: http}}]\n  hostnames: [ws.test]\n  rules:\n\
+         \x20 - matches: [{{path: {{type: PathPrefix, value: /ws}}}}]\n    backendRefs: [{{name: a, port: 80}}]\n\
+         \x20 - matches: [{{path: {{type: PathPrefix, value: /other-{}}}}}]\n    backendRefs: [{{name: b, port: 80}}]\n",
+        n % 4
+    )
+}
+
+/// Objects that have nothing to do with the tunnels: a route in another namespace, a
+/// ReferenceGrant, and a route whose path marks change `n` (so every change has a table to wait for).
+fn unrelated(n: usize) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: elsewhere, namespace: team-{}}}\nspec:\n  parentRefs: [{{name: gw, namespace: default}}]\n  hostnames: [team.test]\n  rules: [{{backendRefs: [{{name: b, namespace: default, port: 80}}]}}]\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: to-b}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team-{}}}]\n  to: [{{group: \"\", kind: Service, name: b}}]\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: marker}}\nspec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [marker.test]\n  rules: [{{matches: [{{path: {{type: Exact, value: /change-{n}}}}}], backendRefs: [{{name: b, port: 80}}]}}]\n",
+        n % 2,
+        n % 2
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_gateway_api_changes_close_no_tunnel() {
+    const TUNNELS: usize = 50;
+    const CHANGES: usize = 100;
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = tempdir();
+    write(&dir, "services.yaml", &format!("{}---\n{}", service_yaml("a", a.addr), service_yaml("b", b.addr)));
+    write(&dir, "gateway.yaml", &gateway(0));
+    write(&dir, "chat.yaml", &chat_http_route(0));
+    write(&dir, "unrelated.yaml", &unrelated(0));
+    let hawser =
+        Process::start(&[&["run"][..], &ANY_PORTS, &["--manifests", dir.to_str().unwrap()]].concat(), 3);
+    let proxy = hawser.addr("proxy");
+    eventually_async(|| async { get(proxy, "marker.test", "/change-0").await.0 == StatusCode::OK }).await;
+    let mut tunnels = Vec::with_capacity(TUNNELS);
+    for _ in 0..TUNNELS {
+        let (ws, name) = ws_open(proxy, "ws.test", "/ws").await;
+        assert_eq!(name, "a");
+        tunnels.push(ws);
+    }
+    for n in 1..=CHANGES {
+        let file = ["gateway.yaml", "chat.yaml", "unrelated.yaml"][n % 3];
+        let content = [gateway(n), chat_http_route(n), String::new()][n % 3].clone();
+        if !content.is_empty() {
+            write(&dir, file, &content);
+        }
+        write(&dir, "unrelated.yaml", &unrelated(n));
+        let marker = format!("/change-{n}");
+        eventually_async(|| async { get(proxy, "marker.test", &marker).await.0 == StatusCode::OK }).await;
+        // Every tenth change, every tunnel still echoes.
+        if n % 10 == 0 {
+            for (i, ws) in tunnels.iter_mut().enumerate() {
+                let text = format!("{n}:{i}");
+                ws.send(Message::text(text.clone())).await.unwrap();
+                let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+                assert!(
+                    matches!(&echoed, Ok(Some(Ok(Message::Text(back)))) if back.as_str() == text),
+                    "tunnel {i} after change {n}: {echoed:?}"
+                );
+            }
+        }
+    }
+    for mut ws in tunnels {
+        ws.close(None).await.unwrap();
+        assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))), "a clean close after the changes");
+    }
+}

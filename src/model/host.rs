@@ -1,4 +1,5 @@
-//! Host matching: exact names, `*.suffix` wildcards covering exactly one label, and a catch-all.
+//! Host matching: exact names, `*.suffix` wildcards covering exactly one label (Ingress) or any
+//! number of labels (Gateway API), and a catch-all.
 
 use std::fmt;
 
@@ -12,6 +13,10 @@ pub enum HostMatch {
     /// `*.example.com`: the stored value is the suffix `example.com`; matches `a.example.com`
     /// but neither `example.com` nor `a.b.example.com` (Kubernetes Ingress semantics).
     Wildcard(String),
+    /// `*.example.com` as the Gateway API reads it: the stored value is the suffix
+    /// `example.com`; matches `a.example.com` and `a.b.example.com` but not `example.com`. A
+    /// longer suffix is more specific.
+    Subdomains(String),
     /// Any host not claimed by an exact or wildcard virtual host.
     Any,
 }
@@ -30,11 +35,21 @@ impl HostMatch {
     }
 }
 
+impl HostMatch {
+    /// Parses a Gateway API host name: `example.com`, `*.example.com` (any depth) or empty.
+    pub fn parse_gateway(host: &str) -> Self {
+        match Self::parse(host) {
+            Self::Wildcard(suffix) => Self::Subdomains(suffix),
+            other => other,
+        }
+    }
+}
+
 impl fmt::Display for HostMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Exact(host) => f.write_str(host),
-            Self::Wildcard(suffix) => write!(f, "*.{suffix}"),
+            Self::Wildcard(suffix) | Self::Subdomains(suffix) => write!(f, "*.{suffix}"),
             Self::Any => f.write_str("*"),
         }
     }
@@ -89,6 +104,8 @@ mod tests {
         assert_eq!(HostMatch::parse("*"), HostMatch::Any);
         assert_eq!(HostMatch::parse(""), HostMatch::Any);
         assert_eq!(HostMatch::parse("*.a.com").to_string(), "*.a.com");
+        assert_eq!(HostMatch::parse_gateway("*.A.com"), HostMatch::Subdomains("a.com".into()));
+        assert_eq!(HostMatch::parse_gateway("a.com"), HostMatch::Exact("a.com".into()));
     }
 
     #[test]

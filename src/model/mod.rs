@@ -8,6 +8,7 @@ mod auth;
 mod backend;
 mod canary;
 mod error_backend;
+mod filters;
 mod host;
 mod namespaced_name;
 mod password;
@@ -23,6 +24,7 @@ pub use auth::{BasicAuth, DigestAuth, ExternalAuth, RequestParts, UrlTemplate, e
 pub use backend::{Backend, Endpoint};
 pub use canary::{Canary, CanarySignals};
 pub use error_backend::ErrorBackend;
+pub use filters::{HeaderEdits, PathRewrite, RequestRedirect};
 pub use host::{HostMatch, normalize_host};
 pub use namespaced_name::NamespacedName;
 pub use password::{HashError, PasswordHash};
@@ -32,7 +34,7 @@ pub use policy::{
     Rebalance, Redirect, Rewrites, SameSite,
 };
 pub use regex_path::RegexPath;
-pub use table::{HeaderMatch, Route, RoutingTable, VirtualHost};
+pub use table::{HeaderMatch, Listeners, QueryMatch, RequestFacts, Route, RoutingTable, VirtualHost};
 pub use timeout::Timeout;
 pub use tls::{BackendCa, Certificate, HostTls};
 pub use value_error::ValueError;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use super::{BackendCa, BasicAuth, DigestAuth, ExternalAuth, Timeout};
+use super::{
+    BackendCa, BasicAuth, DigestAuth, ExternalAuth, HeaderEdits, PathRewrite, RequestRedirect, Timeout,
+};
 
 /// What a route allows and how long its connections may live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -149,6 +151,17 @@ pub struct Rewrites {
     /// The path the backend is sent, made from the route's regular expression and its capture
     /// groups (`$1`…`$9`; ingress-nginx's `rewrite-target`).
     pub rewrite_target: Option<String>,
+    /// Every request is answered with this status instead of being proxied (`500` for a Gateway
+    /// API rule whose backends are all invalid, or with a filter hawser cannot apply).
+    pub status: Option<u16>,
+    /// A redirect built from each request (Gateway API `RequestRedirect`).
+    pub request_redirect: Option<Box<RequestRedirect>>,
+    /// The path the backend is sent (Gateway API `URLRewrite`).
+    pub path: Option<PathRewrite>,
+    /// Changes to the request headers the backend is sent (`RequestHeaderModifier`).
+    pub request_headers: Option<Box<HeaderEdits>>,
+    /// Changes to the response headers the client is sent (`ResponseHeaderModifier`).
+    pub response_headers: Option<Box<HeaderEdits>>,
 }
 
 /// The CORS headers of a route (the `Access-Control-*` values, as sent).

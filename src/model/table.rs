@@ -2,8 +2,9 @@
 //!
 //! Precedence (Kubernetes Ingress, Gateway API): an exact host beats a wildcard, which beats the
 //! catch-all; the host is chosen first and there is no fall-through to a less specific host.
-//! Within a host: Exact paths beat prefixes, a longer prefix beats a shorter one, a route with
-//! more header matches beats one with fewer, and then the order the builder gave wins.
+//! Within a host: Exact paths beat prefixes, a longer prefix beats a shorter one, a route that
+//! names a method beats one that does not, more header matches beat fewer, more query parameter
+//! matches beat fewer, and then the order the builder gave wins (Gateway API's HTTPRoute rules).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +26,62 @@ pub struct HeaderMatch {
     pub value: String,
 }
 
+/// A query parameter that must be present with exactly this value (its first occurrence,
+/// percent-decoded; Gateway API `queryParams`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct QueryMatch {
+    /// Case-sensitive name.
+    pub name: String,
+    /// Exact, case-sensitive value.
+    pub value: String,
+}
+
+/// Which of hawser's listeners serve a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Listeners {
+    /// Plain HTTP and HTTPS alike (Ingress, WebSocketRoute).
+    #[default]
+    Both,
+    /// Only the plain-HTTP listener (a Gateway `HTTP` listener).
+    Plain,
+    /// Only the TLS listener (a Gateway `HTTPS` listener).
+    Tls,
+}
+
+impl Listeners {
+    fn serve(self, tls: bool) -> bool {
+        match self {
+            Self::Both => true,
+            Self::Plain => !tls,
+            Self::Tls => tls,
+        }
+    }
+}
+
+/// What routes match a request by. `header` returns a request header's value by lower-case
+/// name.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts<'r, H> {
+    /// The normalised path, without query.
+    pub path: &'r str,
+    /// The raw query string, if any.
+    pub query: Option<&'r str>,
+    /// The method, as sent.
+    pub method: &'r str,
+    /// Whether it came over the TLS listener.
+    pub tls: bool,
+    /// Header lookup.
+    pub header: H,
+}
+
+impl<'r, H> RequestFacts<'r, H> {
+    /// The first value of query parameter `name`, percent-decoded.
+    fn query_param(&self, name: &str) -> Option<std::borrow::Cow<'r, str>> {
+        let query = self.query?;
+        form_urlencoded::parse(query.as_bytes()).find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
 /// One path (and optional header) match with where it goes and under what policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Route {
@@ -35,6 +92,14 @@ pub struct Route {
     pub path: PathMatch,
     /// Further headers the request must carry (all of them).
     pub headers: Vec<HeaderMatch>,
+    /// The request method it takes (upper-case), if it takes only one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<Box<str>>,
+    /// Query parameters the request must carry (all of them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<QueryMatch>,
+    /// The listeners that serve it.
+    pub listeners: Listeners,
     /// Where new connections go.
     pub backend: Backend,
     /// Timeouts, balancing and admission rules; shared by the routes of one object, which have
@@ -56,6 +121,9 @@ impl Route {
             name: name.into(),
             path,
             headers: Vec::new(),
+            method: None,
+            query: Vec::new(),
+            listeners: Listeners::Both,
             backend,
             policy: policy.into(),
             canary: None,
@@ -63,13 +131,18 @@ impl Route {
         }
     }
 
-    fn matches<'h>(&self, path: &str, header: &impl Fn(&str) -> Option<&'h str>) -> bool {
-        self.path.matches(path) && self.headers.iter().all(|m| header(&m.name) == Some(m.value.as_str()))
+    fn matches<'h>(&self, request: &RequestFacts<'_, impl Fn(&str) -> Option<&'h str>>) -> bool {
+        self.listeners.serve(request.tls)
+            && self.path.matches(request.path)
+            && self.method.as_deref().is_none_or(|m| m == request.method)
+            && self.headers.iter().all(|m| (request.header)(&m.name) == Some(m.value.as_str()))
+            && self.query.iter().all(|m| request.query_param(&m.name).is_some_and(|v| v == m.value))
     }
 
-    fn precedence(&self) -> (u8, Reverse<usize>, Reverse<usize>, u8) {
+    fn precedence(&self) -> (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>, u8) {
         let (kind, length, regex_first) = self.path.precedence();
-        (kind, length, Reverse(self.headers.len()), regex_first)
+        let any_method = self.method.is_none();
+        (kind, length, any_method, Reverse(self.headers.len()), Reverse(self.query.len()), regex_first)
     }
 }
 
@@ -99,9 +172,12 @@ impl VirtualHost {
         self
     }
 
-    /// The route for a request path (without query) and headers (by lower-case name).
-    pub fn route<'h>(&self, path: &str, header: impl Fn(&str) -> Option<&'h str>) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(path, &header))
+    /// The route for a request.
+    pub fn route<'h>(
+        &self,
+        request: &RequestFacts<'_, impl Fn(&str) -> Option<&'h str>>,
+    ) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(request))
     }
 
     fn sort_routes(&mut self) {
@@ -118,6 +194,8 @@ pub struct RoutingTable {
     exact: HashMap<String, usize>,
     #[serde(skip)]
     wildcard: HashMap<String, usize>,
+    #[serde(skip)]
+    subdomains: HashMap<String, usize>,
     #[serde(skip)]
     any: Option<usize>,
     /// Served for SNI names no virtual host has a certificate for (`--default-ssl-certificate`).
@@ -144,6 +222,7 @@ impl RoutingTable {
         let slot = match &vhost.host {
             HostMatch::Exact(host) => self.exact.get(host).copied(),
             HostMatch::Wildcard(suffix) => self.wildcard.get(suffix).copied(),
+            HostMatch::Subdomains(suffix) => self.subdomains.get(suffix).copied(),
             HostMatch::Any => self.any,
         };
         if let Some(index) = slot {
@@ -157,6 +236,7 @@ impl RoutingTable {
         match &vhost.host {
             HostMatch::Exact(host) => self.exact.insert(host.clone(), index),
             HostMatch::Wildcard(suffix) => self.wildcard.insert(suffix.clone(), index),
+            HostMatch::Subdomains(suffix) => self.subdomains.insert(suffix.clone(), index),
             HostMatch::Any => self.any.replace(index),
         };
         self.hosts.push(vhost);
@@ -168,8 +248,8 @@ impl RoutingTable {
     }
 
     /// One line per route, in lookup order within each host:
-    /// `host Prefix /path [name=value] -> 10.0.0.1:8080*2, … (route name)`, where `*N` is a weight
-    /// other than the backend's smallest.
+    /// `host Prefix /path [name=value] method=GET ?name=value on=tls -> 10.0.0.1:8080*2, … (route
+    /// name)`, where `*N` is a weight other than the backend's smallest.
     pub fn summary(&self) -> Vec<String> {
         self.hosts
             .iter()
@@ -194,40 +274,53 @@ impl RoutingTable {
         self
     }
 
-    /// The route for a request. `host` must be normalized ([`super::normalize_host`]), `path`
-    /// excludes the query, `header` returns a request header's value by lower-case name.
+    /// The route for a request. `host` must be normalized ([`super::normalize_host`]).
+    pub fn route_for<'h>(
+        &self,
+        host: &str,
+        request: &RequestFacts<'_, impl Fn(&str) -> Option<&'h str>>,
+    ) -> Option<&Arc<Route>> {
+        self.virtual_host(host)?.route(request)
+    }
+
+    /// The route for a plain-HTTP `GET` of `path` without a query, with the headers `header`
+    /// gives by lower-case name.
     pub fn lookup<'h>(
         &self,
         host: &str,
         path: &str,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> Option<&Arc<Route>> {
-        self.virtual_host(host)?.route(path, header)
+        self.route_for(host, &RequestFacts { path, query: None, method: "GET", tls: false, header })
     }
 
-    /// The certificate for a TLS handshake naming `server_name` (normalized): the exact host's,
-    /// else the wildcard host's, else the default certificate.
+    /// The certificate for a TLS handshake naming `server_name` (normalized): that of the most
+    /// specific host pattern that has one, else the default certificate.
     pub fn certificate(&self, server_name: &str) -> Option<&Certificate> {
-        let cert = |index: Option<&usize>| {
-            index
-                .and_then(|&i| self.hosts.get(i))
-                .and_then(|v| v.tls.as_ref())
-                .and_then(|t| t.certificate.as_ref())
+        let cert = |index: usize| {
+            self.hosts.get(index).and_then(|v| v.tls.as_ref()).and_then(|t| t.certificate.as_ref())
         };
-        cert(self.exact.get(server_name))
-            .or_else(|| cert(wildcard_suffix(server_name).and_then(|suffix| self.wildcard.get(suffix))))
-            .or(self.default_certificate.as_ref())
+        self.host_patterns(server_name).find_map(cert).or(self.default_certificate.as_ref())
     }
 
-    /// The virtual host a request for `host` (normalized) is served by.
+    /// The virtual host a request for `host` (normalized) is served by: the most specific
+    /// pattern that covers it, with no fall-through to a less specific one.
     pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
-        let index = self
-            .exact
-            .get(host)
-            .or_else(|| wildcard_suffix(host).and_then(|suffix| self.wildcard.get(suffix)))
-            .copied()
-            .or(self.any)?;
+        let index = self.host_patterns(host).next()?;
         self.hosts.get(index).map(|v| &**v)
+    }
+
+    /// The indexes of the virtual hosts whose patterns cover `host`, most specific first: the
+    /// exact name, the one-label wildcard, Gateway wildcards from the longest suffix, the
+    /// catch-all.
+    fn host_patterns<'s>(&'s self, host: &'s str) -> impl Iterator<Item = usize> + 's {
+        let one_label = wildcard_suffix(host);
+        let subdomains = std::iter::successors(one_label, |suffix| wildcard_suffix(suffix))
+            .take_while(|_| !self.subdomains.is_empty())
+            .filter_map(|suffix| self.subdomains.get(suffix));
+        let exact = self.exact.get(host);
+        let wildcard = one_label.and_then(|suffix| self.wildcard.get(suffix));
+        exact.into_iter().chain(wildcard).chain(subdomains).chain(self.any.as_ref()).copied()
     }
 }
 
@@ -237,7 +330,16 @@ fn summary_line(host: &HostMatch, route: &Route) -> String {
         PathMatch::Prefix(path) => format!("Prefix {path}"),
         PathMatch::Regex(regex) => format!("Regex {}", regex.source()),
     };
-    let headers: String = route.headers.iter().map(|h| format!(" [{}={}]", h.name, h.value)).collect();
+    let mut headers: String = route.headers.iter().map(|h| format!(" [{}={}]", h.name, h.value)).collect();
+    if let Some(method) = &route.method {
+        headers.push_str(&format!(" method={method}"));
+    }
+    headers.extend(route.query.iter().map(|q| format!(" ?{}={}", q.name, q.value)));
+    match route.listeners {
+        Listeners::Both => {}
+        Listeners::Plain => headers.push_str(" on=plain"),
+        Listeners::Tls => headers.push_str(" on=tls"),
+    }
     let endpoints = route.backend.endpoints();
     let unit = endpoints.iter().map(|e| e.weight).min().unwrap_or(1).max(1);
     let targets: Vec<String> = endpoints
@@ -248,6 +350,10 @@ fn summary_line(host: &HostMatch, route: &Route) -> String {
         .collect();
     let targets = match () {
         _ if route.policy.refused => "(refused: 503)".to_owned(),
+        _ if route.policy.rewrites.status.is_some() => {
+            format!("(answers {})", route.policy.rewrites.status.unwrap_or_default())
+        }
+        _ if route.policy.rewrites.request_redirect.is_some() => "(redirects)".to_owned(),
         _ if targets.is_empty() => "(no ready endpoint)".to_owned(),
         _ => targets.join(", "),
     };
@@ -289,6 +395,74 @@ mod tests {
     ) -> Option<&'t str> {
         let header = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         table.lookup(host, path, header).map(|r| &*r.name)
+    }
+
+    fn find_request<'t>(
+        table: &'t RoutingTable,
+        host: &str,
+        request: (&str, &str, &str, bool),
+    ) -> Option<&'t str> {
+        let (method, target, tls) = (request.0, request.1, request.3);
+        let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+        let header = |name: &str| (name == "x").then_some(request.2);
+        let request = RequestFacts { path, query, method, tls, header };
+        table.route_for(host, &request).map(|r| &*r.name)
+    }
+
+    #[test]
+    fn gateway_wildcards_cover_any_depth_and_longer_suffixes_win() {
+        let gateway = |host: &str, name: &str| {
+            VirtualHost::new(HostMatch::parse_gateway(host), vec![prefix(name, "/")])
+        };
+        let table = RoutingTable::new(vec![
+            gateway("*.example.com", "example"),
+            gateway("*.foo.example.com", "foo"),
+            vhost("*.bar.example.com", vec![prefix("ingress-bar", "/")]),
+            gateway("abc.foo.example.com", "abc"),
+        ]);
+        let cases = [
+            ("a.example.com", Some("example")),
+            ("a.b.c.example.com", Some("example")),
+            ("x.foo.example.com", Some("foo")),
+            ("y.x.foo.example.com", Some("foo")),
+            ("abc.foo.example.com", Some("abc")),
+            ("x.bar.example.com", Some("ingress-bar")),
+            ("y.x.bar.example.com", Some("example")),
+            ("example.com", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(find(&table, host, "/", &[]), want, "host {host}");
+        }
+    }
+
+    #[test]
+    fn methods_query_parameters_and_listeners_refine_routes() {
+        let mut post = prefix("post", "/");
+        post.method = Some("POST".into());
+        let mut whale = prefix("whale", "/");
+        whale.query.push(QueryMatch { name: "animal".into(), value: "whale".into() });
+        let mut both = with_header(prefix("whale-header", "/"), "x", "1");
+        both.query = whale.query.clone();
+        let mut tls = exact("tls-only", "/secure");
+        tls.listeners = Listeners::Tls;
+        let mut plain = exact("plain-only", "/secure");
+        plain.listeners = Listeners::Plain;
+        let table =
+            RoutingTable::new(vec![vhost("a.com", vec![prefix("any", "/"), whale, post, both, tls, plain])]);
+        let cases = [
+            (("GET", "/", "", false), "any"),
+            (("POST", "/?animal=whale", "1", false), "post"),
+            (("GET", "/?animal=whale", "", false), "whale"),
+            (("GET", "/?animal=wh%61le&animal=dolphin", "", false), "whale"),
+            (("GET", "/?animal=dolphin&animal=whale", "", false), "any"),
+            (("GET", "/?ANIMAL=whale", "", false), "any"),
+            (("GET", "/?animal=whale", "1", false), "whale-header"),
+            (("GET", "/secure", "", true), "tls-only"),
+            (("GET", "/secure", "", false), "plain-only"),
+        ];
+        for (request, want) in cases {
+            assert_eq!(find_request(&table, "a.com", request), Some(want), "request {request:?}");
+        }
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Answers hawser gives itself instead of the backend's: redirects to HTTPS, a route's
-//! redirect (ingress-nginx's `permanent-redirect`, `temporal-redirect`) and `app-root`; and
-//! what a route changes in a request on its way (`rewrite-target`, `upstream-vhost`,
-//! `x-forwarded-prefix`).
+//! redirect (ingress-nginx's `permanent-redirect`, `temporal-redirect`; the Gateway API's
+//! `RequestRedirect`), `app-root` and a fixed status; and what a route changes in a request on
+//! its way (`rewrite-target`, `upstream-vhost`, `x-forwarded-prefix`; `URLRewrite` and
+//! `RequestHeaderModifier`) and in its response (`ResponseHeaderModifier`).
 
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 
 use super::body::ProxyBody;
-use crate::model::{HttpsRedirect, PathMatch, Route, VirtualHost};
+use crate::model::{HeaderEdits, HttpsRedirect, PathMatch, Route, VirtualHost};
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
@@ -26,16 +27,27 @@ pub fn https_redirect(host: &str, uri: &Uri) -> Response<ProxyBody> {
     redirect(StatusCode::PERMANENT_REDIRECT, &format!("https://{host}{target}"))
 }
 
-/// The route's own redirect, or its `app-root` redirect for `/`, if it answers `uri` itself.
-/// A refused route answers nothing itself: it is refused.
-pub fn route_answer(route: &Route, uri: &Uri) -> Option<Response<ProxyBody>> {
+/// What the route answers itself, if it answers a request for `uri` on `scheme://host` (the
+/// host without port): a fixed status, its redirect, or its `app-root` redirect for `/`. A
+/// refused route answers nothing itself: it is refused.
+pub fn route_answer(route: &Route, uri: &Uri, (scheme, host): (&str, &str)) -> Option<Response<ProxyBody>> {
     let rewrites = &route.policy.rewrites;
     if route.policy.refused {
         return None;
     }
+    if let Some(status) = rewrites.status {
+        let mut response = Response::new(ProxyBody::empty());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Some(response);
+    }
     if let Some(to) = &rewrites.redirect {
         let status = StatusCode::from_u16(to.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
         return Some(redirect(status, &to.location));
+    }
+    if let Some(to) = &rewrites.request_redirect {
+        let status = StatusCode::from_u16(to.status).unwrap_or(StatusCode::FOUND);
+        let location = to.location((scheme, host), (uri.path(), uri.query()), &route.path);
+        return Some(redirect(status, &location));
     }
     let root = rewrites.app_root.as_deref().filter(|_| uri.path() == "/")?;
     Some(redirect(StatusCode::FOUND, root))
@@ -50,6 +62,9 @@ pub fn rewrite_request<B>(route: &Route, req: &mut Request<B>) {
     }
     let rewrites = &route.policy.rewrites;
     let headers = req.headers_mut();
+    if let Some(edits) = &rewrites.request_headers {
+        edit_headers(edits, headers);
+    }
     if let Some(host) = rewrites.upstream_host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(header::HOST, host);
     }
@@ -58,11 +73,38 @@ pub fn rewrite_request<B>(route: &Route, req: &mut Request<B>) {
     }
 }
 
-/// The request target `rewrite-target` makes of `uri` on a regular-expression route.
+/// Applies a route's response header edits.
+pub fn rewrite_response<B>(route: &Route, response: &mut Response<B>) {
+    if let Some(edits) = &route.policy.rewrites.response_headers {
+        edit_headers(edits, response.headers_mut());
+    }
+}
+
+/// Removes, sets, then adds headers. (The translation checked every name and value.)
+fn edit_headers(edits: &HeaderEdits, headers: &mut HeaderMap) {
+    let parse = |(name, value): &(String, String)| {
+        Some((HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(value).ok()?))
+    };
+    for name in &edits.remove {
+        headers.remove(name.as_str());
+    }
+    for (name, value) in edits.set.iter().filter_map(parse) {
+        headers.insert(name, value);
+    }
+    for (name, value) in edits.add.iter().filter_map(parse) {
+        headers.append(name, value);
+    }
+}
+
+/// The request target `rewrite-target` makes of `uri` on a regular-expression route, or a
+/// Gateway API `URLRewrite` path makes of it on any route.
 fn rewritten_uri(route: &Route, uri: &Uri) -> Option<Uri> {
-    let target = route.policy.rewrites.rewrite_target.as_deref()?;
-    let PathMatch::Regex(regex) = &route.path else { return None };
-    let mut path = regex.rewrite(uri.path(), target)?;
+    let mut path =
+        match (&route.policy.rewrites.path, route.policy.rewrites.rewrite_target.as_deref(), &route.path) {
+            (Some(rewrite), _, matched) => rewrite.apply(uri.path(), matched),
+            (None, Some(target), PathMatch::Regex(regex)) => regex.rewrite(uri.path(), target)?,
+            _ => return None,
+        };
     if !path.starts_with('/') {
         path.insert(0, '/');
     }

@@ -19,14 +19,16 @@ use super::error::ProxyError;
 use super::extended_connect::{Handshake, connect_protocol};
 use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
-use super::own_answers::{https_redirect, redirects_to_https, rewrite_request, route_answer};
+use super::own_answers::{
+    https_redirect, redirects_to_https, rewrite_request, rewrite_response, route_answer,
+};
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::PooledConnection;
 use super::request_body::RequestBody;
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
 use crate::access_log::{self, RequestLine};
-use crate::model::{Route, normalize_host};
+use crate::model::{RequestFacts, Route, normalize_host};
 
 /// Where a request went, for the access log.
 struct Outcome {
@@ -123,15 +125,19 @@ impl Proxy {
         let name = normalize_host(host.to_str().unwrap_or_default());
         let vhost = table.virtual_host(&name).ok_or(ProxyError::NoRoute)?;
         let headers = req.headers();
-        let route = vhost
-            .route(req.uri().path(), |name| headers.get(name).and_then(|v| v.to_str().ok()))
-            .ok_or(ProxyError::NoRoute)?
-            .clone();
+        let facts = RequestFacts {
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method().as_str(),
+            tls: client.scheme == "https",
+            header: |name: &str| headers.get(name).and_then(|v| v.to_str().ok()),
+        };
+        let route = vhost.route(&facts).ok_or(ProxyError::NoRoute)?.clone();
         outcome.route = Some(route.name.clone());
         if client.scheme == "http" && redirects_to_https(&route, vhost) {
             return Ok((https_redirect(&name, req.uri()), None));
         }
-        if let Some(answer) = route_answer(&route, req.uri()) {
+        if let Some(answer) = route_answer(&route, req.uri(), (client.scheme, &name)) {
             return Ok((answer, None));
         }
         let cors = cors::answer(route.policy.cors.as_ref(), req.method(), req.headers());
@@ -162,6 +168,7 @@ impl Proxy {
         authorized.decorate_request(req.headers_mut());
         let (mut response, endpoint) = self.dispatch(&route, req, client, outcome.upgrade).await?;
         authorized.decorate_response(response.status(), response.headers_mut());
+        rewrite_response(&route, &mut response);
         if let (Some(cors), Some(origin)) = (&route.policy.cors, cors_origin) {
             cors::decorate(cors, &origin, response.headers_mut());
         }

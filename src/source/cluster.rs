@@ -5,18 +5,23 @@
 //! when what the build reads of it changed ([`Relevant`]): for Ingresses and WebSocketRoutes a
 //! new `generation` or new annotations (so hawser's own status writes never cause a rebuild),
 //! for Services their spec, for EndpointSlices their endpoints, ports and labels, for Secrets
-//! their type and data. Deletions and completed (re)lists always count. A snapshot shares the
+//! their type and data, for the Gateway API's kinds their `generation` (GatewayClasses their
+//! spec), for Namespaces their labels. Deletions and completed (re)lists always count. A snapshot shares the
 //! stores' objects; nothing is copied per build. Secrets are
 //! watched with `type=kubernetes.io/tls` (cert-manager's Secrets carry `ca.crt` too) and
 //! `type=Opaque` (htpasswd files for basic auth, `kubectl create secret generic`); Helm
 //! releases, service-account tokens and other types are never read.
+//!
+//! WebSocketRoutes and the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+//! with Namespaces for `allowedRoutes` selectors) are watched only while their CRDs are served:
+//! the watches start when the CRDs appear and stop when they go ([`Watches::follow_crds`]).
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -29,6 +34,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::crd::WebSocketRoute;
+use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::metrics::Metrics;
 use crate::snapshot::{Object, Snapshot};
 
@@ -37,12 +43,36 @@ use crate::snapshot::{Object, Snapshot};
 pub struct ClusterInputs {
     ingresses: Store<Ingress>,
     classes: Store<IngressClass>,
-    /// While the WebSocketRoute CRD is served ([`Watches::follow_crd`]).
+    /// While the WebSocketRoute CRD is served ([`Watches::follow_crds`]).
     routes: RwLock<Option<Store<WebSocketRoute>>>,
+    /// While the Gateway API CRDs are served.
+    gateway_api: RwLock<Option<GatewayApiStores>>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
     opaque_secrets: Store<Secret>,
+}
+
+/// The stores of the Gateway API kinds.
+#[derive(Clone, Debug)]
+pub struct GatewayApiStores {
+    pub classes: Store<GatewayClass>,
+    pub gateways: Store<Gateway>,
+    pub routes: Store<HttpRoute>,
+    /// `None` when ReferenceGrant `v1` is not served (Gateway API CRDs older than v1.5).
+    pub grants: Option<Store<ReferenceGrant>>,
+    pub namespaces: Store<Namespace>,
+}
+
+/// Which optional CRDs the API server serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// `websocketroutes.hawser.dev`.
+    pub websocket_routes: bool,
+    /// GatewayClass, Gateway and HTTPRoute `v1`.
+    pub gateway_api: bool,
+    /// ReferenceGrant `v1`.
+    pub reference_grants: bool,
 }
 
 /// Running watches: their stores, the merged change signal, and the tasks that drive them
@@ -56,9 +86,24 @@ pub struct Watches {
     tasks: JoinSet<()>,
     /// The WebSocketRoute watch, while the CRD is served.
     routes_task: Option<AbortHandle>,
-    routes_api: Api<WebSocketRoute>,
+    /// The Gateway API watches, while the CRDs are served.
+    gateway_tasks: Vec<AbortHandle>,
+    apis: OptionalApis,
+    /// What the optional watches follow now.
+    served: Served,
     changed: mpsc::UnboundedSender<()>,
     metrics: Arc<Metrics>,
+}
+
+/// The APIs of the kinds watched only while their CRDs are served.
+#[derive(Debug)]
+struct OptionalApis {
+    routes: Api<WebSocketRoute>,
+    classes: Api<GatewayClass>,
+    gateways: Api<Gateway>,
+    http_routes: Api<HttpRoute>,
+    grants: Api<ReferenceGrant>,
+    namespaces: Api<Namespace>,
 }
 
 /// Where to watch.
@@ -66,8 +111,8 @@ pub struct Watches {
 pub struct Scope {
     /// Only this namespace (`--watch-namespace`); `None`: all namespaces.
     pub namespace: Option<String>,
-    /// Whether the WebSocketRoute CRD is installed.
-    pub routes: bool,
+    /// Which optional CRDs are installed.
+    pub served: Served,
 }
 
 /// Starts one reflector per kind.
@@ -87,48 +132,92 @@ pub fn start(client: &Client, scope: &Scope, metrics: &Arc<Metrics>) -> Watches 
     let secrets = reflect(namespaced(client, ns), tls_only, &tx, metrics, &mut spawn);
     let opaque_only = plain.fields("type=Opaque");
     let opaque_secrets = reflect(namespaced(client, ns), opaque_only, &tx, metrics, &mut spawn);
-    let routes = RwLock::new(None);
-    let inputs = ClusterInputs { ingresses, classes, routes, services, slices, secrets, opaque_secrets };
+    let (routes, gateway_api) = (RwLock::new(None), RwLock::new(None));
+    let inputs =
+        ClusterInputs { ingresses, classes, routes, gateway_api, services, slices, secrets, opaque_secrets };
     let mut watches = Watches {
         inputs: Arc::new(inputs),
         changes,
         tasks,
         routes_task: None,
-        routes_api: namespaced(client, ns),
+        gateway_tasks: Vec::new(),
+        apis: OptionalApis {
+            routes: namespaced(client, ns),
+            classes: Api::all(client.clone()),
+            gateways: namespaced(client, ns),
+            http_routes: namespaced(client, ns),
+            grants: namespaced(client, ns),
+            namespaces: Api::all(client.clone()),
+        },
+        served: Served::default(),
         changed: tx,
         metrics: metrics.clone(),
     };
-    watches.follow_crd(scope.routes);
+    watches.follow_crds(scope.served);
     watches
 }
 
 impl Watches {
-    /// Starts the WebSocketRoute watch when the CRD is `served` and stops it (its routes leave
-    /// the table) when it is not; whether anything changed.
-    pub fn follow_crd(&mut self, served: bool) -> bool {
-        let mut routes = self.inputs.routes.write().unwrap_or_else(PoisonError::into_inner);
-        match (served, self.routes_task.take()) {
-            (true, None) => {
-                let api = self.routes_api.clone();
-                let mut task = None;
-                let mut spawn = |future| task = Some(self.tasks.spawn(future));
-                let config = watcher::Config::default();
-                *routes = Some(reflect(api, config, &self.changed, &self.metrics, &mut spawn));
-                self.routes_task = task;
-                true
-            }
-            (false, Some(task)) => {
-                task.abort();
-                *routes = None;
-                // The routes are gone from the inputs: build without them.
-                let _ = self.changed.send(());
-                true
-            }
-            (_, kept) => {
-                self.routes_task = kept;
-                false
-            }
+    /// Starts the watches of the optional kinds whose CRDs are `served` and stops those whose
+    /// CRDs are not (their objects leave the table); whether anything changed.
+    pub fn follow_crds(&mut self, served: Served) -> bool {
+        if served == self.served {
+            return false;
         }
+        if served.websocket_routes != self.served.websocket_routes {
+            self.follow_routes(served.websocket_routes);
+        }
+        if (served.gateway_api, served.reference_grants)
+            != (self.served.gateway_api, self.served.reference_grants)
+        {
+            self.follow_gateway_api(served);
+        }
+        self.served = served;
+        // The inputs changed kinds: build again.
+        let _ = self.changed.send(());
+        true
+    }
+
+    fn follow_routes(&mut self, served: bool) {
+        let mut routes = self.inputs.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = self.routes_task.take() {
+            task.abort();
+        }
+        *routes = None;
+        if served {
+            let api = self.apis.routes.clone();
+            let mut task = None;
+            let mut spawn = |future| task = Some(self.tasks.spawn(future));
+            *routes =
+                Some(reflect(api, watcher::Config::default(), &self.changed, &self.metrics, &mut spawn));
+            self.routes_task = task;
+        }
+    }
+
+    fn follow_gateway_api(&mut self, served: Served) {
+        let mut stores = self.inputs.gateway_api.write().unwrap_or_else(PoisonError::into_inner);
+        for task in self.gateway_tasks.drain(..) {
+            task.abort();
+        }
+        *stores = None;
+        if !served.gateway_api {
+            return;
+        }
+        let apis = &self.apis;
+        let mut tasks = Vec::new();
+        let mut spawn = |future| tasks.push(self.tasks.spawn(future));
+        let (tx, metrics, plain) = (&self.changed, &self.metrics, watcher::Config::default());
+        let grants = served
+            .reference_grants
+            .then(|| reflect(apis.grants.clone(), plain.clone(), tx, metrics, &mut spawn));
+        *stores = Some(GatewayApiStores {
+            classes: reflect(apis.classes.clone(), plain.clone(), tx, metrics, &mut spawn),
+            gateways: reflect(apis.gateways.clone(), plain.clone(), tx, metrics, &mut spawn),
+            routes: reflect(apis.http_routes.clone(), plain.clone(), tx, metrics, &mut spawn),
+            grants,
+            namespaces: reflect(apis.namespaces.clone(), plain, tx, metrics, &mut spawn),
+        });
+        self.gateway_tasks = tasks;
     }
 }
 
@@ -150,6 +239,15 @@ impl ClusterInputs {
         if let Some(routes) = self.routes() {
             let _ = routes.wait_until_ready().await;
         }
+        if let Some(gateway_api) = self.gateway_api() {
+            let _ = gateway_api.classes.wait_until_ready().await;
+            let _ = gateway_api.gateways.wait_until_ready().await;
+            let _ = gateway_api.routes.wait_until_ready().await;
+            if let Some(grants) = &gateway_api.grants {
+                let _ = grants.wait_until_ready().await;
+            }
+            let _ = gateway_api.namespaces.wait_until_ready().await;
+        }
         let _ = self.services.wait_until_ready().await;
         let _ = self.slices.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
@@ -163,6 +261,14 @@ impl ClusterInputs {
         objects.extend(self.classes.state().into_iter().map(Object::IngressClass));
         if let Some(routes) = self.routes() {
             objects.extend(routes.state().into_iter().map(Object::WebSocketRoute));
+        }
+        if let Some(gateway_api) = self.gateway_api() {
+            objects.extend(gateway_api.classes.state().into_iter().map(Object::GatewayClass));
+            objects.extend(gateway_api.gateways.state().into_iter().map(Object::Gateway));
+            objects.extend(gateway_api.routes.state().into_iter().map(Object::HttpRoute));
+            let grants = gateway_api.grants.iter().flat_map(Store::state);
+            objects.extend(grants.map(Object::ReferenceGrant));
+            objects.extend(gateway_api.namespaces.state().into_iter().map(Object::Namespace));
         }
         objects.extend(self.services.state().into_iter().map(Object::Service));
         objects.extend(self.slices.state().into_iter().map(Object::EndpointSlice));
@@ -179,6 +285,11 @@ impl ClusterInputs {
     /// The WebSocketRoute store, while the CRD is served.
     pub fn routes(&self) -> Option<Store<WebSocketRoute>> {
         self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The Gateway API stores, while the CRDs are served.
+    pub fn gateway_api(&self) -> Option<GatewayApiStores> {
+        self.gateway_api.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -241,6 +352,36 @@ impl Relevant for Ingress {
 impl Relevant for WebSocketRoute {
     fn relevant(&self) -> impl Serialize + '_ {
         (self.metadata.generation, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for Gateway {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (self.metadata.generation, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for HttpRoute {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (self.metadata.generation, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for GatewayClass {
+    fn relevant(&self) -> impl Serialize + '_ {
+        &self.spec
+    }
+}
+
+impl Relevant for ReferenceGrant {
+    fn relevant(&self) -> impl Serialize + '_ {
+        &self.spec
+    }
+}
+
+impl Relevant for Namespace {
+    fn relevant(&self) -> impl Serialize + '_ {
+        &self.metadata.labels
     }
 }
 

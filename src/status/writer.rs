@@ -4,23 +4,24 @@
 //! stay small and readable); Events through kube-runtime's recorder (events.k8s.io/v1), which
 //! also folds repeats into series.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef as StoreRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::condition::{condition, truncate};
 use super::desired::{ingress_addresses, new_events, publish_addresses, route_statuses};
+use super::gateway;
 use crate::crd::WebSocketRoute;
+use crate::gateway_api::{Gateway, GatewayClass, HttpRoute};
 use crate::source::cluster::ClusterInputs;
-use crate::translate::conditions::RouteCondition;
-use crate::translate::{BuildOutcome, Kind, ObjectRef, Report};
+use crate::translate::{BuildOutcome, Facts, Kind, ObjectRef, Report};
 
 /// Where the published address comes from.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +36,8 @@ pub struct Publish {
 pub struct StatusWriter {
     client: Client,
     publish: Publish,
+    /// The GatewayClass `controllerName` hawser serves.
+    gateway_controller: String,
     recorder: Recorder,
     emitted: BTreeSet<Report>,
 }
@@ -46,16 +49,19 @@ impl std::fmt::Debug for StatusWriter {
 }
 
 impl StatusWriter {
-    /// A writer for `client`, reporting Events as `hawser` from `instance`.
-    pub fn new(client: Client, publish: Publish, instance: String) -> Self {
+    /// A writer for `client`, reporting Events as `hawser` from `instance`, writing Gateway API
+    /// status as `gateway_controller`.
+    pub fn new(client: Client, publish: Publish, instance: String, gateway_controller: String) -> Self {
         let reporter = Reporter { controller: "hawser".into(), instance: Some(instance) };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, publish, emitted: BTreeSet::new() }
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self { recorder, client, publish, gateway_controller, emitted: BTreeSet::new() }
     }
 
     /// Brings the cluster in line with `outcome`; failures are logged and retried next time.
     pub async fn apply(&mut self, outcome: &BuildOutcome, inputs: &ClusterInputs) {
         self.ingress_status(outcome, inputs).await;
         self.route_status(outcome, inputs).await;
+        self.gateway_api_status(outcome, inputs).await;
         self.events(outcome, inputs).await;
     }
 
@@ -120,6 +126,68 @@ impl StatusWriter {
         }
     }
 
+    /// GatewayClass, Gateway and HTTPRoute status, written where it differs from the current.
+    async fn gateway_api_status(&self, outcome: &BuildOutcome, inputs: &ClusterInputs) {
+        let Some(stores) = inputs.gateway_api() else { return };
+        let controller = self.gateway_controller.as_str();
+        for class in stores.classes.state().iter().filter(|c| c.spec.controller_name == controller) {
+            let wanted = gateway::gateway_class_status(class);
+            let api: Api<GatewayClass> = Api::all(self.client.clone());
+            self.patch_status(&api, &class.name_any(), class.status.as_ref(), wanted).await;
+        }
+        let service = self.published_service().await;
+        let addresses = publish_addresses(&self.publish.addresses, service.as_ref());
+        let attached = gateway::attached_routes(&outcome.facts);
+        for (object, facts) in &outcome.facts {
+            let api_in = |namespace: &str| (self.client.clone(), namespace.to_owned());
+            match &**facts {
+                Facts::Gateway(facts) => {
+                    let key = StoreRef::new(&object.name).within(&object.namespace);
+                    let Some(gateway) = stores.gateways.get(&key) else { continue };
+                    let listeners: BTreeMap<String, usize> = attached
+                        .iter()
+                        .filter(|((ns, name, _), _)| *ns == object.namespace && *name == object.name)
+                        .map(|((_, _, listener), n)| (listener.clone(), *n))
+                        .collect();
+                    let wanted =
+                        gateway::gateway_status(&gateway, facts, &listeners, &addresses, &outcome.reports);
+                    let (client, namespace) = api_in(&object.namespace);
+                    let api: Api<Gateway> = Api::namespaced(client, &namespace);
+                    self.patch_status(&api, &object.name, gateway.status.as_ref(), wanted).await;
+                }
+                Facts::Route(facts) => {
+                    let key = StoreRef::new(&object.name).within(&object.namespace);
+                    let Some(route) = stores.routes.get(&key) else { continue };
+                    let wanted = gateway::route_parents(&route, facts, controller);
+                    let (client, namespace) = api_in(&object.namespace);
+                    let api: Api<HttpRoute> = Api::namespaced(client, &namespace);
+                    self.patch_status(&api, &object.name, route.status.as_ref(), wanted).await;
+                }
+            }
+        }
+    }
+
+    /// Merge-patches `status` of `name` to `wanted` unless it already is that.
+    async fn patch_status<K, S>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        current: Option<&S>,
+        wanted: serde_json::Value,
+    ) where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        S: serde::Serialize,
+    {
+        let current = current.and_then(|s| serde_json::to_value(s).ok()).unwrap_or_default();
+        if same_json(&current, &wanted) {
+            return;
+        }
+        let patch = json!({"status": wanted});
+        if let Err(error) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::warn!(kind = %K::kind(&()), %name, %error, "writing status failed");
+        }
+    }
+
     async fn events(&mut self, outcome: &BuildOutcome, inputs: &ClusterInputs) {
         for report in new_events(&outcome.reports, &mut self.emitted) {
             let reference = match report.object.kind {
@@ -131,7 +199,8 @@ impl StatusWriter {
                     .routes()
                     .and_then(|r| r.get(&StoreRef::new(&report.object.name).within(&report.object.namespace)))
                     .map(|o| o.object_ref(&())),
-                Kind::Secret | Kind::File => None,
+                // Gateway API objects are not watched in cluster mode yet.
+                Kind::Gateway | Kind::HttpRoute | Kind::Secret | Kind::File => None,
             };
             let Some(reference) = reference else { continue };
             let event = Event {
@@ -149,19 +218,17 @@ impl StatusWriter {
     }
 }
 
-/// A Kubernetes condition, keeping `lastTransitionTime` while the status stays the same.
-fn condition(wanted: &RouteCondition, current: &[Condition], generation: Option<i64>) -> Condition {
-    let previous = current.iter().find(|c| c.type_ == wanted.type_);
-    let since = previous
-        .filter(|c| c.status == wanted.status)
-        .map_or_else(|| Time(Timestamp::now()), |c| c.last_transition_time.clone());
-    Condition {
-        type_: wanted.type_.to_owned(),
-        status: wanted.status.to_owned(),
-        reason: wanted.reason.to_owned(),
-        message: truncate(&wanted.message, 32_000),
-        observed_generation: generation,
-        last_transition_time: since,
+/// Whether `current` already shows every field of `wanted` (fields it has beyond them, such
+/// as ones another writer owns, do not count).
+fn same_json(current: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+    match (current, wanted) {
+        (serde_json::Value::Object(current), serde_json::Value::Object(wanted)) => {
+            wanted.iter().all(|(key, value)| current.get(key).is_some_and(|c| same_json(c, value)))
+        }
+        (serde_json::Value::Array(current), serde_json::Value::Array(wanted)) => {
+            current.len() == wanted.len() && current.iter().zip(wanted).all(|(c, w)| same_json(c, w))
+        }
+        _ => current == wanted,
     }
 }
 
@@ -176,12 +243,4 @@ fn same_conditions(current: &[Condition], wanted: &[Condition]) -> bool {
                     && c.observed_generation == w.observed_generation
             })
         })
-}
-
-fn truncate(text: &str, limit: usize) -> String {
-    let mut end = text.len().min(limit);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

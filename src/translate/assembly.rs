@@ -60,24 +60,30 @@ pub fn assemble_host(
 }
 
 /// Keeps the winning candidate of each host + path + headers ([`candidate::winner`]),
-/// reports the others, and groups the winners by host in a stable order.
-fn settle_routes(
-    mut candidates: Vec<Candidate>,
-    reports: &mut Vec<Report>,
-) -> BTreeMap<HostMatch, Vec<Route>> {
-    candidates.sort_by(|a, b| {
+/// reports the others, and groups the winners by host. Within a host they are in rank order
+/// (oldest object first, then namespace/name), each object's in the order it gave them: the
+/// order the table keeps among routes of equal precedence (Gateway API `HTTPRouteRule`).
+fn settle_routes(candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, Vec<Route>> {
+    let mut candidates: Vec<(usize, Candidate)> = candidates.into_iter().enumerate().collect();
+    candidates.sort_by(|(_, a), (_, b)| {
         a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then_with(|| a.route.name.cmp(&b.route.name))
     });
-    let mut hosts: BTreeMap<HostMatch, Vec<Route>> = BTreeMap::new();
-    for group in candidates.chunk_by(|a, b| a.key() == b.key()) {
-        let Some(won) = candidate::winner(group, |c| &c.rank) else { continue };
-        let kept = &group[won];
-        for loser in group.iter().filter(|c| c.rank.owner() != kept.rank.owner()) {
+    let mut hosts: BTreeMap<HostMatch, Vec<(usize, &Candidate)>> = BTreeMap::new();
+    for group in candidates.chunk_by(|(_, a), (_, b)| a.key() == b.key()) {
+        let Some(won) = candidate::winner(group, |(_, c)| &c.rank) else { continue };
+        let (order, kept) = &group[won];
+        for (_, loser) in group.iter().filter(|(_, c)| c.rank.owner() != kept.rank.owner()) {
             report_conflict(loser, kept.rank.owner(), reports);
         }
-        hosts.entry(kept.host.clone()).or_default().push(kept.route.clone());
+        hosts.entry(kept.host.clone()).or_default().push((*order, kept));
     }
     hosts
+        .into_iter()
+        .map(|(host, mut winners)| {
+            winners.sort_by(|(a_order, a), (b_order, b)| a.rank.cmp(&b.rank).then(a_order.cmp(b_order)));
+            (host, winners.into_iter().map(|(_, c)| c.route.clone()).collect())
+        })
+        .collect()
 }
 
 fn report_conflict(loser: &Candidate, winner: &ObjectRef, reports: &mut Vec<Report>) {

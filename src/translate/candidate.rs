@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::report::{Kind, ObjectRef};
-use crate::model::{HeaderMatch, HostMatch, PathMatch, Route};
+use crate::model::{HeaderMatch, HostMatch, Listeners, PathMatch, QueryMatch, Route};
 
 /// Which of two claims by objects of one namespace on the same host, path and headers wins:
 /// explicit paths beat an Ingress `defaultBackend`, a WebSocketRoute beats an Ingress, then the
@@ -56,6 +56,11 @@ pub fn winner<T>(claims: &[T], rank: impl Fn(&T) -> &Rank) -> Option<usize> {
         .min_by(|&a, &b| rank(&claims[a]).cmp(rank(&claims[b])))
 }
 
+/// Host, path, headers, method, query parameters and listeners: what two claims must share to
+/// conflict.
+pub type ConflictKey<'c> =
+    (&'c HostMatch, &'c PathMatch, Vec<&'c HeaderMatch>, Option<&'c str>, Vec<&'c QueryMatch>, Listeners);
+
 /// A route and the host it is for, claimed by one object.
 #[derive(Clone, Debug)]
 pub struct Candidate {
@@ -71,9 +76,12 @@ pub struct Candidate {
 
 impl Candidate {
     /// What two candidates must share to conflict.
-    pub fn key(&self) -> (&HostMatch, &PathMatch, Vec<&HeaderMatch>) {
-        let mut headers: Vec<&HeaderMatch> = self.route.headers.iter().collect();
-        headers.sort_by(|a, b| (&a.name, &a.value).cmp(&(&b.name, &b.value)));
-        (&self.host, &self.route.path, headers)
+    pub fn key(&self) -> ConflictKey<'_> {
+        let route = &self.route;
+        let mut headers: Vec<&HeaderMatch> = route.headers.iter().collect();
+        headers.sort();
+        let mut query: Vec<&QueryMatch> = route.query.iter().collect();
+        query.sort();
+        (&self.host, &route.path, headers, route.method.as_deref(), query, route.listeners)
     }
 }

@@ -1,5 +1,5 @@
-//! The snapshot as one object's translation sees it. Every Service, EndpointSlice and Secret a
-//! translation looks up is recorded with what it found ([`Reads`]), so a later build can tell
+//! The snapshot as one object's translation sees it. Every Service, EndpointSlice, Secret,
+//! Namespace and Gateway API object a translation looks up is recorded with what it found ([`Reads`]), so a later build can tell
 //! whether that translation still holds: it does while the object and everything it read are
 //! the same (`Arc`-identical) in the new snapshot. Parsed Secrets (certificates, CA bundles) are
 //! kept in [`SecretParses`] from build to build, so a Secret is parsed once per content.
@@ -9,9 +9,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::gateway_api::{Gateway, GatewayClass, ReferenceGrant};
 use crate::model::NamespacedName as Key;
 use crate::snapshot::Snapshot;
 
@@ -68,6 +69,34 @@ impl<'a> Lookup<'a> {
         Some(self.parses.get_or_parse(key(namespace, name), use_, secret, parse))
     }
 
+    /// The Namespace `name`, if the source has Namespaces.
+    pub fn namespace(&self, name: &str) -> Option<&'a Namespace> {
+        let found = self.snapshot.namespace(name);
+        self.record(Read::Namespace(key("", name), found.cloned()));
+        found.map(|n| &**n)
+    }
+
+    /// The GatewayClass `name`.
+    pub fn gateway_class(&self, name: &str) -> Option<&'a GatewayClass> {
+        let found = self.snapshot.gateway_class(name);
+        self.record(Read::GatewayClass(key("", name), found.cloned()));
+        found.map(|c| &**c)
+    }
+
+    /// The Gateway `namespace/name`.
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<&'a Gateway> {
+        let found = self.snapshot.gateway(namespace, name);
+        self.record(Read::Gateway(key(namespace, name), found.cloned()));
+        found.map(|g| &**g)
+    }
+
+    /// The ReferenceGrants in `namespace`.
+    pub fn reference_grants(&self, namespace: &str) -> &'a [Arc<ReferenceGrant>] {
+        let found = self.snapshot.reference_grants(namespace);
+        self.record(Read::Grants(key(namespace, ""), found.to_vec()));
+        found
+    }
+
     fn secret_arc(&self, namespace: &str, name: &str) -> Option<&'a Arc<Secret>> {
         let found = self.snapshot.secret(namespace, name);
         self.record(Read::Secret(key(namespace, name), found.cloned()));
@@ -96,6 +125,10 @@ enum Read {
     Service(Key, Option<Arc<Service>>),
     Slices(Key, Vec<Arc<EndpointSlice>>),
     Secret(Key, Option<Arc<Secret>>),
+    Namespace(Key, Option<Arc<Namespace>>),
+    GatewayClass(Key, Option<Arc<GatewayClass>>),
+    Gateway(Key, Option<Arc<Gateway>>),
+    Grants(Key, Vec<Arc<ReferenceGrant>>),
 }
 
 impl Read {
@@ -104,6 +137,10 @@ impl Read {
             Self::Service(key, _) => (0, key),
             Self::Slices(key, _) => (1, key),
             Self::Secret(key, _) => (2, key),
+            Self::Namespace(key, _) => (3, key),
+            Self::GatewayClass(key, _) => (4, key),
+            Self::Gateway(key, _) => (5, key),
+            Self::Grants(key, _) => (6, key),
         }
     }
 }
@@ -120,11 +157,20 @@ impl Reads {
                 same(snapshot.secret(namespace, name), seen.as_ref())
             }
             Read::Slices(Key { namespace, name: service }, seen) => {
-                let now = snapshot.endpoint_slices(namespace, service);
-                now.len() == seen.len() && now.iter().zip(seen).all(|(a, b)| Arc::ptr_eq(a, b))
+                same_all(snapshot.endpoint_slices(namespace, service), seen)
             }
+            Read::Namespace(Key { name, .. }, seen) => same(snapshot.namespace(name), seen.as_ref()),
+            Read::GatewayClass(Key { name, .. }, seen) => same(snapshot.gateway_class(name), seen.as_ref()),
+            Read::Gateway(Key { namespace, name }, seen) => {
+                same(snapshot.gateway(namespace, name), seen.as_ref())
+            }
+            Read::Grants(Key { namespace, .. }, seen) => same_all(snapshot.reference_grants(namespace), seen),
         })
     }
+}
+
+fn same_all<T>(now: &[Arc<T>], seen: &[Arc<T>]) -> bool {
+    now.len() == seen.len() && now.iter().zip(seen).all(|(a, b)| Arc::ptr_eq(a, b))
 }
 
 fn same<T>(now: Option<&Arc<T>>, seen: Option<&Arc<T>>) -> bool {

@@ -1,8 +1,8 @@
 //! The translation from Kubernetes objects to the routing table: a pure function, no I/O, no
 //! clock. `build(&Snapshot, &BuildConfig) -> Built { table, tls, reports, served }`.
 //!
-//! Order: IngressClasses decide what is served; every served Ingress and WebSocketRoute becomes
-//! candidate routes and TLS claims (each object reports its own problems); each host's claims
+//! Order: IngressClasses and GatewayClasses decide what is served; every served Ingress,
+//! WebSocketRoute, Gateway and HTTPRoute becomes candidate routes and TLS claims (each object reports its own problems); each host's claims
 //! are assembled into its virtual host ([`assembly`]: candidates claiming the same path +
 //! headers are settled by [`candidate::Rank`] and the losers reported). Output is sorted, so
 //! equal inputs give equal tables and equal reports.
@@ -22,6 +22,7 @@ mod canary;
 mod candidate;
 mod class;
 pub mod conditions;
+mod gateway;
 mod ingress;
 mod lookup;
 mod ownership;
@@ -44,6 +45,8 @@ use serde::Serialize;
 
 pub use annotations::NGINX as NGINX_ANNOTATION_PREFIX;
 pub use class::CONTROLLER_NAME;
+pub use gateway::facts::{self, Facts};
+pub use gateway::{GATEWAY_CONTROLLER_NAME, GatewayPorts, GatewaySettings};
 pub use report::{Kind, Level, ObjectRef, Reason, Report};
 pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 
@@ -73,6 +76,8 @@ pub struct BuildConfig {
     pub ignore_annotations: Vec<String>,
     /// How hosts are shared between namespaces (`--host-ownership`). Default: by path.
     pub host_ownership: HostOwnership,
+    /// Which Gateways are served, on which ports.
+    pub gateway: GatewaySettings,
 }
 
 impl Default for BuildConfig {
@@ -85,6 +90,7 @@ impl Default for BuildConfig {
             now: SystemTime::now(),
             ignore_annotations: Vec::new(),
             host_ownership: HostOwnership::Path,
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -105,6 +111,8 @@ pub struct Output {
     /// Paths of canary Ingresses, joined to their main routes after conflicts are settled.
     canaries: Vec<(Candidate, canary::CanaryRule)>,
     tls: Vec<TlsClaim>,
+    /// What a Gateway API object's status reports.
+    facts: Option<Arc<Facts>>,
 }
 
 /// The result of one build.
@@ -118,6 +126,9 @@ pub struct Built {
     pub reports: Vec<Report>,
     /// The Ingresses and WebSocketRoutes hawser serves (their class is hawser's), sorted.
     pub served: Vec<ObjectRef>,
+    /// What the Gateways and HTTPRoutes hawser serves report in their status, by object.
+    #[serde(skip)]
+    pub facts: BTreeMap<ObjectRef, Arc<Facts>>,
 }
 
 /// The result of one build that status is made from.
@@ -127,6 +138,8 @@ pub struct BuildOutcome {
     pub reports: Vec<Report>,
     /// The Ingresses and WebSocketRoutes hawser serves.
     pub served: Vec<ObjectRef>,
+    /// What the Gateways and HTTPRoutes hawser serves report in their status.
+    pub facts: BTreeMap<ObjectRef, Arc<Facts>>,
 }
 
 impl Built {
@@ -151,7 +164,7 @@ pub struct Builder {
     contributors: HashMap<HostMatch, BTreeSet<ObjectRef>>,
     hosts: HashMap<HostMatch, AssembledHost>,
     /// The settings the kept translations and hosts were made with.
-    made_with: Option<(Vec<String>, HostOwnership)>,
+    made_with: Option<(Vec<String>, HostOwnership, GatewaySettings)>,
     parses: SecretParses,
     /// The endpoints the EndpointSlices list, and those slices.
     listed: (Vec<Arc<EndpointSlice>>, Arc<BTreeSet<SocketAddr>>),
@@ -201,7 +214,8 @@ impl Builder {
     /// Services, EndpointSlices or Secrets did) are translated again, the hosts they claim are
     /// assembled again, and the table is put together from every host's result.
     pub fn build(&mut self, snapshot: &Snapshot, config: &BuildConfig) -> Built {
-        let made_with = Some((config.ignore_annotations.clone(), config.host_ownership));
+        let made_with =
+            Some((config.ignore_annotations.clone(), config.host_ownership, config.gateway.clone()));
         // (Which objects are served is decided on every build, so the classes are not part of it.)
         if self.made_with != made_with {
             *self = Self { made_with, ..Self::default() };
@@ -311,6 +325,28 @@ impl Builder {
                 },
             );
         }
+        let gateways = snapshot.gateways().filter(|g| gateway::is_served(g, snapshot, &config.gateway));
+        for gateway in gateways {
+            let object =
+                ObjectRef::new(Kind::Gateway, &gateway.namespace().unwrap_or_default(), &gateway.name_any());
+            take(
+                object,
+                gateway.annotations(),
+                Object::Gateway(gateway.clone()),
+                &|lookup, reporter, out| {
+                    gateway::translate_gateway(gateway, lookup, &config.gateway, reporter, out);
+                },
+            );
+        }
+        for route in
+            snapshot.http_routes.iter().filter(|r| gateway::has_served_parent(r, snapshot, &config.gateway))
+        {
+            let object =
+                ObjectRef::new(Kind::HttpRoute, &route.namespace().unwrap_or_default(), &route.name_any());
+            take(object, route.annotations(), Object::HttpRoute(route.clone()), &|lookup, reporter, out| {
+                gateway::translate_route(route, lookup, &config.gateway, reporter, out);
+            });
+        }
         // Objects no longer served: what they claimed is gone.
         for (object, gone) in &before {
             withdraw(&mut self.contributors, object, gone, changed_hosts);
@@ -367,12 +403,17 @@ impl Builder {
             }
         }
         vhosts.sort_by(|a, b| a.host.cmp(&b.host));
+        let facts = self
+            .translations
+            .iter()
+            .filter_map(|(object, t)| Some((object.clone(), t.output.facts.clone()?)))
+            .collect();
         let table = RoutingTable::new(vhosts)
             .with_default_certificate(default_certificate)
             .with_listed_endpoints(listed_endpoints);
         reports.sort();
         reports.dedup();
-        Built { table, tls, reports, served }
+        Built { table, tls, reports, served, facts }
     }
 }
 

@@ -10,6 +10,9 @@ use serde::Serialize;
 pub enum Kind {
     /// A manifest file (standalone mode) that could not be read.
     File,
+    Gateway,
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
     Ingress,
     /// `--default-ssl-certificate`.
     Secret,
@@ -18,7 +21,10 @@ pub enum Kind {
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        match self {
+            Self::HttpRoute => f.write_str("HTTPRoute"),
+            other => fmt::Debug::fmt(other, f),
+        }
     }
 }
 
@@ -56,8 +62,12 @@ pub enum Reason {
     /// Asks for an access restriction hawser does not enforce: the object's routes answer 503
     /// (fail closed) until it is removed or opted out.
     Refused,
-    /// A referenced Service, port or Secret does not exist.
+    /// A referenced Service, port or Secret does not exist (or another namespace's object is
+    /// referred to without a ReferenceGrant).
     UnresolvedRef,
+    /// A Gateway API route is not attached to a parent it names: no listener of that Gateway
+    /// takes it.
+    NotAttached,
     /// Another object already serves the same host and path (or host TLS); this one lost.
     Conflict,
     /// A Service has no ready endpoint: requests get 503 until one is ready.
@@ -91,7 +101,7 @@ impl Reason {
     /// The level this kind of finding has.
     pub fn level(self) -> Level {
         match self {
-            Self::Invalid | Self::Refused | Self::UnresolvedRef => Level::Error,
+            Self::Invalid | Self::Refused | Self::UnresolvedRef | Self::NotAttached => Level::Error,
             Self::Conflict | Self::NoEndpoints | Self::Unsupported | Self::Ignored | Self::Expiring => {
                 Level::Warning
             }

@@ -10,6 +10,7 @@ use crate::source::parse_documents;
 
 mod affinity;
 mod expiry;
+mod gateway;
 mod incremental;
 mod ownership;
 mod requests;

@@ -64,6 +64,12 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
 - apiGroups: ["hawser.dev"]
   resources: ["websocketroutes/status"]
   verbs: ["get", "patch", "update"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways", "httproutes", "referencegrants"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways/status", "httproutes/status"]
+  verbs: ["get", "patch", "update"]
 - apiGroups: [""]
   resources: ["services", "secrets"]
   verbs: ["get", "list", "watch"]
@@ -80,6 +86,15 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingressclasses"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/* The `hawser run` flags of the Kubernetes mode. */}}
@@ -90,6 +105,7 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
 - --admin-addr=0.0.0.0:9090
 - --ingress-class={{ .Values.ingressClass.name }}
 - --controller-name={{ .Values.ingressClass.controller }}
+- --gateway-controller-name={{ .Values.gatewayClass.controller }}
 - --publish-service={{ .Release.Namespace }}/{{ include "hawser.fullname" . }}
 {{- with .Values.watchNamespace }}
 - --watch-namespace={{ . }}

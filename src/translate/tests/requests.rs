@@ -44,7 +44,7 @@ fn request_annotations_become_policy() {
                         app_root: Some("/app".into()),
                         upstream_host: Some("in.svc:8080".into()),
                         forwarded_prefix: Some("/shop".into()),
-                        rewrite_target: None,
+                        ..Rewrites::default()
                     }
             }),
         ),

@@ -1,0 +1,86 @@
+//! Gateway API v1.5.1 (Standard channel) types: GatewayClass, Gateway, HTTPRoute (`HttpRoute`) and
+//! ReferenceGrant, generated from the upstream CRDs in `crds/gateway-api/` with
+//! `kopium --api-version v1 --schema=derived --derive=PartialEq --docs -f <crd>`
+//! and not edited. (The `gateway-api` crate follows an older kube.) A test below checks that
+//! every field of the CRDs is a field of these types and nothing else is.
+
+#![allow(missing_docs, clippy::all, clippy::pedantic)]
+
+#[rustfmt::skip]
+pub mod gatewayclasses;
+#[rustfmt::skip]
+pub mod gateways;
+#[rustfmt::skip]
+pub mod httproutes;
+#[rustfmt::skip]
+pub mod referencegrants;
+
+pub use gatewayclasses::GatewayClass;
+pub use gateways::Gateway;
+pub use httproutes::HttpRoute;
+pub use referencegrants::ReferenceGrant;
+
+/// The API group of every Gateway API kind.
+pub const GROUP: &str = "gateway.networking.k8s.io";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use kube::CustomResourceExt;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Every field path in an OpenAPI schema: `spec.listeners[].hostname`, ….
+    fn fields(schema: &Value, at: &str, out: &mut BTreeSet<String>) {
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for (name, property) in properties {
+                let path = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
+                out.insert(path.clone());
+                fields(property, &path, out);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            fields(items, &format!("{at}[]"), out);
+        }
+        // schemars puts optional structs behind `anyOf`/`allOf`; the CRDs never do for fields.
+        for key in ["anyOf", "allOf", "oneOf"] {
+            for branch in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+                fields(branch, at, out);
+            }
+        }
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            panic!("unresolved {reference} at {at}");
+        }
+    }
+
+    fn v1_fields(crd: &Value) -> BTreeSet<String> {
+        let versions = crd["spec"]["versions"].as_array().expect("versions");
+        let v1 = versions.iter().find(|v| v["name"] == "v1").expect("a v1 version");
+        let mut out = BTreeSet::new();
+        fields(&v1["schema"]["openAPIV3Schema"], "", &mut out);
+        // kube-derive leaves `apiVersion`, `kind` and `metadata` to the API server.
+        out.retain(|f| f.starts_with("spec") || f.starts_with("status"));
+        out
+    }
+
+    fn upstream(yaml: &str) -> Value {
+        serde_yaml_ng::from_str(yaml).expect("upstream CRD")
+    }
+
+    #[test]
+    fn the_types_have_exactly_the_fields_of_the_upstream_crds() {
+        let cases = [
+            (GatewayClass::crd(), include_str!("../../crds/gateway-api/gatewayclasses.yaml")),
+            (Gateway::crd(), include_str!("../../crds/gateway-api/gateways.yaml")),
+            (HttpRoute::crd(), include_str!("../../crds/gateway-api/httproutes.yaml")),
+            (ReferenceGrant::crd(), include_str!("../../crds/gateway-api/referencegrants.yaml")),
+        ];
+        for (ours, theirs) in cases {
+            let ours = serde_json::to_value(&ours).expect("CRD as JSON");
+            let name = ours["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            assert_eq!(v1_fields(&ours), v1_fields(&upstream(theirs)), "{name}");
+        }
+    }
+}

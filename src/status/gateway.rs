@@ -1,0 +1,207 @@
+//! The status hawser wants on Gateway API objects, from the build's [`Facts`] (pure, tested):
+//! its GatewayClasses `Accepted`; each served Gateway `Accepted` and `Programmed` with the
+//! published addresses, and per listener `Accepted`, `Programmed`, `ResolvedRefs`,
+//! `Conflicted`, its supported kinds and `attachedRoutes`; each HTTPRoute one `parents` entry
+//! per Gateway of hawser's it names, with `Accepted` and `ResolvedRefs`. Other controllers'
+//! `parents` entries are kept as they are. `lastTransitionTime` is kept while a condition's
+//! status stays the same, so an unchanged status is equal to the current one and not written.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::IngressLoadBalancerIngress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::condition::condition;
+use crate::gateway_api::{GROUP, Gateway, GatewayClass, HttpRoute};
+use crate::translate::conditions::RouteCondition;
+use crate::translate::facts::{GatewayFacts, ListenerFact, RouteFacts, Why};
+use crate::translate::{Facts, Kind, Level, ObjectRef, Report};
+
+/// The status of one of hawser's GatewayClasses.
+pub fn gateway_class_status(class: &GatewayClass) -> Value {
+    let current = class.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let accepted = met("Accepted", "Accepted", "hawser serves Gateways of this class".into());
+    json!({"conditions": [condition(&accepted, &current, class.metadata.generation)]})
+}
+
+/// The status of a served Gateway.
+pub fn gateway_status(
+    gateway: &Gateway,
+    facts: &GatewayFacts,
+    attached: &BTreeMap<String, usize>,
+    addresses: &[IngressLoadBalancerIngress],
+    reports: &[Report],
+) -> Value {
+    let generation = gateway.metadata.generation;
+    let status = gateway.status.as_ref();
+    let current = status.and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let object = ObjectRef::new(Kind::Gateway, &gateway.namespace().unwrap_or_default(), &gateway.name_any());
+    let listeners: Vec<Value> = facts
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(index, fact)| {
+            let previous = status
+                .and_then(|s| s.listeners.as_ref())
+                .and_then(|l| l.iter().find(|l| l.name == fact.name))
+                .map(|l| l.conditions.clone())
+                .unwrap_or_default();
+            let certificate = certificate_problem(&object, index, reports);
+            listener_status(
+                fact,
+                certificate,
+                attached.get(&fact.name).copied().unwrap_or(0),
+                (&previous, generation),
+            )
+        })
+        .collect();
+    let valid = facts.listeners.iter().filter(|l| l.accepted.is_ok()).count();
+    let accepted = match (valid, facts.listeners.len()) {
+        (v, n) if v == n => met("Accepted", "Accepted", "every listener is served".into()),
+        (0, _) => unmet("Accepted", "ListenersNotValid", "no listener can be served".into()),
+        _ => RouteCondition {
+            reason: "ListenersNotValid",
+            ..met("Accepted", "", "some listeners cannot be served; see their conditions".into())
+        },
+    };
+    let programmed = if valid == 0 {
+        unmet("Programmed", "Invalid", "no listener can be served".into())
+    } else {
+        met("Programmed", "Programmed", "its listeners are in hawser's routing table".into())
+    };
+    let addresses: Vec<Value> = addresses
+        .iter()
+        .filter_map(|a| match (&a.ip, &a.hostname) {
+            (Some(ip), _) => Some(json!({"type": "IPAddress", "value": ip})),
+            (None, Some(host)) => Some(json!({"type": "Hostname", "value": host})),
+            (None, None) => None,
+        })
+        .collect();
+    json!({
+        "addresses": addresses,
+        "conditions": [condition(&accepted, &current, generation), condition(&programmed, &current, generation)],
+        "listeners": listeners,
+    })
+}
+
+/// An error the build found in listener `index`'s certificate (a Secret missing or invalid).
+fn certificate_problem(gateway: &ObjectRef, index: usize, reports: &[Report]) -> Option<String> {
+    let field = format!("spec.listeners[{index}].tls");
+    reports
+        .iter()
+        .find(|r| &r.object == gateway && r.level() == Level::Error && r.field.starts_with(&field))
+        .map(|r| r.message.clone())
+}
+
+fn listener_status(
+    fact: &ListenerFact,
+    certificate: Option<String>,
+    attached: usize,
+    (previous, generation): (&[Condition], Option<i64>),
+) -> Value {
+    let accepted = match &fact.accepted {
+        Ok(()) => met("Accepted", "Accepted", "the listener is served".into()),
+        Err((reason, message)) => unmet("Accepted", reason, message.clone()),
+    };
+    let programmed = match &fact.accepted {
+        Ok(()) => met("Programmed", "Programmed", "the listener is in hawser's routing table".into()),
+        Err((_, message)) => unmet("Programmed", "Invalid", message.clone()),
+    };
+    let resolved: Result<(), Why> = match (&fact.resolved, certificate) {
+        (Err(why), _) => Err(why.clone()),
+        (Ok(()), Some(message)) => Err(("InvalidCertificateRef", message)),
+        (Ok(()), None) => Ok(()),
+    };
+    let kinds = if matches!(&resolved, Err(("InvalidRouteKinds", _))) {
+        json!([])
+    } else {
+        json!([{"group": GROUP, "kind": "HTTPRoute"}])
+    };
+    let resolved = match resolved {
+        Ok(()) => met("ResolvedRefs", "ResolvedRefs", "every reference resolved".into()),
+        Err((reason, message)) => unmet("ResolvedRefs", reason, message),
+    };
+    let conflicted =
+        RouteCondition { status: "False", ..met("Conflicted", "NoConflicts", "no conflict".into()) };
+    let conditions: Vec<Condition> = [accepted, programmed, resolved, conflicted]
+        .iter()
+        .map(|c| condition(c, previous, generation))
+        .collect();
+    json!({"name": fact.name, "supportedKinds": kinds, "attachedRoutes": attached, "conditions": conditions})
+}
+
+/// How many routes attached to each listener of each Gateway, from every route's facts.
+pub fn attached_routes(
+    facts: &BTreeMap<ObjectRef, std::sync::Arc<Facts>>,
+) -> BTreeMap<(String, String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for route in facts.values() {
+        let Facts::Route(route) = &**route else { continue };
+        for parent in &route.parents {
+            for listener in parent.attached.iter().flatten() {
+                let key = (parent.gateway.namespace.clone(), parent.gateway.name.clone(), listener.clone());
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// The `status.parents` of an HTTPRoute: one entry per Gateway of hawser's it names, and
+/// every other controller's entries as they are.
+pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) -> Value {
+    let generation = route.metadata.generation;
+    let namespace = route.namespace().unwrap_or_default();
+    let current = route.status.as_ref().map(|s| s.parents.clone()).unwrap_or_default();
+    let spec_parents = route.spec.parent_refs.as_deref().unwrap_or_default();
+    let mut parents: Vec<Value> = current
+        .iter()
+        .filter(|p| p.controller_name != controller)
+        .filter_map(|p| serde_json::to_value(p).ok())
+        .collect();
+    for fact in &facts.parents {
+        let Some(spec) = spec_parents.get(fact.index) else { continue };
+        let mut reference = json!({
+            "group": spec.group.as_deref().unwrap_or(GROUP),
+            "kind": spec.kind.as_deref().unwrap_or("Gateway"),
+            "namespace": spec.namespace.as_deref().unwrap_or(&namespace),
+            "name": spec.name,
+        });
+        if let Some(section) = &spec.section_name {
+            reference["sectionName"] = json!(section);
+        }
+        if let Some(port) = spec.port {
+            reference["port"] = json!(port);
+        }
+        let previous = current
+            .iter()
+            .find(|p| {
+                p.controller_name == controller
+                    && serde_json::to_value(&p.parent_ref).ok().as_ref() == Some(&reference)
+            })
+            .map(|p| p.conditions.clone())
+            .unwrap_or_default();
+        let accepted = match &fact.attached {
+            Ok(_) => met("Accepted", "Accepted", "the route is attached".into()),
+            Err((reason, message)) => unmet("Accepted", reason, message.clone()),
+        };
+        let resolved = match &facts.unresolved {
+            None => met("ResolvedRefs", "ResolvedRefs", "every backend reference resolved".into()),
+            Some((reason, message)) => unmet("ResolvedRefs", reason, message.clone()),
+        };
+        let conditions: Vec<Condition> =
+            [accepted, resolved].iter().map(|c| condition(c, &previous, generation)).collect();
+        parents.push(json!({"parentRef": reference, "controllerName": controller, "conditions": conditions}));
+    }
+    json!({"parents": parents})
+}
+
+fn met(type_: &'static str, reason: &'static str, message: String) -> RouteCondition {
+    RouteCondition { type_, status: "True", reason, message }
+}
+
+fn unmet(type_: &'static str, reason: &'static str, message: String) -> RouteCondition {
+    RouteCondition { type_, status: "False", reason, message }
+}

@@ -1,0 +1,163 @@
+//! Gateway API → candidate routes and TLS claims: a served Gateway's HTTPS listeners claim
+//! their certificates, and each HTTPRoute attached to one of its listeners becomes candidates
+//! on the hosts it shares with that listener, served only by the hawser listener (plain or TLS)
+//! the Gateway listener maps to. They land in the same table as Ingresses and WebSocketRoutes.
+//!
+//! A Gateway is served when its `gatewayClassName` names a GatewayClass whose `controllerName`
+//! is `--gateway-controller-name` (`hawser.dev/gateway-controller`).
+
+pub mod facts;
+mod filters;
+mod grants;
+mod hostnames;
+mod http_route;
+mod listeners;
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+pub use http_route::translate as translate_route;
+pub use listeners::GatewayPorts;
+
+use super::candidate::Rank;
+use super::lookup::Lookup;
+use super::report::{Reason, Reporter};
+use super::{Output, TlsClaim};
+use crate::gateway_api::gateways::GatewayListeners;
+use crate::gateway_api::{GROUP, Gateway, HttpRoute};
+use crate::model::{HostMatch, Listeners, NamespacedName};
+use crate::snapshot::Snapshot;
+use facts::{Facts, GatewayFacts, ListenerFact, Why};
+
+/// The GatewayClass controller name hawser answers to unless `--gateway-controller-name`
+/// says otherwise.
+pub const GATEWAY_CONTROLLER_NAME: &str = "hawser.dev/gateway-controller";
+
+/// How hawser serves the Gateway API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// The `controllerName` of the GatewayClasses hawser serves.
+    pub controller_name: String,
+    /// The ports its listeners publish.
+    pub ports: GatewayPorts,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self { controller_name: GATEWAY_CONTROLLER_NAME.to_owned(), ports: GatewayPorts::default() }
+    }
+}
+
+/// Whether `gateway`'s class is one of hawser's (deciding what is served; inside a translation
+/// the lookup is recorded, see `is_ours`).
+pub fn is_served(gateway: &Gateway, snapshot: &Snapshot, settings: &GatewaySettings) -> bool {
+    snapshot
+        .gateway_class(&gateway.spec.gateway_class_name)
+        .is_some_and(|class| class.spec.controller_name == settings.controller_name)
+}
+
+/// Whether `route` names a Gateway hawser serves among its parents.
+pub fn has_served_parent(route: &HttpRoute, snapshot: &Snapshot, settings: &GatewaySettings) -> bool {
+    let namespace = route.namespace().unwrap_or_default();
+    route.spec.parent_refs.iter().flatten().any(|parent| {
+        let kind = (parent.group.as_deref().unwrap_or(GROUP), parent.kind.as_deref().unwrap_or("Gateway"));
+        let gateway_namespace = parent.namespace.as_deref().unwrap_or(&namespace);
+        kind == (GROUP, "Gateway")
+            && snapshot
+                .gateway(gateway_namespace, &parent.name)
+                .is_some_and(|g| is_served(g, snapshot, settings))
+    })
+}
+
+fn is_ours(gateway: &Gateway, lookup: &Lookup<'_>, settings: &GatewaySettings) -> bool {
+    lookup
+        .gateway_class(&gateway.spec.gateway_class_name)
+        .is_some_and(|class| class.spec.controller_name == settings.controller_name)
+}
+
+/// Adds the TLS claims of a served `gateway`'s HTTPS listeners to `out`, reporting listeners
+/// hawser cannot serve.
+pub fn translate_gateway(
+    gateway: &Gateway,
+    lookup: &Lookup<'_>,
+    settings: &GatewaySettings,
+    reporter: &mut Reporter<'_>,
+    out: &mut Output,
+) {
+    let rank = Rank::new(reporter.object().clone(), gateway.creation_timestamp().map(|t| t.0), false);
+    let mut facts = GatewayFacts::default();
+    for (l, listener) in gateway.spec.listeners.iter().enumerate() {
+        let field = format!("spec.listeners[{l}]");
+        let mut fact = ListenerFact { name: listener.name.clone(), accepted: Ok(()), resolved: Ok(()) };
+        match listeners::served_by(listener, settings.ports) {
+            Err(error) => {
+                let message =
+                    format!("listener {:?}: {error} ({}); it takes no routes", listener.name, error.reason());
+                reporter.report(Reason::Unsupported, field, message.clone());
+                fact.accepted = Err((error.reason(), message));
+                facts.listeners.push(fact);
+                continue;
+            }
+            Ok(Listeners::Tls) => match tls_claim(gateway, listener, (&field, &rank), lookup, reporter) {
+                Ok(claim) => out.tls.push(claim),
+                Err(why) => fact.resolved = Err(why),
+            },
+            Ok(_) => {}
+        }
+        if !listeners::takes_http_routes(listener) {
+            let message =
+                format!("listener {:?} allows no route kind hawser serves (HTTPRoute)", listener.name);
+            reporter.report(Reason::Unsupported, format!("{field}.allowedRoutes.kinds"), message.clone());
+            fact.resolved = Err(("InvalidRouteKinds", message));
+        }
+        facts.listeners.push(fact);
+    }
+    out.facts = Some(Arc::new(Facts::Gateway(facts)));
+}
+
+/// The certificate an HTTPS listener serves: its first `certificateRefs` entry, a Secret in
+/// the Gateway's namespace or one a ReferenceGrant shares with it.
+fn tls_claim(
+    gateway: &Gateway,
+    listener: &GatewayListeners,
+    (field, rank): (&str, &Rank),
+    lookup: &Lookup<'_>,
+    reporter: &mut Reporter<'_>,
+) -> Result<TlsClaim, Why> {
+    let field = format!("{field}.tls.certificateRefs");
+    let mut fail = |reason, message: String| {
+        reporter.report(reason, field.clone(), message.clone());
+        Err(("InvalidCertificateRef", message))
+    };
+    let namespace = gateway.namespace().unwrap_or_default();
+    let refs = listener.tls.as_ref().and_then(|t| t.certificate_refs.as_deref()).unwrap_or_default();
+    let Some(reference) = refs.first() else {
+        return fail(
+            Reason::Invalid,
+            format!("HTTPS listener {:?} names no certificate; it serves none", listener.name),
+        );
+    };
+    let (group, kind) =
+        (reference.group.as_deref().unwrap_or(""), reference.kind.as_deref().unwrap_or("Secret"));
+    if (group, kind) != ("", "Secret") {
+        return fail(
+            Reason::Invalid,
+            format!("{kind} ({group}) is not a certificate hawser reads (a Secret is)"),
+        );
+    }
+    let secret_namespace = reference.namespace.clone().unwrap_or_else(|| namespace.clone());
+    let from = grants::From { group: GROUP, kind: "Gateway", namespace: &namespace };
+    let to = grants::To { group: "", kind: "Secret", namespace: &secret_namespace, name: &reference.name };
+    if !grants::permits(lookup, from, to) {
+        let message = format!(
+            "Secret {secret_namespace}/{} is in another namespace and no ReferenceGrant there allows it",
+            reference.name
+        );
+        reporter.report(Reason::UnresolvedRef, field.clone(), message.clone());
+        return Err(("RefNotPermitted", message));
+    }
+    let host = listener.hostname.as_deref().map_or(HostMatch::Any, HostMatch::parse_gateway);
+    let secret = NamespacedName::new(&secret_namespace, &reference.name);
+    Ok(TlsClaim { rank: rank.clone(), host, secret, field })
+}

@@ -1,0 +1,279 @@
+//! Gateway API translation: which HTTPRoutes attach where, on which hosts and listeners, with
+//! which matches and backends, and what is reported.
+
+use super::*;
+
+/// A GatewayClass of hawser's, another controller's, and Gateways in `infra`:
+/// `same` (HTTP :80, routes from its namespace), `all` (HTTP :80 for `*.all.com`, from every
+/// namespace), `picky` (HTTP :80, namespaces labelled `team: web`), `tls` (HTTPS :443 for
+/// `secure.com`), `odd` (HTTP :8080 and TCP), `foreign` (another controller's).
+const GATEWAYS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: hawser}
+spec: {controllerName: hawser.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: other}
+spec: {controllerName: example.com/other}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: web, labels: {team: web}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: same, namespace: infra}
+spec:
+  gatewayClassName: hawser
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: Gateway
+metadata: {name: all, namespace: infra}
+spec:
+  gatewayClassName: hawser
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: "*.all.com", allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: picky, namespace: infra}
+spec:
+  gatewayClassName: hawser
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    hostname: picky.com
+    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls, namespace: infra}
+spec:
+  gatewayClassName: hawser
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: secure.com
+    tls: {certificateRefs: [{name: cert, namespace: default}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: odd, namespace: infra}
+spec:
+  gatewayClassName: hawser
+  listeners:
+  - {name: http-8080, port: 8080, protocol: HTTP}
+  - {name: tcp, port: 80, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: foreign, namespace: infra}
+spec:
+  gatewayClassName: other
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+
+fn http_route(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}"
+    )
+}
+
+/// A route with one rule to `web` (in `default`) on the parents and host names given.
+fn simple_route(namespace: &str, name: &str, parents: &str, hostnames: &str) -> String {
+    http_route(
+        namespace,
+        name,
+        &format!(
+            "  parentRefs: {parents}\n  hostnames: {hostnames}\n  rules:\n  - backendRefs: [{{name: web, namespace: default, port: 80}}]\n"
+        ),
+    )
+}
+
+const GRANT_WEB_TO_ROUTES: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: routes-to-web, namespace: default}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: infra}, {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]
+  to: [{group: "", kind: Service, name: web}]
+"#;
+
+fn gateway_built(yaml: &str) -> Built {
+    built(&format!("{GATEWAYS}\n---\n{GRANT_WEB_TO_ROUTES}\n---\n{yaml}"))
+}
+
+/// What a case is, the route's namespace, parentRefs and hostnames, then the routes and the
+/// route's problems expected.
+type AttachCase<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+
+#[test]
+fn routes_attach_where_their_listeners_let_them() {
+    let cases: [AttachCase; 9] = [
+        (
+            "the same namespace, no host names: any host, plain listener only",
+            "infra",
+            "[{name: same}]",
+            "[]",
+            &["* Prefix / on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/0)"],
+            &[],
+        ),
+        (
+            "another namespace on a Same listener",
+            "web",
+            "[{name: same, namespace: infra}]",
+            "[]",
+            &[],
+            &["NotAttached HTTPRoute web/r spec.parentRefs[0]"],
+        ),
+        (
+            "From: All, host names intersected with the listener's wildcard",
+            "web",
+            "[{name: all, namespace: infra}]",
+            "[a.all.com, b.c.all.com, other.com]",
+            &[
+                "a.all.com Prefix / on=plain -> 10.0.0.1:8080 (httproute/web/r/0/0)",
+                "b.c.all.com Prefix / on=plain -> 10.0.0.1:8080 (httproute/web/r/0/0)",
+            ],
+            &[],
+        ),
+        (
+            "no host name in common",
+            "web",
+            "[{name: all, namespace: infra}]",
+            "[other.com]",
+            &[],
+            &["NotAttached HTTPRoute web/r spec.parentRefs[0]"],
+        ),
+        (
+            "a namespace selector that matches",
+            "web",
+            "[{name: picky, namespace: infra}]",
+            "[]",
+            &["picky.com Prefix / on=plain -> 10.0.0.1:8080 (httproute/web/r/0/0)"],
+            &[],
+        ),
+        (
+            "a namespace selector that does not match",
+            "infra",
+            "[{name: picky}]",
+            "[]",
+            &[],
+            &["NotAttached HTTPRoute infra/r spec.parentRefs[0]"],
+        ),
+        (
+            "an HTTPS listener serves on TLS only",
+            "infra",
+            "[{name: tls, sectionName: https}]",
+            "[]",
+            &["secure.com Prefix / on=tls -> 10.0.0.1:8080 (httproute/infra/r/0/0)"],
+            &[],
+        ),
+        (
+            "a sectionName no listener has, and listeners hawser cannot serve",
+            "infra",
+            "[{name: tls, sectionName: nope}, {name: odd}]",
+            "[]",
+            &[],
+            &[
+                "NotAttached HTTPRoute infra/r spec.parentRefs[0]",
+                "NotAttached HTTPRoute infra/r spec.parentRefs[1]",
+            ],
+        ),
+        (
+            "another controller's Gateway: not ours, nothing said",
+            "infra",
+            "[{name: foreign}]",
+            "[]",
+            &[],
+            &[],
+        ),
+    ];
+    for (what, namespace, parents, hostnames, want_routes, want_problems) in cases {
+        let built = gateway_built(&simple_route(namespace, "r", parents, hostnames));
+        let route_problems: Vec<String> =
+            problems(&built).into_iter().filter(|p| p.contains("HTTPRoute")).collect();
+        assert_eq!(built.table.summary(), want_routes, "{what}");
+        assert_eq!(route_problems, want_problems, "{what}");
+    }
+}
+
+#[test]
+fn gateway_listeners_hawser_cannot_serve_are_reported_and_https_listeners_claim_certificates() {
+    let ungranted = gateway_built("");
+    let gateway_problems: Vec<String> =
+        problems(&ungranted).into_iter().filter(|p| p.contains("Gateway ")).collect();
+    assert_eq!(
+        gateway_problems,
+        [
+            "Unsupported Gateway infra/odd spec.listeners[0]",
+            "Unsupported Gateway infra/odd spec.listeners[1]",
+            "UnresolvedRef Gateway infra/tls spec.listeners[0].tls.certificateRefs",
+        ]
+    );
+    let granted = format!(
+        "{GATEWAYS}\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: certs, namespace: default}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}}]\n  to: [{{group: \"\", kind: Secret}}]\n"
+    );
+    let granted = built(&granted);
+    assert_eq!(granted.tls.get("secure.com"), Some(&NamespacedName::new("default", "cert")));
+}
+
+#[test]
+fn matches_become_routes_in_gateway_precedence() {
+    let route = http_route(
+        "infra",
+        "r",
+        r#"  parentRefs: [{name: same}]
+  hostnames: [m.com]
+  rules:
+  - matches:
+    - {path: {type: PathPrefix, value: /}, method: POST}
+    - {path: {type: Exact, value: /x}, headers: [{name: X-Env, value: canary}, {name: x-env, value: ignored}]}
+    - {queryParams: [{name: animal, value: whale}]}
+    - {path: {type: RegularExpression, value: "/r.*"}}
+    backendRefs: [{name: web, namespace: default, port: 80, weight: 3}, {name: api, namespace: infra, port: 81}]
+"#,
+    );
+    let built = gateway_built(&route);
+    assert_eq!(
+        built.table.summary(),
+        [
+            "m.com Exact /x [x-env=canary] on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/1)",
+            "m.com Prefix / method=POST on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/0)",
+            "m.com Prefix / ?animal=whale on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/2)",
+        ]
+    );
+    assert_eq!(
+        problems(&built).into_iter().filter(|p| p.contains("HTTPRoute")).collect::<Vec<_>>(),
+        [
+            "UnresolvedRef HTTPRoute infra/r spec.rules[0].backendRefs[1]",
+            "Unsupported HTTPRoute infra/r spec.rules[0].matches[3]",
+        ],
+        "`api` is not in infra; regular expressions are not served"
+    );
+}
+
+#[test]
+fn cross_namespace_backends_need_a_reference_grant() {
+    let route =
+        |namespace: &str| simple_route(namespace, "r", "[{name: all, namespace: infra}]", "[x.all.com]");
+    let granted = gateway_built(&route("web"));
+    assert_eq!(
+        granted.table.summary(),
+        ["x.all.com Prefix / on=plain -> 10.0.0.1:8080 (httproute/web/r/0/0)"]
+    );
+    let refused = gateway_built(&route("elsewhere"));
+    assert_eq!(
+        refused.table.summary(),
+        ["x.all.com Prefix / on=plain -> (answers 500) (httproute/elsewhere/r/0/0)"]
+    );
+    assert_eq!(
+        problems(&refused).into_iter().filter(|p| p.contains("HTTPRoute")).collect::<Vec<_>>(),
+        ["UnresolvedRef HTTPRoute elsewhere/r spec.rules[0].backendRefs[0]"]
+    );
+}
