@@ -14,7 +14,7 @@ What it checks:
      (strict, Kubernetes 1.33.0; kinds it has no schema for, such as ServiceMonitor and
      PrometheusRule, are skipped), and each render has what its value asks for. The default render follows the binary's
      Kubernetes-mode interface (flags, downward-API env, ports, probes, drain grace, security).
-  3. charts/hawser/crds/ holds a byte-identical copy of crds/websocketroutes.hawser.dev.yaml, and
+  3. charts/hawser/crds/ holds byte-identical copies of crds/websocket{routes,policies}.hawser.dev.yaml, and
      every WebSocketRoute under manifests/examples/ and examples/ validates against the CRD's
      openAPIV3Schema (unknown fields rejected, as `kubectl apply` does); the other example
      documents validate with kubernetes-validate.
@@ -50,6 +50,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "hawser"
 CRD_NAME = "websocketroutes.hawser.dev.yaml"
+# Every CRD of hawser's own, copied into the chart's crds/.
+CRD_NAMES = [CRD_NAME, "websocketpolicies.hawser.dev.yaml"]
 INSTALL_YAML = ROOT / "manifests" / "install.yaml"
 EXAMPLE_DIRS = [ROOT / "manifests" / "examples", ROOT / "examples"]
 RBAC_FILE = CHART / "rbac-required.json"
@@ -510,9 +512,8 @@ EXPECTATIONS = {
 
 
 def check_crd_copy() -> list[str]:
-    source = (ROOT / "crds" / CRD_NAME).read_bytes()
-    copy = (CHART / "crds" / CRD_NAME).read_bytes()
-    return [] if source == copy else [f"charts/hawser/crds/{CRD_NAME} differs from crds/{CRD_NAME}"]
+    return [f"charts/hawser/crds/{name} differs from crds/{name}" for name in CRD_NAMES
+            if (ROOT / "crds" / name).read_bytes() != (CHART / "crds" / name).read_bytes()]
 
 
 def example_documents() -> list[tuple[str, dict]]:
@@ -734,7 +735,7 @@ def run_checks(helm: Helm) -> Results:
         results.check(f"{value}: kubernetes-validate", lambda: validate_documents(docs))
         results.check(f"{value}: rendered as asked", lambda: EXPECTATIONS[value](docs))
 
-    results.check(f"charts/hawser/crds/{CRD_NAME} is crds/{CRD_NAME}", check_crd_copy)
+    results.check("charts/hawser/crds/ holds copies of hawser's crds/", check_crd_copy)
     results.check("example WebSocketRoutes match the CRD schema", check_example_routes)
     results.check("other example documents: kubernetes-validate", check_example_builtins)
     results.check("manifests/install.yaml is the default render without a generated key", lambda: check_install_yaml(helm))
@@ -758,9 +759,10 @@ def run_checks(helm: Helm) -> Results:
 
 
 def update(helm: Helm) -> None:
-    shutil.copyfile(ROOT / "crds" / CRD_NAME, CHART / "crds" / CRD_NAME)
+    for name in CRD_NAMES:
+        shutil.copyfile(ROOT / "crds" / name, CHART / "crds" / name)
     INSTALL_YAML.write_text(INSTALL_HEADER + helm.render_text(*INSTALL_SETS))
-    print(f"wrote charts/hawser/crds/{CRD_NAME} and {INSTALL_YAML.relative_to(ROOT)}")
+    print(f"wrote charts/hawser/crds/ and {INSTALL_YAML.relative_to(ROOT)}")
 
 
 def main() -> int:

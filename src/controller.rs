@@ -259,6 +259,7 @@ async fn crds_served(client: &Client) -> Result<Served, kube::Error> {
     let has = |resources: &[String], name: &str| resources.iter().any(|r| r == name);
     Ok(Served {
         websocket_routes: has(&hawser, "websocketroutes"),
+        websocket_policies: has(&hawser, "websocketpolicies"),
         gateway_api: ["gatewayclasses", "gateways", "httproutes"].iter().all(|r| has(&gateway, r)),
         reference_grants: has(&gateway, "referencegrants"),
     })

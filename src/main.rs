@@ -49,7 +49,7 @@ fn runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Run
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Crd => print!("{}", hawser::crd::crd_yaml()),
+        Command::Crd => print!("{}{}", hawser::crd::crd_yaml(), hawser::crd::policy_crd_yaml()),
         Command::Rbac => print!("{}", hawser::rbac::json()),
         Command::Check(args) => check(&args),
         Command::Migrate(args) => migrate(&args).await?,

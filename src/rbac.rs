@@ -54,6 +54,13 @@ pub const RULES: &[Rule] = &[
         verbs: WRITE_STATUS,
         scope: Scope::Cluster,
     },
+    Rule { api_group: "hawser.dev", resource: "websocketpolicies", verbs: READ, scope: Scope::Cluster },
+    Rule {
+        api_group: "hawser.dev",
+        resource: "websocketpolicies/status",
+        verbs: WRITE_STATUS,
+        scope: Scope::Cluster,
+    },
     Rule { api_group: GATEWAY, resource: "gatewayclasses", verbs: READ, scope: Scope::Cluster },
     Rule {
         api_group: GATEWAY,

@@ -1,5 +1,5 @@
 //! An immutable, indexed view of every input the build reads: Ingresses, IngressClasses,
-//! WebSocketRoutes, the Gateway API's GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants,
+//! WebSocketRoutes, WebSocketPolicies, the Gateway API's GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants,
 //! Namespaces, Services, EndpointSlices and Secrets. Sources (a manifests directory, the
 //! Kubernetes watch) produce [`Object`]s, which share their content (`Arc`): a snapshot costs an
 //! index, never a copy of the objects, and an object that did not change is the same `Arc` in
@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 
-use crate::crd::WebSocketRoute;
+use crate::crd::{WebSocketPolicy, WebSocketRoute};
 use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
 /// Label that ties an EndpointSlice to its Service.
@@ -31,6 +31,8 @@ pub enum Object {
     IngressClass(Arc<IngressClass>),
     /// `hawser.dev/v1alpha1` WebSocketRoute.
     WebSocketRoute(Arc<WebSocketRoute>),
+    /// `hawser.dev/v1alpha1` WebSocketPolicy.
+    WebSocketPolicy(Arc<WebSocketPolicy>),
     /// `v1` Service.
     Service(Arc<Service>),
     /// `discovery.k8s.io/v1` EndpointSlice.
@@ -61,6 +63,7 @@ impl Object {
                 serde_json::from_value(value).map(|o| Self::IngressClass(Arc::new(o)))
             }
             ("hawser.dev/v1alpha1", "WebSocketRoute") => namespaced(value).map(Self::WebSocketRoute),
+            ("hawser.dev/v1alpha1", "WebSocketPolicy") => namespaced(value).map(Self::WebSocketPolicy),
             ("v1", "Service") => namespaced(value).map(Self::Service),
             ("discovery.k8s.io/v1", "EndpointSlice") => namespaced(value).map(Self::EndpointSlice),
             ("v1", "Secret") => namespaced(value).map(Self::Secret),
@@ -84,6 +87,7 @@ impl Object {
             (Self::Ingress(a), Self::Ingress(b)) => Arc::ptr_eq(a, b),
             (Self::IngressClass(a), Self::IngressClass(b)) => Arc::ptr_eq(a, b),
             (Self::WebSocketRoute(a), Self::WebSocketRoute(b)) => Arc::ptr_eq(a, b),
+            (Self::WebSocketPolicy(a), Self::WebSocketPolicy(b)) => Arc::ptr_eq(a, b),
             (Self::Service(a), Self::Service(b)) => Arc::ptr_eq(a, b),
             (Self::EndpointSlice(a), Self::EndpointSlice(b)) => Arc::ptr_eq(a, b),
             (Self::Secret(a), Self::Secret(b)) => Arc::ptr_eq(a, b),
@@ -102,6 +106,7 @@ impl Object {
             Self::Ingress(o) => ("Ingress", o.namespace(), o.name_any()),
             Self::IngressClass(o) => ("IngressClass", None, o.name_any()),
             Self::WebSocketRoute(o) => ("WebSocketRoute", o.namespace(), o.name_any()),
+            Self::WebSocketPolicy(o) => ("WebSocketPolicy", o.namespace(), o.name_any()),
             Self::Service(o) => ("Service", o.namespace(), o.name_any()),
             Self::EndpointSlice(o) => ("EndpointSlice", o.namespace(), o.name_any()),
             Self::Secret(o) => ("Secret", o.namespace(), o.name_any()),
@@ -162,6 +167,9 @@ pub struct Snapshot {
     gateways: ByName<Arc<Gateway>>,
     /// HTTPRoutes, in the order given.
     pub http_routes: Vec<Arc<HttpRoute>>,
+    http_routes_by_name: ByName<Arc<HttpRoute>>,
+    /// WebSocketPolicies by namespace.
+    policies: HashMap<String, Vec<Arc<WebSocketPolicy>>>,
     /// ReferenceGrants by the namespace they grant access to.
     grants: HashMap<String, Vec<Arc<ReferenceGrant>>>,
 }
@@ -200,7 +208,14 @@ impl Snapshot {
             Object::Gateway(o) => {
                 in_namespace(&mut self.gateways, &*o).insert(o.name_any(), o);
             }
-            Object::HttpRoute(o) => self.http_routes.push(o),
+            Object::HttpRoute(o) => {
+                in_namespace(&mut self.http_routes_by_name, &*o).insert(o.name_any(), o.clone());
+                self.http_routes.push(o);
+            }
+            Object::WebSocketPolicy(o) => {
+                let namespace = o.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+                self.policies.entry(namespace).or_default().push(o);
+            }
             Object::ReferenceGrant(o) => {
                 let namespace = o.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
                 self.grants.entry(namespace).or_default().push(o);
@@ -226,6 +241,21 @@ impl Snapshot {
     /// Every Gateway, in no particular order.
     pub fn gateways(&self) -> impl Iterator<Item = &Arc<Gateway>> {
         self.gateways.values().flat_map(HashMap::values)
+    }
+
+    /// The HTTPRoute `namespace/name`.
+    pub fn http_route(&self, namespace: &str, name: &str) -> Option<&Arc<HttpRoute>> {
+        self.http_routes_by_name.get(namespace)?.get(name)
+    }
+
+    /// The WebSocketPolicies in `namespace`.
+    pub fn websocket_policies(&self, namespace: &str) -> &[Arc<WebSocketPolicy>] {
+        self.policies.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every WebSocketPolicy.
+    pub fn all_websocket_policies(&self) -> impl Iterator<Item = &Arc<WebSocketPolicy>> {
+        self.policies.values().flatten()
     }
 
     /// The ReferenceGrants in `namespace` (which grant access to its objects).

@@ -482,6 +482,7 @@ fn gateway_api_crds() -> Vec<Value> {
 
 const GATEWAYS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways";
 const HTTP_ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes";
+const POLICIES: &str = "/apis/hawser.dev/v1alpha1/namespaces/default/websocketpolicies";
 
 fn condition<'v>(conditions: &'v Value, type_: &str) -> (&'v str, &'v str) {
     let found = conditions.as_array().and_then(|c| c.iter().find(|c| c["type"] == type_));
@@ -497,7 +498,8 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     let api_addr = apiserver.addr;
     create(api_addr, SERVICES, service("a")).await;
     create(api_addr, SLICES, slice("a", a.addr)).await;
-    for crd in gateway_api_crds() {
+    let policy_crd: Value = serde_yaml_ng::from_str(&hawser::crd::policy_crd_yaml()).unwrap();
+    for crd in gateway_api_crds().into_iter().chain([policy_crd]) {
         create(api_addr, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).await;
     }
     let class = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "hawser"},
@@ -515,6 +517,11 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     };
     create(api_addr, HTTP_ROUTES, http_route("web", "http")).await;
     create(api_addr, HTTP_ROUTES, http_route("lost", "nope")).await;
+    let policy = json!({"apiVersion": "hawser.dev/v1alpha1", "kind": "WebSocketPolicy", "metadata": {"name": "ws"},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "web"},
+                                {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "gone"}],
+                 "idleTimeout": "2h"}});
+    create(api_addr, POLICIES, policy).await;
 
     let config = kubeconfig(&dir, api_addr);
     let hawser = start_hawser(&config, "hawser-1");
@@ -525,6 +532,7 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     let status = |path: String| async move { api(api_addr, "GET", &path, None).await.1["status"].clone() };
     until("the status is written", || async {
         status(format!("{HTTP_ROUTES}/lost")).await["parents"].as_array().is_some_and(|p| !p.is_empty())
+            && status(format!("{POLICIES}/ws")).await["ancestors"].as_array().is_some_and(|a| a.len() == 2)
     })
     .await;
     let class = status("/apis/gateway.networking.k8s.io/v1/gatewayclasses/hawser".into()).await;
@@ -555,4 +563,14 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     assert_eq!(condition(&parent["conditions"], "ResolvedRefs"), ("True", "ResolvedRefs"));
     let lost = status(format!("{HTTP_ROUTES}/lost")).await;
     assert_eq!(condition(&lost["parents"][0]["conditions"], "Accepted"), ("False", "NoMatchingParent"));
+
+    let policy = status(format!("{POLICIES}/ws")).await;
+    let ancestors = policy["ancestors"].as_array().unwrap();
+    assert_eq!(
+        ancestors[0]["ancestorRef"],
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "default", "name": "gw"})
+    );
+    assert_eq!(condition(&ancestors[0]["conditions"], "Accepted"), ("True", "Accepted"));
+    assert_eq!(ancestors[1]["ancestorRef"]["name"], "gone");
+    assert_eq!(condition(&ancestors[1]["conditions"], "Accepted"), ("False", "TargetNotFound"));
 }

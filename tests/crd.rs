@@ -1,4 +1,5 @@
-//! The WebSocketRoute CRD: the committed file is what the Rust types generate, and its schema
+//! The WebSocketRoute and WebSocketPolicy CRDs: the committed files are what the Rust types
+//! generate; the WebSocketRoute CRD's schema
 //! (structure and CEL rules, evaluated here without an API server) accepts good routes and
 //! rejects bad ones with the message a user would see.
 #![allow(clippy::unwrap_used)]
@@ -14,7 +15,29 @@ fn committed_crd_matches_the_rust_types() {
         std::fs::write(COMMITTED, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(COMMITTED).unwrap();
-    assert!(committed == generated, "{COMMITTED} is stale: run `cargo run -- crd > {COMMITTED}`");
+    assert!(committed == generated, "{COMMITTED} is stale: run `HAWSER_UPDATE_CRD=1 cargo test --test crd`");
+}
+
+#[test]
+fn committed_policy_crd_matches_the_rust_types() {
+    const POLICY: &str = "crds/websocketpolicies.hawser.dev.yaml";
+    let generated = hawser::crd::policy_crd_yaml();
+    if std::env::var_os("HAWSER_UPDATE_CRD").is_some() {
+        std::fs::write(POLICY, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(POLICY).unwrap();
+    assert!(committed == generated, "{POLICY} is stale: run `HAWSER_UPDATE_CRD=1 cargo test --test crd`");
+    let crd: Value = serde_yaml_ng::from_str(&generated).unwrap();
+    assert_eq!(crd["metadata"]["name"], "websocketpolicies.hawser.dev");
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["wsp"]));
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(spec["required"], json!(["targetRefs"]));
+    for setting in ["idleTimeout", "pingInterval", "maxMessageBytes", "allowedOrigins", "sessionAffinity"] {
+        assert!(
+            spec["properties"][setting].is_object(),
+            "the policy reads {setting} as a WebSocketRoute rule does"
+        );
+    }
 }
 
 #[test]

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::process::{ANY_PORTS, Process};
-use common::tls::{cert, secret_yaml, tls_connect};
+use common::tls::{cert, presented, secret_yaml, tls_connect};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use hawser::echo::SeenRequest;
@@ -167,6 +167,8 @@ struct Suite {
     hawser: Process,
     _backends: Vec<Server>,
     dir: PathBuf,
+    /// The HTTPS listeners' certificate (`tls-validity-checks-certificate`).
+    certificate: rustls::pki_types::CertificateDer<'static>,
 }
 
 /// A request of a test case: method, `Host`, path with query, headers.
@@ -218,7 +220,7 @@ impl Suite {
             Process::start(&[&["run"][..], &ANY_PORTS, &["--manifests", dir.to_str().unwrap()]].concat(), 3);
         let admin = hawser.addr("admin");
         eventually_async(|| async { get(admin, "admin", "/readyz").await.0 == StatusCode::OK }).await;
-        Self { hawser, _backends: backends, dir }
+        Self { hawser, _backends: backends, dir, certificate: certificate.der }
     }
 
     fn proxy(&self) -> SocketAddr {
@@ -1472,6 +1474,10 @@ async fn http_route_https_listener() {
         let (status, _, body) = suite.send_tls(host, "/").await;
         let got = if status == StatusCode::OK { Ok(seen(&body).name) } else { Err(status.as_u16()) };
         assert_eq!(got, want.map(str::to_owned), "GET https://{host}/");
+        // The listener's certificate (upstream checks it with the suite's CA), even for the
+        // listener without a hostname, whose certificate is served for names no other has.
+        let stream = tls_connect(suite.hawser.addr("proxy-tls"), host, &[b"http/1.1"]).await;
+        assert_eq!(presented(&stream), suite.certificate, "certificate for {host}");
     }
 }
 

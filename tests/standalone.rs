@@ -250,3 +250,47 @@ async fn a_hundred_gateway_api_changes_close_no_tunnel() {
         assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))), "a clean close after the changes");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_policy_sets_an_http_routes_websockets() {
+    let a = echo("a").await;
+    let dir = tempdir();
+    write(&dir, "services.yaml", &service_yaml("a", a.addr));
+    write(&dir, "gateway.yaml", &gateway(0));
+    write(
+        &dir,
+        "chat.yaml",
+        &chat_http_route(0).replace("  rules:\n  - matches", "  rules:\n  - name: ws\n    matches"),
+    );
+    let policy = "apiVersion: hawser.dev/v1alpha1\nkind: WebSocketPolicy\nmetadata: {name: chat}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat, sectionName: ws}]\n  allowedOrigins: [\"https://ok.test\"]\n  maxMessageBytes: 16\n";
+    write(&dir, "policy.yaml", policy);
+    let hawser =
+        Process::start(&[&["run"][..], &ANY_PORTS, &["--manifests", dir.to_str().unwrap()]].concat(), 3);
+    let proxy = hawser.addr("proxy");
+    eventually_async(|| async { get(proxy, "ws.test", "/ws").await.0 == StatusCode::OK }).await;
+
+    let refused = ws_refused(proxy, "ws.test", "/ws", &[("origin", "https://evil.test")]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "the policy's Origin allow-list");
+    let (mut ws, _) = ws_connect(proxy, "ws.test", "/ws", &[("origin", "https://ok.test")]).await.unwrap();
+    ws.send(Message::text("small")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("small"));
+    ws.send(Message::text("x".repeat(100))).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(message) = ws.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, Some(1009), "the policy's message limit");
+
+    // Without the policy, the route is the Ingress-like default: any Origin, no limit.
+    std::fs::remove_file(dir.join("policy.yaml")).unwrap();
+    eventually_async(|| async {
+        ws_connect(proxy, "ws.test", "/ws", &[("origin", "https://evil.test")]).await.is_ok()
+    })
+    .await;
+}

@@ -9,8 +9,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod rule_slot;
+mod settings;
+mod websocket_policy;
 
 pub use rule_slot::RuleSlot;
+pub use settings::ConnectionSettings;
+pub use websocket_policy::{
+    AncestorRef, PolicyAncestorStatus, PolicyStatus, PolicyTargetRef, WebSocketPolicy, WebSocketPolicySpec,
+};
 
 /// Go-style durations as users write them in Kubernetes: `90s`, `1h`, `1h30m`, `500ms`, `0s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
@@ -77,36 +83,6 @@ pub struct RouteRule {
     /// Services that receive the connections, by weight. At least one.
     #[schemars(length(min = 1))]
     pub backends: Vec<BackendRef>,
-    /// Close a connection after this long without a byte in either direction. Default `1h`;
-    /// `0s` never closes an idle connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub idle_timeout: Option<String>,
-    /// Connect plus the backend's `101` (or other answer) must take no longer. Default `10s`; more than
-    /// `0s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
-    pub handshake_timeout: Option<String>,
-    /// A plain request (not an upgrade) must get its response head within this, connects and
-    /// retries included. Long-polling transports (socket.io, SignalR) hold requests open up to
-    /// their ping interval. Default `60s`; more than `0s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
-    pub response_timeout: Option<String>,
-    /// Close a connection this long after it opened, busy or not. Default `0s`: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub max_connection_duration: Option<String>,
-    /// How new connections are spread over the endpoints. Default `RoundRobin`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load_balancing: Option<LoadBalancingSpec>,
-    /// Browser Origins allowed to connect (`https://app.example.com`, `https://*.example.com`,
-    /// `*`). Empty: any. Protects against cross-site WebSocket hijacking.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_origins: Vec<String>,
-    /// Client CIDRs allowed to connect. Empty: any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub source_ranges: Vec<String>,
     /// `HTTP` (default) or `HTTPS` to every backend of the rule. HTTPS sends the first backend
     /// Service's DNS name (`NAME.NAMESPACE.svc`) as SNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,51 +91,9 @@ pub struct RouteRule {
     /// certificate must name the Service's DNS name). Unset: backend certificates are not verified.
     #[serde(default, rename = "backendCASecret", skip_serializing_if = "Option::is_none")]
     pub backend_ca_secret: Option<String>,
-    /// Open connections allowed on this rule, per hawser replica; more get 503.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub max_connections: Option<u32>,
-    /// Open connections allowed per client IP on this rule, per replica; more get 503.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub max_connections_per_client: Option<u32>,
-    /// Ping a side of a WebSocket after it has sent nothing for this long; a side that then
-    /// answers nothing within `pingTimeout` is dead and the other side gets 1001. Pings keep
-    /// cloud load balancers from cutting quiet connections. Default `30s`; `0s` turns them off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub ping_interval: Option<String>,
-    /// How long a pinged side has to answer. Default `30s`; more than `0s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = POSITIVE_DURATION_PATTERN))]
-    pub ping_timeout: Option<String>,
-    /// The largest WebSocket message (all its fragments, as on the wire) either side may send;
-    /// a larger one closes the connection with 1009 to the sender. Default: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub max_message_bytes: Option<u64>,
-    /// Spread connections again after endpoints join: tunnels on an endpoint holding more than
-    /// `maxSkew` times the mean are closed with 1012, at most `closesPerSecond`, until the spread
-    /// is within the skew. Default: off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rebalance: Option<RebalanceSpec>,
-    /// `Upgrade` protocols tunnelled besides `websocket` (tokens such as `foo` or `foo/2`).
-    /// Default: none; any other upgrade is forwarded as a plain request. `h2c` is never
-    /// tunnelled.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_upgrades: Vec<String>,
-    /// Keep each client on one endpoint with a cookie hawser issues: what socket.io, SignalR and
-    /// SockJS need when their clients start with HTTP long-polling. Default: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_affinity: Option<SessionAffinitySpec>,
-    /// Requests on this rule (handshakes included) per client IP, per hawser replica; past it
-    /// `503` (or `429` with `--rate-limited-status 429`). Default: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimitSpec>,
-    /// The same for WebSocket handshakes only: it stops one client's reconnect loop without
-    /// counting its long-polling requests. Default: unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handshake_rate_limit: Option<RateLimitSpec>,
+    /// The policy of the rule's connections.
+    #[serde(flatten)]
+    pub settings: ConnectionSettings,
 }
 
 /// A request rate per client IP.
@@ -368,8 +302,22 @@ pub struct WebSocketRouteStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// The CRD as YAML, exactly as committed in `crds/websocketroutes.hawser.dev.yaml`.
+/// The WebSocketRoute CRD as YAML, exactly as committed in
+/// `crds/websocketroutes.hawser.dev.yaml`.
 pub fn crd_yaml() -> String {
-    let yaml = serde_yaml_ng::to_string(&WebSocketRoute::crd()).unwrap_or_else(|e| format!("# {e}\n"));
-    format!("# Generated by `hawser crd` from src/crd/mod.rs. Do not edit.\n---\n{yaml}")
+    generated(WebSocketRoute::crd(), "src/crd/mod.rs")
+}
+
+/// The WebSocketPolicy CRD as YAML, exactly as committed in
+/// `crds/websocketpolicies.hawser.dev.yaml`.
+pub fn policy_crd_yaml() -> String {
+    generated(WebSocketPolicy::crd(), "src/crd/websocket_policy.rs")
+}
+
+fn generated(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    source: &str,
+) -> String {
+    let yaml = serde_yaml_ng::to_string(&crd).unwrap_or_else(|e| format!("# {e}\n"));
+    format!("# Generated by `hawser crd` from {source}. Do not edit.\n---\n{yaml}")
 }

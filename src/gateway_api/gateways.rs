@@ -281,6 +281,9 @@ pub enum GatewayAllowedListenersNamespacesFrom {
     Selector,
     Same,
     None,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Selector must be specified when From is set to "Selector". In that case,
@@ -589,6 +592,9 @@ pub enum GatewayListenersAllowedRoutesNamespacesFrom {
     All,
     Selector,
     Same,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Selector must be specified when From is set to "Selector". In that case,
@@ -741,6 +747,9 @@ pub struct GatewayListenersTlsCertificateRefs {
 pub enum GatewayListenersTlsMode {
     Terminate,
     Passthrough,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// TLS specifies frontend and backend tls configuration for entire gateway.
@@ -1004,6 +1013,9 @@ pub struct GatewayTlsFrontendDefaultValidationCaCertificateRefs {
 pub enum GatewayTlsFrontendDefaultValidationMode {
     AllowValidOnly,
     AllowInsecureFallback,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -1153,6 +1165,9 @@ pub struct GatewayTlsFrontendPerPortTlsValidationCaCertificateRefs {
 pub enum GatewayTlsFrontendPerPortTlsValidationMode {
     AllowValidOnly,
     AllowInsecureFallback,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Status defines the current state of Gateway.

@@ -1140,6 +1140,9 @@ pub struct HttpRouteRulesBackendRefsFiltersRequestRedirectPath {
 pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectPathType {
     ReplaceFullPath,
     ReplacePrefixMatch,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// RequestRedirect defines a schema for a filter that responds to the
@@ -1152,6 +1155,9 @@ pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectScheme {
     Http,
     #[serde(rename = "https")]
     Https,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// RequestRedirect defines a schema for a filter that responds to the
@@ -1170,6 +1176,9 @@ pub enum HttpRouteRulesBackendRefsFiltersRequestRedirectStatusCode {
     r#_307,
     #[serde(rename = "308")]
     r#_308,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// ResponseHeaderModifier defines a schema for a filter that modifies response
@@ -1283,6 +1292,9 @@ pub enum HttpRouteRulesBackendRefsFiltersType {
     ExtensionRef,
     #[serde(rename = "CORS")]
     Cors,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// URLRewrite defines a schema for a filter that modifies a request during forwarding.
@@ -1350,6 +1362,9 @@ pub struct HttpRouteRulesBackendRefsFiltersUrlRewritePath {
 pub enum HttpRouteRulesBackendRefsFiltersUrlRewritePathType {
     ReplaceFullPath,
     ReplacePrefixMatch,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// HTTPRouteFilter defines processing steps that must be completed during the
@@ -2037,6 +2052,9 @@ pub struct HttpRouteRulesFiltersRequestRedirectPath {
 pub enum HttpRouteRulesFiltersRequestRedirectPathType {
     ReplaceFullPath,
     ReplacePrefixMatch,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// RequestRedirect defines a schema for a filter that responds to the
@@ -2049,6 +2067,9 @@ pub enum HttpRouteRulesFiltersRequestRedirectScheme {
     Http,
     #[serde(rename = "https")]
     Https,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// RequestRedirect defines a schema for a filter that responds to the
@@ -2067,6 +2088,9 @@ pub enum HttpRouteRulesFiltersRequestRedirectStatusCode {
     r#_307,
     #[serde(rename = "308")]
     r#_308,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// ResponseHeaderModifier defines a schema for a filter that modifies response
@@ -2180,6 +2204,9 @@ pub enum HttpRouteRulesFiltersType {
     ExtensionRef,
     #[serde(rename = "CORS")]
     Cors,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// URLRewrite defines a schema for a filter that modifies a request during forwarding.
@@ -2247,6 +2274,9 @@ pub struct HttpRouteRulesFiltersUrlRewritePath {
 pub enum HttpRouteRulesFiltersUrlRewritePathType {
     ReplaceFullPath,
     ReplacePrefixMatch,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// HTTPRouteMatch defines the predicate used to match requests to a given
@@ -2334,6 +2364,9 @@ pub struct HttpRouteRulesMatchesHeaders {
 pub enum HttpRouteRulesMatchesHeadersType {
     Exact,
     RegularExpression,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// HTTPRouteMatch defines the predicate used to match requests to a given
@@ -2373,6 +2406,9 @@ pub enum HttpRouteRulesMatchesMethod {
     Trace,
     #[serde(rename = "PATCH")]
     Patch,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Path specifies a HTTP request path matcher. If this field is not
@@ -2398,6 +2434,9 @@ pub enum HttpRouteRulesMatchesPathType {
     Exact,
     PathPrefix,
     RegularExpression,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// HTTPQueryParamMatch describes how to select a HTTP route by matching HTTP
@@ -2444,6 +2483,9 @@ pub struct HttpRouteRulesMatchesQueryParams {
 pub enum HttpRouteRulesMatchesQueryParamsType {
     Exact,
     RegularExpression,
+    /// A value this version does not list (a newer or Experimental-channel one).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Timeouts defines the timeouts that can be configured for an HTTP request.

@@ -1,8 +1,9 @@
 //! Gateway API v1.5.1 (Standard channel) types: GatewayClass, Gateway, HTTPRoute (`HttpRoute`) and
-//! ReferenceGrant, generated from the upstream CRDs in `crds/gateway-api/` with
-//! `kopium --api-version v1 --schema=derived --derive=PartialEq --docs -f <crd>`
-//! and not edited. (The `gateway-api` crate follows an older kube.) A test below checks that
-//! every field of the CRDs is a field of these types and nothing else is.
+//! ReferenceGrant, generated from the upstream CRDs in `crds/gateway-api/` by
+//! `crds/gateway-api/regenerate.py` (kopium, plus an `Unknown` variant on every enum so that one
+//! object with a value this version does not know cannot fail a whole list) and not edited.
+//! (The `gateway-api` crate follows an older kube.) Tests below check that every field of the
+//! CRDs is a field of these types and nothing else is, and that unknown values read as `Unknown`.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
@@ -67,6 +68,26 @@ mod tests {
 
     fn upstream(yaml: &str) -> Value {
         serde_yaml_ng::from_str(yaml).expect("upstream CRD")
+    }
+
+    #[test]
+    fn values_this_version_does_not_know_read_as_unknown() {
+        use httproutes::{HttpRouteRulesFiltersType, HttpRouteRulesMatchesPathType};
+        let route: HttpRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"},
+            "spec": {"rules": [{"matches": [{"path": {"type": "Glob", "value": "/*"}}],
+                                "filters": [{"type": "ExternalAuth", "externalAuth": {}}]}]}
+        }))
+        .expect("an HTTPRoute from a newer or Experimental-channel CRD");
+        let rule = &route.spec.rules.as_deref().expect("rules")[0];
+        let filter = &rule.filters.as_deref().expect("filters")[0];
+        assert_eq!(filter.r#type, HttpRouteRulesFiltersType::Unknown);
+        let path = rule.matches.as_deref().expect("matches")[0].path.as_ref().expect("path");
+        assert_eq!(path.r#type, Some(HttpRouteRulesMatchesPathType::Unknown));
+        for source in [include_str!("gateways.rs"), include_str!("httproutes.rs")] {
+            let enums = source.matches("pub enum ").count();
+            assert_eq!(source.matches("#[serde(other)]").count(), enums, "every enum has Unknown");
+        }
     }
 
     #[test]

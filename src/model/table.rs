@@ -314,13 +314,15 @@ impl RoutingTable {
     /// exact name, the one-label wildcard, Gateway wildcards from the longest suffix, the
     /// catch-all.
     fn host_patterns<'s>(&'s self, host: &'s str) -> impl Iterator<Item = usize> + 's {
-        let one_label = wildcard_suffix(host);
-        let subdomains = std::iter::successors(one_label, |suffix| wildcard_suffix(suffix))
-            .take_while(|_| !self.subdomains.is_empty())
+        // Lazy: an exact hit (most requests) costs one lookup.
+        let one_label = || wildcard_suffix(host);
+        let exact = std::iter::once_with(|| self.exact.get(host)).flatten();
+        let wildcard = std::iter::once_with(move || one_label().and_then(|s| self.wildcard.get(s))).flatten();
+        let subdomains = std::iter::once_with(one_label)
+            .filter(|_| !self.subdomains.is_empty())
+            .flat_map(|first| std::iter::successors(first, |suffix| wildcard_suffix(suffix)))
             .filter_map(|suffix| self.subdomains.get(suffix));
-        let exact = self.exact.get(host);
-        let wildcard = one_label.and_then(|suffix| self.wildcard.get(suffix));
-        exact.into_iter().chain(wildcard).chain(subdomains).chain(self.any.as_ref()).copied()
+        exact.chain(wildcard).chain(subdomains).chain(self.any.as_ref()).copied()
     }
 }
 
@@ -348,12 +350,11 @@ fn summary_line(host: &HostMatch, route: &Route) -> String {
             |e| if e.weight == unit { e.addr.to_string() } else { format!("{}*{}", e.addr, e.weight / unit) },
         )
         .collect();
-    let targets = match () {
+    let rewrites = &route.policy.rewrites;
+    let targets = match (rewrites.status, &rewrites.request_redirect) {
         _ if route.policy.refused => "(refused: 503)".to_owned(),
-        _ if route.policy.rewrites.status.is_some() => {
-            format!("(answers {})", route.policy.rewrites.status.unwrap_or_default())
-        }
-        _ if route.policy.rewrites.request_redirect.is_some() => "(redirects)".to_owned(),
+        (Some(status), _) => format!("(answers {status})"),
+        (None, Some(_)) => "(redirects)".to_owned(),
         _ if targets.is_empty() => "(no ready endpoint)".to_owned(),
         _ => targets.join(", "),
     };

@@ -128,7 +128,8 @@ impl Proxy {
         let facts = RequestFacts {
             path: req.uri().path(),
             query: req.uri().query(),
-            method: req.method().as_str(),
+            // An RFC 8441 WebSocket is the HTTP/1.1 handshake's GET, whatever its CONNECT says.
+            method: if outcome.upgrade == Some(Handshake::Http2) { "GET" } else { req.method().as_str() },
             tls: client.scheme == "https",
             header: |name: &str| headers.get(name).and_then(|v| v.to_str().ok()),
         };

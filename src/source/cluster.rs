@@ -12,7 +12,7 @@
 //! `type=Opaque` (htpasswd files for basic auth, `kubectl create secret generic`); Helm
 //! releases, service-account tokens and other types are never read.
 //!
-//! WebSocketRoutes and the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+//! WebSocketRoutes, WebSocketPolicies and the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
 //! with Namespaces for `allowedRoutes` selectors) are watched only while their CRDs are served:
 //! the watches start when the CRDs appear and stop when they go ([`Watches::follow_crds`]).
 
@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::crd::WebSocketRoute;
+use crate::crd::{WebSocketPolicy, WebSocketRoute};
 use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::metrics::Metrics;
 use crate::snapshot::{Object, Snapshot};
@@ -45,6 +45,8 @@ pub struct ClusterInputs {
     classes: Store<IngressClass>,
     /// While the WebSocketRoute CRD is served ([`Watches::follow_crds`]).
     routes: RwLock<Option<Store<WebSocketRoute>>>,
+    /// While the WebSocketPolicy CRD is served.
+    policies: RwLock<Option<Store<WebSocketPolicy>>>,
     /// While the Gateway API CRDs are served.
     gateway_api: RwLock<Option<GatewayApiStores>>,
     services: Store<Service>,
@@ -69,6 +71,8 @@ pub struct GatewayApiStores {
 pub struct Served {
     /// `websocketroutes.hawser.dev`.
     pub websocket_routes: bool,
+    /// `websocketpolicies.hawser.dev`.
+    pub websocket_policies: bool,
     /// GatewayClass, Gateway and HTTPRoute `v1`.
     pub gateway_api: bool,
     /// ReferenceGrant `v1`.
@@ -86,6 +90,8 @@ pub struct Watches {
     tasks: JoinSet<()>,
     /// The WebSocketRoute watch, while the CRD is served.
     routes_task: Option<AbortHandle>,
+    /// The WebSocketPolicy watch, while the CRD is served.
+    policies_task: Option<AbortHandle>,
     /// The Gateway API watches, while the CRDs are served.
     gateway_tasks: Vec<AbortHandle>,
     apis: OptionalApis,
@@ -99,6 +105,7 @@ pub struct Watches {
 #[derive(Debug)]
 struct OptionalApis {
     routes: Api<WebSocketRoute>,
+    policies: Api<WebSocketPolicy>,
     classes: Api<GatewayClass>,
     gateways: Api<Gateway>,
     http_routes: Api<HttpRoute>,
@@ -132,17 +139,28 @@ pub fn start(client: &Client, scope: &Scope, metrics: &Arc<Metrics>) -> Watches 
     let secrets = reflect(namespaced(client, ns), tls_only, &tx, metrics, &mut spawn);
     let opaque_only = plain.fields("type=Opaque");
     let opaque_secrets = reflect(namespaced(client, ns), opaque_only, &tx, metrics, &mut spawn);
-    let (routes, gateway_api) = (RwLock::new(None), RwLock::new(None));
-    let inputs =
-        ClusterInputs { ingresses, classes, routes, gateway_api, services, slices, secrets, opaque_secrets };
+    let (routes, policies, gateway_api) = (RwLock::new(None), RwLock::new(None), RwLock::new(None));
+    let inputs = ClusterInputs {
+        ingresses,
+        classes,
+        routes,
+        policies,
+        gateway_api,
+        services,
+        slices,
+        secrets,
+        opaque_secrets,
+    };
     let mut watches = Watches {
         inputs: Arc::new(inputs),
         changes,
         tasks,
         routes_task: None,
+        policies_task: None,
         gateway_tasks: Vec::new(),
         apis: OptionalApis {
             routes: namespaced(client, ns),
+            policies: namespaced(client, ns),
             classes: Api::all(client.clone()),
             gateways: namespaced(client, ns),
             http_routes: namespaced(client, ns),
@@ -164,8 +182,15 @@ impl Watches {
         if served == self.served {
             return false;
         }
+        let inputs = self.inputs.clone();
         if served.websocket_routes != self.served.websocket_routes {
-            self.follow_routes(served.websocket_routes);
+            abort(self.routes_task.take());
+            self.routes_task = self.follow(&inputs.routes, self.apis.routes.clone(), served.websocket_routes);
+        }
+        if served.websocket_policies != self.served.websocket_policies {
+            abort(self.policies_task.take());
+            let api = self.apis.policies.clone();
+            self.policies_task = self.follow(&inputs.policies, api, served.websocket_policies);
         }
         if (served.gateway_api, served.reference_grants)
             != (self.served.gateway_api, self.served.reference_grants)
@@ -178,20 +203,21 @@ impl Watches {
         true
     }
 
-    fn follow_routes(&mut self, served: bool) {
-        let mut routes = self.inputs.routes.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(task) = self.routes_task.take() {
-            task.abort();
+    /// Empties `slot` and, when `served`, fills it with a new watch of `api`; the new watch's
+    /// task.
+    fn follow<K>(&mut self, slot: &RwLock<Option<Store<K>>>, api: Api<K>, served: bool) -> Option<AbortHandle>
+    where
+        K: Resource<DynamicType = ()> + Relevant + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let mut store = slot.write().unwrap_or_else(PoisonError::into_inner);
+        *store = None;
+        if !served {
+            return None;
         }
-        *routes = None;
-        if served {
-            let api = self.apis.routes.clone();
-            let mut task = None;
-            let mut spawn = |future| task = Some(self.tasks.spawn(future));
-            *routes =
-                Some(reflect(api, watcher::Config::default(), &self.changed, &self.metrics, &mut spawn));
-            self.routes_task = task;
-        }
+        let mut task = None;
+        let mut spawn = |future| task = Some(self.tasks.spawn(future));
+        *store = Some(reflect(api, watcher::Config::default(), &self.changed, &self.metrics, &mut spawn));
+        task
     }
 
     fn follow_gateway_api(&mut self, served: Served) {
@@ -221,6 +247,12 @@ impl Watches {
     }
 }
 
+fn abort(task: Option<AbortHandle>) {
+    if let Some(task) = task {
+        task.abort();
+    }
+}
+
 fn namespaced<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -238,6 +270,9 @@ impl ClusterInputs {
         let _ = self.classes.wait_until_ready().await;
         if let Some(routes) = self.routes() {
             let _ = routes.wait_until_ready().await;
+        }
+        if let Some(policies) = self.policies() {
+            let _ = policies.wait_until_ready().await;
         }
         if let Some(gateway_api) = self.gateway_api() {
             let _ = gateway_api.classes.wait_until_ready().await;
@@ -262,6 +297,9 @@ impl ClusterInputs {
         if let Some(routes) = self.routes() {
             objects.extend(routes.state().into_iter().map(Object::WebSocketRoute));
         }
+        if let Some(policies) = self.policies() {
+            objects.extend(policies.state().into_iter().map(Object::WebSocketPolicy));
+        }
         if let Some(gateway_api) = self.gateway_api() {
             objects.extend(gateway_api.classes.state().into_iter().map(Object::GatewayClass));
             objects.extend(gateway_api.gateways.state().into_iter().map(Object::Gateway));
@@ -285,6 +323,11 @@ impl ClusterInputs {
     /// The WebSocketRoute store, while the CRD is served.
     pub fn routes(&self) -> Option<Store<WebSocketRoute>> {
         self.routes.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The WebSocketPolicy store, while the CRD is served.
+    pub fn policies(&self) -> Option<Store<WebSocketPolicy>> {
+        self.policies.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The Gateway API stores, while the CRDs are served.
@@ -344,6 +387,12 @@ pub trait Relevant {
 }
 
 impl Relevant for Ingress {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (self.metadata.generation, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for WebSocketPolicy {
     fn relevant(&self) -> impl Serialize + '_ {
         (self.metadata.generation, &self.metadata.annotations)
     }

@@ -76,13 +76,14 @@ pub fn route_statuses(served: &[ObjectRef], reports: &[Report]) -> BTreeMap<Obje
         .collect()
 }
 
-/// Warning Events to emit now: errors and warnings about Ingresses and WebSocketRoutes not
+/// Warning Events to emit now: errors and warnings about objects (not files or the default
+/// certificate) not
 /// emitted already (`emitted` remembers them; a finding that disappears is forgotten, so it is
 /// reported again if it comes back), at most [`MAX_EVENTS_PER_PASS`].
 pub fn new_events(reports: &[Report], emitted: &mut BTreeSet<Report>) -> Vec<Report> {
     let current: BTreeSet<&Report> = reports
         .iter()
-        .filter(|r| r.level() != Level::Info && matches!(r.object.kind, Kind::Ingress | Kind::WebSocketRoute))
+        .filter(|r| r.level() != Level::Info && !matches!(r.object.kind, Kind::Secret | Kind::File))
         .collect();
     emitted.retain(|r| current.contains(r));
     let fresh: Vec<Report> =

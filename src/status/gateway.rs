@@ -2,8 +2,9 @@
 //! its GatewayClasses `Accepted`; each served Gateway `Accepted` and `Programmed` with the
 //! published addresses, and per listener `Accepted`, `Programmed`, `ResolvedRefs`,
 //! `Conflicted`, its supported kinds and `attachedRoutes`; each HTTPRoute one `parents` entry
-//! per Gateway of hawser's it names, with `Accepted` and `ResolvedRefs`. Other controllers'
-//! `parents` entries are kept as they are. `lastTransitionTime` is kept while a condition's
+//! per Gateway of hawser's it names, with `Accepted` and `ResolvedRefs`; each WebSocketPolicy
+//! one `ancestors` entry per Gateway its targets attach to, with `Accepted`. Other
+//! controllers' entries are kept as they are. `lastTransitionTime` is kept while a condition's
 //! status stays the same, so an unchanged status is equal to the current one and not written.
 
 use std::collections::BTreeMap;
@@ -14,9 +15,11 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::condition::condition;
+use crate::crd::WebSocketPolicy;
 use crate::gateway_api::{GROUP, Gateway, GatewayClass, HttpRoute};
+use crate::model::NamespacedName;
 use crate::translate::conditions::RouteCondition;
-use crate::translate::facts::{GatewayFacts, ListenerFact, RouteFacts, Why};
+use crate::translate::facts::{GatewayFacts, ListenerFact, PolicyFacts, RouteFacts, Why};
 use crate::translate::{Facts, Kind, Level, ObjectRef, Report};
 
 /// The status of one of hawser's GatewayClasses.
@@ -132,21 +135,64 @@ fn listener_status(
     json!({"name": fact.name, "supportedKinds": kinds, "attachedRoutes": attached, "conditions": conditions})
 }
 
-/// How many routes attached to each listener of each Gateway, from every route's facts.
+/// How many routes attached to each listener, by Gateway, from every route's facts.
 pub fn attached_routes(
     facts: &BTreeMap<ObjectRef, std::sync::Arc<Facts>>,
-) -> BTreeMap<(String, String, String), usize> {
-    let mut counts = BTreeMap::new();
+) -> BTreeMap<NamespacedName, BTreeMap<String, usize>> {
+    let mut counts: BTreeMap<NamespacedName, BTreeMap<String, usize>> = BTreeMap::new();
     for route in facts.values() {
         let Facts::Route(route) = &**route else { continue };
         for parent in &route.parents {
             for listener in parent.attached.iter().flatten() {
-                let key = (parent.gateway.namespace.clone(), parent.gateway.name.clone(), listener.clone());
-                *counts.entry(key).or_default() += 1;
+                *counts.entry(parent.gateway.clone()).or_default().entry(listener.clone()).or_default() += 1;
             }
         }
     }
     counts
+}
+
+/// The `status.ancestors` of a WebSocketPolicy: per target, one entry per Gateway its route
+/// names (the target itself when it was not found), and other controllers' entries as they
+/// are.
+pub fn policy_ancestors(policy: &WebSocketPolicy, facts: &PolicyFacts, controller: &str) -> Value {
+    let generation = policy.metadata.generation;
+    let namespace = policy.namespace().unwrap_or_default();
+    let current = policy.status.as_ref().map(|s| s.ancestors.clone()).unwrap_or_default();
+    let mut ancestors: Vec<Value> = current
+        .iter()
+        .filter(|a| a.controller_name != controller)
+        .filter_map(|a| serde_json::to_value(a).ok())
+        .collect();
+    for fact in &facts.targets {
+        let Some(target) = policy.spec.target_refs.get(fact.index) else { continue };
+        let references: Vec<Value> = if fact.ancestors.is_empty() {
+            vec![
+                json!({"group": target.group, "kind": target.kind, "namespace": namespace, "name": target.name}),
+            ]
+        } else {
+            let gateway = |g: &NamespacedName| json!({"group": GROUP, "kind": "Gateway", "namespace": g.namespace, "name": g.name});
+            fact.ancestors.iter().map(gateway).collect()
+        };
+        let accepted = match &fact.accepted {
+            Ok(()) => met("Accepted", "Accepted", "the policy sets its target's connections".into()),
+            Err((reason, message)) => unmet("Accepted", reason, message.clone()),
+        };
+        for reference in references {
+            let previous = current
+                .iter()
+                .find(|a| {
+                    a.controller_name == controller
+                        && serde_json::to_value(&a.ancestor_ref).ok().as_ref() == Some(&reference)
+                })
+                .map(|a| a.conditions.clone())
+                .unwrap_or_default();
+            let conditions = [condition(&accepted, &previous, generation)];
+            ancestors.push(
+                json!({"ancestorRef": reference, "controllerName": controller, "conditions": conditions}),
+            );
+        }
+    }
+    json!({"ancestors": ancestors})
 }
 
 /// The `status.parents` of an HTTPRoute: one entry per Gateway of hawser's it names, and

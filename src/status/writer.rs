@@ -4,7 +4,7 @@
 //! stay small and readable); Events through kube-runtime's recorder (events.k8s.io/v1), which
 //! also folds repeats into series.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -18,8 +18,9 @@ use serde_json::json;
 use super::condition::{condition, truncate};
 use super::desired::{ingress_addresses, new_events, publish_addresses, route_statuses};
 use super::gateway;
-use crate::crd::WebSocketRoute;
+use crate::crd::{WebSocketPolicy, WebSocketRoute};
 use crate::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use crate::model::NamespacedName;
 use crate::source::cluster::ClusterInputs;
 use crate::translate::{BuildOutcome, Facts, Kind, ObjectRef, Report};
 
@@ -126,7 +127,8 @@ impl StatusWriter {
         }
     }
 
-    /// GatewayClass, Gateway and HTTPRoute status, written where it differs from the current.
+    /// GatewayClass, Gateway, HTTPRoute and WebSocketPolicy status, written where it differs
+    /// from the current.
     async fn gateway_api_status(&self, outcome: &BuildOutcome, inputs: &ClusterInputs) {
         let Some(stores) = inputs.gateway_api() else { return };
         let controller = self.gateway_controller.as_str();
@@ -138,30 +140,35 @@ impl StatusWriter {
         let service = self.published_service().await;
         let addresses = publish_addresses(&self.publish.addresses, service.as_ref());
         let attached = gateway::attached_routes(&outcome.facts);
+        let policies = inputs.policies();
         for (object, facts) in &outcome.facts {
-            let api_in = |namespace: &str| (self.client.clone(), namespace.to_owned());
+            let (name, namespace) = (object.name.as_str(), object.namespace.as_str());
             match &**facts {
                 Facts::Gateway(facts) => {
-                    let key = StoreRef::new(&object.name).within(&object.namespace);
-                    let Some(gateway) = stores.gateways.get(&key) else { continue };
-                    let listeners: BTreeMap<String, usize> = attached
-                        .iter()
-                        .filter(|((ns, name, _), _)| *ns == object.namespace && *name == object.name)
-                        .map(|((_, _, listener), n)| (listener.clone(), *n))
-                        .collect();
+                    let Some(gateway) = stores.gateways.get(&StoreRef::new(name).within(namespace)) else {
+                        continue;
+                    };
+                    let listeners =
+                        attached.get(&NamespacedName::new(namespace, name)).cloned().unwrap_or_default();
                     let wanted =
                         gateway::gateway_status(&gateway, facts, &listeners, &addresses, &outcome.reports);
-                    let (client, namespace) = api_in(&object.namespace);
-                    let api: Api<Gateway> = Api::namespaced(client, &namespace);
-                    self.patch_status(&api, &object.name, gateway.status.as_ref(), wanted).await;
+                    let api: Api<Gateway> = Api::namespaced(self.client.clone(), namespace);
+                    self.patch_status(&api, name, gateway.status.as_ref(), wanted).await;
                 }
                 Facts::Route(facts) => {
-                    let key = StoreRef::new(&object.name).within(&object.namespace);
-                    let Some(route) = stores.routes.get(&key) else { continue };
+                    let Some(route) = stores.routes.get(&StoreRef::new(name).within(namespace)) else {
+                        continue;
+                    };
                     let wanted = gateway::route_parents(&route, facts, controller);
-                    let (client, namespace) = api_in(&object.namespace);
-                    let api: Api<HttpRoute> = Api::namespaced(client, &namespace);
-                    self.patch_status(&api, &object.name, route.status.as_ref(), wanted).await;
+                    let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), namespace);
+                    self.patch_status(&api, name, route.status.as_ref(), wanted).await;
+                }
+                Facts::Policy(facts) => {
+                    let found = policies.as_ref().and_then(|p| p.get(&StoreRef::new(name).within(namespace)));
+                    let Some(policy) = found else { continue };
+                    let wanted = gateway::policy_ancestors(&policy, facts, controller);
+                    let api: Api<WebSocketPolicy> = Api::namespaced(self.client.clone(), namespace);
+                    self.patch_status(&api, name, policy.status.as_ref(), wanted).await;
                 }
             }
         }
@@ -199,8 +206,23 @@ impl StatusWriter {
                     .routes()
                     .and_then(|r| r.get(&StoreRef::new(&report.object.name).within(&report.object.namespace)))
                     .map(|o| o.object_ref(&())),
-                // Gateway API objects are not watched in cluster mode yet.
-                Kind::Gateway | Kind::HttpRoute | Kind::Secret | Kind::File => None,
+                Kind::WebSocketPolicy => inputs
+                    .policies()
+                    .and_then(|r| r.get(&StoreRef::new(&report.object.name).within(&report.object.namespace)))
+                    .map(|o| o.object_ref(&())),
+                Kind::Gateway => inputs
+                    .gateway_api()
+                    .and_then(|s| {
+                        s.gateways.get(&StoreRef::new(&report.object.name).within(&report.object.namespace))
+                    })
+                    .map(|o| o.object_ref(&())),
+                Kind::HttpRoute => inputs
+                    .gateway_api()
+                    .and_then(|s| {
+                        s.routes.get(&StoreRef::new(&report.object.name).within(&report.object.namespace))
+                    })
+                    .map(|o| o.object_ref(&())),
+                Kind::Secret | Kind::File => None,
             };
             let Some(reference) = reference else { continue };
             let event = Event {

@@ -65,8 +65,8 @@ pub fn assemble_host(
 /// order the table keeps among routes of equal precedence (Gateway API `HTTPRouteRule`).
 fn settle_routes(candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTreeMap<HostMatch, Vec<Route>> {
     let mut candidates: Vec<(usize, Candidate)> = candidates.into_iter().enumerate().collect();
-    candidates.sort_by(|(_, a), (_, b)| {
-        a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then_with(|| a.route.name.cmp(&b.route.name))
+    candidates.sort_by(|(a_order, a), (b_order, b)| {
+        a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then(a_order.cmp(b_order))
     });
     let mut hosts: BTreeMap<HostMatch, Vec<(usize, &Candidate)>> = BTreeMap::new();
     for group in candidates.chunk_by(|(_, a), (_, b)| a.key() == b.key()) {

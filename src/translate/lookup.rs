@@ -12,7 +12,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::gateway_api::{Gateway, GatewayClass, ReferenceGrant};
+use crate::crd::WebSocketPolicy;
+use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::model::NamespacedName as Key;
 use crate::snapshot::Snapshot;
 
@@ -97,6 +98,20 @@ impl<'a> Lookup<'a> {
         found
     }
 
+    /// The HTTPRoute `namespace/name`.
+    pub fn http_route(&self, namespace: &str, name: &str) -> Option<&'a HttpRoute> {
+        let found = self.snapshot.http_route(namespace, name);
+        self.record(Read::HttpRoute(key(namespace, name), found.cloned()));
+        found.map(|r| &**r)
+    }
+
+    /// The WebSocketPolicies in `namespace`.
+    pub fn websocket_policies(&self, namespace: &str) -> &'a [Arc<WebSocketPolicy>] {
+        let found = self.snapshot.websocket_policies(namespace);
+        self.record(Read::Policies(key(namespace, ""), found.to_vec()));
+        found
+    }
+
     fn secret_arc(&self, namespace: &str, name: &str) -> Option<&'a Arc<Secret>> {
         let found = self.snapshot.secret(namespace, name);
         self.record(Read::Secret(key(namespace, name), found.cloned()));
@@ -129,6 +144,8 @@ enum Read {
     GatewayClass(Key, Option<Arc<GatewayClass>>),
     Gateway(Key, Option<Arc<Gateway>>),
     Grants(Key, Vec<Arc<ReferenceGrant>>),
+    HttpRoute(Key, Option<Arc<HttpRoute>>),
+    Policies(Key, Vec<Arc<WebSocketPolicy>>),
 }
 
 impl Read {
@@ -141,6 +158,8 @@ impl Read {
             Self::GatewayClass(key, _) => (4, key),
             Self::Gateway(key, _) => (5, key),
             Self::Grants(key, _) => (6, key),
+            Self::HttpRoute(key, _) => (7, key),
+            Self::Policies(key, _) => (8, key),
         }
     }
 }
@@ -165,6 +184,12 @@ impl Reads {
                 same(snapshot.gateway(namespace, name), seen.as_ref())
             }
             Read::Grants(Key { namespace, .. }, seen) => same_all(snapshot.reference_grants(namespace), seen),
+            Read::HttpRoute(Key { namespace, name }, seen) => {
+                same(snapshot.http_route(namespace, name), seen.as_ref())
+            }
+            Read::Policies(Key { namespace, .. }, seen) => {
+                same_all(snapshot.websocket_policies(namespace), seen)
+            }
         })
     }
 }

@@ -29,6 +29,7 @@ mod ownership;
 pub mod report;
 mod requests;
 mod secret_error;
+mod settings;
 mod tls;
 mod unenforced;
 pub mod values;
@@ -48,7 +49,7 @@ pub use class::CONTROLLER_NAME;
 pub use gateway::facts::{self, Facts};
 pub use gateway::{GATEWAY_CONTROLLER_NAME, GatewayPorts, GatewaySettings};
 pub use report::{Kind, Level, ObjectRef, Reason, Report};
-pub use websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
+pub use settings::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
 
 use assembly::AssembledHost;
 use candidate::{Candidate, Rank};
@@ -346,6 +347,21 @@ impl Builder {
             take(object, route.annotations(), Object::HttpRoute(route.clone()), &|lookup, reporter, out| {
                 gateway::translate_route(route, lookup, &config.gateway, reporter, out);
             });
+        }
+        for policy in snapshot.all_websocket_policies() {
+            let object = ObjectRef::new(
+                Kind::WebSocketPolicy,
+                &policy.namespace().unwrap_or_default(),
+                &policy.name_any(),
+            );
+            take(
+                object,
+                policy.annotations(),
+                Object::WebSocketPolicy(policy.clone()),
+                &|lookup, reporter, out| {
+                    gateway::translate_policy(policy, lookup, reporter, out);
+                },
+            );
         }
         // Objects no longer served: what they claimed is gone.
         for (object, gone) in &before {

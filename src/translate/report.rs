@@ -16,6 +16,7 @@ pub enum Kind {
     Ingress,
     /// `--default-ssl-certificate`.
     Secret,
+    WebSocketPolicy,
     WebSocketRoute,
 }
 

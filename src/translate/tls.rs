@@ -138,8 +138,12 @@ fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
 }
 
 /// Whether a certificate naming `names` is valid for `host` (RFC 6125 §6.4.3: a wildcard
-/// covers exactly one leftmost label).
+/// covers exactly one leftmost label). Any certificate is for the catch-all (a Gateway HTTPS
+/// listener without `hostname`): it is served for the names no other host has.
 pub fn covers(names: &[String], host: &HostMatch) -> bool {
+    if *host == HostMatch::Any {
+        return true;
+    }
     let host = host.to_string();
     names.iter().any(|name| {
         *name == host

@@ -1,41 +1,26 @@
 //! WebSocketRoute (`hawser.dev/v1alpha1`) → candidate routes and TLS claims.
 //!
-//! Defaults for long-lived connections: idle timeout 1 h, handshake timeout 10 s, no maximum
-//! duration, round-robin. A rule with an invalid value is left out and reported; the route's
-//! other rules keep working. Route names are `wsroute/NAMESPACE/NAME/RULE/MATCH`.
+//! Each rule's settings become its policy ([`settings`]: the defaults for long-lived
+//! connections, then the values checked). A rule with an invalid value is left out and
+//! reported; the route's other rules keep working. Route names are
+//! `wsroute/NAMESPACE/NAME/RULE/MATCH`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::ResourceExt;
 
-use super::affinity;
 use super::backends::{self, PortRef};
 use super::candidate::{Candidate, Rank};
 use super::ingress::valid_host;
 use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
+use super::settings::{self, RULE_REFUSED};
 use super::tls;
-use super::values::{self, rebalance};
 use super::{Output, TlsClaim};
-use crate::crd::{
-    BackendProtocolSpec, HashOn, LoadBalancingSpec, PathMatchType, RouteRule, RuleSlot, Strategy,
-    WebSocketRoute,
-};
+use crate::crd::{BackendProtocolSpec, PathMatchType, RouteRule, RuleSlot, WebSocketRoute};
 use crate::model::{
-    Backend, BackendProtocol, HashKey, HeaderMatch, HostMatch, LoadBalancing, NamespacedName, PathMatch,
-    Policy, Route, Timeout, ValueError,
+    Backend, BackendProtocol, HeaderMatch, HostMatch, NamespacedName, PathMatch, Policy, Route,
 };
-
-/// Idle timeout of a WebSocketRoute rule that sets none.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Handshake timeout of a WebSocketRoute rule that sets none.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Ping interval of a WebSocketRoute rule that sets none.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
-
-/// What a refused rule does, for report messages.
-const RULE_REFUSED: &str = "the rule answers 503 (fail closed)";
 
 /// Adds what `route` asks for to `out`, reporting into `reporter`.
 pub fn translate(
@@ -148,115 +133,14 @@ fn backend(
     Backend::new(backends::weighted(&groups))
 }
 
-/// The rule's policy; `None` (reported) when a value is invalid, refused when that value is a
-/// security setting.
+/// The rule's policy: the WebSocketRoute defaults, its backend protocol, then its settings
+/// ([`settings::policy`]).
 fn rule_policy(rule: &RouteRule, field: &str, reporter: &mut Reporter<'_>) -> Option<Policy> {
-    let mut policy = Policy {
-        idle_timeout: Timeout::After(DEFAULT_IDLE_TIMEOUT),
-        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-        ping_interval: Timeout::After(DEFAULT_PING_INTERVAL),
-        ..Policy::default()
-    };
-    match apply_rule(rule, &mut policy) {
-        Ok(()) => Some(policy),
-        Err((key, message, true)) => {
-            let message = format!("{message}; {RULE_REFUSED}");
-            reporter.report(Reason::Invalid, format!("{field}.{key}"), message);
-            Some(Policy { refused: true, ..policy })
-        }
-        Err((key, message, false)) => {
-            let message = format!("{message}; the rule is left out");
-            reporter.report(Reason::Invalid, format!("{field}.{key}"), message);
-            None
-        }
-    }
-}
-
-/// A rule value that cannot be honoured: the field, the message, and whether the rule must be
-/// refused (a security setting: fail closed) rather than left out.
-type RuleError = (&'static str, ValueError, bool);
-
-fn apply_rule(rule: &RouteRule, policy: &mut Policy) -> Result<(), RuleError> {
-    let at = |key: &'static str| move |error: ValueError| (key, error, false);
-    let fail_closed = |key: &'static str| move |error: ValueError| (key, error, true);
-    if let Some(v) = &rule.idle_timeout {
-        policy.idle_timeout = values::timeout(v).map_err(at("idleTimeout"))?;
-    }
-    if let Some(v) = &rule.handshake_timeout {
-        policy.handshake_timeout = values::bounded_timeout(v).map_err(at("handshakeTimeout"))?;
-    }
-    if let Some(v) = &rule.response_timeout {
-        policy.response_timeout = values::bounded_timeout(v).map_err(at("responseTimeout"))?;
-    }
-    if let Some(v) = &rule.max_connection_duration {
-        policy.max_connection_duration = values::timeout(v).map_err(at("maxConnectionDuration"))?;
-    }
-    if let Some(v) = &rule.ping_interval {
-        policy.ping_interval = values::timeout(v).map_err(at("pingInterval"))?;
-    }
-    if let Some(v) = &rule.ping_timeout {
-        policy.ping_timeout = values::bounded_timeout(v).map_err(at("pingTimeout"))?;
-    }
-    policy.max_message_bytes = rule.max_message_bytes.filter(|&n| n > 0);
-    if let Some(spec) = &rule.rebalance {
-        policy.rebalance = Some(rebalance(spec.max_skew, spec.closes_per_second).map_err(at("rebalance"))?);
-    }
-    if let Some(spec) = &rule.session_affinity {
-        policy.affinity = Some(affinity::route(spec).map_err(at("sessionAffinity"))?);
-    }
-    if let Some(lb) = &rule.load_balancing {
-        policy.load_balancing = load_balancing(lb).map_err(at("loadBalancing"))?;
-    }
-    policy.allowed_origins = values::origins(rule.allowed_origins.iter().map(String::as_str))
-        .map_err(fail_closed("allowedOrigins"))?;
-    policy.source_ranges =
-        values::cidrs(rule.source_ranges.iter().map(String::as_str)).map_err(fail_closed("sourceRanges"))?;
-    policy.allowed_upgrades = values::upgrade_protocols(rule.allowed_upgrades.iter().map(String::as_str))
-        .map_err(at("allowedUpgrades"))?;
+    let mut base = settings::websocket_defaults();
     if rule.backend_protocol == Some(BackendProtocolSpec::Https) {
-        policy.backend_protocol = BackendProtocol::HTTPS;
+        base.backend_protocol = BackendProtocol::HTTPS;
     }
-    policy.max_connections = rule.max_connections.filter(|&n| n > 0);
-    policy.max_connections_per_client = rule.max_connections_per_client.filter(|&n| n > 0);
-    let rates =
-        [("rateLimit", &rule.rate_limit, false), ("handshakeRateLimit", &rule.handshake_rate_limit, true)];
-    for (key, spec, upgrades_only) in rates {
-        if let Some(spec) = spec {
-            let rate = values::hawser_rate(&spec.rate, spec.burst, upgrades_only).map_err(at(key))?;
-            super::requests::add_rate(policy, rate);
-        }
-    }
-    Ok(())
-}
-
-fn load_balancing(spec: &LoadBalancingSpec) -> Result<LoadBalancing, ValueError> {
-    match spec.strategy {
-        Strategy::RoundRobin => Ok(LoadBalancing::RoundRobin),
-        Strategy::LeastConnections => Ok(LoadBalancing::LeastConnections),
-        Strategy::ConsistentHash => {
-            spec.hash_on.as_ref().and_then(hash_key).map(LoadBalancing::ConsistentHash).ok_or(
-                ValueError::Incomplete(
-                    "ConsistentHash needs hashOn with exactly one of header, cookie, query, sourceIP",
-                ),
-            )
-        }
-    }
-}
-
-fn hash_key(on: &HashOn) -> Option<HashKey> {
-    let keys: Vec<HashKey> = [
-        on.header.as_ref().map(|h| HashKey::Header(h.to_ascii_lowercase())),
-        on.cookie.clone().map(HashKey::Cookie),
-        on.query.clone().map(HashKey::Query),
-        (on.source_ip == Some(true)).then_some(HashKey::SourceIp),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    match <[HashKey; 1]>::try_from(keys) {
-        Ok([key]) => Some(key),
-        Err(_) => None,
-    }
+    settings::policy(&rule.settings, base, field, reporter)
 }
 
 fn tls_claims(

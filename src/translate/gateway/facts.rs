@@ -13,6 +13,22 @@ pub type Why = (&'static str, String);
 pub enum Facts {
     Route(RouteFacts),
     Gateway(GatewayFacts),
+    Policy(PolicyFacts),
+}
+
+/// A WebSocketPolicy's targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyFacts {
+    pub targets: Vec<TargetFact>,
+}
+
+/// One `targetRefs` entry: the Gateways its route names (the policy's ancestors there), and
+/// whether the policy took effect (`TargetNotFound`, `Invalid`, `Conflicted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetFact {
+    pub index: usize,
+    pub ancestors: Vec<NamespacedName>,
+    pub accepted: Result<(), Why>,
 }
 
 /// An HTTPRoute's parents that are Gateways of hawser's, and its references.

@@ -27,6 +27,8 @@ pub enum FilterError {
     Port(i32),
     #[error("status {0} is not a redirect status (301, 302, 303, 307, 308)")]
     Status(i64),
+    #[error("a {0} this version does not know")]
+    Unknown(&'static str),
 }
 
 /// Applies the rule's `filters` to `policy`, reporting what is not served. `Err` (reported by
@@ -66,15 +68,13 @@ pub fn apply(
                     rewrites.upstream_host = Some(host.clone());
                 }
                 if let Some(path) = &rewrite.path {
-                    let (full, prefix) = (&path.replace_full_path, &path.replace_prefix_match);
-                    rewrites.path = Some(match path.r#type {
-                        RewritePathType::ReplaceFullPath => {
-                            PathRewrite::Full(full.clone().unwrap_or_default())
-                        }
-                        RewritePathType::ReplacePrefixMatch => {
-                            PathRewrite::Prefix(prefix.clone().unwrap_or_default())
-                        }
-                    });
+                    let full = match path.r#type {
+                        RewritePathType::ReplaceFullPath => Some(true),
+                        RewritePathType::ReplacePrefixMatch => Some(false),
+                        RewritePathType::Unknown => None,
+                    };
+                    let rewrite = path_rewrite(full, &path.replace_full_path, &path.replace_prefix_match);
+                    rewrites.path = Some(rewrite.map_err(at)?);
                 }
             }
             Type::Cors => policy.cors = filter.cors.as_ref().map(cors),
@@ -82,8 +82,10 @@ pub fn apply(
                 let message = "RequestMirror is not served; requests are not mirrored";
                 reporter.report(Reason::Unsupported, format!("{field}.filters[{f}]"), message);
             }
-            Type::ExtensionRef => {
-                let message = "ExtensionRef filters are not served; the rule answers 500";
+            // A filter that cannot be applied must not be skipped: the rule answers 500
+            // (Gateway API `HTTPRouteFilter`).
+            Type::ExtensionRef | Type::Unknown => {
+                let message = "this filter type is not served; the rule answers 500";
                 reporter.report(Reason::Unsupported, format!("{field}.filters[{f}]"), message);
                 rewrites.status = Some(500);
             }
@@ -146,20 +148,37 @@ fn request_redirect(spec: &HttpRouteRulesFiltersRequestRedirect) -> Result<Reque
         return Err(FilterError::Status(status));
     }
     let port = spec.port.map(|p| u16::try_from(p).map_err(|_| FilterError::Port(p))).transpose()?;
-    let path = spec.path.as_ref().map(|path| match path.r#type {
-        RedirectPathType::ReplaceFullPath => {
-            PathRewrite::Full(path.replace_full_path.clone().unwrap_or_default())
-        }
-        RedirectPathType::ReplacePrefixMatch => {
-            PathRewrite::Prefix(path.replace_prefix_match.clone().unwrap_or_default())
-        }
+    let path = spec.path.as_ref().map(|path| {
+        let full = match path.r#type {
+            RedirectPathType::ReplaceFullPath => Some(true),
+            RedirectPathType::ReplacePrefixMatch => Some(false),
+            RedirectPathType::Unknown => None,
+        };
+        path_rewrite(full, &path.replace_full_path, &path.replace_prefix_match)
     });
-    let scheme = spec.scheme.as_ref().map(|s| match s {
-        Scheme::Http => "http".to_owned(),
-        Scheme::Https => "https".to_owned(),
-    });
+    let path = path.transpose()?;
+    let scheme = match &spec.scheme {
+        None => None,
+        Some(Scheme::Http) => Some("http".to_owned()),
+        Some(Scheme::Https) => Some("https".to_owned()),
+        Some(Scheme::Unknown) => return Err(FilterError::Unknown("scheme")),
+    };
     let status = u16::try_from(status).map_err(|_| FilterError::Status(status))?;
     Ok(RequestRedirect { scheme, hostname: spec.hostname.clone(), port, path, status })
+}
+
+/// A `ReplaceFullPath` (`full`) or `ReplacePrefixMatch` path modifier; `None`: a type this
+/// version does not know.
+fn path_rewrite(
+    full: Option<bool>,
+    full_path: &Option<String>,
+    prefix: &Option<String>,
+) -> Result<PathRewrite, FilterError> {
+    match full {
+        Some(true) => Ok(PathRewrite::Full(full_path.clone().unwrap_or_default())),
+        Some(false) => Ok(PathRewrite::Prefix(prefix.clone().unwrap_or_default())),
+        None => Err(FilterError::Unknown("path modifier type")),
+    }
 }
 
 fn cors(spec: &HttpRouteRulesFiltersCors) -> Cors {

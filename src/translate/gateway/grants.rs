@@ -5,7 +5,7 @@ use super::super::lookup::Lookup;
 
 /// The side of a reference that refers: `group`/`kind` in `namespace`.
 #[derive(Clone, Copy, Debug)]
-pub struct From<'a> {
+pub struct Referrer<'a> {
     pub group: &'a str,
     pub kind: &'a str,
     pub namespace: &'a str,
@@ -13,7 +13,7 @@ pub struct From<'a> {
 
 /// The side referred to: `group`/`kind` named `name` in `namespace`.
 #[derive(Clone, Copy, Debug)]
-pub struct To<'a> {
+pub struct Referent<'a> {
     pub group: &'a str,
     pub kind: &'a str,
     pub namespace: &'a str,
@@ -22,7 +22,7 @@ pub struct To<'a> {
 
 /// Whether `from` may refer to `to`: the same namespace, or a ReferenceGrant in `to`'s
 /// namespace lists both.
-pub fn permits(lookup: &Lookup<'_>, from: From<'_>, to: To<'_>) -> bool {
+pub fn permits(lookup: &Lookup<'_>, from: Referrer<'_>, to: Referent<'_>) -> bool {
     from.namespace == to.namespace
         || lookup.reference_grants(to.namespace).iter().any(|grant| {
             let spec = &grant.spec;

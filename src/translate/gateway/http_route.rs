@@ -5,8 +5,9 @@
 //!
 //! Defaults: the Ingress ones (idle timeout 60 s, no pings), except for rules whose first
 //! backend's Service port declares `appProtocol: kubernetes.io/ws` or `kubernetes.io/wss`
-//! (GEP-1911), which get the WebSocketRoute ones (idle timeout 1 h, pings every 30 s);
-//! `kubernetes.io/wss` also means TLS to the backend. No automatic HTTPS redirect: the
+//! (GEP-1911) or that a WebSocketPolicy sets, which get the WebSocketRoute ones (idle timeout
+//! 1 h, pings every 30 s) and the policy's settings; `kubernetes.io/wss` also means TLS to the
+//! backend. No automatic HTTPS redirect: the
 //! Gateway API asks for one with a `RequestRedirect` filter.
 
 use std::sync::Arc;
@@ -17,15 +18,15 @@ use super::super::backends::{self, PortRef};
 use super::super::candidate::{Candidate, Rank};
 use super::super::lookup::Lookup;
 use super::super::report::{Reason, Reporter};
-use super::super::websocket_route::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
+use super::super::settings;
 use super::super::{Output, values};
 use super::facts::{Facts, ParentFact, RouteFacts, Why};
 use super::listeners::{allows_namespace, served_by, takes_http_routes};
-use super::{GatewaySettings, filters, grants, hostnames, is_ours};
+use super::{GatewaySettings, filters, grants, hostnames, is_ours, policy};
 use crate::gateway_api::httproutes::{
     HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches,
-    HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesPathType as PathType,
-    HttpRouteRulesMatchesQueryParamsType as QueryType,
+    HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
+    HttpRouteRulesMatchesPathType as PathType, HttpRouteRulesMatchesQueryParamsType as QueryType,
 };
 use crate::gateway_api::{GROUP, HttpRoute};
 use crate::model::{
@@ -120,12 +121,12 @@ pub fn translate(
         out.facts = Some(Arc::new(Facts::Route(facts)));
         return;
     }
+    let name = route.name_any();
     let rules = route.spec.rules.iter().flatten().enumerate();
     let rules: Vec<Rule> = rules
-        .filter_map(|(r, rule)| translate_rule(r, rule, &namespace, lookup, reporter, &mut facts.unresolved))
+        .filter_map(|rule| translate_rule(rule, (&namespace, &name), lookup, reporter, &mut facts.unresolved))
         .collect();
     out.facts = Some(Arc::new(Facts::Route(facts)));
-    let name = route.name_any();
     for (listeners, host) in &attachments {
         for rule in &rules {
             for (m, matched) in rule.matches.iter().enumerate() {
@@ -264,9 +265,8 @@ fn attach(
 /// One rule's matches, backend and policy; `None` (reported) when none of its matches can be
 /// served.
 fn translate_rule(
-    index: usize,
-    rule: &HttpRouteRules,
-    namespace: &str,
+    (index, rule): (usize, &HttpRouteRules),
+    (namespace, route): (&str, &str),
     lookup: &Lookup<'_>,
     reporter: &mut Reporter<'_>,
     unresolved: &mut Option<Why>,
@@ -278,7 +278,7 @@ fn translate_rule(
     }
     let refs = rule.backend_refs.as_deref().unwrap_or_default();
     let (backend, any_valid) = backend(refs, namespace, (&field, lookup), reporter, unresolved);
-    let mut policy = Policy { https_redirect: HttpsRedirect::Never, ..Policy::default() };
+    let mut policy = base_policy(rule, (namespace, route), lookup);
     if let Err((at, error)) =
         filters::apply(rule.filters.as_deref().unwrap_or_default(), &mut policy, &field, reporter)
     {
@@ -290,15 +290,14 @@ fn translate_rule(
     if !any_valid && policy.rewrites.request_redirect.is_none() {
         policy.rewrites.status.get_or_insert(500);
     }
-    if let Some(protocol) = refs.first().and_then(|r| app_protocol(r, namespace, lookup)) {
-        websocket_defaults(&mut policy, &protocol, refs.first().map(|r| (r, namespace)));
-    }
     if let Some(timeouts) = &rule.timeouts {
         let values = [("request", &timeouts.request), ("backendRequest", &timeouts.backend_request)];
         for (key, value) in values {
             let Some(value) = value else { continue };
-            match values::bounded_timeout(value) {
-                Ok(limit) => policy.response_timeout = policy.response_timeout.min(limit),
+            // `0s` turns the timeout off (Gateway API `HTTPRouteTimeouts`).
+            match values::timeout(value) {
+                Ok(Timeout::After(limit)) => policy.response_timeout = policy.response_timeout.min(limit),
+                Ok(Timeout::Disabled) => {}
                 Err(error) => {
                     let message = format!("{error}; the rule is left out");
                     reporter.report(Reason::Invalid, format!("{field}.timeouts.{key}"), message);
@@ -341,6 +340,9 @@ fn one_match(matched: &HttpRouteRulesMatches) -> Result<Match, String> {
             match path.r#type {
                 Some(PathType::Exact) => PathMatch::Exact(value),
                 None | Some(PathType::PathPrefix) => PathMatch::Prefix(value),
+                Some(PathType::Unknown) => {
+                    return Err("a path type this version does not know; the match is left out".to_owned());
+                }
                 Some(PathType::RegularExpression) => {
                     return Err(
                         "path type RegularExpression is not supported; the match is left out".to_owned()
@@ -351,8 +353,8 @@ fn one_match(matched: &HttpRouteRulesMatches) -> Result<Match, String> {
     };
     let mut headers: Vec<HeaderMatch> = Vec::new();
     for header in matched.headers.iter().flatten() {
-        if matches!(header.r#type, Some(HeaderType::RegularExpression)) {
-            return Err("header type RegularExpression is not supported; the match is left out".to_owned());
+        if !matches!(header.r#type, None | Some(HeaderType::Exact)) {
+            return Err("only Exact header matches are served; the match is left out".to_owned());
         }
         let name = header.name.to_ascii_lowercase();
         // Only the first entry of a name counts (Gateway API `HTTPHeaderMatch`).
@@ -362,14 +364,15 @@ fn one_match(matched: &HttpRouteRulesMatches) -> Result<Match, String> {
     }
     let mut query: Vec<QueryMatch> = Vec::new();
     for param in matched.query_params.iter().flatten() {
-        if matches!(param.r#type, Some(QueryType::RegularExpression)) {
-            return Err(
-                "query parameter type RegularExpression is not supported; the match is left out".to_owned()
-            );
+        if !matches!(param.r#type, None | Some(QueryType::Exact)) {
+            return Err("only Exact query parameter matches are served; the match is left out".to_owned());
         }
         if !query.iter().any(|q| q.name == param.name) {
             query.push(QueryMatch { name: param.name.clone(), value: param.value.clone() });
         }
+    }
+    if matched.method == Some(Method::Unknown) {
+        return Err("a method this version does not know; the match is left out".to_owned());
     }
     let method = matched.method.as_ref().and_then(|m| serde_json::to_value(m).ok());
     let method = method.as_ref().and_then(|m| m.as_str()).map(Box::from);
@@ -433,8 +436,9 @@ fn service_ref<'r>(
         return Err((Reason::UnresolvedRef, "InvalidKind", message));
     }
     let service_namespace = reference.namespace.as_deref().unwrap_or(namespace);
-    let from = grants::From { group: GROUP, kind: "HTTPRoute", namespace };
-    let to = grants::To { group: "", kind: "Service", namespace: service_namespace, name: &reference.name };
+    let from = grants::Referrer { group: GROUP, kind: "HTTPRoute", namespace };
+    let to =
+        grants::Referent { group: "", kind: "Service", namespace: service_namespace, name: &reference.name };
     if !grants::permits(lookup, from, to) {
         let message = format!(
             "Service {service_namespace}/{} is in another namespace and no ReferenceGrant there allows it (RefNotPermitted)",
@@ -460,21 +464,26 @@ fn app_protocol(
     ports.iter().find(|p| Some(p.port) == reference.port)?.app_protocol.clone()
 }
 
-/// WebSocketRoute defaults for a WebSocket backend, and TLS to it for `kubernetes.io/wss`.
-fn websocket_defaults(
-    policy: &mut Policy,
-    protocol: &str,
-    first: Option<(&HttpRouteRulesBackendRefs, &str)>,
-) {
-    if protocol != WEBSOCKET && protocol != WEBSOCKET_TLS {
-        return;
+/// The rule's policy before its filters and timeouts: the Ingress defaults, or the
+/// WebSocketRoute ones when its first backend's port says WebSocket (`kubernetes.io/ws`, or
+/// `kubernetes.io/wss`: TLS to the backend too) or a WebSocketPolicy sets it, with that
+/// policy's settings. Never an automatic HTTPS redirect.
+fn base_policy(rule: &HttpRouteRules, (namespace, route): (&str, &str), lookup: &Lookup<'_>) -> Policy {
+    let first = rule.backend_refs.as_deref().unwrap_or_default().first();
+    let protocol = first.and_then(|r| app_protocol(r, namespace, lookup));
+    let websocket = matches!(protocol.as_deref(), Some(WEBSOCKET | WEBSOCKET_TLS));
+    let set_by = policy::for_rule(lookup, namespace, route, rule.name.as_deref());
+    let mut base =
+        if websocket || set_by.is_some() { settings::websocket_defaults() } else { Policy::default() };
+    base.https_redirect = HttpsRedirect::Never;
+    if protocol.as_deref() == Some(WEBSOCKET_TLS) {
+        let server_name =
+            first.map(|r| backends::dns_name(&r.name, r.namespace.as_deref().unwrap_or(namespace)));
+        base.backend_protocol = BackendProtocol::HTTPS.with_server_name(server_name);
     }
-    policy.idle_timeout = Timeout::After(DEFAULT_IDLE_TIMEOUT);
-    policy.handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
-    policy.ping_interval = Timeout::After(DEFAULT_PING_INTERVAL);
-    if protocol == WEBSOCKET_TLS {
-        let server_name = first
-            .map(|(r, namespace)| backends::dns_name(&r.name, r.namespace.as_deref().unwrap_or(namespace)));
-        policy.backend_protocol = BackendProtocol::HTTPS.with_server_name(server_name);
+    match set_by {
+        // `for_rule` picks only usable settings.
+        Some(policy) => settings::applied_quietly(&policy.spec.settings, base.clone()).unwrap_or(base),
+        None => base,
     }
 }

@@ -43,7 +43,7 @@ pub enum ListenerError {
     UnsupportedProtocol(String),
     #[error("{protocol} on port {port} is not served: hawser's {protocol} listener publishes port {served}")]
     PortUnavailable { protocol: &'static str, port: i32, served: u16 },
-    #[error("TLS mode Passthrough is not served (Terminate is)")]
+    #[error("TLS mode Passthrough (or one this version does not know) is not served; Terminate is")]
     Passthrough,
 }
 
@@ -68,7 +68,7 @@ pub fn served_by(listener: &GatewayListeners, ports: GatewayPorts) -> Result<Lis
         return Err(ListenerError::PortUnavailable { protocol, port: listener.port, served });
     }
     let mode = listener.tls.as_ref().and_then(|t| t.mode.as_ref());
-    if matches!(mode, Some(GatewayListenersTlsMode::Passthrough)) {
+    if !matches!(mode, None | Some(GatewayListenersTlsMode::Terminate)) {
         return Err(ListenerError::Passthrough);
     }
     Ok(serves)
@@ -95,6 +95,8 @@ pub fn allows_namespace(
     match namespaces.and_then(|n| n.from.as_ref()) {
         None | Some(From::Same) => gateway_namespace == route_namespace,
         Some(From::All) => true,
+        // A value this version does not know admits nothing.
+        Some(From::Unknown) => false,
         Some(From::Selector) => {
             let Some(selector) = namespaces.and_then(|n| n.selector.as_ref()).and_then(selector) else {
                 return false;

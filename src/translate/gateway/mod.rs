@@ -12,6 +12,7 @@ mod grants;
 mod hostnames;
 mod http_route;
 mod listeners;
+mod policy;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use kube::ResourceExt;
 
 pub use http_route::translate as translate_route;
 pub use listeners::GatewayPorts;
+pub use policy::translate as translate_policy;
 
 use super::candidate::Rank;
 use super::lookup::Lookup;
@@ -147,8 +149,9 @@ fn tls_claim(
         );
     }
     let secret_namespace = reference.namespace.clone().unwrap_or_else(|| namespace.clone());
-    let from = grants::From { group: GROUP, kind: "Gateway", namespace: &namespace };
-    let to = grants::To { group: "", kind: "Secret", namespace: &secret_namespace, name: &reference.name };
+    let from = grants::Referrer { group: GROUP, kind: "Gateway", namespace: &namespace };
+    let to =
+        grants::Referent { group: "", kind: "Secret", namespace: &secret_namespace, name: &reference.name };
     if !grants::permits(lookup, from, to) {
         let message = format!(
             "Secret {secret_namespace}/{} is in another namespace and no ReferenceGrant there allows it",
@@ -156,6 +159,14 @@ fn tls_claim(
         );
         reporter.report(Reason::UnresolvedRef, field.clone(), message.clone());
         return Err(("RefNotPermitted", message));
+    }
+    if lookup.secret(&secret_namespace, &reference.name).is_none() {
+        let message = format!(
+            "Secret {secret_namespace}/{} not found; the listener serves no certificate",
+            reference.name
+        );
+        reporter.report(Reason::UnresolvedRef, field.clone(), message.clone());
+        return Err(("InvalidCertificateRef", message));
     }
     let host = listener.hostname.as_deref().map_or(HostMatch::Any, HostMatch::parse_gateway);
     let secret = NamespacedName::new(&secret_namespace, &reference.name);

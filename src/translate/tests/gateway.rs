@@ -217,7 +217,7 @@ fn gateway_listeners_hawser_cannot_serve_are_reported_and_https_listeners_claim_
         ]
     );
     let granted = format!(
-        "{GATEWAYS}\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: certs, namespace: default}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}}]\n  to: [{{group: \"\", kind: Secret}}]\n"
+        "{GATEWAYS}\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: certs, namespace: default}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}}]\n  to: [{{group: \"\", kind: Secret}}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: cert}}\ntype: kubernetes.io/tls\n"
     );
     let granted = built(&granted);
     assert_eq!(granted.tls.get("secure.com"), Some(&NamespacedName::new("default", "cert")));
@@ -275,5 +275,70 @@ fn cross_namespace_backends_need_a_reference_grant() {
     assert_eq!(
         problems(&refused).into_iter().filter(|p| p.contains("HTTPRoute")).collect::<Vec<_>>(),
         ["UnresolvedRef HTTPRoute elsewhere/r spec.rules[0].backendRefs[0]"]
+    );
+}
+
+fn websocket_policy(name: &str, created: &str, targets: &str, settings: &str) -> String {
+    format!(
+        "apiVersion: hawser.dev/v1alpha1\nkind: WebSocketPolicy\nmetadata: {{name: {name}, namespace: infra, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: {targets}\n{settings}"
+    )
+}
+
+#[test]
+fn websocket_policies_set_the_rules_they_target() {
+    let route = http_route(
+        "infra",
+        "chat",
+        r#"  parentRefs: [{name: same}]
+  hostnames: [chat.com]
+  rules:
+  - {name: ws, matches: [{path: {value: /ws}}], backendRefs: [{name: web, namespace: default, port: 80}]}
+  - {name: poll, matches: [{path: {value: /poll}}], backendRefs: [{name: web, namespace: default, port: 80}]}
+  - {matches: [{path: {value: /plain}}], backendRefs: [{name: web, namespace: default, port: 80}]}
+"#,
+    );
+    let whole = "[{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat}]";
+    let one_rule = "[{group: gateway.networking.k8s.io, kind: HTTPRoute, name: chat, sectionName: ws}]";
+    let missing = "[{group: gateway.networking.k8s.io, kind: HTTPRoute, name: nope}]";
+    let policies = [
+        websocket_policy(
+            "route-wide",
+            "2026-01-01T00:00:00Z",
+            whole,
+            "  idleTimeout: 5m\n  maxMessageBytes: 1024\n",
+        ),
+        websocket_policy(
+            "ws-rule",
+            "2026-01-02T00:00:00Z",
+            one_rule,
+            "  idleTimeout: 10m\n  pingInterval: 0s\n",
+        ),
+        websocket_policy("late", "2026-01-03T00:00:00Z", whole, "  idleTimeout: 1m\n"),
+        websocket_policy("lost", "2026-01-01T00:00:00Z", missing, "  idleTimeout: 1m\n"),
+        websocket_policy("bad", "2026-01-01T00:00:00Z", one_rule, "  idleTimeout: soon\n"),
+    ];
+    let built = gateway_built(&format!("{route}\n---\n{}", policies.join("\n---\n")));
+    let policy = |path: &str| built.table.lookup("chat.com", path, |_| None).expect("served").policy.clone();
+    let ws = policy("/ws");
+    assert_eq!(
+        (ws.idle_timeout, ws.ping_interval, ws.max_message_bytes),
+        (After(Duration::from_secs(600)), Disabled, None)
+    );
+    let poll = policy("/poll");
+    assert_eq!(
+        (poll.idle_timeout, poll.ping_interval, poll.max_message_bytes),
+        (After(Duration::from_secs(300)), After(Duration::from_secs(30)), Some(1024)),
+        "the route-wide policy, over the WebSocketRoute defaults"
+    );
+    assert_eq!(policy("/poll").https_redirect, crate::model::HttpsRedirect::Never);
+    let policy_problems: Vec<String> =
+        problems(&built).into_iter().filter(|p| p.contains("WebSocketPolicy")).collect();
+    assert_eq!(
+        policy_problems,
+        [
+            "Invalid WebSocketPolicy infra/bad spec.idleTimeout",
+            "Conflict WebSocketPolicy infra/late spec.targetRefs[0]",
+            "UnresolvedRef WebSocketPolicy infra/lost spec.targetRefs[0]",
+        ]
     );
 }
