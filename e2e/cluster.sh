@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hawser on a real cluster: install the chart, apply the example chat route, check that traffic
 # flows over HTTP and WebSocket through the load balancer, that status and conditions appear, and
-# that a bad annotation produces a Warning Event. Cleans up after itself.
+# that a bad annotation produces a Warning Event; with HAWSER_CONFORMANCE=1, also the upstream
+# Gateway API conformance suite. Cleans up after itself.
 #
 #   KUBECONFIG=~/.kube/config e2e/cluster.sh [IMAGE]
 #
@@ -91,4 +92,26 @@ for _ in $(seq 30); do
   sleep 2
 done
 kubectl -n "$APPS" get events --field-selector type=Warning,involvedObject.name="$INGRESS"
+# The upstream Gateway API conformance suite (kubernetes-sigs/gateway-api v1.5.1, the HTTP
+# profile: the features tests/gateway_api.rs ports, run for real) against this install. Opt in
+# with HAWSER_CONFORMANCE=1: it needs git and Go 1.24+, pods that run the suite's echo images,
+# and about 20 minutes. The report lands in conformance-report.yaml.
+if [ "${HAWSER_CONFORMANCE:-}" = 1 ]; then
+  helm upgrade hawser charts/hawser --namespace "$NS" --reuse-values \
+    --set gatewayClass.create=true --set gatewayClass.installCRDs=true --wait --timeout 5m
+  kubectl wait --for=condition=Accepted gatewayclass/hawser --timeout=2m
+  SUITE=$(mktemp -d)
+  git clone --quiet --depth 1 --branch v1.5.1 https://github.com/kubernetes-sigs/gateway-api "$SUITE"
+  FEATURES=Gateway,HTTPRoute,ReferenceGrant,HTTPRouteQueryParamMatching,HTTPRouteMethodMatching
+  FEATURES=$FEATURES,HTTPRouteResponseHeaderModification,HTTPRoutePortRedirect,HTTPRouteSchemeRedirect
+  FEATURES=$FEATURES,HTTPRoutePathRedirect,HTTPRouteHostRewrite,HTTPRoutePathRewrite
+  FEATURES=$FEATURES,HTTPRouteBackendProtocolWebSocket,GatewayHTTPListenerIsolation
+  (cd "$SUITE" && go test ./conformance -run TestConformance -timeout 60m -args \
+    --gateway-class=hawser --supported-features="$FEATURES" --cleanup-base-resources=true \
+    --organization=hawser --project=hawser --url=https://github.com/hawser-dev/hawser \
+    --version="$(git -C "$OLDPWD" describe --always)" --contact=https://github.com/hawser-dev/hawser/issues \
+    --report-output="$OLDPWD/conformance-report.yaml")
+  rm -rf "$SUITE"
+  echo "gateway api conformance: passed (report: conformance-report.yaml)"
+fi
 echo "e2e on the cluster: 1 passed, 0 failed"
