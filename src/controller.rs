@@ -262,6 +262,7 @@ async fn crds_served(client: &Client) -> Result<Served, kube::Error> {
         websocket_policies: has(&hawser, "websocketpolicies"),
         gateway_api: ["gatewayclasses", "gateways", "httproutes"].iter().all(|r| has(&gateway, r)),
         reference_grants: has(&gateway, "referencegrants"),
+        backend_tls_policies: has(&gateway, "backendtlspolicies"),
     })
 }
 

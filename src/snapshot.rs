@@ -1,6 +1,7 @@
 //! An immutable, indexed view of every input the build reads: Ingresses, IngressClasses,
-//! WebSocketRoutes, WebSocketPolicies, the Gateway API's GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants,
-//! Namespaces, Services, EndpointSlices and Secrets. Sources (a manifests directory, the
+//! WebSocketRoutes, WebSocketPolicies, the Gateway API's GatewayClasses, Gateways, HTTPRoutes,
+//! ReferenceGrants and BackendTLSPolicies, Namespaces, Services, EndpointSlices, Secrets and
+//! ConfigMaps. Sources (a manifests directory, the
 //! Kubernetes watch) produce [`Object`]s, which share their content (`Arc`): a snapshot costs an
 //! index, never a copy of the objects, and an object that did not change is the same `Arc` in
 //! the next snapshot (which is how the build tells what it can reuse).
@@ -9,13 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 
 use crate::crd::{WebSocketPolicy, WebSocketRoute};
-use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use crate::gateway_api::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -49,6 +50,10 @@ pub enum Object {
     HttpRoute(Arc<HttpRoute>),
     /// `gateway.networking.k8s.io/v1` (or `v1beta1`) ReferenceGrant.
     ReferenceGrant(Arc<ReferenceGrant>),
+    /// `gateway.networking.k8s.io/v1` BackendTLSPolicy.
+    BackendTlsPolicy(Arc<BackendTlsPolicy>),
+    /// `v1` ConfigMap (CA bundles of BackendTLSPolicies).
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl Object {
@@ -75,6 +80,8 @@ impl Object {
             (GATEWAY_V1 | GATEWAY_V1BETA1, "Gateway") => namespaced(value).map(Self::Gateway),
             (GATEWAY_V1 | GATEWAY_V1BETA1, "HTTPRoute") => namespaced(value).map(Self::HttpRoute),
             (GATEWAY_V1 | GATEWAY_V1BETA1, "ReferenceGrant") => namespaced(value).map(Self::ReferenceGrant),
+            (GATEWAY_V1, "BackendTLSPolicy") => namespaced(value).map(Self::BackendTlsPolicy),
+            ("v1", "ConfigMap") => namespaced(value).map(Self::ConfigMap),
             ("", _) | (_, "") => return Err(ObjectError::Untyped),
             _ => return Ok(None),
         };
@@ -96,6 +103,8 @@ impl Object {
             (Self::Gateway(a), Self::Gateway(b)) => Arc::ptr_eq(a, b),
             (Self::HttpRoute(a), Self::HttpRoute(b)) => Arc::ptr_eq(a, b),
             (Self::ReferenceGrant(a), Self::ReferenceGrant(b)) => Arc::ptr_eq(a, b),
+            (Self::BackendTlsPolicy(a), Self::BackendTlsPolicy(b)) => Arc::ptr_eq(a, b),
+            (Self::ConfigMap(a), Self::ConfigMap(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -115,6 +124,8 @@ impl Object {
             Self::Gateway(o) => ("Gateway", o.namespace(), o.name_any()),
             Self::HttpRoute(o) => ("HTTPRoute", o.namespace(), o.name_any()),
             Self::ReferenceGrant(o) => ("ReferenceGrant", o.namespace(), o.name_any()),
+            Self::BackendTlsPolicy(o) => ("BackendTLSPolicy", o.namespace(), o.name_any()),
+            Self::ConfigMap(o) => ("ConfigMap", o.namespace(), o.name_any()),
         };
         match namespace {
             Some(namespace) => format!("{kind} {namespace}/{name}"),
@@ -172,6 +183,9 @@ pub struct Snapshot {
     policies: HashMap<String, Vec<Arc<WebSocketPolicy>>>,
     /// ReferenceGrants by the namespace they grant access to.
     grants: HashMap<String, Vec<Arc<ReferenceGrant>>>,
+    /// BackendTLSPolicies by namespace.
+    backend_tls: HashMap<String, Vec<Arc<BackendTlsPolicy>>>,
+    config_maps: ByName<Arc<ConfigMap>>,
 }
 
 impl Snapshot {
@@ -220,6 +234,13 @@ impl Snapshot {
                 let namespace = o.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
                 self.grants.entry(namespace).or_default().push(o);
             }
+            Object::BackendTlsPolicy(o) => {
+                let namespace = o.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+                self.backend_tls.entry(namespace).or_default().push(o);
+            }
+            Object::ConfigMap(o) => {
+                in_namespace(&mut self.config_maps, &*o).insert(o.name_any(), o);
+            }
         }
     }
 
@@ -256,6 +277,16 @@ impl Snapshot {
     /// Every WebSocketPolicy.
     pub fn all_websocket_policies(&self) -> impl Iterator<Item = &Arc<WebSocketPolicy>> {
         self.policies.values().flatten()
+    }
+
+    /// The BackendTLSPolicies in `namespace`.
+    pub fn backend_tls_policies(&self, namespace: &str) -> &[Arc<BackendTlsPolicy>] {
+        self.backend_tls.get(namespace).map_or(&[], Vec::as_slice)
+    }
+
+    /// The ConfigMap `namespace/name`.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&Arc<ConfigMap>> {
+        self.config_maps.get(namespace)?.get(name)
     }
 
     /// The ReferenceGrants in `namespace` (which grant access to its objects).

@@ -356,6 +356,50 @@ async fn https_backends_are_verified_against_a_ca_secret() {
     assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// A Gateway and an HTTPRoute for `a.test` to the Service `echo`, and a BackendTLSPolicy for
+/// that Service verifying `hostname` against the CA in the ConfigMap `backend-ca`.
+fn gateway_to_echo(hostname: &str, ca: Option<&str>) -> String {
+    let ca_map = ca.map(|pem| {
+        let pem = serde_json::to_string(pem).unwrap();
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: backend-ca}}\ndata:\n  ca.crt: {pem}\n"
+        )
+    });
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: hawser}}\nspec: {{controllerName: hawser.dev/gateway-controller}}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec: {{gatewayClassName: hawser, listeners: [{{name: http, port: 80, protocol: HTTP}}]}}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r}}\nspec: {{parentRefs: [{{name: gw}}], hostnames: [a.test], rules: [{{backendRefs: [{{name: echo, port: 80}}]}}]}}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: echo-tls}}\nspec:\n  targetRefs: [{{group: \"\", kind: Service, name: echo, sectionName: http}}]\n\
+         \x20 validation: {{hostname: {hostname}, caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: backend-ca}}]}}\n{}",
+        ca_map.unwrap_or_default()
+    )
+}
+
+#[tokio::test]
+async fn a_backend_tls_policy_verifies_gateway_backends() {
+    let (ca, signed) = ca_and_leaf(&["backend.internal"]);
+    let backend = tls_backend(signed).await;
+    let cases = [
+        ("the policy's hostname and CA", "backend.internal", Some(ca.as_str()), StatusCode::OK),
+        (
+            "a name the certificate does not have",
+            "other.internal",
+            Some(ca.as_str()),
+            StatusCode::BAD_GATEWAY,
+        ),
+        ("no CA bundle: not sent unverified", "backend.internal", None, StatusCode::INTERNAL_SERVER_ERROR),
+    ];
+    for (case, hostname, ca, want) in cases {
+        let yaml = manifests(&[service_yaml("echo", backend.addr), gateway_to_echo(hostname, ca)]);
+        let proxy = TestProxy::start(build_table(&yaml)).await;
+        let (status, _, body) = get(proxy.addr, "a.test", "/").await;
+        assert_eq!(status, want, "{case}");
+        if status == StatusCode::OK {
+            assert_eq!(&body[..], b"backend.internal", "the policy's hostname is the SNI");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_wss_client_ending_with_a_bare_fin_closed_normally() {
     let (_echo, proxy, mut ws) = wss_to_echo().await;

@@ -13,7 +13,7 @@ import subprocess
 
 HERE = pathlib.Path(__file__).resolve().parent
 OUT = HERE.parent.parent / "src" / "gateway_api"
-KINDS = ["gatewayclasses", "gateways", "httproutes", "referencegrants"]
+KINDS = ["backendtlspolicies", "gatewayclasses", "gateways", "httproutes", "referencegrants"]
 UNKNOWN = ("    /// A value this version does not list (a newer or Experimental-channel one).\n"
            "    #[serde(other)]\n    Unknown,\n")
 

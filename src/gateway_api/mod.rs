@@ -1,5 +1,5 @@
-//! Gateway API v1.5.1 (Standard channel) types: GatewayClass, Gateway, HTTPRoute (`HttpRoute`) and
-//! ReferenceGrant, generated from the upstream CRDs in `crds/gateway-api/` by
+//! Gateway API v1.5.1 (Standard channel) types: GatewayClass, Gateway, HTTPRoute (`HttpRoute`),
+//! ReferenceGrant and BackendTLSPolicy (`BackendTlsPolicy`), generated from the upstream CRDs in `crds/gateway-api/` by
 //! `crds/gateway-api/regenerate.py` (kopium, plus an `Unknown` variant on every enum so that one
 //! object with a value this version does not know cannot fail a whole list) and not edited.
 //! (The `gateway-api` crate follows an older kube.) Tests below check that every field of the
@@ -7,6 +7,8 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
+#[rustfmt::skip]
+pub mod backendtlspolicies;
 #[rustfmt::skip]
 pub mod gatewayclasses;
 #[rustfmt::skip]
@@ -16,6 +18,7 @@ pub mod httproutes;
 #[rustfmt::skip]
 pub mod referencegrants;
 
+pub use backendtlspolicies::BackendTlsPolicy;
 pub use gatewayclasses::GatewayClass;
 pub use gateways::Gateway;
 pub use httproutes::HttpRoute;
@@ -84,7 +87,12 @@ mod tests {
         assert_eq!(filter.r#type, HttpRouteRulesFiltersType::Unknown);
         let path = rule.matches.as_deref().expect("matches")[0].path.as_ref().expect("path");
         assert_eq!(path.r#type, Some(HttpRouteRulesMatchesPathType::Unknown));
-        for source in [include_str!("gateways.rs"), include_str!("httproutes.rs")] {
+        let sources = [
+            include_str!("gateways.rs"),
+            include_str!("httproutes.rs"),
+            include_str!("backendtlspolicies.rs"),
+        ];
+        for source in sources {
             let enums = source.matches("pub enum ").count();
             assert_eq!(source.matches("#[serde(other)]").count(), enums, "every enum has Unknown");
         }
@@ -97,6 +105,7 @@ mod tests {
             (Gateway::crd(), include_str!("../../crds/gateway-api/gateways.yaml")),
             (HttpRoute::crd(), include_str!("../../crds/gateway-api/httproutes.yaml")),
             (ReferenceGrant::crd(), include_str!("../../crds/gateway-api/referencegrants.yaml")),
+            (BackendTlsPolicy::crd(), include_str!("../../crds/gateway-api/backendtlspolicies.yaml")),
         ];
         for (ours, theirs) in cases {
             let ours = serde_json::to_value(&ours).expect("CRD as JSON");

@@ -12,8 +12,9 @@
 //! `type=Opaque` (htpasswd files for basic auth, `kubectl create secret generic`); Helm
 //! releases, service-account tokens and other types are never read.
 //!
-//! WebSocketRoutes, WebSocketPolicies and the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
-//! with Namespaces for `allowedRoutes` selectors) are watched only while their CRDs are served:
+//! WebSocketRoutes, WebSocketPolicies and the Gateway API kinds (GatewayClass, Gateway,
+//! HTTPRoute, ReferenceGrant, BackendTLSPolicy with the ConfigMaps that hold CA bundles, and
+//! Namespaces for `allowedRoutes` selectors) are watched only while their CRDs are served:
 //! the watches start when the CRDs appear and stop when they go ([`Watches::follow_crds`]).
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -34,7 +35,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::crd::{WebSocketPolicy, WebSocketRoute};
-use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use crate::gateway_api::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::metrics::Metrics;
 use crate::snapshot::{Object, Snapshot};
 
@@ -63,6 +64,9 @@ pub struct GatewayApiStores {
     pub routes: Store<HttpRoute>,
     /// `None` when ReferenceGrant `v1` is not served (Gateway API CRDs older than v1.5).
     pub grants: Option<Store<ReferenceGrant>>,
+    /// BackendTLSPolicies and the ConfigMaps (CA bundles) they name; `None` when
+    /// BackendTLSPolicy `v1` is not served.
+    pub backend_tls: Option<(Store<BackendTlsPolicy>, Store<ConfigMap>)>,
     pub namespaces: Store<Namespace>,
 }
 
@@ -77,6 +81,8 @@ pub struct Served {
     pub gateway_api: bool,
     /// ReferenceGrant `v1`.
     pub reference_grants: bool,
+    /// BackendTLSPolicy `v1`.
+    pub backend_tls_policies: bool,
 }
 
 /// Running watches: their stores, the merged change signal, and the tasks that drive them
@@ -110,6 +116,8 @@ struct OptionalApis {
     gateways: Api<Gateway>,
     http_routes: Api<HttpRoute>,
     grants: Api<ReferenceGrant>,
+    backend_tls: Api<BackendTlsPolicy>,
+    config_maps: Api<ConfigMap>,
     namespaces: Api<Namespace>,
 }
 
@@ -165,6 +173,8 @@ pub fn start(client: &Client, scope: &Scope, metrics: &Arc<Metrics>) -> Watches 
             gateways: namespaced(client, ns),
             http_routes: namespaced(client, ns),
             grants: namespaced(client, ns),
+            backend_tls: namespaced(client, ns),
+            config_maps: namespaced(client, ns),
             namespaces: Api::all(client.clone()),
         },
         served: Served::default(),
@@ -236,11 +246,16 @@ impl Watches {
         let grants = served
             .reference_grants
             .then(|| reflect(apis.grants.clone(), plain.clone(), tx, metrics, &mut spawn));
+        let backend_tls = served.backend_tls_policies.then(|| {
+            let policies = reflect(apis.backend_tls.clone(), plain.clone(), tx, metrics, &mut spawn);
+            (policies, reflect(apis.config_maps.clone(), plain.clone(), tx, metrics, &mut spawn))
+        });
         *stores = Some(GatewayApiStores {
             classes: reflect(apis.classes.clone(), plain.clone(), tx, metrics, &mut spawn),
             gateways: reflect(apis.gateways.clone(), plain.clone(), tx, metrics, &mut spawn),
             routes: reflect(apis.http_routes.clone(), plain.clone(), tx, metrics, &mut spawn),
             grants,
+            backend_tls,
             namespaces: reflect(apis.namespaces.clone(), plain, tx, metrics, &mut spawn),
         });
         self.gateway_tasks = tasks;
@@ -281,6 +296,10 @@ impl ClusterInputs {
             if let Some(grants) = &gateway_api.grants {
                 let _ = grants.wait_until_ready().await;
             }
+            if let Some((policies, config_maps)) = &gateway_api.backend_tls {
+                let _ = policies.wait_until_ready().await;
+                let _ = config_maps.wait_until_ready().await;
+            }
             let _ = gateway_api.namespaces.wait_until_ready().await;
         }
         let _ = self.services.wait_until_ready().await;
@@ -306,6 +325,10 @@ impl ClusterInputs {
             objects.extend(gateway_api.routes.state().into_iter().map(Object::HttpRoute));
             let grants = gateway_api.grants.iter().flat_map(Store::state);
             objects.extend(grants.map(Object::ReferenceGrant));
+            if let Some((policies, config_maps)) = &gateway_api.backend_tls {
+                objects.extend(policies.state().into_iter().map(Object::BackendTlsPolicy));
+                objects.extend(config_maps.state().into_iter().map(Object::ConfigMap));
+            }
             objects.extend(gateway_api.namespaces.state().into_iter().map(Object::Namespace));
         }
         objects.extend(self.services.state().into_iter().map(Object::Service));
@@ -425,6 +448,18 @@ impl Relevant for GatewayClass {
 impl Relevant for ReferenceGrant {
     fn relevant(&self) -> impl Serialize + '_ {
         &self.spec
+    }
+}
+
+impl Relevant for BackendTlsPolicy {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (self.metadata.generation, &self.metadata.annotations)
+    }
+}
+
+impl Relevant for ConfigMap {
+    fn relevant(&self) -> impl Serialize + '_ {
+        (&self.data, &self.binary_data)
     }
 }
 

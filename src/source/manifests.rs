@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn parses_multi_document_streams_and_skips_other_kinds() {
-        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n";
         let objects = parse_documents(yaml).expect("parses");
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].describe(), "Service default/a");

@@ -9,11 +9,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::crd::WebSocketPolicy;
-use crate::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use crate::gateway_api::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::model::NamespacedName as Key;
 use crate::snapshot::Snapshot;
 
@@ -112,6 +112,20 @@ impl<'a> Lookup<'a> {
         found
     }
 
+    /// The BackendTLSPolicies in `namespace`.
+    pub fn backend_tls_policies(&self, namespace: &str) -> &'a [Arc<BackendTlsPolicy>] {
+        let found = self.snapshot.backend_tls_policies(namespace);
+        self.record(Read::BackendTls(key(namespace, ""), found.to_vec()));
+        found
+    }
+
+    /// The ConfigMap `namespace/name`.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&'a ConfigMap> {
+        let found = self.snapshot.config_map(namespace, name);
+        self.record(Read::ConfigMap(key(namespace, name), found.cloned()));
+        found.map(|c| &**c)
+    }
+
     fn secret_arc(&self, namespace: &str, name: &str) -> Option<&'a Arc<Secret>> {
         let found = self.snapshot.secret(namespace, name);
         self.record(Read::Secret(key(namespace, name), found.cloned()));
@@ -146,6 +160,8 @@ enum Read {
     Grants(Key, Vec<Arc<ReferenceGrant>>),
     HttpRoute(Key, Option<Arc<HttpRoute>>),
     Policies(Key, Vec<Arc<WebSocketPolicy>>),
+    BackendTls(Key, Vec<Arc<BackendTlsPolicy>>),
+    ConfigMap(Key, Option<Arc<ConfigMap>>),
 }
 
 impl Read {
@@ -160,6 +176,8 @@ impl Read {
             Self::Grants(key, _) => (6, key),
             Self::HttpRoute(key, _) => (7, key),
             Self::Policies(key, _) => (8, key),
+            Self::BackendTls(key, _) => (9, key),
+            Self::ConfigMap(key, _) => (10, key),
         }
     }
 }
@@ -189,6 +207,12 @@ impl Reads {
             }
             Read::Policies(Key { namespace, .. }, seen) => {
                 same_all(snapshot.websocket_policies(namespace), seen)
+            }
+            Read::BackendTls(Key { namespace, .. }, seen) => {
+                same_all(snapshot.backend_tls_policies(namespace), seen)
+            }
+            Read::ConfigMap(Key { namespace, name }, seen) => {
+                same(snapshot.config_map(namespace, name), seen.as_ref())
             }
         })
     }

@@ -164,8 +164,13 @@ pub fn backend_ca(snapshot: &Lookup<'_>, namespace: &str, name: &str) -> Result<
 }
 
 fn parse_ca(secret: &Secret, name: String) -> Result<BackendCa, SecretError> {
-    let pem = field(secret, "ca.crt")?;
-    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+    ca_bundle(&field(secret, "ca.crt")?, name)
+}
+
+/// A verifying client configuration for HTTPS backends from a PEM bundle of CA certificates
+/// (the `ca.crt` of a Secret or a ConfigMap named `name`).
+pub fn ca_bundle(pem: &[u8], name: String) -> Result<BackendCa, SecretError> {
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| SecretError::unreadable("ca.crt", "PEM", e))?;
     let mut roots = rustls::RootCertStore::empty();

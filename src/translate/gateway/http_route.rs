@@ -22,7 +22,7 @@ use super::super::settings;
 use super::super::{Output, values};
 use super::facts::{Facts, ParentFact, RouteFacts, Why};
 use super::listeners::{allows_namespace, served_by, takes_http_routes};
-use super::{GatewaySettings, filters, grants, hostnames, is_ours, policy};
+use super::{GatewaySettings, backend_tls, filters, grants, hostnames, is_ours, policy};
 use crate::gateway_api::httproutes::{
     HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
@@ -279,6 +279,16 @@ fn translate_rule(
     let refs = rule.backend_refs.as_deref().unwrap_or_default();
     let (backend, any_valid) = backend(refs, namespace, (&field, lookup), reporter, unresolved);
     let mut policy = base_policy(rule, (namespace, route), lookup);
+    match backend_tls_protocol(refs.first(), namespace, lookup) {
+        Ok(Some(protocol)) => policy.backend_protocol = protocol,
+        Ok(None) => {}
+        Err((reason, message)) => {
+            let report = format!("{message}; the rule answers 500 rather than send traffic unverified");
+            reporter.report(Reason::UnresolvedRef, format!("{field}.backendRefs[0]"), report);
+            unresolved.get_or_insert((reason, message));
+            policy.rewrites.status = Some(500);
+        }
+    }
     if let Err((at, error)) =
         filters::apply(rule.filters.as_deref().unwrap_or_default(), &mut policy, &field, reporter)
     {
@@ -452,6 +462,28 @@ fn service_ref<'r>(
     Ok((service_namespace, port))
 }
 
+/// TLS to the Service `reference` names, when a BackendTLSPolicy targets it (or its port).
+fn backend_tls_protocol(
+    reference: Option<&HttpRouteRulesBackendRefs>,
+    namespace: &str,
+    lookup: &Lookup<'_>,
+) -> Result<Option<BackendProtocol>, Why> {
+    let Some(reference) = reference else { return Ok(None) };
+    let namespace = reference.namespace.as_deref().unwrap_or(namespace);
+    let port_name = service_port(reference, namespace, lookup).and_then(|p| p.name.clone());
+    backend_tls::protocol(lookup, namespace, &reference.name, port_name.as_deref())
+}
+
+/// The port of the Service `reference` names (in `namespace`, its own).
+fn service_port<'a>(
+    reference: &HttpRouteRulesBackendRefs,
+    namespace: &str,
+    lookup: &Lookup<'a>,
+) -> Option<&'a k8s_openapi::api::core::v1::ServicePort> {
+    let service = lookup.service(namespace, &reference.name)?;
+    service.spec.as_ref()?.ports.as_ref()?.iter().find(|p| Some(p.port) == reference.port)
+}
+
 /// The `appProtocol` of the Service port `reference` names.
 fn app_protocol(
     reference: &HttpRouteRulesBackendRefs,
@@ -459,9 +491,7 @@ fn app_protocol(
     lookup: &Lookup<'_>,
 ) -> Option<String> {
     let namespace = reference.namespace.as_deref().unwrap_or(namespace);
-    let service = lookup.service(namespace, &reference.name)?;
-    let ports = service.spec.as_ref()?.ports.as_deref()?;
-    ports.iter().find(|p| Some(p.port) == reference.port)?.app_protocol.clone()
+    service_port(reference, namespace, lookup)?.app_protocol.clone()
 }
 
 /// The rule's policy before its filters and timeouts: the Ingress defaults, or the

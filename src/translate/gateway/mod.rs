@@ -6,6 +6,7 @@
 //! A Gateway is served when its `gatewayClassName` names a GatewayClass whose `controllerName`
 //! is `--gateway-controller-name` (`hawser.dev/gateway-controller`).
 
+mod backend_tls;
 pub mod facts;
 mod filters;
 mod grants;

@@ -1,0 +1,102 @@
+//! BackendTLSPolicy (Gateway API, GEP-1897): TLS from hawser to a Service's endpoints, verified
+//! against the CA bundles its `caCertificateRefs` name (ConfigMaps with `ca.crt`, in the
+//! policy's namespace) and the `hostname` it gives, which is also sent as SNI. A policy targets
+//! a Service (`sectionName`: one of its ports, by name); one naming the port beats one naming
+//! the Service, then the oldest. `wellKnownCACertificates` (the system's CAs) and
+//! `subjectAltNames` are not served: such a policy makes its routes answer 500 rather than send
+//! traffic unverified.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+
+use super::super::lookup::Lookup;
+use super::super::secret_error::SecretError;
+use super::super::tls;
+use super::facts::Why;
+use crate::gateway_api::BackendTlsPolicy;
+use crate::model::BackendProtocol;
+
+/// How hawser talks to the Service `namespace/service` on its port named `port` (if named):
+/// `Ok(None)` when no BackendTLSPolicy targets it.
+pub fn protocol(
+    lookup: &Lookup<'_>,
+    namespace: &str,
+    service: &str,
+    port: Option<&str>,
+) -> Result<Option<BackendProtocol>, Why> {
+    let Some(policy) = policy_for(lookup, namespace, service, port) else { return Ok(None) };
+    let validation = &policy.spec.validation;
+    let name = format!("BackendTLSPolicy {namespace}/{}", policy.name_any());
+    if validation.well_known_ca_certificates.is_some() || validation.subject_alt_names.is_some() {
+        let message = format!("{name}: wellKnownCACertificates and subjectAltNames are not served");
+        return Err(("NoValidCACertificate", message));
+    }
+    let refs = validation.ca_certificate_refs.as_deref().unwrap_or_default();
+    let Some(reference) = refs.first() else {
+        return Err(("NoValidCACertificate", format!("{name} names no CA certificate")));
+    };
+    if (reference.group.as_str(), reference.kind.as_str()) != ("", "ConfigMap") {
+        let message =
+            format!("{name}: {} is not a CA bundle kind hawser reads (a ConfigMap is)", reference.kind);
+        return Err(("InvalidKind", message));
+    }
+    let bundle = lookup
+        .config_map(namespace, &reference.name)
+        .ok_or(SecretError::NotFound)
+        .and_then(|c| tls::ca_bundle(&ca_crt(c)?, format!("ConfigMap {namespace}/{}", reference.name)));
+    match bundle {
+        Ok(ca) => {
+            let mut protocol = BackendProtocol::HTTPS.with_server_name(Some(validation.hostname.clone()));
+            protocol.verify_with(ca);
+            Ok(Some(protocol))
+        }
+        Err(problem) => {
+            let message = format!("{name}: ConfigMap {namespace}/{}: {problem}", reference.name);
+            Err(("InvalidCACertificateRef", message))
+        }
+    }
+}
+
+/// The policy for the Service's port: one naming the port, else one naming the Service; the
+/// oldest, then the first by name.
+fn policy_for<'a>(
+    lookup: &Lookup<'a>,
+    namespace: &str,
+    service: &str,
+    port: Option<&str>,
+) -> Option<&'a BackendTlsPolicy> {
+    let specificity = |section: &Option<String>| match (section.as_deref(), port) {
+        (None, _) => Some(1),
+        (Some(section), Some(port)) if section == port => Some(0),
+        _ => None,
+    };
+    lookup
+        .backend_tls_policies(namespace)
+        .iter()
+        .filter_map(|policy| {
+            let targets = policy
+                .spec
+                .target_refs
+                .iter()
+                .filter(|t| t.group.is_empty() && t.kind == "Service" && t.name == service);
+            let created = policy.creation_timestamp().map(|t| t.0);
+            Some((
+                (
+                    targets.filter_map(|t| specificity(&t.section_name)).min()?,
+                    created.is_none(),
+                    created,
+                    policy.name_any(),
+                ),
+                &**policy,
+            ))
+        })
+        .min_by(|(a, _), (b, _)| a.cmp(b))
+        .map(|(_, policy)| policy)
+}
+
+/// The `ca.crt` of a ConfigMap (`data`, or `binaryData`).
+fn ca_crt(map: &ConfigMap) -> Result<Vec<u8>, SecretError> {
+    let text = map.data.as_ref().and_then(|d| d.get("ca.crt")).map(|s| s.as_bytes().to_vec());
+    let binary = || map.binary_data.as_ref().and_then(|d| d.get("ca.crt")).map(|b| b.0.clone());
+    text.or_else(binary).filter(|b| !b.is_empty()).ok_or(SecretError::MissingKey { key: "ca.crt" })
+}
