@@ -157,12 +157,8 @@ pub fn attached_routes(
 pub fn policy_ancestors(policy: &WebSocketPolicy, facts: &PolicyFacts, controller: &str) -> Value {
     let generation = policy.metadata.generation;
     let namespace = policy.namespace().unwrap_or_default();
-    let current = policy.status.as_ref().map(|s| s.ancestors.clone()).unwrap_or_default();
-    let mut ancestors: Vec<Value> = current
-        .iter()
-        .filter(|a| a.controller_name != controller)
-        .filter_map(|a| serde_json::to_value(a).ok())
-        .collect();
+    let list = Entries::new(policy.status.as_ref().map(|s| &s.ancestors), "ancestorRef", controller);
+    let mut ancestors = list.foreign();
     for fact in &facts.targets {
         let Some(target) = policy.spec.target_refs.get(fact.index) else { continue };
         let references: Vec<Value> = if fact.ancestors.is_empty() {
@@ -178,18 +174,8 @@ pub fn policy_ancestors(policy: &WebSocketPolicy, facts: &PolicyFacts, controlle
             Err((reason, message)) => unmet("Accepted", reason, message.clone()),
         };
         for reference in references {
-            let previous = current
-                .iter()
-                .find(|a| {
-                    a.controller_name == controller
-                        && serde_json::to_value(&a.ancestor_ref).ok().as_ref() == Some(&reference)
-                })
-                .map(|a| a.conditions.clone())
-                .unwrap_or_default();
-            let conditions = [condition(&accepted, &previous, generation)];
-            ancestors.push(
-                json!({"ancestorRef": reference, "controllerName": controller, "conditions": conditions}),
-            );
+            let conditions = vec![condition(&accepted, &list.previous(&reference), generation)];
+            ancestors.push(list.entry(reference, conditions));
         }
     }
     json!({"ancestors": ancestors})
@@ -200,13 +186,9 @@ pub fn policy_ancestors(policy: &WebSocketPolicy, facts: &PolicyFacts, controlle
 pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) -> Value {
     let generation = route.metadata.generation;
     let namespace = route.namespace().unwrap_or_default();
-    let current = route.status.as_ref().map(|s| s.parents.clone()).unwrap_or_default();
+    let list = Entries::new(route.status.as_ref().map(|s| &s.parents), "parentRef", controller);
     let spec_parents = route.spec.parent_refs.as_deref().unwrap_or_default();
-    let mut parents: Vec<Value> = current
-        .iter()
-        .filter(|p| p.controller_name != controller)
-        .filter_map(|p| serde_json::to_value(p).ok())
-        .collect();
+    let mut parents = list.foreign();
     for fact in &facts.parents {
         let Some(spec) = spec_parents.get(fact.index) else { continue };
         let mut reference = json!({
@@ -221,14 +203,6 @@ pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) ->
         if let Some(port) = spec.port {
             reference["port"] = json!(port);
         }
-        let previous = current
-            .iter()
-            .find(|p| {
-                p.controller_name == controller
-                    && serde_json::to_value(&p.parent_ref).ok().as_ref() == Some(&reference)
-            })
-            .map(|p| p.conditions.clone())
-            .unwrap_or_default();
         let accepted = match &fact.attached {
             Ok(_) => met("Accepted", "Accepted", "the route is attached".into()),
             Err((reason, message)) => unmet("Accepted", reason, message.clone()),
@@ -237,11 +211,51 @@ pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) ->
             None => met("ResolvedRefs", "ResolvedRefs", "every backend reference resolved".into()),
             Some((reason, message)) => unmet("ResolvedRefs", reason, message.clone()),
         };
-        let conditions: Vec<Condition> =
-            [accepted, resolved].iter().map(|c| condition(c, &previous, generation)).collect();
-        parents.push(json!({"parentRef": reference, "controllerName": controller, "conditions": conditions}));
+        let previous = list.previous(&reference);
+        let conditions = [accepted, resolved].iter().map(|c| condition(c, &previous, generation)).collect();
+        parents.push(list.entry(reference, conditions));
     }
     json!({"parents": parents})
+}
+
+/// A status list of entries by controller (an HTTPRoute's `parents`, a policy's `ancestors`),
+/// as it is now.
+struct Entries<'c> {
+    current: Vec<Value>,
+    /// `parentRef` or `ancestorRef`.
+    reference_key: &'static str,
+    controller: &'c str,
+}
+
+impl<'c> Entries<'c> {
+    fn new<T: serde::Serialize>(
+        current: Option<&Vec<T>>,
+        reference_key: &'static str,
+        controller: &'c str,
+    ) -> Self {
+        let current = current.into_iter().flatten().filter_map(|e| serde_json::to_value(e).ok()).collect();
+        Self { current, reference_key, controller }
+    }
+
+    fn ours(&self, entry: &Value) -> bool {
+        entry["controllerName"] == self.controller
+    }
+
+    /// Other controllers' entries, as they are.
+    fn foreign(&self) -> Vec<Value> {
+        self.current.iter().filter(|e| !self.ours(e)).cloned().collect()
+    }
+
+    /// The conditions of hawser's entry for `reference` now (none: no such entry).
+    fn previous(&self, reference: &Value) -> Vec<Condition> {
+        let ours = self.current.iter().find(|e| self.ours(e) && e[self.reference_key] == *reference);
+        ours.and_then(|e| serde_json::from_value(e["conditions"].clone()).ok()).unwrap_or_default()
+    }
+
+    /// Hawser's entry for `reference`.
+    fn entry(&self, reference: Value, conditions: Vec<Condition>) -> Value {
+        json!({self.reference_key: reference, "controllerName": self.controller, "conditions": conditions})
+    }
 }
 
 fn met(type_: &'static str, reason: &'static str, message: String) -> RouteCondition {
@@ -250,4 +264,46 @@ fn met(type_: &'static str, reason: &'static str, message: String) -> RouteCondi
 
 fn unmet(type_: &'static str, reason: &'static str, message: String) -> RouteCondition {
     RouteCondition { type_, status: "False", reason, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::facts::ParentFact;
+
+    fn route(status: Value) -> HttpRoute {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "apps", "generation": 3},
+            "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}, {"name": "theirs"}]},
+            "status": status,
+        }))
+        .expect("an HTTPRoute")
+    }
+
+    #[test]
+    fn route_status_keeps_other_controllers_entries_and_is_stable() {
+        let theirs =
+            json!({"parentRef": {"name": "theirs"}, "controllerName": "example.com/other", "conditions": []});
+        let facts = RouteFacts {
+            parents: vec![ParentFact {
+                index: 0,
+                gateway: NamespacedName::new("infra", "gw"),
+                attached: Ok(vec!["http".into()]),
+            }],
+            unresolved: None,
+        };
+        let first = route_parents(
+            &route(json!({"parents": [theirs.clone()]})),
+            &facts,
+            "hawser.dev/gateway-controller",
+        );
+        let parents = first["parents"].as_array().expect("parents");
+        assert_eq!(parents[0], theirs, "another controller's entry, untouched");
+        assert_eq!(parents[1]["parentRef"]["name"], "gw");
+        assert_eq!(parents[1]["conditions"][0]["observedGeneration"], 3);
+        // Written back, the same facts want exactly what is there: no write, no new transition.
+        let again = route_parents(&route(first.clone()), &facts, "hawser.dev/gateway-controller");
+        assert_eq!(again, first);
+    }
 }

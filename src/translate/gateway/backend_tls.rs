@@ -65,11 +65,7 @@ fn policy_for<'a>(
     service: &str,
     port: Option<&str>,
 ) -> Option<&'a BackendTlsPolicy> {
-    let specificity = |section: &Option<String>| match (section.as_deref(), port) {
-        (None, _) => Some(1),
-        (Some(section), Some(port)) if section == port => Some(0),
-        _ => None,
-    };
+    let specificity = |section: &Option<String>| super::specificity(section.as_deref(), port);
     lookup
         .backend_tls_policies(namespace)
         .iter()

@@ -73,6 +73,17 @@ pub fn has_served_parent(route: &HttpRoute, snapshot: &Snapshot, settings: &Gate
     })
 }
 
+/// How closely a policy target with `sectionName` `target` names the section `section` (a
+/// rule's name, a port's name) of its object: `0` names it, `1` names the whole object,
+/// `None` names another section. The most specific policy applies (GEP-713).
+fn specificity(target: Option<&str>, section: Option<&str>) -> Option<u8> {
+    match (target, section) {
+        (None, _) => Some(1),
+        (Some(target), Some(section)) if target == section => Some(0),
+        _ => None,
+    }
+}
+
 fn is_ours(gateway: &Gateway, lookup: &Lookup<'_>, settings: &GatewaySettings) -> bool {
     lookup
         .gateway_class(&gateway.spec.gateway_class_name)

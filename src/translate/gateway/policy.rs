@@ -28,11 +28,7 @@ pub fn for_rule<'a>(
     route: &str,
     rule: Option<&str>,
 ) -> Option<&'a WebSocketPolicy> {
-    let specificity = |target: &PolicyTargetRef| match (&target.section_name, rule) {
-        (None, _) => Some(1),
-        (Some(section), Some(rule)) if section == rule => Some(0),
-        _ => None,
-    };
+    let specificity = |target: &PolicyTargetRef| super::specificity(target.section_name.as_deref(), rule);
     lookup
         .websocket_policies(namespace)
         .iter()
