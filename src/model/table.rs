@@ -49,7 +49,8 @@ pub enum Listeners {
 }
 
 impl Listeners {
-    fn serve(self, tls: bool) -> bool {
+    /// Whether the TLS listener (`tls`) or the plain one serves these routes.
+    pub fn serve(self, tls: bool) -> bool {
         match self {
             Self::Both => true,
             Self::Plain => !tls,

@@ -64,10 +64,11 @@ pub fn gateway_status(
     let accepted = match (valid, facts.listeners.len()) {
         (v, n) if v == n => met("Accepted", "Accepted", "every listener is served".into()),
         (0, _) => unmet("Accepted", "ListenersNotValid", "no listener can be served".into()),
-        _ => RouteCondition {
-            reason: "ListenersNotValid",
-            ..met("Accepted", "", "some listeners cannot be served; see their conditions".into())
-        },
+        _ => met(
+            "Accepted",
+            "ListenersNotValid",
+            "some listeners cannot be served; see their conditions".into(),
+        ),
     };
     let programmed = if valid == 0 {
         unmet("Programmed", "Invalid", "no listener can be served".into())
@@ -117,17 +118,16 @@ fn listener_status(
         (Ok(()), Some(message)) => Err(("InvalidCertificateRef", message)),
         (Ok(()), None) => Ok(()),
     };
-    let kinds = if matches!(&resolved, Err(("InvalidRouteKinds", _))) {
-        json!([])
-    } else {
-        json!([{"group": GROUP, "kind": "HTTPRoute"}])
-    };
+    let kinds =
+        if fact.takes_http_routes { json!([{"group": GROUP, "kind": "HTTPRoute"}]) } else { json!([]) };
     let resolved = match resolved {
         Ok(()) => met("ResolvedRefs", "ResolvedRefs", "every reference resolved".into()),
         Err((reason, message)) => unmet("ResolvedRefs", reason, message),
     };
-    let conflicted =
-        RouteCondition { status: "False", ..met("Conflicted", "NoConflicts", "no conflict".into()) };
+    let conflicted = match &fact.conflicted {
+        None => unmet("Conflicted", "NoConflicts", "no conflict".into()),
+        Some(message) => met("Conflicted", "HostnameConflict", message.clone()),
+    };
     let conditions: Vec<Condition> = [accepted, programmed, resolved, conflicted]
         .iter()
         .map(|c| condition(c, previous, generation))

@@ -59,7 +59,8 @@ pub fn assemble_host(
     AssembledHost { vhost, secret, reports, recheck_at }
 }
 
-/// Keeps the winning candidate of each host + path + headers ([`candidate::winner`]),
+/// Keeps the winning candidate of each host + path + headers + method + query, on each of
+/// hawser's listeners ([`candidate::winner`]: an Ingress serves both, a Gateway route one),
 /// reports the others, and groups the winners by host. Within a host they are in rank order
 /// (oldest object first, then namespace/name), each object's in the order it gave them: the
 /// order the table keeps among routes of equal precedence (Gateway API `HTTPRouteRule`).
@@ -70,12 +71,29 @@ fn settle_routes(candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTree
     });
     let mut hosts: BTreeMap<HostMatch, Vec<(usize, &Candidate)>> = BTreeMap::new();
     for group in candidates.chunk_by(|(_, a), (_, b)| a.key() == b.key()) {
-        let Some(won) = candidate::winner(group, |(_, c)| &c.rank) else { continue };
-        let (order, kept) = &group[won];
-        for (_, loser) in group.iter().filter(|(_, c)| c.rank.owner() != kept.rank.owner()) {
-            report_conflict(loser, kept.rank.owner(), reports);
+        let mut kept: Vec<usize> = Vec::new();
+        let mut beaten: BTreeMap<usize, &ObjectRef> = BTreeMap::new();
+        for tls in [false, true] {
+            let serving: Vec<usize> =
+                (0..group.len()).filter(|&i| group[i].1.route.listeners.serve(tls)).collect();
+            let Some(won) = candidate::winner(&serving, |&i| &group[i].1.rank).map(|w| serving[w]) else {
+                continue;
+            };
+            let winner = group[won].1.rank.owner();
+            for &i in serving.iter().filter(|&&i| group[i].1.rank.owner() != winner) {
+                beaten.entry(i).or_insert(winner);
+            }
+            if !kept.contains(&won) {
+                kept.push(won);
+            }
         }
-        hosts.entry(kept.host.clone()).or_default().push((*order, kept));
+        for (i, winner) in beaten {
+            report_conflict(&group[i].1, winner, reports);
+        }
+        for i in kept {
+            let (order, candidate) = &group[i];
+            hosts.entry(candidate.host.clone()).or_default().push((*order, candidate));
+        }
     }
     hosts
         .into_iter()

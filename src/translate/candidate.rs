@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::report::{Kind, ObjectRef};
-use crate::model::{HeaderMatch, HostMatch, Listeners, PathMatch, QueryMatch, Route};
+use crate::model::{HeaderMatch, HostMatch, PathMatch, QueryMatch, Route};
 
 /// Which of two claims by objects of one namespace on the same host, path and headers wins:
 /// explicit paths beat an Ingress `defaultBackend`, a WebSocketRoute beats an Ingress, then the
@@ -48,7 +48,7 @@ impl Rank {
 /// so a newer object in another namespace can never take a host and path away (undated objects
 /// come after dated ones, then namespaces in name order). Within the winning namespace,
 /// [`Rank`] decides. `None` only for no claims.
-pub fn winner<T>(claims: &[T], rank: impl Fn(&T) -> &Rank) -> Option<usize> {
+pub fn winner<'r, T>(claims: &'r [T], rank: impl Fn(&'r T) -> &'r Rank) -> Option<usize> {
     let oldest = claims.iter().map(&rank).min_by(|a, b| a.claim_order().cmp(&b.claim_order()))?;
     let namespace = &oldest.owner.namespace;
     (0..claims.len())
@@ -56,10 +56,10 @@ pub fn winner<T>(claims: &[T], rank: impl Fn(&T) -> &Rank) -> Option<usize> {
         .min_by(|&a, &b| rank(&claims[a]).cmp(rank(&claims[b])))
 }
 
-/// Host, path, headers, method, query parameters and listeners: what two claims must share to
-/// conflict.
+/// Host, path, headers, method and query parameters: what two claims must share to conflict
+/// (on the listeners both are served on).
 pub type ConflictKey<'c> =
-    (&'c HostMatch, &'c PathMatch, Vec<&'c HeaderMatch>, Option<&'c str>, Vec<&'c QueryMatch>, Listeners);
+    (&'c HostMatch, &'c PathMatch, Vec<&'c HeaderMatch>, Option<&'c str>, Vec<&'c QueryMatch>);
 
 /// A route and the host it is for, claimed by one object.
 #[derive(Clone, Debug)]
@@ -82,6 +82,6 @@ impl Candidate {
         headers.sort();
         let mut query: Vec<&QueryMatch> = route.query.iter().collect();
         query.sort();
-        (&self.host, &route.path, headers, route.method.as_deref(), query, route.listeners)
+        (&self.host, &route.path, headers, route.method.as_deref(), query)
     }
 }

@@ -3,13 +3,14 @@
 //! to it only where the owner's objects on that host allow their namespace
 //! (`hawser.dev/allowed-namespaces`). The default (`path`) settles each host and path on its own
 //! ([`super::candidate::winner`]). This is Contour's root-and-delegation and the Gateway API's
-//! `allowedRoutes` in the shape of an annotation.
+//! `allowedRoutes` in the shape of an annotation; Gateway API objects themselves are governed
+//! by their Gateways' `allowedRoutes`, not by this.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::TlsClaim;
 use super::candidate::{Candidate, Rank};
-use super::report::{ObjectRef, Reason, Report, Reporter};
+use super::report::{Kind, ObjectRef, Reason, Report, Reporter};
 use crate::model::{HostMatch, ValueError};
 
 /// The annotation (on Ingresses and WebSocketRoutes) listing the namespaces allowed on the
@@ -38,8 +39,11 @@ pub fn enforce(
     reports: &mut Vec<Report>,
 ) {
     let ranks = candidates.iter().map(|c| (&c.host, &c.rank)).chain(tls.iter().map(|t| (&t.host, &t.rank)));
-    let owners = owners(ranks, delegations);
+    let owners = owners(ranks.filter(|(_, rank)| governed(rank)), delegations);
     let allowed = |host: &HostMatch, rank: &Rank| {
+        if !governed(rank) {
+            return true;
+        }
         let Some((namespace, guests)) = owners.get(host) else { return true };
         let theirs = &rank.owner().namespace;
         theirs == namespace || guests.contains("*") || guests.contains(theirs)
@@ -71,6 +75,12 @@ pub fn enforce(
 
 /// Each host's owning namespace (that of its oldest claim) and the namespaces its objects on
 /// the host allow.
+/// Whether strict host ownership applies to a claim: not to the Gateway API's, whose Gateways
+/// say which namespaces' routes they take (`allowedRoutes`).
+fn governed(rank: &Rank) -> bool {
+    !matches!(rank.owner().kind, Kind::Gateway | Kind::HttpRoute)
+}
+
 fn owners<'a>(
     claims: impl Iterator<Item = (&'a HostMatch, &'a Rank)>,
     delegations: &Delegations,

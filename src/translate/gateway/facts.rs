@@ -65,4 +65,8 @@ pub struct ListenerFact {
     /// `Err`: a reference did not resolve (`InvalidCertificateRef`, `RefNotPermitted`,
     /// `InvalidRouteKinds`).
     pub resolved: Result<(), Why>,
+    /// Whether its `allowedRoutes.kinds` admit HTTPRoutes (its supported kinds).
+    pub takes_http_routes: bool,
+    /// Why it is conflicted (another listener of the Gateway has its place); `None`: it is not.
+    pub conflicted: Option<String>,
 }

@@ -12,8 +12,8 @@ use kube::core::{Selector, SelectorExt};
 use super::super::lookup::Lookup;
 use crate::gateway_api::GROUP;
 use crate::gateway_api::gateways::{
-    GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
-    GatewayListenersAllowedRoutesNamespacesSelector,
+    GatewayListeners, GatewayListenersAllowedRoutesKinds,
+    GatewayListenersAllowedRoutesNamespacesFrom as From, GatewayListenersAllowedRoutesNamespacesSelector,
     GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expression, GatewayListenersTlsMode,
 };
 use crate::model::Listeners;
@@ -77,9 +77,21 @@ pub fn served_by(listener: &GatewayListeners, ports: GatewayPorts) -> Result<Lis
 /// Whether `listener` takes HTTPRoutes at all (its `allowedRoutes.kinds`, by default the
 /// protocol's route kinds).
 pub fn takes_http_routes(listener: &GatewayListeners) -> bool {
-    let kinds = listener.allowed_routes.as_ref().and_then(|a| a.kinds.as_deref()).unwrap_or_default();
-    kinds.is_empty()
-        || kinds.iter().any(|k| k.kind == "HTTPRoute" && k.group.as_deref().unwrap_or(GROUP) == GROUP)
+    let kinds = allowed_kinds(listener);
+    kinds.is_empty() || kinds.iter().any(is_http_route)
+}
+
+/// Whether `allowedRoutes.kinds` names a kind hawser does not serve (`InvalidRouteKinds`).
+pub fn names_other_kinds(listener: &GatewayListeners) -> bool {
+    allowed_kinds(listener).iter().any(|k| !is_http_route(k))
+}
+
+fn allowed_kinds(listener: &GatewayListeners) -> &[GatewayListenersAllowedRoutesKinds] {
+    listener.allowed_routes.as_ref().and_then(|a| a.kinds.as_deref()).unwrap_or_default()
+}
+
+fn is_http_route(kind: &GatewayListenersAllowedRoutesKinds) -> bool {
+    kind.kind == "HTTPRoute" && kind.group.as_deref().unwrap_or(GROUP) == GROUP
 }
 
 /// Whether `listener` of a Gateway in `gateway_namespace` takes routes from `route_namespace`.

@@ -103,8 +103,29 @@ pub fn translate_gateway(
     let mut facts = GatewayFacts::default();
     for (l, listener) in gateway.spec.listeners.iter().enumerate() {
         let field = format!("spec.listeners[{l}]");
-        let mut fact = ListenerFact { name: listener.name.clone(), accepted: Ok(()), resolved: Ok(()) };
-        match listeners::served_by(listener, settings.ports) {
+        let takes_http_routes = listeners::takes_http_routes(listener);
+        let mut fact = ListenerFact {
+            name: listener.name.clone(),
+            accepted: Ok(()),
+            resolved: Ok(()),
+            takes_http_routes,
+            conflicted: None,
+        };
+        let serves = listeners::served_by(listener, settings.ports);
+        // Two listeners on one of hawser's listeners with one hostname: the later is conflicted.
+        let same_place = gateway.spec.listeners[..l].iter().find(|earlier| {
+            earlier.hostname == listener.hostname
+                && listeners::served_by(earlier, settings.ports).ok() == serves.as_ref().ok().copied()
+        });
+        if let (Some(earlier), Ok(_)) = (same_place, &serves) {
+            let message = format!(
+                "listener {:?} has the port, protocol and hostname of {:?}",
+                listener.name, earlier.name
+            );
+            reporter.report(Reason::Conflict, field.clone(), message.clone());
+            fact.conflicted = Some(message);
+        }
+        match serves {
             Err(error) => {
                 let message =
                     format!("listener {:?}: {error} ({}); it takes no routes", listener.name, error.reason());
@@ -119,9 +140,11 @@ pub fn translate_gateway(
             },
             Ok(_) => {}
         }
-        if !listeners::takes_http_routes(listener) {
-            let message =
-                format!("listener {:?} allows no route kind hawser serves (HTTPRoute)", listener.name);
+        if listeners::names_other_kinds(listener) {
+            let message = format!(
+                "listener {:?} allows route kinds hawser does not serve (it serves HTTPRoute)",
+                listener.name
+            );
             reporter.report(Reason::Unsupported, format!("{field}.allowedRoutes.kinds"), message.clone());
             fact.resolved = Err(("InvalidRouteKinds", message));
         }

@@ -342,3 +342,118 @@ fn websocket_policies_set_the_rules_they_target() {
         ]
     );
 }
+
+#[test]
+fn an_ingress_and_an_http_route_on_one_host_and_path_conflict_on_the_listeners_both_serve() {
+    let ingress = |created: &str| {
+        simple("web-ingress", "a.com", "Prefix", "/").replacen(
+            "metadata:\n  name: web-ingress\n",
+            &format!("metadata:\n  name: web-ingress\n  creationTimestamp: \"{created}\"\n"),
+            1,
+        )
+    };
+    let route = |created: &str| {
+        simple_route("infra", "r", "[{name: same}]", "[a.com]").replacen(
+            "namespace: infra}",
+            &format!("namespace: infra, creationTimestamp: \"{created}\"}}"),
+            1,
+        )
+    };
+    let older_ingress = gateway_built(&format!(
+        "{}\n---\n{}",
+        ingress("2026-01-01T00:00:00Z"),
+        route("2026-02-01T00:00:00Z")
+    ));
+    assert_eq!(
+        older_ingress.table.summary(),
+        ["a.com Prefix / -> 10.0.0.1:8080 (ingress/default/web-ingress/0/0)"]
+    );
+    assert_eq!(
+        problems(&older_ingress).into_iter().filter(|p| p.starts_with("Conflict")).collect::<Vec<_>>(),
+        ["Conflict HTTPRoute infra/r spec.rules[0]"]
+    );
+    let older_route = gateway_built(&format!(
+        "{}\n---\n{}",
+        ingress("2026-03-01T00:00:00Z"),
+        route("2026-02-01T00:00:00Z")
+    ));
+    assert_eq!(
+        older_route.table.summary(),
+        [
+            "a.com Prefix / on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/0)",
+            "a.com Prefix / -> 10.0.0.1:8080 (ingress/default/web-ingress/0/0)",
+        ],
+        "the route takes plain HTTP, the Ingress keeps HTTPS"
+    );
+    assert_eq!(
+        problems(&older_route).into_iter().filter(|p| p.starts_with("Conflict")).collect::<Vec<_>>(),
+        ["Conflict Ingress default/web-ingress spec.rules[0].http.paths[0]"]
+    );
+}
+
+#[test]
+fn strict_host_ownership_leaves_gateway_api_objects_to_allowed_routes() {
+    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: infra, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  gatewayClassName: hawser
+  listeners:
+  - {name: https, port: 443, protocol: HTTPS, hostname: shared.com, allowedRoutes: {namespaces: {from: All}}, tls: {certificateRefs: [{name: cert}]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cert, namespace: infra}
+type: kubernetes.io/tls
+"#;
+    let route = simple_route("web", "r", "[{name: shared, namespace: infra}]", "[]");
+    let objects = parse_documents(&format!(
+        "{SERVICES}\n---\n{GATEWAYS}\n---\n{GRANT_WEB_TO_ROUTES}\n---\n{gateway}\n---\n{route}"
+    ))
+    .unwrap();
+    let config = BuildConfig { host_ownership: HostOwnership::Namespace, ..BuildConfig::default() };
+    let built = build(&Snapshot::new(objects), &config);
+    assert_eq!(built.table.summary(), ["shared.com Prefix / on=tls -> 10.0.0.1:8080 (httproute/web/r/0/0)"]);
+    assert!(problems(&built).iter().all(|p| !p.contains("HTTPRoute web/r")), "{:?}", problems(&built));
+}
+
+#[test]
+fn listener_facts_say_conflicts_and_kinds_hawser_does_not_serve() {
+    let gateway = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: busy, namespace: infra}
+spec:
+  gatewayClassName: hawser
+  listeners:
+  - {name: first, port: 80, protocol: HTTP, hostname: a.com}
+  - {name: second, port: 80, protocol: HTTP, hostname: a.com}
+  - {name: mixed, port: 80, protocol: HTTP, hostname: b.com, allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: TCPRoute}]}}
+  - {name: tcp-only, port: 80, protocol: HTTP, hostname: c.com, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+"#;
+    let built = gateway_built(gateway);
+    let object = ObjectRef::new(Kind::Gateway, "infra", "busy");
+    let Some(Facts::Gateway(facts)) = built.facts.get(&object).map(|f| &**f) else {
+        panic!("no facts for {object}")
+    };
+    let summary: Vec<(&str, bool, bool, Option<&str>)> = facts
+        .listeners
+        .iter()
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.conflicted.is_some(),
+                l.takes_http_routes,
+                l.resolved.as_ref().err().map(|(r, _)| *r),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("first", false, true, None),
+            ("second", true, true, None),
+            ("mixed", false, true, Some("InvalidRouteKinds")),
+            ("tcp-only", false, false, Some("InvalidRouteKinds")),
+        ]
+    );
+}
