@@ -573,4 +573,13 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     assert_eq!(condition(&ancestors[0]["conditions"], "Accepted"), ("True", "Accepted"));
     assert_eq!(ancestors[1]["ancestorRef"]["name"], "gone");
     assert_eq!(condition(&ancestors[1]["conditions"], "Accepted"), ("False", "TargetNotFound"));
+
+    // The Gateway goes: its routes are no longer served, and lose hawser's entries.
+    let (deleted, answer) = api(api_addr, "DELETE", &format!("{GATEWAYS}/gw"), None).await;
+    assert!(deleted.is_success(), "{answer}");
+    until("hawser's entry leaves the route it no longer serves", || async {
+        status(format!("{HTTP_ROUTES}/web")).await["parents"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    assert_eq!(get(proxy, "gw.test", "/").await.0, StatusCode::NOT_FOUND);
 }

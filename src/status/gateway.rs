@@ -218,6 +218,14 @@ pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) ->
     json!({"parents": parents})
 }
 
+/// The `status.parents` of an HTTPRoute hawser no longer serves, when it still shows entries of
+/// hawser's: the other controllers' entries alone. `None`: nothing of hawser's to take back.
+pub fn stale_route_parents(route: &HttpRoute, controller: &str) -> Option<Value> {
+    let list = Entries::new(route.status.as_ref().map(|s| &s.parents), "parentRef", controller);
+    let foreign = list.foreign();
+    (foreign.len() < list.current.len()).then(|| json!({"parents": foreign}))
+}
+
 /// A status list of entries by controller (an HTTPRoute's `parents`, a policy's `ancestors`),
 /// as it is now.
 struct Entries<'c> {
@@ -305,5 +313,12 @@ mod tests {
         // Written back, the same facts want exactly what is there: no write, no new transition.
         let again = route_parents(&route(first.clone()), &facts, "hawser.dev/gateway-controller");
         assert_eq!(again, first);
+        // No longer served: hawser's entry goes, the other controller's stays.
+        let stale = stale_route_parents(&route(first), "hawser.dev/gateway-controller");
+        assert_eq!(stale, Some(json!({"parents": [theirs.clone()]})));
+        assert_eq!(
+            stale_route_parents(&route(json!({"parents": [theirs]})), "hawser.dev/gateway-controller"),
+            None
+        );
     }
 }

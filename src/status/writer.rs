@@ -172,6 +172,18 @@ impl StatusWriter {
                 }
             }
         }
+        // Routes hawser stopped serving keep no entry of hawser's.
+        for route in stores.routes.state() {
+            let object =
+                ObjectRef::new(Kind::HttpRoute, &route.namespace().unwrap_or_default(), &route.name_any());
+            if outcome.facts.contains_key(&object) {
+                continue;
+            }
+            if let Some(wanted) = gateway::stale_route_parents(&route, controller) {
+                let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &object.namespace);
+                self.patch_status(&api, &object.name, route.status.as_ref(), wanted).await;
+            }
+        }
     }
 
     /// Merge-patches `status` of `name` to `wanted` unless it already is that.
