@@ -74,6 +74,12 @@ pub const RULES: &[Rule] = &[
     Rule { api_group: GATEWAY, resource: "httproutes/status", verbs: WRITE_STATUS, scope: Scope::Cluster },
     Rule { api_group: GATEWAY, resource: "referencegrants", verbs: READ, scope: Scope::Cluster },
     Rule { api_group: GATEWAY, resource: "backendtlspolicies", verbs: READ, scope: Scope::Cluster },
+    Rule {
+        api_group: GATEWAY,
+        resource: "backendtlspolicies/status",
+        verbs: WRITE_STATUS,
+        scope: Scope::Cluster,
+    },
     // The CA bundles BackendTLSPolicies name (watched only while that CRD is served).
     Rule { api_group: "", resource: "configmaps", verbs: READ, scope: Scope::Cluster },
     // Their labels decide which routes a Gateway listener's `allowedRoutes` selector takes.

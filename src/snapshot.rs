@@ -284,6 +284,11 @@ impl Snapshot {
         self.backend_tls.get(namespace).map_or(&[], Vec::as_slice)
     }
 
+    /// Every BackendTLSPolicy.
+    pub fn all_backend_tls_policies(&self) -> impl Iterator<Item = &Arc<BackendTlsPolicy>> {
+        self.backend_tls.values().flatten()
+    }
+
     /// The ConfigMap `namespace/name`.
     pub fn config_map(&self, namespace: &str, name: &str) -> Option<&Arc<ConfigMap>> {
         self.config_maps.get(namespace)?.get(name)

@@ -471,7 +471,7 @@ async fn websocket_routes_follow_their_crd_being_installed_and_removed() {
 
 /// The Gateway API CRDs hawser reads, as shipped in `crds/gateway-api/`.
 fn gateway_api_crds() -> Vec<Value> {
-    ["gatewayclasses", "gateways", "httproutes", "referencegrants"]
+    ["gatewayclasses", "gateways", "httproutes", "referencegrants", "backendtlspolicies"]
         .iter()
         .map(|kind| {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("crds/gateway-api/{kind}.yaml"));
@@ -573,6 +573,36 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     assert_eq!(condition(&ancestors[0]["conditions"], "Accepted"), ("True", "Accepted"));
     assert_eq!(ancestors[1]["ancestorRef"]["name"], "gone");
     assert_eq!(condition(&ancestors[1]["conditions"], "Accepted"), ("False", "TargetNotFound"));
+
+    // A BackendTLSPolicy for the route's Service whose CA bundle does not exist: the route
+    // answers 500 rather than send traffic unverified, and the policy says why.
+    let backend_tls = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy", "metadata": {"name": "a-tls"},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "a"}],
+                 "validation": {"hostname": "a.internal", "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "missing"}]}}});
+    create(api_addr, "/apis/gateway.networking.k8s.io/v1/namespaces/default/backendtlspolicies", backend_tls)
+        .await;
+    until("the route refuses to send unverified", || async {
+        get(proxy, "gw.test", "/").await.0 == StatusCode::INTERNAL_SERVER_ERROR
+    })
+    .await;
+    let tls_status = || async {
+        api(
+            api_addr,
+            "GET",
+            "/apis/gateway.networking.k8s.io/v1/namespaces/default/backendtlspolicies/a-tls",
+            None,
+        )
+        .await
+        .1["status"]
+            .clone()
+    };
+    until("the BackendTLSPolicy's status is written", || async {
+        tls_status().await["ancestors"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let ancestor = &tls_status().await["ancestors"][0];
+    assert_eq!(ancestor["ancestorRef"]["name"], "gw");
+    assert_eq!(condition(&ancestor["conditions"], "ResolvedRefs"), ("False", "InvalidCACertificateRef"));
 
     // The Gateway goes: its routes are no longer served, and lose hawser's entries.
     let (deleted, answer) = api(api_addr, "DELETE", &format!("{GATEWAYS}/gw"), None).await;

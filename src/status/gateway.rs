@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::condition::condition;
 use crate::crd::WebSocketPolicy;
-use crate::gateway_api::{GROUP, Gateway, GatewayClass, HttpRoute};
+use crate::gateway_api::{BackendTlsPolicy, GROUP, Gateway, GatewayClass, HttpRoute};
 use crate::model::NamespacedName;
 use crate::translate::conditions::RouteCondition;
 use crate::translate::facts::{GatewayFacts, ListenerFact, PolicyFacts, RouteFacts, Why};
@@ -216,6 +216,29 @@ pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) ->
         parents.push(list.entry(reference, conditions));
     }
     json!({"parents": parents})
+}
+
+/// The `status.ancestors` of a BackendTLSPolicy: one entry per Gateway of the routes that send to
+/// its Services, with `Accepted` and `ResolvedRefs` (its CA bundle), other controllers' kept.
+pub fn backend_tls_ancestors(policy: &BackendTlsPolicy, facts: &PolicyFacts, controller: &str) -> Value {
+    let generation = policy.metadata.generation;
+    let list = Entries::new(policy.status.as_ref().map(|s| &s.ancestors), "ancestorRef", controller);
+    let mut ancestors = list.foreign();
+    for fact in &facts.targets {
+        let resolved = match &fact.accepted {
+            Ok(()) => met("ResolvedRefs", "ResolvedRefs", "the CA bundle was found and read".into()),
+            Err((reason, message)) => unmet("ResolvedRefs", reason, message.clone()),
+        };
+        let accepted = met("Accepted", "Accepted", "hawser applies the policy".into());
+        for gateway in &fact.ancestors {
+            let reference = json!({"group": GROUP, "kind": "Gateway", "namespace": gateway.namespace, "name": gateway.name});
+            let previous = list.previous(&reference);
+            let conditions =
+                [&accepted, &resolved].iter().map(|c| condition(c, &previous, generation)).collect();
+            ancestors.push(list.entry(reference, conditions));
+        }
+    }
+    json!({"ancestors": ancestors})
 }
 
 /// The `status.parents` of an HTTPRoute hawser no longer serves, when it still shows entries of

@@ -19,7 +19,7 @@ use super::condition::{condition, truncate};
 use super::desired::{ingress_addresses, new_events, publish_addresses, route_statuses};
 use super::gateway;
 use crate::crd::{WebSocketPolicy, WebSocketRoute};
-use crate::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use crate::gateway_api::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute};
 use crate::model::NamespacedName;
 use crate::source::cluster::ClusterInputs;
 use crate::translate::{BuildOutcome, Facts, Kind, ObjectRef, Report};
@@ -163,6 +163,16 @@ impl StatusWriter {
                     let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), namespace);
                     self.patch_status(&api, name, route.status.as_ref(), wanted).await;
                 }
+                Facts::BackendTls(facts) => {
+                    let found = stores
+                        .backend_tls
+                        .as_ref()
+                        .and_then(|(p, _)| p.get(&StoreRef::new(name).within(namespace)));
+                    let Some(policy) = found else { continue };
+                    let wanted = gateway::backend_tls_ancestors(&policy, facts, controller);
+                    let api: Api<BackendTlsPolicy> = Api::namespaced(self.client.clone(), namespace);
+                    self.patch_status(&api, name, policy.status.as_ref(), wanted).await;
+                }
                 Facts::Policy(facts) => {
                     let found = policies.as_ref().and_then(|p| p.get(&StoreRef::new(name).within(namespace)));
                     let Some(policy) = found else { continue };
@@ -232,6 +242,13 @@ impl StatusWriter {
                     .gateway_api()
                     .and_then(|s| {
                         s.routes.get(&StoreRef::new(&report.object.name).within(&report.object.namespace))
+                    })
+                    .map(|o| o.object_ref(&())),
+                Kind::BackendTlsPolicy => inputs
+                    .gateway_api()
+                    .and_then(|s| s.backend_tls)
+                    .and_then(|(p, _)| {
+                        p.get(&StoreRef::new(&report.object.name).within(&report.object.namespace))
                     })
                     .map(|o| o.object_ref(&())),
                 Kind::Secret | Kind::File => None,

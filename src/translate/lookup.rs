@@ -105,6 +105,13 @@ impl<'a> Lookup<'a> {
         found.map(|r| &**r)
     }
 
+    /// Every HTTPRoute.
+    pub fn http_routes(&self) -> &'a [Arc<HttpRoute>] {
+        let found = &self.snapshot.http_routes;
+        self.record(Read::AllHttpRoutes(key("", ""), found.clone()));
+        found
+    }
+
     /// The WebSocketPolicies in `namespace`.
     pub fn websocket_policies(&self, namespace: &str) -> &'a [Arc<WebSocketPolicy>] {
         let found = self.snapshot.websocket_policies(namespace);
@@ -162,6 +169,7 @@ enum Read {
     Policies(Key, Vec<Arc<WebSocketPolicy>>),
     BackendTls(Key, Vec<Arc<BackendTlsPolicy>>),
     ConfigMap(Key, Option<Arc<ConfigMap>>),
+    AllHttpRoutes(Key, Vec<Arc<HttpRoute>>),
 }
 
 impl Read {
@@ -178,6 +186,7 @@ impl Read {
             Self::Policies(key, _) => (8, key),
             Self::BackendTls(key, _) => (9, key),
             Self::ConfigMap(key, _) => (10, key),
+            Self::AllHttpRoutes(key, _) => (11, key),
         }
     }
 }
@@ -214,6 +223,7 @@ impl Reads {
             Read::ConfigMap(Key { namespace, name }, seen) => {
                 same(snapshot.config_map(namespace, name), seen.as_ref())
             }
+            Read::AllHttpRoutes(_, seen) => same_all(&snapshot.http_routes, seen),
         })
     }
 }

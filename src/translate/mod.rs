@@ -363,6 +363,18 @@ impl Builder {
                 },
             );
         }
+        for policy in snapshot.all_backend_tls_policies() {
+            let namespace = policy.namespace().unwrap_or_default();
+            let object = ObjectRef::new(Kind::BackendTlsPolicy, &namespace, &policy.name_any());
+            take(
+                object,
+                policy.annotations(),
+                Object::BackendTlsPolicy(policy.clone()),
+                &|lookup, reporter, out| {
+                    gateway::translate_backend_tls(policy, lookup, reporter, out);
+                },
+            );
+        }
         // Objects no longer served: what they claimed is gone.
         for (object, gone) in &before {
             withdraw(&mut self.contributors, object, gone, changed_hosts);

@@ -8,6 +8,8 @@ use serde::Serialize;
 /// What a report can be about. Declared in name order, the order reports are sorted in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Kind {
+    #[serde(rename = "BackendTLSPolicy")]
+    BackendTlsPolicy,
     /// A manifest file (standalone mode) that could not be read.
     File,
     Gateway,
@@ -24,6 +26,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::HttpRoute => f.write_str("HTTPRoute"),
+            Self::BackendTlsPolicy => f.write_str("BackendTLSPolicy"),
             other => fmt::Debug::fmt(other, f),
         }
     }

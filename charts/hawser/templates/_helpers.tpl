@@ -68,7 +68,7 @@ scope "cluster"): granted by a ClusterRole, or by a Role in watchNamespace when 
   resources: ["gateways", "httproutes", "referencegrants", "backendtlspolicies"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways/status", "httproutes/status"]
+  resources: ["gateways/status", "httproutes/status", "backendtlspolicies/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: [""]
   resources: ["services", "secrets", "configmaps"]

@@ -4,7 +4,8 @@
 //! a Service (`sectionName`: one of its ports, by name); one naming the port beats one naming
 //! the Service, then the oldest. `wellKnownCACertificates` (the system's CAs) and
 //! `subjectAltNames` are not served: such a policy makes its routes answer 500 rather than send
-//! traffic unverified.
+//! traffic unverified. Its status names, as ancestors, the Gateways of the HTTPRoutes that send
+//! to its Services.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
@@ -12,8 +13,13 @@ use kube::ResourceExt;
 use super::super::lookup::Lookup;
 use super::super::secret_error::SecretError;
 use super::super::tls;
-use super::facts::Why;
-use crate::gateway_api::BackendTlsPolicy;
+use std::sync::Arc;
+
+use super::super::Output;
+use super::super::report::{Reason, Reporter};
+use super::facts::{Facts, PolicyFacts, TargetFact, Why};
+use super::policy::parent_gateways;
+use crate::gateway_api::{BackendTlsPolicy, HttpRoute};
 use crate::model::BackendProtocol;
 
 /// How hawser talks to the Service `namespace/service` on its port named `port` (if named):
@@ -25,6 +31,12 @@ pub fn protocol(
     port: Option<&str>,
 ) -> Result<Option<BackendProtocol>, Why> {
     let Some(policy) = policy_for(lookup, namespace, service, port) else { return Ok(None) };
+    validated(policy, lookup).map(Some)
+}
+
+/// The TLS `policy` asks for, or why hawser cannot give it.
+fn validated(policy: &BackendTlsPolicy, lookup: &Lookup<'_>) -> Result<BackendProtocol, Why> {
+    let namespace = policy.namespace().unwrap_or_default();
     let validation = &policy.spec.validation;
     let name = format!("BackendTLSPolicy {namespace}/{}", policy.name_any());
     if validation.well_known_ca_certificates.is_some() || validation.subject_alt_names.is_some() {
@@ -41,20 +53,72 @@ pub fn protocol(
         return Err(("InvalidKind", message));
     }
     let bundle = lookup
-        .config_map(namespace, &reference.name)
+        .config_map(&namespace, &reference.name)
         .ok_or(SecretError::NotFound)
         .and_then(|c| tls::ca_bundle(&ca_crt(c)?, format!("ConfigMap {namespace}/{}", reference.name)));
     match bundle {
         Ok(ca) => {
             let mut protocol = BackendProtocol::HTTPS.with_server_name(Some(validation.hostname.clone()));
             protocol.verify_with(ca);
-            Ok(Some(protocol))
+            Ok(protocol)
         }
         Err(problem) => {
             let message = format!("{name}: ConfigMap {namespace}/{}: {problem}", reference.name);
             Err(("InvalidCACertificateRef", message))
         }
     }
+}
+
+/// Checks `policy` (its validation, its CA bundle) and finds the Gateways of the HTTPRoutes that
+/// send to a Service it targets (its ancestors), reporting problems; records what its status
+/// reports.
+pub fn translate(
+    policy: &BackendTlsPolicy,
+    lookup: &Lookup<'_>,
+    reporter: &mut Reporter<'_>,
+    out: &mut Output,
+) {
+    let namespace = policy.namespace().unwrap_or_default();
+    let resolved = validated(policy, lookup).map(|_| ());
+    if let Err((_, message)) = &resolved {
+        reporter.report(
+            Reason::Invalid,
+            "spec.validation",
+            format!("{message}; routes to its Services answer 500"),
+        );
+    }
+    let targets: Vec<&str> = policy
+        .spec
+        .target_refs
+        .iter()
+        .filter(|t| t.group.is_empty() && t.kind == "Service")
+        .map(|t| t.name.as_str())
+        .collect();
+    let ancestors = lookup
+        .http_routes()
+        .iter()
+        .filter(|route| sends_to(route, &namespace, &targets))
+        .flat_map(|route| parent_gateways(route))
+        .collect::<std::collections::BTreeSet<_>>();
+    let facts = PolicyFacts {
+        targets: vec![TargetFact {
+            index: 0,
+            ancestors: ancestors.into_iter().collect(),
+            accepted: resolved,
+        }],
+    };
+    out.facts = Some(Arc::new(Facts::BackendTls(facts)));
+}
+
+/// Whether a rule of `route` sends to one of the Services `services` in `namespace`.
+fn sends_to(route: &HttpRoute, namespace: &str, services: &[&str]) -> bool {
+    let route_namespace = route.namespace().unwrap_or_default();
+    let refs = route.spec.rules.iter().flatten().flat_map(|r| r.backend_refs.iter().flatten());
+    refs.into_iter().any(|r| {
+        r.kind.as_deref().unwrap_or("Service") == "Service"
+            && r.namespace.as_deref().unwrap_or(&route_namespace) == namespace
+            && services.contains(&r.name.as_str())
+    })
 }
 
 /// The policy for the Service's port: one naming the port, else one naming the Service; the

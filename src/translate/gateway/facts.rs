@@ -14,6 +14,8 @@ pub enum Facts {
     Route(RouteFacts),
     Gateway(GatewayFacts),
     Policy(PolicyFacts),
+    /// A BackendTLSPolicy: one target entry standing for the policy (`ResolvedRefs`).
+    BackendTls(PolicyFacts),
 }
 
 /// A WebSocketPolicy's targets.

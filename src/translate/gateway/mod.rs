@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
+pub use backend_tls::translate as translate_backend_tls;
 pub use http_route::translate as translate_route;
 pub use listeners::GatewayPorts;
 pub use policy::translate as translate_policy;

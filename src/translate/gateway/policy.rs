@@ -75,7 +75,7 @@ pub fn translate(
             }
             Some(_) => Ok(()),
         };
-        let ancestors = route.map(|r| parent_gateways(r, &namespace)).unwrap_or_default();
+        let ancestors = route.map(parent_gateways).unwrap_or_default();
         facts.targets.push(TargetFact { index: t, ancestors, accepted });
     }
     out.facts = Some(Arc::new(Facts::Policy(facts)));
@@ -107,7 +107,9 @@ fn rank(policy: &WebSocketPolicy) -> (bool, Option<Timestamp>, String) {
 }
 
 /// The Gateways `route` names as parents.
-fn parent_gateways(route: &HttpRoute, namespace: &str) -> Vec<NamespacedName> {
+pub fn parent_gateways(route: &HttpRoute) -> Vec<NamespacedName> {
+    let namespace = route.namespace().unwrap_or_default();
+    let namespace = namespace.as_str();
     let parents = route.spec.parent_refs.iter().flatten();
     parents
         .filter(|p| {
