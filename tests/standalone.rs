@@ -294,3 +294,22 @@ async fn a_websocket_policy_sets_an_http_routes_websockets() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_share_of_an_invalid_backend_gets_500() {
+    let a = echo("a").await;
+    let dir = tempdir();
+    write(&dir, "services.yaml", &service_yaml("a", a.addr));
+    write(&dir, "gateway.yaml", &gateway(0));
+    let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: half}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: [half.test]\n  rules: [{backendRefs: [{name: a, port: 80, weight: 3}, {name: missing, port: 80, weight: 1}]}]\n";
+    write(&dir, "route.yaml", route);
+    let hawser =
+        Process::start(&[&["run"][..], &ANY_PORTS, &["--manifests", dir.to_str().unwrap()]].concat(), 3);
+    let proxy = hawser.addr("proxy");
+    eventually_async(|| async { get(proxy, "half.test", "/").await.0 != StatusCode::NOT_FOUND }).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        *statuses.entry(get(proxy, "half.test", "/").await.0.as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(200, 30), (500, 10)].into_iter().collect(), "weights 3 and 1");
+}

@@ -1,5 +1,6 @@
-//! A route's backend: the weighted endpoints new connections may go to, and the round-robin
-//! schedule computed once when the table is built.
+//! A route's backend: the weighted endpoints new connections may go to, the round-robin
+//! schedule computed once when the table is built, and the share of requests that must fail
+//! instead (a Gateway API rule's invalid backends).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,10 +23,20 @@ pub struct Endpoint {
 #[derive(Debug, Serialize)]
 pub struct Backend {
     endpoints: Vec<Endpoint>,
+    /// Weight of the requests answered 500 instead, beside the endpoints' (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    failing: u32,
     #[serde(skip)]
     schedule: Vec<u32>,
     #[serde(skip)]
     cursor: AtomicUsize,
+    /// Counts requests for the failing share.
+    #[serde(skip)]
+    failures: AtomicUsize,
+}
+
+fn is_zero(weight: &u32) -> bool {
+    *weight == 0
 }
 
 impl Backend {
@@ -33,7 +44,32 @@ impl Backend {
     pub fn new(endpoints: Vec<Endpoint>) -> Self {
         let endpoints: Vec<Endpoint> = endpoints.into_iter().filter(|e| e.weight > 0).collect();
         let schedule = smooth_schedule(&endpoints);
-        Self { endpoints, schedule, cursor: AtomicUsize::new(0) }
+        Self { endpoints, failing: 0, schedule, cursor: AtomicUsize::new(0), failures: AtomicUsize::new(0) }
+    }
+
+    /// The same endpoints, with requests of weight `failing` (against theirs) answered 500: the
+    /// Gateway API's share of a rule's invalid backends.
+    pub fn with_failing(mut self, failing: u32) -> Self {
+        self.failing = failing;
+        self
+    }
+
+    /// The weight of the failing share (0: none).
+    pub fn failing(&self) -> u32 {
+        self.failing
+    }
+
+    /// Whether this request falls in the failing share (spread evenly: with weights 1 to 1,
+    /// every other request).
+    pub fn fails_now(&self) -> bool {
+        if self.failing == 0 {
+            return false;
+        }
+        let total = self.endpoints.iter().map(|e| u64::from(e.weight)).sum::<u64>() + u64::from(self.failing);
+        let turn = self.failures.fetch_add(1, Ordering::Relaxed) as u64;
+        // The n-th request fails when the failing share's running total crosses a whole number.
+        let share = |n: u64| n * u64::from(self.failing) / total;
+        share(turn % total + 1) > share(turn % total)
     }
 
     /// The endpoints that take new connections.
@@ -55,13 +91,13 @@ impl Backend {
 
 impl Clone for Backend {
     fn clone(&self) -> Self {
-        Self::new(self.endpoints.clone())
+        Self::new(self.endpoints.clone()).with_failing(self.failing)
     }
 }
 
 impl PartialEq for Backend {
     fn eq(&self, other: &Self) -> bool {
-        self.endpoints == other.endpoints
+        self.endpoints == other.endpoints && self.failing == other.failing
     }
 }
 
@@ -147,6 +183,16 @@ mod tests {
         assert!(cycle.contains(&1));
         let share_0 = cycle.iter().filter(|&&i| i == 0).count() as f64 / cycle.len() as f64;
         assert!((share_0 - 0.5).abs() < 0.01, "share {share_0}");
+    }
+
+    #[test]
+    fn the_failing_share_is_spread_evenly() {
+        let half = backend(&[1000]).with_failing(1000);
+        let fails: Vec<bool> = (0..6).map(|_| half.fails_now()).collect();
+        assert_eq!(fails.iter().filter(|&&f| f).count(), 3);
+        let quarter = backend(&[1500, 1500]).with_failing(1000);
+        assert_eq!((0..400).filter(|_| quarter.fails_now()).count(), 100);
+        assert!(!backend(&[1]).fails_now());
     }
 
     #[test]

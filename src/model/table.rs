@@ -328,20 +328,37 @@ impl RoutingTable {
 }
 
 fn summary_line(host: &HostMatch, route: &Route) -> String {
-    let path = match &route.path {
+    format!("{host} {} -> {} ({})", what_matches(route), where_it_goes(route), route.name)
+}
+
+/// `Prefix /path [name=value] method=GET ?name=value on=tls`.
+fn what_matches(route: &Route) -> String {
+    let mut text = match &route.path {
         PathMatch::Exact(path) => format!("Exact {path}"),
         PathMatch::Prefix(path) => format!("Prefix {path}"),
         PathMatch::Regex(regex) => format!("Regex {}", regex.source()),
     };
-    let mut headers: String = route.headers.iter().map(|h| format!(" [{}={}]", h.name, h.value)).collect();
+    text.extend(route.headers.iter().map(|h| format!(" [{}={}]", h.name, h.value)));
     if let Some(method) = &route.method {
-        headers.push_str(&format!(" method={method}"));
+        text.push_str(&format!(" method={method}"));
     }
-    headers.extend(route.query.iter().map(|q| format!(" ?{}={}", q.name, q.value)));
+    text.extend(route.query.iter().map(|q| format!(" ?{}={}", q.name, q.value)));
     match route.listeners {
         Listeners::Both => {}
-        Listeners::Plain => headers.push_str(" on=plain"),
-        Listeners::Tls => headers.push_str(" on=tls"),
+        Listeners::Plain => text.push_str(" on=plain"),
+        Listeners::Tls => text.push_str(" on=tls"),
+    }
+    text
+}
+
+/// `10.0.0.1:8080*2, 10.0.0.2:8080 + 500 for 25%`, or what the route answers itself.
+fn where_it_goes(route: &Route) -> String {
+    let rewrites = &route.policy.rewrites;
+    match (rewrites.status, &rewrites.request_redirect) {
+        _ if route.policy.refused => return "(refused: 503)".to_owned(),
+        (Some(status), _) => return format!("(answers {status})"),
+        (None, Some(_)) => return "(redirects)".to_owned(),
+        (None, None) => {}
     }
     let endpoints = route.backend.endpoints();
     let unit = endpoints.iter().map(|e| e.weight).min().unwrap_or(1).max(1);
@@ -351,15 +368,14 @@ fn summary_line(host: &HostMatch, route: &Route) -> String {
             |e| if e.weight == unit { e.addr.to_string() } else { format!("{}*{}", e.addr, e.weight / unit) },
         )
         .collect();
-    let rewrites = &route.policy.rewrites;
-    let targets = match (rewrites.status, &rewrites.request_redirect) {
-        _ if route.policy.refused => "(refused: 503)".to_owned(),
-        (Some(status), _) => format!("(answers {status})"),
-        (None, Some(_)) => "(redirects)".to_owned(),
-        _ if targets.is_empty() => "(no ready endpoint)".to_owned(),
-        _ => targets.join(", "),
-    };
-    format!("{host} {path}{headers} -> {targets} ({})", route.name)
+    let targets = if targets.is_empty() { "(no ready endpoint)".to_owned() } else { targets.join(", ") };
+    match route.backend.failing() {
+        0 => targets,
+        failing => {
+            let total = endpoints.iter().map(|e| u64::from(e.weight)).sum::<u64>() + u64::from(failing);
+            format!("{targets} + 500 for {}%", u64::from(failing) * 100 / total)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub enum ProxyError {
     AuthForbidden,
     #[error("authorisation failed: {reason}")]
     AuthFailed { reason: String },
+    #[error("route {route} sent this request's share to a backend that does not resolve")]
+    InvalidBackend { route: String },
 }
 
 impl ProxyError {
@@ -118,14 +120,16 @@ impl ProxyError {
             Self::Unauthorized { signin: Some(_), .. } => StatusCode::FOUND,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::AuthForbidden => StatusCode::FORBIDDEN,
-            Self::AuthFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::AuthFailed { .. } | Self::InvalidBackend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// Who caused it.
     pub fn culprit(&self) -> Culprit {
         match self {
-            Self::NoRoute | Self::NoEndpoint { .. } | Self::Refused => Culprit::Config,
+            Self::NoRoute | Self::NoEndpoint { .. } | Self::Refused | Self::InvalidBackend { .. } => {
+                Culprit::Config
+            }
             Self::Connect { .. }
             | Self::UnwantedUpgrade { .. }
             | Self::BadHandshake { .. }
@@ -176,6 +180,7 @@ impl ProxyError {
             Self::Unauthorized { .. } => "unauthorized",
             Self::AuthForbidden => "auth_forbidden",
             Self::AuthFailed { .. } => "auth_failed",
+            Self::InvalidBackend { .. } => "invalid_backend",
         }
     }
 

@@ -141,6 +141,10 @@ impl Proxy {
         if let Some(answer) = route_answer(&route, req.uri(), (client.scheme, &name)) {
             return Ok((answer, None));
         }
+        // The Gateway API's share of a rule's invalid backends gets 500 (`HTTPRouteRule`).
+        if route.backend.fails_now() {
+            return Err(ProxyError::InvalidBackend { route: route.name.to_string() });
+        }
         let cors = cors::answer(route.policy.cors.as_ref(), req.method(), req.headers());
         let cors_origin = match cors {
             Some(CorsAnswer::Preflight(answer)) if !route.policy.refused => return Ok((answer, None)),

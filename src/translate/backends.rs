@@ -144,6 +144,12 @@ pub fn dns_name(service: &str, namespace: &str) -> String {
     format!("{service}.{namespace}.svc")
 }
 
+/// A Service's weight in the units [`weighted`] shares out (what a rule's failing share is
+/// counted in).
+pub fn weight_units(weight: u32) -> u32 {
+    weight.saturating_mul(WEIGHT_SCALE)
+}
+
 /// Endpoints of several weighted groups (one group per Service of a rule): each group's weight
 /// is shared evenly among its addresses.
 pub fn weighted(groups: &[(u32, Vec<SocketAddr>)]) -> Vec<Endpoint> {

@@ -400,37 +400,40 @@ fn backend(
     unresolved: &mut Option<Why>,
 ) -> (Backend, bool) {
     let mut groups = Vec::new();
-    let mut any_valid = false;
+    // The weight of the invalid references: their share of the requests gets 500.
+    let mut failing = 0u32;
     for (b, reference) in refs.iter().enumerate() {
         let field = format!("{field}.backendRefs[{b}]");
         if reference.filters.as_ref().is_some_and(|f| !f.is_empty()) {
             let message = "filters on a backendRef are not served; the rule's filters are";
             reporter.report(Reason::Unsupported, format!("{field}.filters"), message);
         }
-        match service_ref(reference, namespace, lookup) {
-            Ok((service_namespace, port)) => {
-                if lookup.service(service_namespace, &reference.name).is_none() {
-                    let message = format!(
-                        "Service {service_namespace}/{} not found (BackendNotFound); when no backend of the rule is found, it answers 500",
-                        reference.name
-                    );
-                    unresolved.get_or_insert(("BackendNotFound", message.clone()));
-                    reporter.report(Reason::UnresolvedRef, field, message);
-                    continue;
+        let weight = u32::try_from(reference.weight.unwrap_or(1)).unwrap_or(0);
+        let found = service_ref(reference, namespace, lookup).and_then(|(service_namespace, port)| {
+            match lookup.service(service_namespace, &reference.name) {
+                Some(_) => Ok((service_namespace, port)),
+                None => {
+                    let message =
+                        format!("Service {service_namespace}/{} not found (BackendNotFound)", reference.name);
+                    Err((Reason::UnresolvedRef, "BackendNotFound", message))
                 }
-                any_valid = true;
-                let weight = u32::try_from(reference.weight.unwrap_or(1)).unwrap_or(0);
+            }
+        });
+        match found {
+            Ok((service_namespace, port)) => {
                 let service = (reference.name.as_str(), &PortRef::Number(port));
                 let addrs = backends::resolve(lookup, service_namespace, service, false, &field, reporter);
                 groups.push((weight, addrs));
             }
             Err((reason, why, message)) => {
+                failing = failing.saturating_add(backends::weight_units(weight));
                 unresolved.get_or_insert((why, message.clone()));
-                reporter.report(reason, field, message);
+                reporter.report(reason, field, format!("{message}; its share of the requests gets 500"));
             }
         }
     }
-    (Backend::new(backends::weighted(&groups)), any_valid)
+    let any_valid = !groups.is_empty();
+    (Backend::new(backends::weighted(&groups)).with_failing(failing), any_valid)
 }
 
 /// The namespace and port of a reference to a Service, or why it cannot be followed.

@@ -243,9 +243,9 @@ fn matches_become_routes_in_gateway_precedence() {
     assert_eq!(
         built.table.summary(),
         [
-            "m.com Exact /x [x-env=canary] on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/1)",
-            "m.com Prefix / method=POST on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/0)",
-            "m.com Prefix / ?animal=whale on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/2)",
+            "m.com Exact /x [x-env=canary] on=plain -> 10.0.0.1:8080 + 500 for 25% (httproute/infra/r/0/1)",
+            "m.com Prefix / method=POST on=plain -> 10.0.0.1:8080 + 500 for 25% (httproute/infra/r/0/0)",
+            "m.com Prefix / ?animal=whale on=plain -> 10.0.0.1:8080 + 500 for 25% (httproute/infra/r/0/2)",
         ]
     );
     assert_eq!(
@@ -455,5 +455,27 @@ spec:
             ("mixed", false, true, Some("InvalidRouteKinds")),
             ("tcp-only", false, false, Some("InvalidRouteKinds")),
         ]
+    );
+}
+
+#[test]
+fn the_share_of_invalid_backends_fails_and_the_rest_is_served() {
+    let route = http_route(
+        "infra",
+        "r",
+        r#"  parentRefs: [{name: same}]
+  hostnames: [half.com]
+  rules:
+  - backendRefs: [{name: web, namespace: default, port: 80}, {name: nowhere, port: 80}]
+"#,
+    );
+    let built = gateway_built(&route);
+    let served = built.table.lookup("half.com", "/", |_| None).expect("served");
+    let fails = (0..10).filter(|_| served.backend.fails_now()).count();
+    assert_eq!(fails, 5, "weights 1 and 1: every other request gets 500");
+    assert_eq!(served.policy.rewrites.status, None, "a valid backend remains");
+    assert_eq!(
+        built.table.summary(),
+        ["half.com Prefix / on=plain -> 10.0.0.1:8080 + 500 for 50% (httproute/infra/r/0/0)"]
     );
 }
