@@ -15,7 +15,7 @@ What it checks:
      PrometheusRule, are skipped), and each render has what its value asks for. The default render follows the binary's
      Kubernetes-mode interface (flags, downward-API env, ports, probes, drain grace, security).
   3. charts/hawser/crds/ holds byte-identical copies of crds/websocket{routes,policies}.hawser.dev.yaml, and
-     every WebSocketRoute under manifests/examples/ and examples/ validates against the CRD's
+     every WebSocketRoute and WebSocketPolicy under manifests/examples/ and examples/ validates against its CRD's
      openAPIV3Schema (unknown fields rejected, as `kubectl apply` does); the other example
      documents validate with kubernetes-validate.
   4. manifests/install.yaml is the default render (its leading comment lines aside).
@@ -544,16 +544,17 @@ def strict_schema(schema: dict) -> dict:
     return out
 
 
-def websocketroute_validator():
+def crd_validator(name: str):
+    """A validator of objects of the CRD in crds/NAME, unknown fields rejected."""
     import jsonschema
     import yaml
 
-    crds = [d for d in yaml.safe_load_all((ROOT / "crds" / CRD_NAME).read_text()) if d]
+    crds = [d for d in yaml.safe_load_all((ROOT / "crds" / name).read_text()) if d]
     [version] = [v for v in crds[0]["spec"]["versions"] if v.get("served")]
     schema = dict(version["schema"]["openAPIV3Schema"])
     schema["properties"] = {
         "apiVersion": {"type": "string", "enum": [f"hawser.dev/{version['name']}"]},
-        "kind": {"type": "string", "enum": ["WebSocketRoute"]},
+        "kind": {"type": "string", "enum": [crds[0]["spec"]["names"]["kind"]]},
         "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
                      "properties": {"name": {"type": "string"}}},
         **schema["properties"],
@@ -561,21 +562,27 @@ def websocketroute_validator():
     return jsonschema.Draft7Validator(strict_schema(schema))
 
 
+# hawser's own kinds in the examples, and the CRD each is checked against.
+OWN_KINDS = {"WebSocketRoute": CRD_NAME, "WebSocketPolicy": "websocketpolicies.hawser.dev.yaml"}
+
+
 def check_example_routes() -> list[str]:
-    validator = websocketroute_validator()
-    routes = [(path, doc) for path, doc in example_documents() if doc.get("kind") == "WebSocketRoute"]
-    problems = [] if routes else ["no WebSocketRoute found under manifests/examples/ or examples/"]
-    for path, doc in routes:
-        for error in validator.iter_errors(doc):
-            where = ".".join(str(p) for p in error.absolute_path)
-            problems.append(f"{path} {doc['metadata'].get('name')}: {where}: {error.message}")
+    problems = []
+    for kind, crd in OWN_KINDS.items():
+        validator = crd_validator(crd)
+        objects = [(path, doc) for path, doc in example_documents() if doc.get("kind") == kind]
+        problems += [] if objects else [f"no {kind} found under manifests/examples/ or examples/"]
+        for path, doc in objects:
+            for error in validator.iter_errors(doc):
+                where = ".".join(str(p) for p in error.absolute_path)
+                problems.append(f"{path} {doc['metadata'].get('name')}: {where}: {error.message}")
     return problems
 
 
 def check_example_builtins() -> list[str]:
     problems = []
     for path, doc in example_documents():
-        if doc.get("kind") != "WebSocketRoute":
+        if doc.get("kind") not in OWN_KINDS:
             problems += [f"{path}: {p}" for p in validate_documents([doc])]
     return problems
 
@@ -736,7 +743,7 @@ def run_checks(helm: Helm) -> Results:
         results.check(f"{value}: rendered as asked", lambda: EXPECTATIONS[value](docs))
 
     results.check("charts/hawser/crds/ holds copies of hawser's crds/", check_crd_copy)
-    results.check("example WebSocketRoutes match the CRD schema", check_example_routes)
+    results.check("example WebSocketRoutes and WebSocketPolicies match their CRD schemas", check_example_routes)
     results.check("other example documents: kubernetes-validate", check_example_builtins)
     results.check("manifests/install.yaml is the default render without a generated key", lambda: check_install_yaml(helm))
 
