@@ -603,6 +603,7 @@ async fn gateway_api_objects_are_served_and_get_their_status() {
     let ancestor = &tls_status().await["ancestors"][0];
     assert_eq!(ancestor["ancestorRef"]["name"], "gw");
     assert_eq!(condition(&ancestor["conditions"], "ResolvedRefs"), ("False", "InvalidCACertificateRef"));
+    assert_eq!(condition(&ancestor["conditions"], "Accepted"), ("False", "NoValidCACertificate"));
 
     // The Gateway goes: its routes are no longer served, and lose hawser's entries.
     let (deleted, answer) = api(api_addr, "DELETE", &format!("{GATEWAYS}/gw"), None).await;

@@ -398,6 +398,15 @@ async fn a_backend_tls_policy_verifies_gateway_backends() {
             assert_eq!(&body[..], b"backend.internal", "the policy's hostname is the SNI");
         }
     }
+    // A rule whose other backend needs no TLS: one protocol per rule, so neither is sent
+    // unverified or mistaken for the other.
+    let mixed = gateway_to_echo("backend.internal", Some(&ca)).replace(
+        "backendRefs: [{name: echo, port: 80}]",
+        "backendRefs: [{name: echo, port: 80}, {name: plain, port: 80}]",
+    );
+    let yaml = manifests(&[service_yaml("echo", backend.addr), service_yaml("plain", backend.addr), mixed]);
+    let proxy = TestProxy::start(build_table(&yaml)).await;
+    assert_eq!(get(proxy.addr, "a.test", "/").await.0, StatusCode::INTERNAL_SERVER_ERROR);
 }
 
 #[tokio::test]

@@ -65,11 +65,13 @@ impl Backend {
         if self.failing == 0 {
             return false;
         }
-        let total = self.endpoints.iter().map(|e| u64::from(e.weight)).sum::<u64>() + u64::from(self.failing);
-        let turn = self.failures.fetch_add(1, Ordering::Relaxed) as u64;
-        // The n-th request fails when the failing share's running total crosses a whole number.
-        let share = |n: u64| n * u64::from(self.failing) / total;
-        share(turn % total + 1) > share(turn % total)
+        let total =
+            self.endpoints.iter().map(|e| u128::from(e.weight)).sum::<u128>() + u128::from(self.failing);
+        let turn = self.failures.fetch_add(1, Ordering::Relaxed) as u128 % total;
+        // The n-th request fails when the failing share's running total crosses a whole number
+        // (u128: weights times their sum overflow u64).
+        let share = |n: u128| n * u128::from(self.failing) / total;
+        share(turn + 1) > share(turn)
     }
 
     /// The endpoints that take new connections.

@@ -202,9 +202,8 @@ impl Watches {
             let api = self.apis.policies.clone();
             self.policies_task = self.follow(&inputs.policies, api, served.websocket_policies);
         }
-        if (served.gateway_api, served.reference_grants)
-            != (self.served.gateway_api, self.served.reference_grants)
-        {
+        let gateway_kinds = |s: &Served| (s.gateway_api, s.reference_grants, s.backend_tls_policies);
+        if gateway_kinds(&served) != gateway_kinds(&self.served) {
             self.follow_gateway_api(served);
         }
         self.served = served;

@@ -20,6 +20,9 @@ use crate::gateway_api::{BackendTlsPolicy, GROUP, Gateway, GatewayClass, HttpRou
 use crate::model::NamespacedName;
 use crate::translate::conditions::RouteCondition;
 use crate::translate::facts::{GatewayFacts, ListenerFact, PolicyFacts, RouteFacts, Why};
+
+/// The most entries a status list of ancestors holds (the Gateway API's `maxItems`).
+const MAX_ANCESTORS: usize = 16;
 use crate::translate::{Facts, Kind, Level, ObjectRef, Report};
 
 /// The status of one of hawser's GatewayClasses.
@@ -158,7 +161,8 @@ pub fn policy_ancestors(policy: &WebSocketPolicy, facts: &PolicyFacts, controlle
     let generation = policy.metadata.generation;
     let namespace = policy.namespace().unwrap_or_default();
     let list = Entries::new(policy.status.as_ref().map(|s| &s.ancestors), "ancestorRef", controller);
-    let mut ancestors = list.foreign();
+    // One entry per ancestor: accepted when the policy takes effect on any target under it.
+    let mut verdicts: BTreeMap<String, (Value, &Result<(), Why>)> = BTreeMap::new();
     for fact in &facts.targets {
         let Some(target) = policy.spec.target_refs.get(fact.index) else { continue };
         let references: Vec<Value> = if fact.ancestors.is_empty() {
@@ -166,19 +170,30 @@ pub fn policy_ancestors(policy: &WebSocketPolicy, facts: &PolicyFacts, controlle
                 json!({"group": target.group, "kind": target.kind, "namespace": namespace, "name": target.name}),
             ]
         } else {
-            let gateway = |g: &NamespacedName| json!({"group": GROUP, "kind": "Gateway", "namespace": g.namespace, "name": g.name});
-            fact.ancestors.iter().map(gateway).collect()
+            fact.ancestors.iter().map(gateway_reference).collect()
         };
-        let accepted = match &fact.accepted {
+        for reference in references {
+            let verdict = verdicts.entry(reference.to_string()).or_insert((reference, &fact.accepted));
+            if fact.accepted.is_ok() {
+                verdict.1 = &fact.accepted;
+            }
+        }
+    }
+    let mut ancestors = list.foreign();
+    let room = MAX_ANCESTORS.saturating_sub(ancestors.len());
+    for (reference, verdict) in verdicts.into_values().take(room) {
+        let accepted = match verdict {
             Ok(()) => met("Accepted", "Accepted", "the policy sets its target's connections".into()),
             Err((reason, message)) => unmet("Accepted", reason, message.clone()),
         };
-        for reference in references {
-            let conditions = vec![condition(&accepted, &list.previous(&reference), generation)];
-            ancestors.push(list.entry(reference, conditions));
-        }
+        let conditions = vec![condition(&accepted, &list.previous(&reference), generation)];
+        ancestors.push(list.entry(reference, conditions));
     }
     json!({"ancestors": ancestors})
+}
+
+fn gateway_reference(gateway: &NamespacedName) -> Value {
+    json!({"group": GROUP, "kind": "Gateway", "namespace": gateway.namespace, "name": gateway.name})
 }
 
 /// The `status.parents` of an HTTPRoute: one entry per Gateway of hawser's it names, and
@@ -220,25 +235,46 @@ pub fn route_parents(route: &HttpRoute, facts: &RouteFacts, controller: &str) ->
 
 /// The `status.ancestors` of a BackendTLSPolicy: one entry per Gateway of the routes that send to
 /// its Services, with `Accepted` and `ResolvedRefs` (its CA bundle), other controllers' kept.
-pub fn backend_tls_ancestors(policy: &BackendTlsPolicy, facts: &PolicyFacts, controller: &str) -> Value {
+pub fn backend_tls_ancestors(
+    policy: &BackendTlsPolicy,
+    facts: &PolicyFacts,
+    controller: &str,
+) -> Option<Value> {
     let generation = policy.metadata.generation;
     let list = Entries::new(policy.status.as_ref().map(|s| &s.ancestors), "ancestorRef", controller);
     let mut ancestors = list.foreign();
+    let room = MAX_ANCESTORS.saturating_sub(ancestors.len());
+    let ours: Vec<&NamespacedName> = facts.targets.iter().flat_map(|f| &f.ancestors).take(room).collect();
+    // A policy none of hawser's routes uses, with no entry of hawser's: not hawser's to write.
+    if ours.is_empty() && ancestors.len() == list.current.len() {
+        return None;
+    }
     for fact in &facts.targets {
-        let resolved = match &fact.accepted {
-            Ok(()) => met("ResolvedRefs", "ResolvedRefs", "the CA bundle was found and read".into()),
-            Err((reason, message)) => unmet("ResolvedRefs", reason, message.clone()),
+        // A CA reference that does not resolve fails both: the policy has no valid CA either
+        // (Gateway API `BackendTLSPolicyReason`).
+        let (accepted, resolved) = match &fact.accepted {
+            Ok(()) => (
+                met("Accepted", "Accepted", "hawser applies the policy".into()),
+                met("ResolvedRefs", "ResolvedRefs", "the CA bundle was found and read".into()),
+            ),
+            Err((reason @ ("InvalidKind" | "InvalidCACertificateRef"), message)) => (
+                unmet("Accepted", "NoValidCACertificate", message.clone()),
+                unmet("ResolvedRefs", reason, message.clone()),
+            ),
+            Err((reason, message)) => (
+                unmet("Accepted", reason, message.clone()),
+                met("ResolvedRefs", "ResolvedRefs", "no reference to resolve".into()),
+            ),
         };
-        let accepted = met("Accepted", "Accepted", "hawser applies the policy".into());
-        for gateway in &fact.ancestors {
-            let reference = json!({"group": GROUP, "kind": "Gateway", "namespace": gateway.namespace, "name": gateway.name});
+        for gateway in fact.ancestors.iter().filter(|g| ours.contains(g)) {
+            let reference = gateway_reference(gateway);
             let previous = list.previous(&reference);
             let conditions =
                 [&accepted, &resolved].iter().map(|c| condition(c, &previous, generation)).collect();
             ancestors.push(list.entry(reference, conditions));
         }
     }
-    json!({"ancestors": ancestors})
+    Some(json!({"ancestors": ancestors}))
 }
 
 /// The `status.parents` of an HTTPRoute hawser no longer serves, when it still shows entries of

@@ -169,7 +169,9 @@ impl StatusWriter {
                         .as_ref()
                         .and_then(|(p, _)| p.get(&StoreRef::new(name).within(namespace)));
                     let Some(policy) = found else { continue };
-                    let wanted = gateway::backend_tls_ancestors(&policy, facts, controller);
+                    let Some(wanted) = gateway::backend_tls_ancestors(&policy, facts, controller) else {
+                        continue;
+                    };
                     let api: Api<BackendTlsPolicy> = Api::namespaced(self.client.clone(), namespace);
                     self.patch_status(&api, name, policy.status.as_ref(), wanted).await;
                 }

@@ -14,7 +14,7 @@ use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
 use super::secret_error::SecretError;
 use super::{BuildConfig, Kind, ObjectRef, Output, Report, TlsClaim, canary, tls};
-use crate::model::{Certificate, HostMatch, HostTls, NamespacedName, Route, VirtualHost};
+use crate::model::{Certificate, HostMatch, HostTls, Listeners, NamespacedName, Route, VirtualHost};
 
 /// One host's share of the table, and what its assembly found.
 #[derive(Debug)]
@@ -69,9 +69,10 @@ fn settle_routes(candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTree
     candidates.sort_by(|(a_order, a), (b_order, b)| {
         a.key().cmp(&b.key()).then_with(|| a.rank.cmp(&b.rank)).then(a_order.cmp(b_order))
     });
-    let mut hosts: BTreeMap<HostMatch, Vec<(usize, &Candidate)>> = BTreeMap::new();
+    let mut hosts: BTreeMap<HostMatch, Vec<(usize, &Candidate, Listeners)>> = BTreeMap::new();
     for group in candidates.chunk_by(|(_, a), (_, b)| a.key() == b.key()) {
-        let mut kept: Vec<usize> = Vec::new();
+        // The winners, with the listeners each won.
+        let mut kept: BTreeMap<usize, Vec<bool>> = BTreeMap::new();
         let mut beaten: BTreeMap<usize, &ObjectRef> = BTreeMap::new();
         for tls in [false, true] {
             let serving: Vec<usize> =
@@ -83,23 +84,29 @@ fn settle_routes(candidates: Vec<Candidate>, reports: &mut Vec<Report>) -> BTree
             for &i in serving.iter().filter(|&&i| group[i].1.rank.owner() != winner) {
                 beaten.entry(i).or_insert(winner);
             }
-            if !kept.contains(&won) {
-                kept.push(won);
-            }
+            kept.entry(won).or_default().push(tls);
         }
         for (i, winner) in beaten {
             report_conflict(&group[i].1, winner, reports);
         }
-        for i in kept {
+        for (i, won) in kept {
             let (order, candidate) = &group[i];
-            hosts.entry(candidate.host.clone()).or_default().push((*order, candidate));
+            // A route keeps only the listeners it won: the one it lost is the winner's alone.
+            let listeners = match won.as_slice() {
+                [false] => Listeners::Plain,
+                [true] => Listeners::Tls,
+                _ => candidate.route.listeners,
+            };
+            hosts.entry(candidate.host.clone()).or_default().push((*order, candidate, listeners));
         }
     }
     hosts
         .into_iter()
         .map(|(host, mut winners)| {
-            winners.sort_by(|(a_order, a), (b_order, b)| a.rank.cmp(&b.rank).then(a_order.cmp(b_order)));
-            (host, winners.into_iter().map(|(_, c)| c.route.clone()).collect())
+            winners
+                .sort_by(|(a_order, a, _), (b_order, b, _)| a.rank.cmp(&b.rank).then(a_order.cmp(b_order)));
+            let routes = winners.into_iter().map(|(_, c, listeners)| Route { listeners, ..c.route.clone() });
+            (host, routes.collect())
         })
         .collect()
 }

@@ -359,7 +359,7 @@ impl Builder {
                 policy.annotations(),
                 Object::WebSocketPolicy(policy.clone()),
                 &|lookup, reporter, out| {
-                    gateway::translate_policy(policy, lookup, reporter, out);
+                    gateway::translate_policy(policy, (lookup, &config.gateway), reporter, out);
                 },
             );
         }
@@ -371,7 +371,7 @@ impl Builder {
                 policy.annotations(),
                 Object::BackendTlsPolicy(policy.clone()),
                 &|lookup, reporter, out| {
-                    gateway::translate_backend_tls(policy, lookup, reporter, out);
+                    gateway::translate_backend_tls(policy, (lookup, &config.gateway), reporter, out);
                 },
             );
         }

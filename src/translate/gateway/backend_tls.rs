@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use super::super::Output;
 use super::super::report::{Reason, Reporter};
+use super::GatewaySettings;
 use super::facts::{Facts, PolicyFacts, TargetFact, Why};
-use super::policy::parent_gateways;
+use super::policy::our_gateways;
 use crate::gateway_api::{BackendTlsPolicy, HttpRoute};
 use crate::model::BackendProtocol;
 
@@ -74,7 +75,7 @@ fn validated(policy: &BackendTlsPolicy, lookup: &Lookup<'_>) -> Result<BackendPr
 /// reports.
 pub fn translate(
     policy: &BackendTlsPolicy,
-    lookup: &Lookup<'_>,
+    (lookup, gateway_settings): (&Lookup<'_>, &GatewaySettings),
     reporter: &mut Reporter<'_>,
     out: &mut Output,
 ) {
@@ -98,15 +99,10 @@ pub fn translate(
         .http_routes()
         .iter()
         .filter(|route| sends_to(route, &namespace, &targets))
-        .flat_map(|route| parent_gateways(route))
+        .flat_map(|route| our_gateways(route, lookup, gateway_settings))
         .collect::<std::collections::BTreeSet<_>>();
-    let facts = PolicyFacts {
-        targets: vec![TargetFact {
-            index: 0,
-            ancestors: ancestors.into_iter().collect(),
-            accepted: resolved,
-        }],
-    };
+    let ancestors = ancestors.into_iter().collect();
+    let facts = PolicyFacts { targets: vec![TargetFact { index: 0, ancestors, accepted: resolved }] };
     out.facts = Some(Arc::new(Facts::BackendTls(facts)));
 }
 

@@ -21,7 +21,7 @@ use super::super::report::{Reason, Reporter};
 use super::super::settings;
 use super::super::{Output, values};
 use super::facts::{Facts, ParentFact, RouteFacts, Why};
-use super::listeners::{allows_namespace, served_by, takes_http_routes};
+use super::listeners::{allows_namespace, indistinct_from, served_by, takes_http_routes};
 use super::{GatewaySettings, backend_tls, filters, grants, hostnames, is_ours, policy};
 use crate::gateway_api::httproutes::{
     HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches,
@@ -233,6 +233,7 @@ fn attach(
         .iter()
         .filter(served)
         .filter(|l| takes_http_routes(l) && allows_namespace(l, namespace, route_namespace, lookup))
+        .filter(|l| indistinct_from(gateway, l, settings.ports).is_none())
         .collect();
     if allowed.is_empty() {
         return Err(Detached::NotAllowedByListeners);
@@ -279,14 +280,15 @@ fn translate_rule(
     let refs = rule.backend_refs.as_deref().unwrap_or_default();
     let (backend, any_valid) = backend(refs, namespace, (&field, lookup), reporter, unresolved);
     let mut policy = base_policy(rule, (namespace, route), lookup);
-    match backend_tls_protocol(refs.first(), namespace, lookup) {
+    let mut unverifiable = false;
+    match rule_backend_tls(refs, namespace, lookup) {
         Ok(Some(protocol)) => policy.backend_protocol = protocol,
         Ok(None) => {}
         Err((reason, message)) => {
             let report = format!("{message}; the rule answers 500 rather than send traffic unverified");
-            reporter.report(Reason::UnresolvedRef, format!("{field}.backendRefs[0]"), report);
+            reporter.report(Reason::UnresolvedRef, format!("{field}.backendRefs"), report);
             unresolved.get_or_insert((reason, message));
-            policy.rewrites.status = Some(500);
+            unverifiable = true;
         }
     }
     if let Err((at, error)) =
@@ -295,9 +297,9 @@ fn translate_rule(
         reporter.report(Reason::Invalid, at, format!("{error}; the rule is left out"));
         return None;
     }
-    // A rule with no backend it can reach answers 500, unless it redirects (Gateway API
-    // `HTTPRouteRule.backendRefs`).
-    if !any_valid && policy.rewrites.request_redirect.is_none() {
+    // A rule with no backend it can reach (or reach as its BackendTLSPolicies ask) answers 500,
+    // unless it redirects and so never reaches one (Gateway API `HTTPRouteRule.backendRefs`).
+    if (!any_valid || unverifiable) && policy.rewrites.request_redirect.is_none() {
         policy.rewrites.status.get_or_insert(500);
     }
     if let Some(timeouts) = &rule.timeouts {
@@ -465,16 +467,30 @@ fn service_ref<'r>(
     Ok((service_namespace, port))
 }
 
-/// TLS to the Service `reference` names, when a BackendTLSPolicy targets it (or its port).
-fn backend_tls_protocol(
-    reference: Option<&HttpRouteRulesBackendRefs>,
+/// TLS to the rule's backends, as the BackendTLSPolicies of their Services (or ports) ask.
+/// hawser speaks one protocol per rule: backends (those it may use) that need different TLS,
+/// or a policy it cannot honour, make the rule unverifiable (`Err`).
+fn rule_backend_tls(
+    refs: &[HttpRouteRulesBackendRefs],
     namespace: &str,
     lookup: &Lookup<'_>,
 ) -> Result<Option<BackendProtocol>, Why> {
-    let Some(reference) = reference else { return Ok(None) };
-    let namespace = reference.namespace.as_deref().unwrap_or(namespace);
-    let port_name = service_port(reference, namespace, lookup).and_then(|p| p.name.clone());
-    backend_tls::protocol(lookup, namespace, &reference.name, port_name.as_deref())
+    let mut chosen: Option<Option<BackendProtocol>> = None;
+    for reference in refs {
+        let Ok((service_namespace, _)) = service_ref(reference, namespace, lookup) else { continue };
+        let port_name = service_port(reference, service_namespace, lookup).and_then(|p| p.name.clone());
+        let protocol =
+            backend_tls::protocol(lookup, service_namespace, &reference.name, port_name.as_deref())?;
+        match &chosen {
+            None => chosen = Some(protocol),
+            Some(earlier) if *earlier == protocol => {}
+            Some(_) => {
+                let message = "the rule's backends need different TLS (BackendTLSPolicy); hawser speaks one protocol per rule".to_owned();
+                return Err(("UnsupportedValue", message));
+            }
+        }
+    }
+    Ok(chosen.flatten())
 }
 
 /// The port of the Service `reference` names (in `namespace`, its own).

@@ -10,12 +10,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use kube::core::{Selector, SelectorExt};
 
 use super::super::lookup::Lookup;
-use crate::gateway_api::GROUP;
 use crate::gateway_api::gateways::{
     GatewayListeners, GatewayListenersAllowedRoutesKinds,
     GatewayListenersAllowedRoutesNamespacesFrom as From, GatewayListenersAllowedRoutesNamespacesSelector,
     GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expression, GatewayListenersTlsMode,
 };
+use crate::gateway_api::{GROUP, Gateway};
 use crate::model::Listeners;
 
 /// The label Kubernetes puts on every Namespace with its name.
@@ -72,6 +72,21 @@ pub fn served_by(listener: &GatewayListeners, ports: GatewayPorts) -> Result<Lis
         return Err(ListenerError::Passthrough);
     }
     Ok(serves)
+}
+
+/// Another listener of `gateway` on the same hawser listener with the same hostname, if any
+/// (Gateway API: indistinct listeners are all refused, none picked as the winner).
+pub fn indistinct_from<'g>(
+    gateway: &'g Gateway,
+    listener: &GatewayListeners,
+    ports: GatewayPorts,
+) -> Option<&'g GatewayListeners> {
+    let serves = served_by(listener, ports).ok()?;
+    gateway.spec.listeners.iter().find(|other| {
+        other.name != listener.name
+            && other.hostname == listener.hostname
+            && served_by(other, ports).ok() == Some(serves)
+    })
 }
 
 /// Whether `listener` takes HTTPRoutes at all (its `allowedRoutes.kinds`, by default the

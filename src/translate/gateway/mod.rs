@@ -113,18 +113,17 @@ pub fn translate_gateway(
             conflicted: None,
         };
         let serves = listeners::served_by(listener, settings.ports);
-        // Two listeners on one of hawser's listeners with one hostname: the later is conflicted.
-        let same_place = gateway.spec.listeners[..l].iter().find(|earlier| {
-            earlier.hostname == listener.hostname
-                && listeners::served_by(earlier, settings.ports).ok() == serves.as_ref().ok().copied()
-        });
-        if let (Some(earlier), Ok(_)) = (same_place, &serves) {
+        // Listeners that differ in nothing hawser tells apart: none of them is accepted.
+        if let Some(other) = listeners::indistinct_from(gateway, listener, settings.ports) {
             let message = format!(
-                "listener {:?} has the port, protocol and hostname of {:?}",
-                listener.name, earlier.name
+                "listeners {:?} and {:?} have the same port, protocol and hostname; neither takes routes",
+                listener.name, other.name
             );
             reporter.report(Reason::Conflict, field.clone(), message.clone());
+            fact.accepted = Err(("HostnameConflict", message.clone()));
             fact.conflicted = Some(message);
+            facts.listeners.push(fact);
+            continue;
         }
         match serves {
             Err(error) => {

@@ -15,9 +15,11 @@ use super::super::lookup::Lookup;
 use super::super::report::{Reason, Reporter};
 use super::super::{Output, settings};
 use super::facts::{Facts, PolicyFacts, TargetFact};
+use super::{GatewaySettings, is_ours};
 use crate::crd::{PolicyTargetRef, WebSocketPolicy};
 use crate::gateway_api::{GROUP, HttpRoute};
 use crate::model::NamespacedName;
+use std::collections::BTreeSet;
 
 /// The policy that sets rule `rule` (its `name`, if any) of the HTTPRoute `namespace/route`:
 /// among the usable policies targeting it, one naming the rule, else one naming the route; the
@@ -45,26 +47,38 @@ pub fn for_rule<'a>(
 /// status reports.
 pub fn translate(
     policy: &WebSocketPolicy,
-    lookup: &Lookup<'_>,
+    (lookup, gateway_settings): (&Lookup<'_>, &GatewaySettings),
     reporter: &mut Reporter<'_>,
     out: &mut Output,
 ) {
     let namespace = policy.namespace().unwrap_or_default();
-    let valid =
-        settings::policy(&policy.spec.settings, settings::websocket_defaults(), "spec", reporter).is_some();
+    let checked = settings::policy(&policy.spec.settings, settings::websocket_defaults(), "spec", reporter);
+    let invalid = match checked {
+        None => Some("a setting is invalid; the policy sets nothing (see the findings)"),
+        Some(refused) if refused.refused => {
+            Some("a security setting is invalid; the rules it targets answer 503 (see the findings)")
+        }
+        Some(_) => None,
+    };
     let mut facts = PolicyFacts::default();
     for (t, target) in policy.spec.target_refs.iter().enumerate() {
         let field = format!("spec.targetRefs[{t}]");
         let route = is_route(target).then(|| lookup.http_route(&namespace, &target.name)).flatten();
-        let accepted = match route {
-            None => {
+        let accepted = match (route, invalid) {
+            (None, _) => {
                 let message =
                     format!("HTTPRoute {namespace}/{} not found; the policy sets nothing there", target.name);
                 reporter.report(Reason::UnresolvedRef, field, message.clone());
                 Err(("TargetNotFound", message))
             }
-            Some(_) if !valid => Err(("Invalid", "a setting is invalid; see the findings".to_owned())),
-            Some(_) if !wins(policy, target, lookup, &namespace) => {
+            (Some(_), Some(why)) => Err(("Invalid", why.to_owned())),
+            (Some(route), None) if !names_a_rule(route, target) => {
+                let section = target.section_name.as_deref().unwrap_or_default();
+                let message = format!("HTTPRoute {namespace}/{} has no rule named {section:?}", target.name);
+                reporter.report(Reason::UnresolvedRef, field, message.clone());
+                Err(("TargetNotFound", message))
+            }
+            (Some(_), None) if !wins(policy, target, lookup, &namespace) => {
                 let message = format!(
                     "an older WebSocketPolicy already targets HTTPRoute {namespace}/{}{}",
                     target.name,
@@ -73,9 +87,10 @@ pub fn translate(
                 reporter.report(Reason::Conflict, field, message.clone());
                 Err(("Conflicted", message))
             }
-            Some(_) => Ok(()),
+            (Some(_), None) => Ok(()),
         };
-        let ancestors = route.map(parent_gateways).unwrap_or_default();
+        let ancestors = route.map(|r| our_gateways(r, lookup, gateway_settings)).unwrap_or_default();
+        let ancestors = ancestors.into_iter().collect();
         facts.targets.push(TargetFact { index: t, ancestors, accepted });
     }
     out.facts = Some(Arc::new(Facts::Policy(facts)));
@@ -95,6 +110,12 @@ fn wins(policy: &WebSocketPolicy, target: &PolicyTargetRef, lookup: &Lookup<'_>,
         .all(|other| rank(policy) <= rank(other))
 }
 
+/// Whether `target`'s `sectionName` (if any) names a rule of `route`.
+fn names_a_rule(route: &HttpRoute, target: &PolicyTargetRef) -> bool {
+    let Some(section) = &target.section_name else { return true };
+    route.spec.rules.iter().flatten().any(|rule| rule.name.as_ref() == Some(section))
+}
+
 fn is_route(target: &PolicyTargetRef) -> bool {
     target.group == GROUP && target.kind == "HTTPRoute"
 }
@@ -106,16 +127,23 @@ fn rank(policy: &WebSocketPolicy) -> (bool, Option<Timestamp>, String) {
     (created.is_none(), created, policy.name_any())
 }
 
-/// The Gateways `route` names as parents.
-pub fn parent_gateways(route: &HttpRoute) -> Vec<NamespacedName> {
+/// The Gateways of hawser's `route` names as parents, each once: a policy's ancestors there
+/// (a policy reports only the ancestors its controller is responsible for).
+pub fn our_gateways(
+    route: &HttpRoute,
+    lookup: &Lookup<'_>,
+    settings: &GatewaySettings,
+) -> BTreeSet<NamespacedName> {
     let namespace = route.namespace().unwrap_or_default();
-    let namespace = namespace.as_str();
     let parents = route.spec.parent_refs.iter().flatten();
     parents
         .filter(|p| {
             p.group.as_deref().unwrap_or(GROUP) == GROUP
                 && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
         })
-        .map(|p| NamespacedName::new(p.namespace.as_deref().unwrap_or(namespace), &p.name))
+        .map(|p| NamespacedName::new(p.namespace.as_deref().unwrap_or(&namespace), &p.name))
+        .filter(|g| {
+            lookup.gateway(&g.namespace, &g.name).is_some_and(|gateway| is_ours(gateway, lookup, settings))
+        })
         .collect()
 }

@@ -381,7 +381,7 @@ fn an_ingress_and_an_http_route_on_one_host_and_path_conflict_on_the_listeners_b
         older_route.table.summary(),
         [
             "a.com Prefix / on=plain -> 10.0.0.1:8080 (httproute/infra/r/0/0)",
-            "a.com Prefix / -> 10.0.0.1:8080 (ingress/default/web-ingress/0/0)",
+            "a.com Prefix / on=tls -> 10.0.0.1:8080 (ingress/default/web-ingress/0/0)",
         ],
         "the route takes plain HTTP, the Ingress keeps HTTPS"
     );
@@ -450,7 +450,7 @@ spec:
     assert_eq!(
         summary,
         [
-            ("first", false, true, None),
+            ("first", true, true, None),
             ("second", true, true, None),
             ("mixed", false, true, Some("InvalidRouteKinds")),
             ("tcp-only", false, false, Some("InvalidRouteKinds")),
