@@ -78,6 +78,11 @@ spec:
   listeners: [{name: http, port: 80, protocol: HTTP}]
 "#;
 
+/// The problems (as [`problems`] gives them) that mention `needle`.
+fn problems_about(built: &Built, needle: &str) -> Vec<String> {
+    problems(built).into_iter().filter(|p| p.contains(needle)).collect()
+}
+
 fn http_route(namespace: &str, name: &str, spec: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{spec}"
@@ -196,8 +201,7 @@ fn routes_attach_where_their_listeners_let_them() {
     ];
     for (what, namespace, parents, hostnames, want_routes, want_problems) in cases {
         let built = gateway_built(&simple_route(namespace, "r", parents, hostnames));
-        let route_problems: Vec<String> =
-            problems(&built).into_iter().filter(|p| p.contains("HTTPRoute")).collect();
+        let route_problems: Vec<String> = problems_about(&built, "HTTPRoute");
         assert_eq!(built.table.summary(), want_routes, "{what}");
         assert_eq!(route_problems, want_problems, "{what}");
     }
@@ -206,8 +210,7 @@ fn routes_attach_where_their_listeners_let_them() {
 #[test]
 fn gateway_listeners_hawser_cannot_serve_are_reported_and_https_listeners_claim_certificates() {
     let ungranted = gateway_built("");
-    let gateway_problems: Vec<String> =
-        problems(&ungranted).into_iter().filter(|p| p.contains("Gateway ")).collect();
+    let gateway_problems: Vec<String> = problems_about(&ungranted, "Gateway ");
     assert_eq!(
         gateway_problems,
         [
@@ -249,7 +252,7 @@ fn matches_become_routes_in_gateway_precedence() {
         ]
     );
     assert_eq!(
-        problems(&built).into_iter().filter(|p| p.contains("HTTPRoute")).collect::<Vec<_>>(),
+        problems_about(&built, "HTTPRoute"),
         [
             "UnresolvedRef HTTPRoute infra/r spec.rules[0].backendRefs[1]",
             "Unsupported HTTPRoute infra/r spec.rules[0].matches[3]",
@@ -273,7 +276,7 @@ fn cross_namespace_backends_need_a_reference_grant() {
         ["x.all.com Prefix / on=plain -> (answers 500) (httproute/elsewhere/r/0/0)"]
     );
     assert_eq!(
-        problems(&refused).into_iter().filter(|p| p.contains("HTTPRoute")).collect::<Vec<_>>(),
+        problems_about(&refused, "HTTPRoute"),
         ["UnresolvedRef HTTPRoute elsewhere/r spec.rules[0].backendRefs[0]"]
     );
 }
@@ -331,8 +334,7 @@ fn websocket_policies_set_the_rules_they_target() {
         "the route-wide policy, over the WebSocketRoute defaults"
     );
     assert_eq!(policy("/poll").https_redirect, crate::model::HttpsRedirect::Never);
-    let policy_problems: Vec<String> =
-        problems(&built).into_iter().filter(|p| p.contains("WebSocketPolicy")).collect();
+    let policy_problems: Vec<String> = problems_about(&built, "WebSocketPolicy");
     assert_eq!(
         policy_problems,
         [
@@ -368,10 +370,7 @@ fn an_ingress_and_an_http_route_on_one_host_and_path_conflict_on_the_listeners_b
         older_ingress.table.summary(),
         ["a.com Prefix / -> 10.0.0.1:8080 (ingress/default/web-ingress/0/0)"]
     );
-    assert_eq!(
-        problems(&older_ingress).into_iter().filter(|p| p.starts_with("Conflict")).collect::<Vec<_>>(),
-        ["Conflict HTTPRoute infra/r spec.rules[0]"]
-    );
+    assert_eq!(problems_about(&older_ingress, "Conflict "), ["Conflict HTTPRoute infra/r spec.rules[0]"]);
     let older_route = gateway_built(&format!(
         "{}\n---\n{}",
         ingress("2026-03-01T00:00:00Z"),
@@ -386,7 +385,7 @@ fn an_ingress_and_an_http_route_on_one_host_and_path_conflict_on_the_listeners_b
         "the route takes plain HTTP, the Ingress keeps HTTPS"
     );
     assert_eq!(
-        problems(&older_route).into_iter().filter(|p| p.starts_with("Conflict")).collect::<Vec<_>>(),
+        problems_about(&older_route, "Conflict "),
         ["Conflict Ingress default/web-ingress spec.rules[0].http.paths[0]"]
     );
 }
