@@ -88,13 +88,23 @@ pub fn translate(
             format!("{message}; routes to its Services answer 500"),
         );
     }
-    let targets: Vec<&str> = policy
-        .spec
-        .target_refs
-        .iter()
-        .filter(|t| t.group.is_empty() && t.kind == "Service")
-        .map(|t| t.name.as_str())
-        .collect();
+    let services = policy.spec.target_refs.iter().filter(|t| t.group.is_empty() && t.kind == "Service");
+    // Another policy for the same Service (or port) that takes precedence: this one is
+    // `Conflicted` there (the Gateway API's rules for policy attachment).
+    let lost = services.clone().find(|t| {
+        policy_for(lookup, &namespace, &t.name, t.section_name.as_deref())
+            .is_some_and(|p| !std::ptr::eq(p, policy))
+    });
+    let resolved = match (lost, resolved) {
+        (Some(target), Ok(())) => {
+            let message =
+                format!("another BackendTLSPolicy takes precedence for Service {namespace}/{}", target.name);
+            reporter.report(Reason::Conflict, "spec.targetRefs", message.clone());
+            Err(("Conflicted", message))
+        }
+        (_, resolved) => resolved,
+    };
+    let targets: Vec<&str> = services.map(|t| t.name.as_str()).collect();
     let ancestors = lookup
         .http_routes()
         .iter()

@@ -478,3 +478,31 @@ fn the_share_of_invalid_backends_fails_and_the_rest_is_served() {
         ["half.com Prefix / on=plain -> 10.0.0.1:8080 + 500 for 50% (httproute/infra/r/0/0)"]
     );
 }
+
+#[test]
+fn of_two_backend_tls_policies_for_one_service_the_older_applies_and_the_other_is_conflicted() {
+    let policy = |name: &str, created: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, creationTimestamp: \"{created}\"}}\nspec:\n  targetRefs: [{{group: \"\", kind: Service, name: web}}]\n  validation: {{hostname: web.internal, caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: ca}}]}}\n"
+        )
+    };
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = serde_json::to_string(&params.self_signed(&key).unwrap().pem()).unwrap();
+    let built = gateway_built(&format!(
+        "{}\n---\n{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca}}\ndata:\n  ca.crt: {ca}\n",
+        policy("second", "2026-02-01T00:00:00Z"),
+        policy("first", "2026-01-01T00:00:00Z")
+    ));
+    let verdict = |name: &str| match built
+        .facts
+        .get(&ObjectRef::new(Kind::BackendTlsPolicy, "default", name))
+        .map(|f| &**f)
+    {
+        Some(Facts::BackendTls(facts)) => facts.targets[0].accepted.clone().err().map(|(reason, _)| reason),
+        other => panic!("no facts for {name}: {other:?}"),
+    };
+    assert_eq!(verdict("first"), None, "the older applies");
+    assert_eq!(verdict("second"), Some("Conflicted"));
+}
