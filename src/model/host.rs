@@ -33,9 +33,7 @@ impl HostMatch {
             },
         }
     }
-}
 
-impl HostMatch {
     /// Parses a Gateway API host name: `example.com`, `*.example.com` (any depth) or empty.
     pub fn parse_gateway(host: &str) -> Self {
         match Self::parse(host) {

@@ -22,7 +22,7 @@ use super::super::settings;
 use super::super::{Output, values};
 use super::facts::{Facts, ParentFact, RouteFacts, Why};
 use super::listeners::{allows_namespace, indistinct_from, served_by, takes_http_routes};
-use super::{GatewaySettings, backend_tls, filters, grants, hostnames, is_ours, policy};
+use super::{GatewaySettings, backend_tls, filters, grants, hostnames, is_ours, parent_gateway, policy};
 use crate::gateway_api::httproutes::{
     HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeadersType as HeaderType, HttpRouteRulesMatchesMethod as Method,
@@ -208,13 +208,9 @@ fn attach(
     lookup: &Lookup<'_>,
     settings: &GatewaySettings,
 ) -> Result<Vec<(String, Listeners, HostMatch)>, Detached> {
-    let (group, kind) =
-        (parent.group.as_deref().unwrap_or(GROUP), parent.kind.as_deref().unwrap_or("Gateway"));
-    if (group, kind) != (GROUP, "Gateway") {
-        return Err(Detached::NotOurs);
-    }
-    let namespace = parent.namespace.as_deref().unwrap_or(route_namespace);
-    let gateway = lookup.gateway(namespace, &parent.name).ok_or(Detached::NotFound)?;
+    let name = parent_gateway(parent, route_namespace).ok_or(Detached::NotOurs)?;
+    let namespace = name.namespace.as_str();
+    let gateway = lookup.gateway(namespace, &name.name).ok_or(Detached::NotFound)?;
     if !is_ours(gateway, lookup, settings) {
         return Err(Detached::NotOurs);
     }

@@ -29,6 +29,7 @@ use super::lookup::Lookup;
 use super::report::{Reason, Reporter};
 use super::{Output, TlsClaim};
 use crate::gateway_api::gateways::GatewayListeners;
+use crate::gateway_api::httproutes::HttpRouteParentRefs;
 use crate::gateway_api::{GROUP, Gateway, HttpRoute};
 use crate::model::{HostMatch, Listeners, NamespacedName};
 use crate::snapshot::Snapshot;
@@ -64,14 +65,18 @@ pub fn is_served(gateway: &Gateway, snapshot: &Snapshot, settings: &GatewaySetti
 /// Whether `route` names a Gateway hawser serves among its parents.
 pub fn has_served_parent(route: &HttpRoute, snapshot: &Snapshot, settings: &GatewaySettings) -> bool {
     let namespace = route.namespace().unwrap_or_default();
-    route.spec.parent_refs.iter().flatten().any(|parent| {
-        let kind = (parent.group.as_deref().unwrap_or(GROUP), parent.kind.as_deref().unwrap_or("Gateway"));
-        let gateway_namespace = parent.namespace.as_deref().unwrap_or(&namespace);
-        kind == (GROUP, "Gateway")
-            && snapshot
-                .gateway(gateway_namespace, &parent.name)
-                .is_some_and(|g| is_served(g, snapshot, settings))
+    let parents = route.spec.parent_refs.iter().flatten();
+    parents.filter_map(|parent| parent_gateway(parent, &namespace)).any(|gateway| {
+        snapshot.gateway(&gateway.namespace, &gateway.name).is_some_and(|g| is_served(g, snapshot, settings))
     })
+}
+
+/// The Gateway a `parentRefs` entry of a route in `route_namespace` names (group and kind
+/// default to `gateway.networking.k8s.io` and `Gateway`); `None`: another kind of parent.
+fn parent_gateway(parent: &HttpRouteParentRefs, route_namespace: &str) -> Option<NamespacedName> {
+    let kind = (parent.group.as_deref().unwrap_or(GROUP), parent.kind.as_deref().unwrap_or("Gateway"));
+    (kind == (GROUP, "Gateway"))
+        .then(|| NamespacedName::new(parent.namespace.as_deref().unwrap_or(route_namespace), &parent.name))
 }
 
 /// How closely a policy target with `sectionName` `target` names the section `section` (a

@@ -15,7 +15,7 @@ use super::super::lookup::Lookup;
 use super::super::report::{Reason, Reporter};
 use super::super::{Output, settings};
 use super::facts::{Facts, PolicyFacts, TargetFact};
-use super::{GatewaySettings, is_ours};
+use super::{GatewaySettings, is_ours, parent_gateway};
 use crate::crd::{PolicyTargetRef, WebSocketPolicy};
 use crate::gateway_api::{GROUP, HttpRoute};
 use crate::model::NamespacedName;
@@ -137,11 +137,7 @@ pub fn our_gateways(
     let namespace = route.namespace().unwrap_or_default();
     let parents = route.spec.parent_refs.iter().flatten();
     parents
-        .filter(|p| {
-            p.group.as_deref().unwrap_or(GROUP) == GROUP
-                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
-        })
-        .map(|p| NamespacedName::new(p.namespace.as_deref().unwrap_or(&namespace), &p.name))
+        .filter_map(|parent| parent_gateway(parent, &namespace))
         .filter(|g| {
             lookup.gateway(&g.namespace, &g.name).is_some_and(|gateway| is_ours(gateway, lookup, settings))
         })
