@@ -247,7 +247,7 @@ http {{
   client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
   fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-  upstream echo {{ server 127.0.0.1:{echo_port}; keepalive 64; }}
+  upstream echo {{ server 127.0.0.1:{echo_port}; keepalive 320; }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     listen 127.0.0.1:{tls_port} ssl backlog=4096;

@@ -156,6 +156,10 @@ pub struct RunArgs {
     /// get `503` with `Retry-After`, so slow backends cannot make pending handshakes eat memory.
     #[arg(long, default_value_t = 4096)]
     pub max_pending_handshakes: usize,
+    /// Idle keep-alive connections kept per backend endpoint for reuse (ingress-nginx's
+    /// `upstream-keepalive-connections`); 0 closes every connection after its response.
+    #[arg(long, default_value_t = crate::proxy::DEFAULT_KEEPALIVE_CONNECTIONS)]
+    pub upstream_keepalive_connections: usize,
     /// The status of a request over its route's rate limit (`limit-rps`, `limit-rpm`): 503, as
     /// ingress-nginx answers by default, or 429.
     #[arg(long, default_value = "503", value_parser = parse_rate_limited_status)]
@@ -200,6 +204,7 @@ impl RunArgs {
             extended_connect: self.http2_websockets,
             request_body_timeout: self.request_body_timeout,
             max_pending_handshakes: self.max_pending_handshakes,
+            pool_max_idle_per_endpoint: self.upstream_keepalive_connections,
             rate_limited_status: self.rate_limited_status,
             ..ProxyConfig::default()
         }
@@ -395,6 +400,11 @@ mod tests {
         assert_eq!(args.admin_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(args.shutdown_grace, Duration::from_secs(30));
         assert_eq!(args.proxy_config().max_header_bytes, 32 * 1024);
+        assert_eq!(args.proxy_config().pool_max_idle_per_endpoint, 320);
+        let cli =
+            Cli::try_parse_from(["hawser", "run", "--upstream-keepalive-connections", "0"]).expect("parses");
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.proxy_config().pool_max_idle_per_endpoint, 0);
     }
 
     #[test]

@@ -195,6 +195,21 @@ async fn backend_connections_are_reused() {
 }
 
 #[tokio::test]
+async fn without_keepalive_connections_each_request_gets_a_new_backend_connection() {
+    let echo = echo("a").await;
+    let config = ProxyConfig { pool_max_idle_per_endpoint: 0, ..ProxyConfig::default() };
+    let proxy = TestProxy::with_config(simple_table(&[echo.addr], Policy::default()), config).await;
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = get(proxy.addr, "a.test", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        connections.push(seen(&body).connection);
+    }
+    connections.dedup();
+    assert_eq!(connections.len(), 3, "connections {connections:?}");
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge_clients_are_served() {
     let echo = echo("a").await;
     let proxy = TestProxy::start(simple_table(&[echo.addr], Policy::default())).await;

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
-use hyper::body::Incoming;
 
 use super::Proxy;
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::headers::Client;
 use super::request_body::RequestBody;
+use super::service::ClientRequest;
 use super::target::REQUEST_ID;
 use crate::model::{ErrorBackend, Route};
 
@@ -38,7 +38,7 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Arc<Route>,
         errors: &ErrorBackend,
-        req: Request<Incoming>,
+        req: ClientRequest,
         client: &Client,
     ) -> Result<(Response<ProxyBody>, SocketAddr), ProxyError> {
         let headers = req.headers();
@@ -71,7 +71,7 @@ impl Proxy {
             return answer;
         }
         let page = error_page_request(errors, status, original);
-        match self.exchange(&fallback(), page, None, client).await {
+        match self.exchange(&fallback(), Box::new(page), None, client).await {
             Ok(page) => Ok(page),
             Err(error) => {
                 tracing::debug!(route = %route.name, %error, "the error backend failed; the original answer stands");

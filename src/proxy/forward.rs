@@ -1,6 +1,7 @@
 //! Sending a request to an endpoint of its route: pick, connect (or reuse a pooled
 //! connection), send, and try another endpoint when nothing reached the first one.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
@@ -18,6 +19,10 @@ use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 /// Connection attempts per request beyond the endpoints it may try: stale pooled connections
 /// replaced on the way.
 const SPARE_ATTEMPTS: usize = 2;
+
+/// A request on its way to a backend. Boxed, so the futures that carry it stay small (see
+/// `service.rs`).
+pub type BackendRequest = Box<Request<RequestBody>>;
 
 /// A backend's answer and what it travelled on.
 #[derive(Debug)]
@@ -48,82 +53,88 @@ pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &Head
     }
     strip_hop_by_hop(headers, upgrade);
     headers.insert(header::HOST, host.clone());
-    set_forwarded(headers, client, host.to_str().unwrap_or_default());
+    set_forwarded(headers, client, host);
 }
 
 /// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs).
 /// An endpoint that refuses the connection is skipped and another one tried; a pooled
 /// connection that turns out closed is replaced. Nothing is retried once the request was sent.
-pub async fn send(
+///
+/// A function returning an `async move` block, not an `async fn`: every request's future holds
+/// this one, and an async fn would keep `req` twice in it (rust-lang/rust#62958).
+#[allow(clippy::manual_async_fn)]
+pub fn send(
     proxy: &Proxy,
     route: &Route,
-    mut req: Request<RequestBody>,
+    mut req: BackendRequest,
     client: &Client,
     fresh: bool,
-) -> Result<Sent, ProxyError> {
-    let tls = match &route.policy.backend_protocol {
-        BackendProtocol::Https { server_name, ca } => {
-            Some((&proxy.backend_tls, server_name.as_deref(), ca.as_ref()))
-        }
-        BackendProtocol::Http => None,
-    };
-    let hash = match &route.policy.load_balancing {
-        LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
-        _ => None,
-    };
-    let backend = match &route.canary {
-        Some(canary) if canary.takes(&Signals(req.headers())) => &canary.backend,
-        _ => &route.backend,
-    };
-    let affinity =
-        RequestAffinity::of(route, backend, &proxy.config.affinity_key, req.headers(), client.scheme);
-    let mut failed: Vec<SocketAddr> = Vec::new();
-    let mut last_error = None;
-    // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
-    let endpoints_tried = usize::try_from(route.policy.max_endpoints_tried)
-        .unwrap_or(usize::MAX)
-        .min(backend.endpoints().len())
-        .max(1);
-    for _ in 0..endpoints_tried + SPARE_ATTEMPTS {
-        let endpoint = affinity
-            .as_ref()
-            .and_then(|a| a.preferred(&failed))
-            .or_else(|| pick(backend, &route.policy.load_balancing, hash, &proxy.loads, &failed));
-        let Some(endpoint) = endpoint else { break };
-        let addr = endpoint.addr;
-        let pool_key = PoolKey::new(addr, tls);
-        let pooled = if fresh { None } else { proxy.pool.checkout(pool_key).await };
-        let reused = pooled.is_some();
-        let mut sender = match pooled {
-            Some(sender) => sender,
-            // Boxed: the connect and TLS handshake state would otherwise stay in every request's
-            // future (and every pending handshake's) while it waits for its response.
-            None => match Box::pin(connect(addr, route.policy.connect_timeout, tls)).await {
-                Ok(sender) => sender,
-                Err(error) => {
-                    tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
-                    failed.push(addr);
-                    last_error = Some(error);
-                    if failed.len() >= endpoints_tried {
-                        break;
-                    }
-                    continue;
-                }
-            },
-        };
-        let load = proxy.loads.acquire(addr);
-        match sender.try_send_request(req).await {
-            Ok(response) => {
-                let set_cookie = affinity.as_ref().and_then(|a| a.cookie_for(addr));
-                return Ok(Sent { response, endpoint: pool_key, sender, load, set_cookie });
+) -> impl Future<Output = Result<Sent, ProxyError>> + Send {
+    async move {
+        let tls = match &route.policy.backend_protocol {
+            BackendProtocol::Https { server_name, ca } => {
+                Some((&proxy.backend_tls, server_name.as_deref(), ca.as_ref()))
             }
-            Err(mut error) => match error.take_message() {
-                Some(unsent) if reused => req = unsent,
-                _ => return Err(backend_error(addr, error.into_error())),
-            },
+            BackendProtocol::Http => None,
+        };
+        let hash = match &route.policy.load_balancing {
+            LoadBalancing::ConsistentHash(key) => hash_key(key, req.headers(), req.uri(), client.ip),
+            _ => None,
+        };
+        let backend = match &route.canary {
+            Some(canary) if canary.takes(&Signals(req.headers())) => &canary.backend,
+            _ => &route.backend,
+        };
+        let affinity =
+            RequestAffinity::of(route, backend, &proxy.config.affinity_key, req.headers(), client.scheme);
+        let mut failed: Vec<SocketAddr> = Vec::new();
+        let mut last_error = None;
+        // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
+        let endpoints_tried = usize::try_from(route.policy.max_endpoints_tried)
+            .unwrap_or(usize::MAX)
+            .min(backend.endpoints().len())
+            .max(1);
+        for _ in 0..endpoints_tried + SPARE_ATTEMPTS {
+            let endpoint = affinity
+                .as_ref()
+                .and_then(|a| a.preferred(&failed))
+                .or_else(|| pick(backend, &route.policy.load_balancing, hash, &proxy.loads, &failed));
+            let Some(endpoint) = endpoint else { break };
+            let addr = endpoint.addr;
+            let pool_key = PoolKey::new(addr, tls);
+            let pooled = if fresh { None } else { proxy.pool.checkout(pool_key).await };
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(sender) => sender,
+                // Boxed: the connect and TLS handshake state would otherwise stay in every request's
+                // future (and every pending handshake's) while it waits for its response.
+                None => match Box::pin(connect(addr, route.policy.connect_timeout, tls)).await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
+                        failed.push(addr);
+                        last_error = Some(error);
+                        if failed.len() >= endpoints_tried {
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let load = proxy.loads.acquire(addr);
+            match sender.try_send_request(*req).await {
+                Ok(response) => {
+                    let set_cookie = affinity.as_ref().and_then(|a| a.cookie_for(addr));
+                    return Ok(Sent { response, endpoint: pool_key, sender, load, set_cookie });
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => *req = unsent,
+                    _ => return Err(backend_error(addr, error.into_error())),
+                },
+            }
         }
+        Err(last_error.unwrap_or_else(|| ProxyError::NoEndpoint { route: route.name.to_string() }))
     }
-    Err(last_error.unwrap_or_else(|| ProxyError::NoEndpoint { route: route.name.to_string() }))
 }
 
 /// A failed exchange: the client's stalled body (`408`), or the backend's failure.

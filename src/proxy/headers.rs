@@ -31,7 +31,7 @@ const FORGEABLE: [HeaderName; 4] = [
 ];
 
 /// Who sent a request and over what.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Client {
     /// The client's address (the TCP peer, or what a trusted PROXY header said).
     pub ip: IpAddr,
@@ -39,13 +39,16 @@ pub struct Client {
     pub scheme: &'static str,
     /// Whether the peer is a trusted proxy whose X-Forwarded-* headers are kept.
     pub trusted: bool,
+    /// The address as a header value, written once per connection rather than per request.
+    ip_value: HeaderValue,
 }
 
 impl Client {
     /// A client at `ip`, trusted when `ip` is inside one of `trusted_proxies`.
     pub fn new(ip: IpAddr, scheme: &'static str, trusted_proxies: &[IpNet]) -> Self {
         let ip = ip.to_canonical();
-        Self { ip, scheme, trusted: trusted_proxies.iter().any(|net| net.contains(&ip)) }
+        let ip_value = HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        Self { ip, scheme, trusted: trusted_proxies.iter().any(|net| net.contains(&ip)), ip_value }
     }
 }
 
@@ -126,18 +129,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Sets X-Forwarded-For/-Proto/-Host and X-Real-IP. From a trusted peer the incoming values are
 /// kept and the peer is appended to X-Forwarded-For; from anyone else they are replaced, so a
 /// client cannot forge its address (ingress-nginx's default, `use-forwarded-headers: false`).
-pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &str) {
+pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &HeaderValue) {
     if !client.trusted {
         remove_forgeable(headers);
     }
-    let ip = client.ip.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(chain) if client.trusted => format!("{chain}, {ip}"),
-        _ => ip.clone(),
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(chain) if client.trusted => {
+            HeaderValue::from_bytes(&[chain, b", ", client.ip_value.as_bytes()].concat()).ok()
+        }
+        _ => None,
     };
-    set(headers, &X_FORWARDED_FOR, &forwarded_for);
-    set_unless_trusted(headers, &X_REAL_IP, &ip, client.trusted);
-    set_unless_trusted(headers, &X_FORWARDED_PROTO, client.scheme, client.trusted);
+    headers.insert(&X_FORWARDED_FOR, forwarded_for.unwrap_or_else(|| client.ip_value.clone()));
+    set_unless_trusted(headers, &X_REAL_IP, &client.ip_value, client.trusted);
+    set_unless_trusted(headers, &X_FORWARDED_PROTO, &HeaderValue::from_static(client.scheme), client.trusted);
     set_unless_trusted(headers, &X_FORWARDED_HOST, host, client.trusted);
 }
 
@@ -165,15 +169,14 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-fn set_unless_trusted(headers: &mut HeaderMap, name: &HeaderName, value: &str, trusted: bool) {
+fn set_unless_trusted(
+    headers: &mut HeaderMap,
+    name: &'static HeaderName,
+    value: &HeaderValue,
+    trusted: bool,
+) {
     if !(trusted && headers.contains_key(name)) {
-        set(headers, name, value);
-    }
-}
-
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name.clone(), value);
+        headers.insert(name, value.clone());
     }
 }
 
@@ -255,7 +258,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-real-ip", "6.6.6.6"),
         ]);
-        set_forwarded(&mut map, &client, "a.com");
+        set_forwarded(&mut map, &client, &HeaderValue::from_static("a.com"));
         assert_eq!(map["x-forwarded-for"], "192.0.2.7");
         assert_eq!(map["x-real-ip"], "192.0.2.7");
         assert_eq!(map["x-forwarded-proto"], "http");
@@ -274,7 +277,11 @@ mod tests {
             ("x-kept", "yes"),
         ];
         let mut untrusted = headers(&pairs);
-        set_forwarded(&mut untrusted, &Client::new([192, 0, 2, 7].into(), "http", &[]), "a.com");
+        set_forwarded(
+            &mut untrusted,
+            &Client::new([192, 0, 2, 7].into(), "http", &[]),
+            &HeaderValue::from_static("a.com"),
+        );
         let left: Vec<&str> = untrusted
             .keys()
             .map(|k| k.as_str())
@@ -283,7 +290,11 @@ mod tests {
         assert_eq!(left, vec!["x-kept", "x-real-ip"]);
         let trusted_net = ["192.0.2.0/24".parse().expect("net")];
         let mut trusted = headers(&pairs);
-        set_forwarded(&mut trusted, &Client::new([192, 0, 2, 7].into(), "http", &trusted_net), "a.com");
+        set_forwarded(
+            &mut trusted,
+            &Client::new([192, 0, 2, 7].into(), "http", &trusted_net),
+            &HeaderValue::from_static("a.com"),
+        );
         assert_eq!(trusted["forwarded"], "for=6.6.6.6");
         assert_eq!(trusted["x-original-uri"], "/admin");
     }
@@ -301,7 +312,7 @@ mod tests {
         let trusted = ["10.0.0.0/8".parse().expect("net")];
         let client = Client::new([10, 0, 0, 9].into(), "http", &trusted);
         let mut map = headers(&[("x-forwarded-for", "203.0.113.5"), ("x-forwarded-proto", "https")]);
-        set_forwarded(&mut map, &client, "a.com");
+        set_forwarded(&mut map, &client, &HeaderValue::from_static("a.com"));
         assert_eq!(map["x-forwarded-for"], "203.0.113.5, 10.0.0.9");
         assert_eq!(map["x-forwarded-proto"], "https");
         assert_eq!(map["x-forwarded-host"], "a.com");

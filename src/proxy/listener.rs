@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -139,10 +140,9 @@ impl Listener {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
-        });
+        // No async block around `handle`: it would hold the request a second time.
+        let service =
+            service_fn(move |req| proxy.clone().handle(req, client.clone()).map(Ok::<_, Infallible>));
         let mut closing = self.closing.subscribe();
         // Drives a pinned hyper connection; when the listener closes, lets in-flight requests
         // finish.

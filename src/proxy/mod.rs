@@ -49,6 +49,11 @@ pub use tunnel::CLOSE_HANDSHAKE;
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;
 
+/// Idle keep-alive connections kept per endpoint unless configured: ingress-nginx's default for
+/// `upstream-keepalive-connections`. Fewer than the clients in flight makes every burst of
+/// responses close connections that the next burst of requests opens again.
+pub const DEFAULT_KEEPALIVE_CONNECTIONS: usize = 320;
+
 /// Listener-level settings (per-route settings live in the table's `Policy`).
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -61,7 +66,8 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// How long an idle keep-alive connection to an endpoint is kept. Default 60 s.
     pub pool_idle_timeout: Duration,
-    /// Idle keep-alive connections kept per endpoint. Default 64.
+    /// Idle keep-alive connections kept per endpoint. Default
+    /// [`DEFAULT_KEEPALIVE_CONNECTIONS`].
     pub pool_max_idle_per_endpoint: usize,
     /// Expect a PROXY protocol header within this time on every connection. Default: off.
     pub proxy_protocol: Option<Duration>,
@@ -94,7 +100,7 @@ impl Default for ProxyConfig {
             header_read_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             pool_idle_timeout: Duration::from_secs(60),
-            pool_max_idle_per_endpoint: 64,
+            pool_max_idle_per_endpoint: DEFAULT_KEEPALIVE_CONNECTIONS,
             proxy_protocol: None,
             encoded_slashes: EncodedSlashes::Reject,
             server_header: true,

@@ -1,7 +1,7 @@
 //! Connections to endpoints: opening them (TCP + HTTP/1.1 handshake) and keeping idle
 //! keep-alive connections for reuse by later requests to the same endpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,7 +45,7 @@ impl PoolKey {
 /// Idle keep-alive connections, per endpoint, newest last.
 #[derive(Debug)]
 pub struct BackendPool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    idle: Mutex<HashMap<PoolKey, VecDeque<Idle>>>,
     max_idle_per_endpoint: usize,
     idle_timeout: Duration,
 }
@@ -99,7 +99,7 @@ impl BackendPool {
     fn pop(&self, key: PoolKey) -> Option<Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&key)?;
-        let popped = list.pop();
+        let popped = list.pop_back();
         if list.is_empty() {
             idle.remove(&key);
         }
@@ -113,9 +113,9 @@ impl BackendPool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.entry(key).or_default();
         if list.len() >= self.max_idle_per_endpoint {
-            list.remove(0);
+            list.pop_front();
         }
-        list.push(Idle { sender, since: Instant::now() });
+        list.push_back(Idle { sender, since: Instant::now() });
     }
 }
 

@@ -97,8 +97,14 @@ pub fn request_id<B>(req: &Request<B>) -> HeaderValue {
         let _ = getrandom::fill(&mut bytes);
         u64::from_le_bytes(bytes)
     });
-    let id = format!("{prefix:016x}{:016x}", COUNTER.fetch_add(1, Ordering::Relaxed));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // Written in place: one allocation per request (the value's), none for formatting.
+    let mut id = [0u8; 32];
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    for (i, digit) in id.iter_mut().enumerate() {
+        let (word, shift) = if i < 16 { (prefix, 60 - 4 * i) } else { (count, 60 - 4 * (i - 16)) };
+        *digit = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -162,6 +168,9 @@ mod tests {
             (request_id(&req(&[], "/", Version::HTTP_11)), request_id(&req(&[], "/", Version::HTTP_11)));
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
+        // The process's random prefix, then a counter, in lowercase hex.
+        assert_eq!(a.as_bytes()[..16], b.as_bytes()[..16]);
+        assert!(a.as_bytes().iter().all(|d| d.is_ascii_digit() || (b'a'..=b'f').contains(d)));
         let too_long = "x".repeat(200);
         assert_ne!(
             request_id(&req(&[("x-request-id", &too_long)], "/", Version::HTTP_11)),

@@ -1,10 +1,10 @@
 //! Upgrade (WebSocket) requests: admission, the handshake on a dedicated backend connection,
 //! and on `101` the tunnel that joins the two upgraded connections for their whole life.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 
 use super::Proxy;
 use super::admission::check_origin;
@@ -14,6 +14,7 @@ use super::extended_connect::{Handshake, to_http1_handshake, to_http2_response};
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
 use super::request_body::RequestBody;
+use super::service::ClientRequest;
 use super::tunnel::Tunnel;
 use crate::model::Route;
 
@@ -21,52 +22,59 @@ use crate::model::Route;
 /// backend sees as the former): checks the Origin and the budgets before anything reaches the
 /// backend, then relays the backend's answer. On `101` a task joins the two sides; the route's
 /// `Arc` goes with it, so later table swaps cannot touch the tunnel.
-pub async fn upgrade(
+///
+/// A function returning an `async move` block, not an `async fn`, so that the request is held
+/// once in the handshake's future (see `service.rs`).
+#[allow(clippy::manual_async_fn)]
+pub fn upgrade(
     proxy: &Arc<Proxy>,
     route: &Arc<Route>,
-    mut req: Request<Incoming>,
+    mut req: ClientRequest,
     client: &Client,
     handshake: Handshake,
-) -> Result<(Response<ProxyBody>, std::net::SocketAddr), ProxyError> {
-    check_origin(&route.policy, req.headers())?;
-    let budget = proxy.budgets.admit(route, client.ip)?;
-    // Released when this returns: the tunnel, if any, is counted by its budget from then on.
-    let _pending = proxy
-        .handshakes
-        .try_open(proxy.config.max_pending_handshakes)
-        .ok_or(ProxyError::PendingHandshakes { limit: proxy.config.max_pending_handshakes })?;
-    let client_side = hyper::upgrade::on(&mut req);
-    let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
-    let req = req.map(RequestBody::untracked);
-    let Sent { mut response, endpoint, load, set_cookie, .. } = send(proxy, route, req, client, true).await?;
-    let endpoint = endpoint.addr;
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(http::header::SET_COOKIE, cookie);
-    }
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // A 2xx would tell an HTTP/2 client its tunnel is open.
-        if accept.is_some() && response.status().is_success() {
-            return Err(ProxyError::BadHandshake { endpoint });
+) -> impl Future<Output = Result<(Response<ProxyBody>, std::net::SocketAddr), ProxyError>> + Send {
+    async move {
+        check_origin(&route.policy, req.headers())?;
+        let budget = proxy.budgets.admit(route, client.ip)?;
+        // Released when this returns: the tunnel, if any, is counted by its budget from then on.
+        let _pending = proxy
+            .handshakes
+            .try_open(proxy.config.max_pending_handshakes)
+            .ok_or(ProxyError::PendingHandshakes { limit: proxy.config.max_pending_handshakes })?;
+        let client_side = hyper::upgrade::on(&mut *req);
+        let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
+        let req = Box::new(req.map(RequestBody::untracked));
+        let Sent { mut response, endpoint, load, set_cookie, .. } =
+            send(proxy, route, req, client, true).await?;
+        let endpoint = endpoint.addr;
+        if let Some(cookie) = set_cookie {
+            response.headers_mut().append(http::header::SET_COOKIE, cookie);
         }
-        strip_hop_by_hop(response.headers_mut(), false);
-        let lease = Lease { connection: None, load: Some(load), request_sent: None };
-        return Ok((response.map(|body| ProxyBody::backend(body, lease)), endpoint));
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // A 2xx would tell an HTTP/2 client its tunnel is open.
+            if accept.is_some() && response.status().is_success() {
+                return Err(ProxyError::BadHandshake { endpoint });
+            }
+            strip_hop_by_hop(response.headers_mut(), false);
+            let lease = Lease { connection: None, load: Some(load), request_sent: None };
+            return Ok((response.map(|body| ProxyBody::backend(body, lease)), endpoint));
+        }
+        let switched_to = response.headers().get(http::header::UPGRADE).and_then(|v| v.to_str().ok());
+        if !switched_to.is_some_and(|protocol| upgrade_allowed(protocol, &route.policy.allowed_upgrades)) {
+            return Err(ProxyError::UnwantedUpgrade { endpoint });
+        }
+        // Only a WebSocket is tracked frame by frame; any other allowed upgrade stays a byte tunnel.
+        let websocket = switched_to.is_some_and(|p| p.trim().eq_ignore_ascii_case("websocket"));
+        if let Some(accept) = &accept {
+            to_http2_response(&mut response, accept, endpoint)?;
+        }
+        let backend_side = hyper::upgrade::on(&mut response);
+        // Counted and listening for drains from now on, before the client sees the 101.
+        let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
+        let (proxy, route) = (proxy.clone(), route.clone());
+        Tunnel { proxy, route, endpoint, budget, load, websocket, handshake, signals }
+            .spawn(client_side, backend_side);
+        strip_hop_by_hop(response.headers_mut(), handshake == Handshake::Http1);
+        Ok((response.map(|_| ProxyBody::empty()), endpoint))
     }
-    let switched_to = response.headers().get(http::header::UPGRADE).and_then(|v| v.to_str().ok());
-    if !switched_to.is_some_and(|protocol| upgrade_allowed(protocol, &route.policy.allowed_upgrades)) {
-        return Err(ProxyError::UnwantedUpgrade { endpoint });
-    }
-    // Only a WebSocket is tracked frame by frame; any other allowed upgrade stays a byte tunnel.
-    let websocket = switched_to.is_some_and(|p| p.trim().eq_ignore_ascii_case("websocket"));
-    if let Some(accept) = &accept {
-        to_http2_response(&mut response, accept, endpoint)?;
-    }
-    let backend_side = hyper::upgrade::on(&mut response);
-    // Counted and listening for drains from now on, before the client sees the 101.
-    let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
-    let (proxy, route) = (proxy.clone(), route.clone());
-    Tunnel { proxy, route, endpoint, budget, load, websocket, handshake, signals }
-        .spawn(client_side, backend_side);
-    strip_hop_by_hop(response.headers_mut(), handshake == Handshake::Http1);
-    Ok((response.map(|_| ProxyBody::empty()), endpoint))
 }
