@@ -8,7 +8,7 @@
 //! `hawser::access`, so `RUST_LOG` turns them off as before (`RUST_LOG=info,hawser::access=off`)
 //! and one log pipeline reads both.
 
-use std::fmt::Write as _;
+use std::fmt::Display;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -155,8 +155,11 @@ fn take(message: Message, out: &mut Vec<u8>, json: bool) {
     match message {
         Message::Line(at, line) => {
             let fields = line.fields();
-            let text = if json { json_line(at, &line, &fields) } else { text_line(at, &line, &fields) };
-            out.extend_from_slice(text.as_bytes());
+            if json {
+                out.extend_from_slice(json_line(at, &line, &fields).as_bytes());
+            } else {
+                text_line(out, at, &line, &fields);
+            }
         }
         Message::Flush(done) => {
             write_out(out);
@@ -178,7 +181,7 @@ fn write_out(out: &mut Vec<u8>) {
 /// A field's value: quoted in text (a string), or as it shows (an address, a method).
 enum Value<'a> {
     Str(&'a str),
-    Shown(String),
+    Shown(&'a dyn Display),
     Number(u64),
     Flag(bool),
 }
@@ -197,14 +200,15 @@ impl Line {
         let millis = |d: &Duration| Value::Number(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         match self {
             Self::Request(r) => {
-                let mut fields = vec![
-                    ("client", Value::Shown(r.client.to_string())),
-                    ("method", Value::Shown(r.method.to_string())),
+                let mut fields = Vec::with_capacity(12);
+                fields.extend([
+                    ("client", Value::Shown(&r.client)),
+                    ("method", Value::Shown(&r.method)),
                     ("path", Value::Str(&r.path)),
                     ("route", Value::Str(r.route.as_deref().unwrap_or(""))),
                     ("request_id", Value::Str(r.request_id.to_str().unwrap_or_default())),
-                ];
-                fields.extend(r.endpoint.map(|e| ("endpoint", Value::Shown(e.to_string()))));
+                ]);
+                fields.extend(r.endpoint.as_ref().map(|e| ("endpoint", Value::Shown(e))));
                 fields.push(("status", Value::Number(u64::from(r.status))));
                 fields.push(("upgrade", Value::Flag(r.upgrade.is_some())));
                 fields.extend(r.upgrade.map(|p| ("protocol", Value::Str(p))));
@@ -218,7 +222,7 @@ impl Line {
             Self::Tunnel(t) => {
                 let mut fields = vec![
                     ("route", Value::Str(&t.route)),
-                    ("endpoint", Value::Shown(t.endpoint.to_string())),
+                    ("endpoint", Value::Shown(&t.endpoint)),
                     ("protocol", Value::Str(t.protocol)),
                     ("closed_by", Value::Str(t.closed_by)),
                 ];
@@ -241,22 +245,34 @@ impl Line {
 }
 
 /// `2026-11-30T19:45:29.293945Z  INFO hawser::access: MESSAGE key=value …`, as `tracing`'s
-/// text formatter writes.
-fn text_line(at: SystemTime, line: &Line, fields: &[(&'static str, Value<'_>)]) -> String {
-    let mut text = format!("{}  INFO {TARGET}:", humantime::format_rfc3339_micros(at));
+/// text formatter writes, appended to `out` (no line is built on its own first).
+fn text_line(out: &mut Vec<u8>, at: SystemTime, line: &Line, fields: &[(&'static str, Value<'_>)]) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{}  INFO {TARGET}:", humantime::format_rfc3339_micros(at));
     if let Some(message) = line.message() {
-        let _ = write!(text, " {message}");
+        let _ = write!(out, " {message}");
     }
     for (name, value) in fields {
         let _ = match value {
-            Value::Str(s) => write!(text, " {name}={s:?}"),
-            Value::Shown(s) => write!(text, " {name}={s}"),
-            Value::Number(n) => write!(text, " {name}={n}"),
-            Value::Flag(b) => write!(text, " {name}={b}"),
+            Value::Str(s) => write!(out, " {name}=").map(|()| quote(out, s)),
+            Value::Shown(s) => write!(out, " {name}={s}"),
+            Value::Number(n) => write!(out, " {name}={n}"),
+            Value::Flag(b) => write!(out, " {name}={b}"),
         };
     }
-    text.push('\n');
-    text
+    out.push(b'\n');
+}
+
+/// `s` in double quotes, escaped as `{:?}` escapes it; most values (paths, routes, ids) need
+/// no escaping and are copied as they are.
+fn quote(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
 }
 
 /// One JSON object per line, with the keys `tracing`'s JSON formatter writes (`timestamp`,
@@ -271,7 +287,7 @@ fn json_line(at: SystemTime, line: &Line, fields: &[(&'static str, Value<'_>)]) 
     for (name, value) in fields {
         let value = match value {
             Value::Str(s) => serde_json::Value::from(*s),
-            Value::Shown(s) => serde_json::Value::from(s.as_str()),
+            Value::Shown(s) => serde_json::Value::from(s.to_string()),
             Value::Number(n) => serde_json::Value::from(*n),
             Value::Flag(b) => serde_json::Value::from(*b),
         };
@@ -316,17 +332,34 @@ mod tests {
         })
     }
 
+    fn text(at: SystemTime, line: &Line) -> String {
+        let mut out = Vec::new();
+        text_line(&mut out, at, line, &line.fields());
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn strings_are_quoted_as_debug_quotes_them() {
+        for s in
+            ["/a b", "", "bye \"now\"", "back\\slash", "tab\there", "ünïcode", "bell\u{7}", "line\nbreak"]
+        {
+            let mut out = Vec::new();
+            quote(&mut out, s);
+            assert_eq!(String::from_utf8(out).expect("UTF-8"), format!("{s:?}"));
+        }
+    }
+
     #[test]
     fn text_lines_read_like_the_rest_of_the_log() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_531_929_293_945);
         let line = tunnel_line();
         assert_eq!(
-            text_line(at, &line, &line.fields()),
+            text(at, &line),
             "2025-11-30T19:45:29.293945Z  INFO hawser::access: tunnel closed route=\"ingress/default/chat/0/0\" endpoint=10.0.0.7:8080 protocol=\"h1\" closed_by=\"client\" close_code=1000 close_reason=\"bye \\\"now\\\"\" close_initiator=\"client\" duration_ms=1500 bytes_from_client=12 bytes_from_backend=34 messages_from_client=1 messages_from_backend=2\n"
         );
         let line = request_line();
         assert_eq!(
-            text_line(at, &line, &line.fields()),
+            text(at, &line),
             "2025-11-30T19:45:29.293945Z  INFO hawser::access: client=192.0.2.1 method=GET path=\"/a b\" route=\"\" request_id=\"abc\" status=404 upgrade=false error=\"no route\" culprit=\"Client\" duration_ms=1\n"
         );
     }

@@ -1,18 +1,16 @@
 //! Orders to end live tunnels gracefully: shutdown, an endpoint gone from its EndpointSlices,
 //! an admin drain, rebalancing. Each order says which tunnels it is for and over what window
 //! their closes are spread, so the reconnect wave reaches the other replicas and endpoints
-//! gradually. Tunnels watch one channel and pick out the orders that concern them: no registry
-//! of tunnels is kept, and an idle tunnel holds nothing but its receiver.
+//! gradually. Tunnels watch one channel and pick out the orders that concern them; an order
+//! wakes every live tunnel's task once, and a tunnel woken for any other reason looks at the
+//! channel's version only (one atomic load), so a busy tunnel pays next to nothing for this.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-use futures_util::task::AtomicWaker;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -101,9 +99,13 @@ type Census = HashMap<(Arc<str>, SocketAddr), u32>;
 pub struct Drains {
     orders: watch::Sender<Arc<Vec<Arc<Order>>>>,
     next: AtomicU64,
-    /// Hands out each tunnel's place in a window.
-    tunnels: AtomicU32,
+    /// Numbers the subscriptions: the key of each one's waker, and its place in a window.
+    tunnels: AtomicU64,
     census: Mutex<Census>,
+    /// The task of every subscription that has been polled, woken by each order. (Kept here
+    /// rather than in the channel's waiter list: a waiting `changed()` future would sit in
+    /// every idle tunnel's task, 160 bytes each.)
+    wakers: Mutex<HashMap<u64, Waker>>,
 }
 
 impl Default for Drains {
@@ -111,8 +113,9 @@ impl Default for Drains {
         Self {
             orders: watch::Sender::new(Arc::default()),
             next: AtomicU64::new(1),
-            tunnels: AtomicU32::new(0),
+            tunnels: AtomicU64::new(0),
             census: Mutex::default(),
+            wakers: Mutex::default(),
         }
     }
 }
@@ -134,6 +137,11 @@ impl Drains {
             kept.push(order);
             *orders = Arc::new(kept);
         });
+        // After the version moved: a tunnel polled from here on sees the order, and one polled
+        // before it is woken now.
+        for waker in self.wakers.lock().unwrap_or_else(PoisonError::into_inner).values() {
+            waker.wake_by_ref();
+        }
     }
 
     /// What a new tunnel of `route` to `endpoint` watches: orders issued from now on. The tunnel
@@ -144,10 +152,18 @@ impl Drains {
         let shutdown =
             receiver.borrow().iter().rev().find(|o| o.cause == Cause::Shutdown).map(|o| o.sequence);
         let seen = shutdown.map_or(self.next.load(Ordering::Relaxed), |sequence| sequence).saturating_sub(1);
-        // Consecutive tunnels land far apart in any window (golden-ratio sequence).
-        let place = self.tunnels.fetch_add(1, Ordering::Relaxed);
+        let id = self.tunnels.fetch_add(1, Ordering::Relaxed);
         *self.census().entry((route.clone(), endpoint)).or_default() += 1;
-        Subscription { drains: self.clone(), receiver, seen, place, route, endpoint, counted: true }
+        Subscription {
+            drains: self.clone(),
+            receiver,
+            seen,
+            id,
+            route,
+            endpoint,
+            counted: true,
+            polled: false,
+        }
     }
 
     /// Live tunnels `selector` names.
@@ -170,6 +186,10 @@ impl Drains {
     fn census(&self) -> std::sync::MutexGuard<'_, Census> {
         self.census.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// One tunnel's view of the drain orders.
@@ -178,32 +198,47 @@ pub struct Subscription {
     drains: Arc<Drains>,
     receiver: watch::Receiver<Arc<Vec<Arc<Order>>>>,
     seen: u64,
-    place: u32,
+    /// The subscription's number: the key of its waker, and its place in a window.
+    id: u64,
     route: Arc<str>,
     endpoint: SocketAddr,
     /// In the census: live and not yet ordered to close.
     counted: bool,
+    /// Polled once: its task's waker is registered and the orders before it were looked at.
+    polled: bool,
 }
 
 impl Subscription {
-    /// Waits for an order that takes this tunnel; returns its cause and when this tunnel's
-    /// turn in the window comes. Never completes if the sender is gone.
-    pub async fn next(&mut self) -> (Cause, Instant) {
-        loop {
-            let orders = self.receiver.borrow_and_update().clone();
-            let seen = self.seen;
-            for order in orders.iter().filter(|o| o.sequence > seen) {
-                self.seen = order.sequence;
-                if order.selector.matches(&self.route, self.endpoint) && take_place(order) {
-                    // Closing now: no longer counted for drains and rebalancing to come.
-                    self.uncount();
-                    return (order.cause, order.issued + spread(order.window, self.place));
-                }
-            }
-            if self.receiver.changed().await.is_err() {
-                std::future::pending::<()>().await;
+    /// An order that takes this tunnel: its cause and when this tunnel's turn in the window
+    /// comes. A subscription is polled from one task: the first poll registers that task's
+    /// waker, which every order wakes.
+    pub fn poll_order(&mut self, cx: &Context<'_>) -> Poll<(Cause, Instant)> {
+        if !self.polled {
+            // The waker first: an order issued after this line wakes the task.
+            self.drains.wakers().insert(self.id, cx.waker().clone());
+            self.polled = true;
+        } else if !self.receiver.has_changed().unwrap_or(false) {
+            return Poll::Pending;
+        }
+        let orders = self.receiver.borrow_and_update().clone();
+        let seen = self.seen;
+        for order in orders.iter().filter(|o| o.sequence > seen) {
+            self.seen = order.sequence;
+            if order.selector.matches(&self.route, self.endpoint) && take_place(order) {
+                // Closing now: no longer counted for drains and rebalancing to come.
+                self.uncount();
+                // Consecutive tunnels land far apart in any window (golden-ratio sequence).
+                let place = self.id as u32;
+                return Poll::Ready((order.cause, order.issued + spread(order.window, place)));
             }
         }
+        Poll::Pending
+    }
+
+    /// Waits for an order that takes this tunnel (see [`Self::poll_order`]).
+    #[cfg(test)]
+    pub async fn next(&mut self) -> (Cause, Instant) {
+        std::future::poll_fn(|cx| self.poll_order(cx)).await
     }
 
     fn uncount(&mut self) {
@@ -224,6 +259,9 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.uncount();
+        if self.polled {
+            self.drains.wakers().remove(&self.id);
+        }
     }
 }
 
@@ -238,55 +276,6 @@ fn take_place(order: &Order) -> bool {
 fn spread(window: Duration, place: u32) -> Duration {
     const PHI_FRACTION: f64 = 0.618_033_988_749_894_9;
     window.mul_f64((f64::from(place) * PHI_FRACTION).fract())
-}
-
-/// Tells a tunnel whether its drain subscription asked to be woken, so a busy tunnel polls the
-/// subscription only then: polling it on every wake-up would take the channel's waiter lock
-/// each time. The subscription wakes through this flag, not the task's waker directly, because
-/// no cheaper check is exact: tokio's watch moves its version before it notifies, so a version
-/// check can see an order whose wake-up is still in flight, and the wake-up that follows would
-/// then be taken by a poll that looks at nothing.
-#[derive(Debug)]
-pub struct OrderWake {
-    flag: Arc<WakeFlag>,
-    /// `flag` as a waker, made once.
-    waker: Waker,
-}
-
-#[derive(Debug)]
-struct WakeFlag {
-    fired: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for WakeFlag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
-impl Default for OrderWake {
-    fn default() -> Self {
-        let flag = Arc::new(WakeFlag { fired: AtomicBool::new(true), task: AtomicWaker::new() });
-        Self { waker: Waker::from(flag.clone()), flag }
-    }
-}
-
-impl OrderWake {
-    /// Polls `ordered` if it asked to be woken since it was last polled (and on the first call).
-    pub fn poll<F: Future>(&mut self, ordered: Pin<&mut F>, cx: &Context<'_>) -> Poll<F::Output> {
-        // The task's waker first: a wake-up after this line finds the task registered.
-        self.flag.task.register(cx.waker());
-        if !self.flag.fired.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
-        }
-        ordered.poll(&mut Context::from_waker(&self.waker))
-    }
 }
 
 #[cfg(test)]
@@ -340,51 +329,33 @@ mod tests {
         assert_eq!(drains.count(&Selector::Endpoint(b)), 1);
     }
 
-    /// A future that counts its polls and keeps the last waker it was given.
-    #[derive(Default)]
-    struct Watched {
-        polls: u32,
-        waker: Option<Waker>,
-    }
-
-    impl Future for Watched {
-        type Output = ();
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            self.polls += 1;
-            self.waker = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    }
-
     /// Counts the wake-ups of the task.
     #[derive(Default)]
-    struct Task(AtomicU32);
+    struct Task(std::sync::atomic::AtomicU32);
 
-    impl Wake for Task {
+    impl std::task::Wake for Task {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     #[test]
-    fn a_subscription_is_polled_only_after_it_asked_to_be_woken() {
+    fn every_order_wakes_a_polled_subscription_once_and_only_its_own_takes_it() {
+        let drains = Arc::new(Drains::default());
+        let (a, b): (SocketAddr, SocketAddr) = (([10, 0, 0, 1], 80).into(), ([10, 0, 0, 2], 80).into());
+        let mut on_a = drains.subscribe(Arc::from("r"), a);
         let task = Arc::new(Task::default());
         let waker = Waker::from(task.clone());
         let cx = Context::from_waker(&waker);
-        let (mut wake, mut watched) = (OrderWake::default(), Watched::default());
-        let mut poll = |watched: &mut Watched| wake.poll(Pin::new(watched), &cx).is_pending();
-        assert!(poll(&mut watched));
-        assert_eq!(watched.polls, 1, "the first call looks");
-        assert!(poll(&mut watched) && poll(&mut watched));
-        assert_eq!(watched.polls, 1, "wake-ups for other reasons do not look");
-        let woken_by = watched.waker.take().expect("the subscription was polled");
-        woken_by.wake_by_ref();
-        assert_eq!(task.0.load(Ordering::Relaxed), 1, "the subscription's wake-up reaches the task");
-        assert!(poll(&mut watched));
-        assert_eq!(watched.polls, 2, "and the next call looks");
-        // A wake-up that lands before the flag is read is not lost either.
-        woken_by.wake_by_ref();
-        assert!(poll(&mut watched) && poll(&mut watched));
-        assert_eq!(watched.polls, 3);
+        assert!(on_a.poll_order(&cx).is_pending());
+        assert!(on_a.poll_order(&cx).is_pending(), "wake-ups for other reasons find nothing");
+        drains.order(Cause::Admin, Selector::Endpoint(b), Duration::ZERO, None);
+        assert_eq!(task.0.load(Ordering::Relaxed), 1, "an order wakes the task");
+        assert!(on_a.poll_order(&cx).is_pending(), "an order for another endpoint does not take it");
+        drains.order(Cause::EndpointGone, Selector::Endpoint(a), Duration::ZERO, None);
+        assert_eq!(task.0.load(Ordering::Relaxed), 2);
+        assert!(matches!(on_a.poll_order(&cx), Poll::Ready((Cause::EndpointGone, _))));
+        drop(on_a);
+        assert!(drains.wakers().is_empty(), "a dropped subscription leaves no waker behind");
     }
 }

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use super::Proxy;
 use super::admission::BudgetGuard;
 use super::balance::LoadGuard;
-use super::drain::{OrderWake, Subscription};
+use super::drain::Subscription;
 use super::extended_connect::Handshake;
 use crate::access_log::{self, TunnelLine};
 use crate::metrics::TunnelTotals;
@@ -214,8 +214,6 @@ where
     // An async block, not an async fn: its captures are stored once, where an async fn would
     // keep a second copy of its arguments (rust-lang/rust#62958), and every idle tunnel pays.
     async move {
-        let mut order_wake = OrderWake::default();
-        let mut ordered = pin!(drains.next());
         let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
         let reason = poll_fn(|cx| {
             loop {
@@ -226,7 +224,7 @@ where
                 }
                 clock.heard(&tunnel);
                 if clock.drain_at.is_none()
-                    && let Poll::Ready((cause, at)) = order_wake.poll(ordered.as_mut(), cx)
+                    && let Poll::Ready((cause, at)) = drains.poll_order(cx)
                 {
                     clock.drain_at = Some((cause, at));
                     timer.as_mut().reset(clock.next_deadline());

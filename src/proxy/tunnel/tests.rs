@@ -318,11 +318,13 @@ async fn close_by_either_side_and_byte_counts() {
 
 /// An idle tunnel's task must stay small: it is most of what each one costs. (Arguments of an
 /// async fn are stored twice in its future; `run` avoids that, and this catches a return of it.)
+/// The task around it (`Tunnel::run`, some 270 bytes more, and tokio's 80-byte header and
+/// trailer, in 128-byte steps) fits 1,280 bytes as long as this stays under 900.
 #[tokio::test]
 async fn a_tunnels_future_is_small() {
     let (client, _client_peer) = socket_pair().await;
     let (backend, _backend_peer) = socket_pair().await;
     let (signals, _control) = signals();
     let future = run(client, backend, Limits::default(), signals, Early::default());
-    assert!(std::mem::size_of_val(&future) <= 1100, "{} bytes", std::mem::size_of_val(&future));
+    assert!(std::mem::size_of_val(&future) <= 900, "{} bytes", std::mem::size_of_val(&future));
 }
