@@ -59,10 +59,10 @@ impl Proxy {
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
         let req = Box::new(req);
         async move {
-            let started = Instant::now();
             let id = request_id(&req);
-            // The access log may be off: copy nothing for it then.
-            let logged = access_log::enabled().then(|| (req.method().clone(), req.uri().path().to_owned()));
+            // The access log may be off: copy nothing for it then, and read no clock.
+            let logged = access_log::enabled()
+                .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
             let mut outcome =
                 Outcome { route: None, endpoint: None, upgrade: requested_upgrade(&req), error: None };
             let mut response = match self.forward(req, &client, &id, &mut outcome).await {
@@ -87,7 +87,7 @@ impl Proxy {
                 let result = outcome.error.as_ref().map_or("refused_by_backend", ProxyError::label);
                 self.metrics.upgrade(outcome.route.as_ref(), result, handshake.label());
             }
-            let Some((method, path)) = logged else { return response };
+            let Some((started, method, path)) = logged else { return response };
             access_log::request(RequestLine {
                 client: client.ip,
                 method,
@@ -236,13 +236,9 @@ impl Proxy {
                 return Err(ProxyError::PayloadTooLarge { limit });
             }
             let body_timeout = route.policy.request_body_timeout.unwrap_or(self.config.request_body_timeout);
-            let mut request_sent = None;
-            let req = Box::new(req.map(|body| {
-                let (body, sent) = RequestBody::new(body, body_timeout, limit);
-                request_sent = sent;
-                body
-            }));
-            self.exchange(route, req, request_sent, client).await
+            let (parts, body) = req.into_parts();
+            let (body, request_sent) = RequestBody::new(body, body_timeout, limit);
+            self.exchange(route, Box::new(Request::from_parts(parts, body)), request_sent, client).await
         }
     }
 

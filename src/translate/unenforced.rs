@@ -6,8 +6,9 @@
 //!   protected route into a public one, so the whole Ingress answers `503` instead (fail
 //!   closed), unless the operator opts out by name: per Ingress with
 //!   `hawser.dev/ignore-annotations: auth-url,...`, or per install with `--ignore-annotations`.
-//! - **Not needed**: nginx buffering and keep-alive tuning with nothing to tune in hawser;
-//!   reported for the record only.
+//! - **Not needed**: nginx buffering and keep-alive tuning with nothing to tune in hawser per
+//!   Ingress (the backend keep-alive pool's size is process-wide,
+//!   `--upstream-keepalive-connections`); reported for the record only.
 //!
 //! The README's annotation reference lists the same patterns; a test keeps the two equal.
 
