@@ -261,6 +261,11 @@ impl Metrics {
             crate::access_log::dropped(),
         );
         registry.register(
+            "spliced_bytes",
+            "Tunnel bytes moved socket to socket with splice(2), never copied through hawser (plain-TCP tunnels, large payloads)",
+            crate::proxy::spliced_bytes(),
+        );
+        registry.register(
             "config_errors",
             "Error-level findings of the latest build (objects, rules or annotations left out or refused)",
             metrics.config_errors.clone(),

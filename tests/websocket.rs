@@ -45,8 +45,21 @@ async fn text_binary_and_large_messages_round_trip() {
     ws.send(Message::binary(binary.clone())).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::binary(binary));
     let large: Vec<u8> = (0..16 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    let spliced = spliced_bytes(&proxy);
     ws.send(Message::binary(large.clone())).await.unwrap();
     assert_eq!(next_message(&mut ws).await.into_data(), Bytes::from(large));
+    // Plain TCP on both sides: the large payload went through a pipe, not through hawser's
+    // memory (the counter is the process's, so other tests can only add to it).
+    assert!(spliced_bytes(&proxy) - spliced >= 16 * 1024 * 1024, "the large message was copied");
+}
+
+/// `hawser_spliced_bytes_total` as the proxy reports it.
+fn spliced_bytes(proxy: &TestProxy) -> u64 {
+    let text = proxy.metrics.render(&proxy.table);
+    let line = text.lines().find(|line| line.starts_with("hawser_spliced_bytes_total "));
+    line.and_then(|line| line.split(' ').nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("hawser_spliced_bytes_total")
 }
 
 #[tokio::test]

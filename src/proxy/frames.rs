@@ -106,9 +106,13 @@ pub struct FrameTracker {
     closed_by_hawser: bool,
     /// hawser's close frame waits in the outbox for the current frame to end.
     close_queued: bool,
+    /// The last data frame's payload was large ([`LARGE_PAYLOAD`]): the next one may be too.
+    pub large: bool,
 }
 
 const NO_MESSAGE: u64 = u64::MAX;
+/// A data frame with at least this much payload is large: worth passing without a copy.
+pub const LARGE_PAYLOAD: u64 = 16 * 1024;
 
 impl FrameTracker {
     /// The state of a direction reading from `peer`, at the start of the stream.
@@ -126,6 +130,7 @@ impl FrameTracker {
             awaiting_pong: false,
             closed_by_hawser: false,
             close_queued: false,
+            large: false,
         }
     }
 
@@ -158,6 +163,25 @@ impl FrameTracker {
     /// Notes that hawser pinged the peer this direction reads from.
     pub fn expect_pong(&mut self) {
         self.awaiting_pong = true;
+    }
+
+    /// Payload bytes of the current data frame that will go on untouched, unread: what may pass
+    /// without being scanned (spliced). None while hawser drops what follows its own close
+    /// frame, or after a bad frame.
+    pub fn passing(&self) -> u64 {
+        if self.closed_by_hawser || self.stopped.is_some() { 0 } else { self.remaining }
+    }
+
+    /// Notes `count` bytes of [`Self::passing`] gone on unscanned. At the end of the frame,
+    /// hands back hawser's queued frames, to be written next.
+    pub fn passed(&mut self, count: u64) -> Option<Box<[u8]>> {
+        self.remaining = self.remaining.saturating_sub(count);
+        if self.remaining > 0 {
+            return None;
+        }
+        let frames = self.outbox.take()?;
+        self.closed_by_hawser |= std::mem::take(&mut self.close_queued);
+        Some(frames)
     }
 
     /// Scans the next bytes of the direction; `max_message` limits a message's payload (the sum
@@ -231,6 +255,7 @@ impl FrameTracker {
                 out.skip(pos, end);
             }
             self.remaining = header.payload;
+            self.large = header.payload >= LARGE_PAYLOAD;
             pos = end;
         }
         if self.remaining == 0 && self.held.is_none() && self.stopped.is_none() {

@@ -44,7 +44,7 @@ pub use drain::{Cause as DrainCause, Selector as DrainSelector};
 pub use error::{Culprit, ProxyError};
 pub use listener::serve;
 pub use path::EncodedSlashes;
-pub use tunnel::CLOSE_HANDSHAKE;
+pub use tunnel::{CLOSE_HANDSHAKE, spliced_bytes};
 
 use crate::handle::TableHandle;
 use crate::metrics::Metrics;

@@ -6,7 +6,8 @@
 //!
 //! [`Tunnel`] is what a live tunnel holds (its route, budget and load guards, drain
 //! subscription) and its task; [`run`] drives the two connections; `clock.rs` keeps the
-//! deadlines and `outcome.rs` says how it ended.
+//! deadlines, `splice.rs` moves large payloads between plain sockets without copying them and
+//! `outcome.rs` says how it ended.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -30,10 +31,13 @@ use crate::model::Route;
 use clock::{Clock, handshake_done};
 use copy::Pair;
 pub use outcome::{CloseCode, CloseReason, Closed, Initiator, WebSocketTotals};
+use splice::Spliceable;
+pub use splice::spliced_bytes;
 
 mod clock;
 mod copy;
 mod outcome;
+mod splice;
 #[cfg(test)]
 mod tests;
 
@@ -202,8 +206,8 @@ pub fn run<C, B>(
     early: Early,
 ) -> impl Future<Output = Closed>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Spliceable + Unpin,
+    B: AsyncRead + AsyncWrite + Spliceable + Unpin,
 {
     let max_message = limits.websocket.and_then(|w| w.max_message);
     let mut tunnel = Pair::new(client, backend, limits.websocket.is_some(), max_message);

@@ -154,6 +154,27 @@ fn injected_frames_wait_for_a_boundary_and_a_close_drops_what_follows() {
 }
 
 #[test]
+fn payload_passed_unscanned_ends_the_frame_and_releases_queued_frames() {
+    let big = frame(true, OP_BINARY, &[3; 40_000], true);
+    let mut tracker = FrameTracker::new(Peer::Client);
+    assert_eq!(tracker.scan(&big[..1000], None), Forward::All);
+    assert_eq!(tracker.passing(), 40_000 - (1000 - 8));
+    let ping = ping_frame(1, Peer::Backend);
+    assert_eq!(tracker.inject(ping.clone()), None, "mid-frame: queued");
+    assert_eq!(tracker.passed(10_000), None, "still inside the frame");
+    assert_eq!(tracker.passed(tracker.passing()).as_deref(), Some(&ping[..]));
+    assert_eq!((tracker.passing(), tracker.messages), (0, 1));
+    // What hawser drops is never passed unscanned.
+    let mut closing = FrameTracker::new(Peer::Client);
+    assert_eq!(closing.scan(&big[..1000], None), Forward::All);
+    closing.inject(close_frame(code::GOING_AWAY, "", Peer::Backend));
+    assert_ne!(closing.passing(), 0);
+    closing.passed(closing.passing());
+    assert!(closing.closed_by_hawser());
+    assert_eq!(closing.passing(), 0);
+}
+
+#[test]
 fn hawsers_frames_are_valid_for_their_receiver() {
     let to_client = close_frame(1001, "going away", Peer::Client);
     assert_eq!(&to_client[..4], &[0x88, 12, 0x03, 0xE9]);

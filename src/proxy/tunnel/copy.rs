@@ -4,6 +4,9 @@
 //! passes each chunk through its [`FrameTracker`] first, which almost always lets it go on
 //! unchanged.
 //!
+//! Where both connections are plain TCP, large payloads skip the buffer too: they are spliced
+//! through a pipe ([`super::splice`]).
+//!
 //! The connections are polled directly (`poll_read`/`poll_write`), which keeps the task's
 //! waker in each socket's own reader and writer slot: on plain TCP a message costs one `recv`,
 //! one `send` and one wake-up, with no readiness futures created, queued and dropped per
@@ -18,12 +21,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::super::frames::{Forward, FrameTracker, Peer};
 use super::CloseReason;
+use super::splice::{PIPE_CHUNK, SPLICE_MIN, Spliceable, Spliced};
 
 /// Scratch space for one read; 64 KiB moves large WebSocket messages in few system calls.
 const SCRATCH: usize = 64 * 1024;
 /// Reads and writes per direction and wake-up before the other direction and the timers get a
 /// turn (and, through tokio's budget, other tasks).
 const READS_PER_TURN: usize = 8;
+/// After large WebSocket frames, a read takes the rest of the current frame and this much more:
+/// just past the next header, so that a large payload behind it is left in the socket to be
+/// spliced rather than copied.
+const PAST_HEADER: usize = 1024;
 
 thread_local! {
     static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
@@ -40,6 +48,11 @@ pub struct Half {
     ended: bool,
     /// The end of stream has been passed on (write side shut down).
     closed: bool,
+    /// Large payloads are passing: splice them (plain TCP) and, on a WebSocket, read only
+    /// just past the next frame header.
+    bulk: bool,
+    /// Bytes between the two sockets, in a pipe.
+    spliced: Spliced,
     /// Bytes read.
     pub bytes: u64,
     /// Something was read during the last [`Pair::poll_copy`].
@@ -56,6 +69,8 @@ impl Half {
             unflushed: false,
             ended: false,
             closed: false,
+            bulk: false,
+            spliced: Spliced::default(),
             bytes: 0,
             heard: false,
             frames: websocket.then(|| FrameTracker::new(peer)),
@@ -94,6 +109,34 @@ impl Half {
     pub fn ended(&self) -> bool {
         self.ended
     }
+
+    /// How many bytes to splice next: in a burst, what passes untouched (a large WebSocket
+    /// data frame's payload; anything on a byte tunnel). 0: read and copy.
+    fn to_splice(&self) -> usize {
+        match &self.frames {
+            _ if !self.bulk => 0,
+            Some(frames) if frames.passing() >= SPLICE_MIN => passing(frames).min(PIPE_CHUNK),
+            Some(_) => 0,
+            None => PIPE_CHUNK,
+        }
+    }
+
+    /// How much the next read takes: after large frames, just past the next frame header.
+    fn read_size(&self) -> usize {
+        match &self.frames {
+            Some(frames) if self.bulk => passing(frames).saturating_add(PAST_HEADER).min(SCRATCH),
+            _ => SCRATCH,
+        }
+    }
+
+    /// Whether what was just read or spliced (`count` bytes) starts or continues a burst: a
+    /// large frame on a WebSocket, a large read on a byte tunnel.
+    fn note_burst(&mut self, count: usize) {
+        self.bulk = match &self.frames {
+            Some(frames) => frames.large,
+            None => count as u64 >= SPLICE_MIN,
+        };
+    }
 }
 
 /// The two connections and what each direction has in hand.
@@ -114,8 +157,8 @@ pub struct Pair<C, B> {
 
 impl<C, B> Pair<C, B>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Spliceable + Unpin,
+    B: AsyncRead + AsyncWrite + Spliceable + Unpin,
 {
     /// A tunnel between `client` and `backend`, frame-aware when `websocket`.
     pub fn new(client: C, backend: B, websocket: bool, max_message: Option<u64>) -> Self {
@@ -198,8 +241,8 @@ impl Direction<'_> {
         first_close: &mut Option<CloseReason>,
     ) -> Result<bool, CloseReason>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: AsyncRead + Spliceable + Unpin,
+        W: AsyncWrite + Spliceable + Unpin,
     {
         let mut moved = false;
         for turns in 1..=READS_PER_TURN {
@@ -209,8 +252,13 @@ impl Direction<'_> {
                 poll_flush(cx, to, half).map_err(|_| self.to)?.map(|()| false)
             } else if !half.pending.is_empty() {
                 flush(cx, to, half).map_err(|_| self.to)?.map(|()| false)
+            } else if !half.spliced.is_empty() {
+                drain_pipe(cx, to, half).map_err(|_| self.to)?.map(|()| false)
             } else if !half.ended {
-                self.step(cx, from, to, first_close)?
+                match self.splice(cx, from, to, first_close) {
+                    Some(turn) => turn,
+                    None => self.step(cx, from, to, first_close)?,
+                }
             } else {
                 Poll::Pending
             };
@@ -222,7 +270,8 @@ impl Direction<'_> {
             }
         }
         let half = &mut *self.half;
-        if half.ended && half.pending.is_empty() && !half.unflushed && !half.closed {
+        if half.ended && half.pending.is_empty() && half.spliced.is_empty() && !half.unflushed && !half.closed
+        {
             first_close.get_or_insert(self.closer);
             // Pass the end of stream on as a half-close (RFC 9293 §3.6); over TLS a close_notify
             // goes first, which may have to wait for the socket (then a later turn finishes it).
@@ -231,6 +280,48 @@ impl Direction<'_> {
             }
         }
         Ok(moved)
+    }
+
+    /// Splices the next bytes from `from` into the direction's pipe, when both sockets are
+    /// plain TCP and a burst of untouched payload is passing; `None`: copy them instead.
+    fn splice<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &R,
+        to: &W,
+        first_close: &mut Option<CloseReason>,
+    ) -> Option<Poll<bool>>
+    where
+        R: Spliceable,
+        W: Spliceable,
+    {
+        let half = &mut *self.half;
+        let len = half.to_splice();
+        let (Some(from), Some(_)) = (from.tcp(), to.tcp()) else { return None };
+        if len == 0 {
+            return None;
+        }
+        let turn = match half.spliced.poll_fill(cx, from, len)? {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => {
+                half.ended = true;
+                Poll::Ready(true)
+            }
+            Poll::Ready(Ok(taken)) => {
+                half.bytes += taken as u64;
+                half.heard = true;
+                if half.frames.is_none() {
+                    half.note_burst(taken);
+                }
+                Poll::Ready(true)
+            }
+            Poll::Ready(Err(_)) => {
+                first_close.get_or_insert(self.from);
+                half.ended = true;
+                Poll::Ready(true)
+            }
+        };
+        Some(turn)
     }
 
     /// One read from `from`, written on to `to`; only what `to` cannot take now is kept. tokio's
@@ -244,13 +335,15 @@ impl Direction<'_> {
         first_close: &mut Option<CloseReason>,
     ) -> Result<Poll<bool>, CloseReason>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: AsyncRead + Spliceable + Unpin,
+        W: AsyncWrite + Spliceable + Unpin,
     {
         let half = &mut *self.half;
+        let spliceable = from.tcp().is_some() && to.tcp().is_some();
+        let size = if spliceable { half.read_size() } else { SCRATCH };
         SCRATCH_BUFFER.with_borrow_mut(|scratch| {
-            let mut buffer = ReadBuf::new(scratch);
-            match Pin::new(from).poll_read(cx, &mut buffer) {
+            let mut buffer = ReadBuf::new(&mut scratch[..size]);
+            match Pin::new(&mut *from).poll_read(cx, &mut buffer) {
                 Poll::Pending => return Ok(Poll::Pending),
                 // A TLS peer that ends with a FIN but no close_notify (browsers do) simply closed.
                 Poll::Ready(Err(error)) if error.kind() == ErrorKind::UnexpectedEof => {}
@@ -273,6 +366,7 @@ impl Direction<'_> {
                 Some(frames) => frames.scan(read, self.max_message),
                 None => Forward::All,
             };
+            half.note_burst(read.len());
             let parts: [&[u8]; 2] = match &forward {
                 Forward::All => [read, &[]],
                 Forward::Bytes(bytes) => [bytes, &[]],
@@ -302,6 +396,23 @@ fn flush<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, to: &mut W, half: &mut Hal
         half.pending.drain(..written);
     }
     Ok(if written == 0 { Poll::Pending } else { Poll::Ready(()) })
+}
+
+/// A WebSocket direction's untouched payload ahead, as a length.
+fn passing(frames: &FrameTracker) -> usize {
+    usize::try_from(frames.passing()).unwrap_or(usize::MAX)
+}
+
+/// Splices what the direction's pipe holds on to `to` (plain TCP, as the pipe was filled only
+/// then); a WebSocket direction counts those payload bytes as passed, and at the frame's end
+/// gets hawser's queued frames back, to write next. Pending when `to` takes nothing.
+fn drain_pipe<W: Spliceable>(cx: &mut Context<'_>, to: &W, half: &mut Half) -> io::Result<Poll<()>> {
+    let Some(to) = to.tcp() else { return Err(ErrorKind::Unsupported.into()) };
+    let Poll::Ready(moved) = half.spliced.poll_drain(cx, to)? else { return Ok(Poll::Pending) };
+    if let Some(queued) = half.frames.as_mut().and_then(|frames| frames.passed(moved as u64)) {
+        half.pending.extend_from_slice(&queued);
+    }
+    Ok(Poll::Ready(()))
 }
 
 /// Pushes out what a buffering writer (TLS records) still holds; a no-op on a plain socket.

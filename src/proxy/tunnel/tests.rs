@@ -19,6 +19,9 @@ use tokio::time::Instant;
 use crate::proxy::drain::{Cause, Drains, Selector, Subscription};
 use crate::proxy::frames::Peer;
 
+/// In-memory pipes are never spliced.
+impl splice::Spliceable for tokio::io::DuplexStream {}
+
 /// What a test holds of a tunnel's signals.
 struct Control {
     drains: Arc<Drains>,
@@ -314,6 +317,84 @@ async fn close_by_either_side_and_byte_counts() {
     let closed = tunnel.await.expect("tunnel");
     assert_eq!(closed.reason, CloseReason::Backend);
     assert_eq!((closed.totals.client_to_backend, closed.totals.backend_to_client), (5, 2));
+}
+
+/// Bytes spliced so far by every tunnel of the test process (tests run side by side, so only
+/// a lower bound on what one test spliced can be read from it).
+fn spliced() -> u64 {
+    spliced_bytes().get()
+}
+
+#[tokio::test]
+async fn a_byte_tunnels_bursts_are_spliced_intact() {
+    let (mut client, mut backend, task, _control) = tunnel(Limits::default()).await;
+    let sent: Vec<u8> = (0..4 * 1024 * 1024).map(|i: u32| (i % 253) as u8).collect();
+    let before = spliced();
+    let writer = {
+        let sent = sent.clone();
+        tokio::spawn(async move { client.write_all(&sent).await.map(|()| client) })
+    };
+    let mut received = vec![0; sent.len()];
+    backend.read_exact(&mut received).await.expect("read");
+    assert!(received == sent, "bytes lost or reordered");
+    assert!(spliced() - before >= sent.len() as u64 / 2, "the burst was copied, not spliced");
+    drop((writer.await.expect("writer"), backend));
+    assert_eq!(task.await.expect("tunnel").totals.client_to_backend, sent.len() as u64);
+}
+
+#[tokio::test]
+async fn large_websocket_messages_are_spliced_both_ways_and_arrive_whole() {
+    let limits = WebSocketLimits { ping: None, max_message: Some(1 << 20) };
+    let (mut client, mut backend, task, _control) = websocket(limits, None).await;
+    let before = spliced();
+    for round in 0..8u8 {
+        let message: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8 ^ round).collect();
+        client.send(Message::binary(message.clone())).await.expect("send");
+        let Some(Ok(Message::Binary(got))) = backend.next().await else { panic!("no message") };
+        assert!(got[..] == message[..], "message {round} changed on its way up");
+        backend.send(Message::binary(got)).await.expect("echo");
+        let Some(Ok(Message::Binary(back))) = client.next().await else { panic!("no echo") };
+        assert!(back[..] == message[..], "message {round} changed on its way down");
+    }
+    assert!(spliced() - before >= 8 * 2 * 100_000, "large payloads were copied, not spliced");
+    client.close(None).await.expect("close");
+    assert!(matches!(backend.next().await, Some(Ok(Message::Close(_)))));
+    drop(backend);
+    while client.next().await.is_some() {}
+    drop(client);
+    let closed = task.await.expect("tunnel");
+    assert_eq!(closed.websocket.map(|w| w.messages), Some((8, 8)));
+}
+
+/// A masked binary frame from a client (the zero key: masking that changes nothing).
+fn client_frame_header(payload: u64) -> Vec<u8> {
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&payload.to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    header
+}
+
+#[tokio::test]
+async fn a_close_frame_waits_for_the_end_of_a_spliced_payload() {
+    let (mut client, backend, task, control) =
+        tunnel(Limits { websocket: Some(WebSocketLimits::default()), ..Limits::default() }).await;
+    let mut backend = WebSocketStream::from_raw_socket(backend, Role::Server, None).await;
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 239) as u8).collect();
+    client.write_all(&client_frame_header(payload.len() as u64)).await.expect("header");
+    client.write_all(&payload[..150_000]).await.expect("first half");
+    // The tunnel is inside the frame's payload (spliced) when the drain order comes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    control.drains.order(Cause::EndpointGone, Selector::All, Duration::ZERO, None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client.write_all(&payload[150_000..]).await.expect("second half");
+    let Some(Ok(Message::Binary(got))) = backend.next().await else { panic!("no whole message") };
+    assert!(got[..] == payload[..], "the message was cut or changed");
+    assert_eq!(close_of(&mut backend).await.0, WsCode::Away);
+    drop(backend);
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
+    assert_eq!(rest.first(), Some(&0x88), "the client gets a close frame");
+    assert_eq!(task.await.expect("tunnel").reason, CloseReason::Drained(Cause::EndpointGone));
 }
 
 /// An idle tunnel's task must stay small: it is most of what each one costs. (Arguments of an
