@@ -209,6 +209,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The endpoint of the tunnel this subscription is for.
+    pub fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+    }
+
     /// An order that takes this tunnel: its cause and when this tunnel's turn in the window
     /// comes. A subscription is polled from one task: the first poll registers that task's
     /// waker, which every order wakes.

@@ -48,11 +48,11 @@ pub const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 pub(super) struct Tunnel {
     pub(super) proxy: Arc<Proxy>,
     pub(super) route: Arc<Route>,
-    pub(super) endpoint: std::net::SocketAddr,
     pub(super) budget: BudgetGuard,
     pub(super) load: LoadGuard,
     pub(super) websocket: bool,
     pub(super) handshake: Handshake,
+    /// The drain orders for this tunnel; it also knows the endpoint the tunnel runs to.
     pub(super) signals: Subscription,
 }
 
@@ -63,10 +63,11 @@ impl Tunnel {
     }
 
     /// The tunnel's task. An async block rather than an async fn, so that `self` is stored once
-    /// in every idle tunnel's task, not twice (rust-lang/rust#62958).
+    /// in every idle tunnel's task, not twice (rust-lang/rust#62958); the running tunnel borrows
+    /// the subscription from it rather than keeping a second one.
     #[allow(clippy::manual_async_fn)]
     fn run(
-        self,
+        mut self,
         client: hyper::upgrade::OnUpgrade,
         backend: hyper::upgrade::OnUpgrade,
     ) -> impl Future<Output = ()> + Send {
@@ -80,13 +81,12 @@ impl Tunnel {
                     return;
                 }
             };
-            let metrics = &self.proxy.metrics;
+            self.proxy.metrics.upgrade(Some(&self.route.name), "upgraded", self.handshake.label());
+            let open = self.proxy.metrics.tunnel_opened(&self.route.name, self.signals.endpoint());
+            let closed = join(client, backend, self.limits(), &mut self.signals).await;
             let protocol = self.handshake.label();
-            metrics.upgrade(Some(&self.route.name), "upgraded", protocol);
-            let open = metrics.tunnel_opened(&self.route.name, self.endpoint);
-            let closed = join(client, backend, self.limits(), self.signals).await;
-            metrics.tunnel_closed(open, &self.route.name, &closed.ending(protocol));
-            log_closed(&self.route.name, self.endpoint, protocol, &closed);
+            self.proxy.metrics.tunnel_closed(open, &self.route.name, &closed.ending(protocol));
+            log_closed(&self.route.name, self.signals.endpoint(), protocol, &closed);
             drop((self.budget, self.load));
         }
     }
@@ -136,8 +136,8 @@ fn join(
     client: hyper::upgrade::Upgraded,
     backend: hyper::upgrade::Upgraded,
     limits: Limits,
-    signals: Subscription,
-) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send>>> {
+    signals: &mut Subscription,
+) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send + '_>>> {
     type Plain = TokioIo<TcpStream>;
     let client = match client.downcast::<Plain>() {
         Ok(parts) => parts,
@@ -202,7 +202,7 @@ pub fn run<C, B>(
     client: C,
     backend: B,
     limits: Limits,
-    drains: Subscription,
+    drains: &mut Subscription,
     early: Early,
 ) -> impl Future<Output = Closed>
 where
@@ -214,7 +214,6 @@ where
     tunnel.up.seed(&early.from_client, max_message);
     tunnel.down.seed(&early.from_backend, max_message);
     let mut clock = Clock::new(limits);
-    let mut drains = drains;
     // An async block, not an async fn: its captures are stored once, where an async fn would
     // keep a second copy of its arguments (rust-lang/rust#62958), and every idle tunnel pays.
     async move {

@@ -72,8 +72,7 @@ pub fn upgrade(
         // Counted and listening for drains from now on, before the client sees the 101.
         let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
         let (proxy, route) = (proxy.clone(), route.clone());
-        Tunnel { proxy, route, endpoint, budget, load, websocket, handshake, signals }
-            .spawn(client_side, backend_side);
+        Tunnel { proxy, route, budget, load, websocket, handshake, signals }.spawn(client_side, backend_side);
         strip_hop_by_hop(response.headers_mut(), handshake == Handshake::Http1);
         Ok((response.map(|_| ProxyBody::empty()), endpoint))
     }

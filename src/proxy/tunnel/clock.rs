@@ -37,7 +37,10 @@ pub(super) fn handshake_done<C, B>(tunnel: &Pair<C, B>) -> bool {
 /// Every deadline of one tunnel.
 #[derive(Debug)]
 pub(super) struct Clock {
-    limits: Limits,
+    /// The tunnel's limits, but the message size (the frame trackers enforce it).
+    idle: Option<Duration>,
+    max_duration: Option<Duration>,
+    ping: Option<Ping>,
     pub(super) started: Instant,
     last_activity: Instant,
     client: Liveness,
@@ -54,7 +57,9 @@ impl Clock {
         let now = Instant::now();
         let live = || Liveness { heard: now, ping_sent: None };
         Self {
-            limits,
+            idle: limits.idle,
+            max_duration: limits.max_duration,
+            ping: limits.websocket.and_then(|w| w.ping),
             started: now,
             last_activity: now,
             client: live(),
@@ -128,20 +133,17 @@ impl Clock {
 
     /// The timer fired: whichever deadlines passed act. `Some` ends the tunnel now.
     pub(super) fn on_timer<C, B>(&mut self, tunnel: &mut Pair<C, B>) -> Option<CloseReason> {
-        let ping = self.limits.websocket.and_then(|w| w.ping);
         let now = Instant::now();
         if let Some(ending) = &self.ending {
             return (now >= ending.deadline).then_some(ending.reason);
         }
         let reason = match self.drain_at {
             Some((cause, at)) if now >= at => Some(CloseReason::Drained(cause)),
-            _ if now >= self.started + self.limits.max_duration.unwrap_or(FAR_FUTURE) => {
+            _ if now >= self.started + self.max_duration.unwrap_or(FAR_FUTURE) => {
                 Some(CloseReason::MaxDuration)
             }
-            _ if now >= self.last_activity + self.limits.idle.unwrap_or(FAR_FUTURE) => {
-                Some(CloseReason::Idle)
-            }
-            _ => ping.and_then(|ping| self.pings(tunnel, ping, now)),
+            _ if now >= self.last_activity + self.idle.unwrap_or(FAR_FUTURE) => Some(CloseReason::Idle),
+            _ => self.ping.and_then(|ping| self.pings(tunnel, ping, now)),
         };
         let reason = reason?;
         self.begin(reason, tunnel)
@@ -192,12 +194,12 @@ impl Clock {
         if let Some(ending) = &self.ending {
             return ending.deadline;
         }
-        let mut next = self.last_activity + self.limits.idle.unwrap_or(FAR_FUTURE);
-        next = next.min(self.started + self.limits.max_duration.unwrap_or(FAR_FUTURE));
+        let mut next = self.last_activity + self.idle.unwrap_or(FAR_FUTURE);
+        next = next.min(self.started + self.max_duration.unwrap_or(FAR_FUTURE));
         if let Some((_, at)) = self.drain_at {
             next = next.min(at);
         }
-        if let Some(ping) = self.limits.websocket.and_then(|w| w.ping) {
+        if let Some(ping) = self.ping {
             for live in [&self.client, &self.backend] {
                 next = next.min(match live.ping_sent {
                     Some(sent) => sent + ping.timeout,
