@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Descriptors kept back from the proxy listeners: admin, probes, backend pool, files.
-const RESERVED_DESCRIPTORS: u64 = 100;
+/// Descriptors kept back from the proxy listeners: admin, probes, backend pool, files, and
+/// the pipes tunnels splice through (two descriptors each).
+const RESERVED_DESCRIPTORS: u64 = 100 + 2 * super::tunnel::MAX_PIPES as u64;
 
 /// The default `--max-connections`: every proxied connection holds two descriptors (the
 /// client's and the backend's), and [`RESERVED_DESCRIPTORS`] stay free.

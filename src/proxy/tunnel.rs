@@ -32,7 +32,7 @@ use clock::{Clock, handshake_done};
 use copy::Pair;
 pub use outcome::{CloseCode, CloseReason, Closed, Initiator, WebSocketTotals};
 use splice::Spliceable;
-pub use splice::spliced_bytes;
+pub use splice::{MAX_PIPES, spliced_bytes};
 
 mod clock;
 mod copy;

@@ -6,13 +6,14 @@
 //!
 //! A direction holds a pipe only while bytes are in it: pipes come from a small per-thread
 //! pool and go back empty, so an idle tunnel holds no pipe and no descriptors beyond its two
-//! sockets.
+//! sockets. At most [`MAX_PIPES`] are open at once (their descriptors are kept back from the
+//! connection budget); past that, payloads are copied.
 
 use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::os::fd::OwnedFd;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use hyper_util::rt::TokioIo;
@@ -27,8 +28,12 @@ pub const SPLICE_MIN: u64 = super::super::frames::LARGE_PAYLOAD;
 /// The most one splice into the pipe asks for: a pipe's default capacity (16 pages).
 pub const PIPE_CHUNK: usize = 64 * 1024;
 /// Empty pipes each thread keeps for the next large payload.
-const POOLED_PIPES: usize = 16;
+const POOLED_PIPES: usize = 8;
+/// Pipes open at once in the whole process, pooled or in use: two descriptors each.
+pub const MAX_PIPES: usize = 32;
 
+/// Pipes open now.
+static OPEN_PIPES: AtomicUsize = AtomicUsize::new(0);
 /// Set once splice(2) is refused here (a seccomp profile, an old kernel): copy from then on.
 static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 /// Bytes spliced so far (`hawser_spliced_bytes_total`).
@@ -67,12 +72,18 @@ struct Pipe {
 }
 
 impl Pipe {
-    /// An empty pipe from this thread's pool, or a new one; `None` when none can be made (the
-    /// descriptors are spent): the payload is copied instead.
+    /// An empty pipe from this thread's pool, or a new one; `None` when [`MAX_PIPES`] are open
+    /// or none can be made (the descriptors are spent): the payload is copied instead.
     fn take() -> Option<Self> {
         PIPES.with_borrow_mut(Vec::pop).or_else(|| {
-            let (read, write) = rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).ok()?;
-            Some(Self { read, write })
+            // Counted before it is made, so that racing threads never open more than the cap.
+            let made = (OPEN_PIPES.fetch_add(1, Ordering::Relaxed) < MAX_PIPES)
+                .then(|| rustix::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).ok())
+                .flatten();
+            if made.is_none() {
+                OPEN_PIPES.fetch_sub(1, Ordering::Relaxed);
+            }
+            made.map(|(read, write)| Self { read, write })
         })
     }
 
@@ -83,6 +94,12 @@ impl Pipe {
                 pool.push(self);
             }
         });
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        OPEN_PIPES.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
