@@ -295,9 +295,9 @@ impl Direction<'_> {
         R: Spliceable,
         W: Spliceable,
     {
+        let (Some(from), Some(_)) = (from.tcp(), to.tcp()) else { return None };
         let half = &mut *self.half;
         let len = half.to_splice();
-        let (Some(from), Some(_)) = (from.tcp(), to.tcp()) else { return None };
         if len == 0 {
             return None;
         }
@@ -310,9 +310,7 @@ impl Direction<'_> {
             Poll::Ready(Ok(taken)) => {
                 half.bytes += taken as u64;
                 half.heard = true;
-                if half.frames.is_none() {
-                    half.note_burst(taken);
-                }
+                half.note_burst(taken);
                 Poll::Ready(true)
             }
             Poll::Ready(Err(_)) => {
