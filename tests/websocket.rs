@@ -171,6 +171,53 @@ async fn extension_negotiation_and_compressed_frames_pass_unchanged() {
     assert_eq!(back, frame);
 }
 
+/// Bytes that come in the same write as the handshake — a frame behind the client's request, a
+/// greeting behind the backend's `101` — are read with it and must still reach the other side,
+/// first and whole.
+#[tokio::test]
+async fn frames_in_the_same_write_as_the_handshake_arrive() {
+    // An unmasked text frame, as a server sends it (RFC 6455 §5.2).
+    let greeting_bytes = b"\x81\x07welcome".to_vec();
+    let backend = raw_backend(move |mut stream| {
+        let greeting_bytes = greeting_bytes.clone();
+        async move {
+            let head = read_head(&mut stream).await;
+            let key = header_value(&head, "sec-websocket-key");
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            answer.extend_from_slice(&greeting_bytes);
+            stream.write_all(&answer).await.unwrap();
+            let (mut read, mut write) = stream.split();
+            let _ = tokio::io::copy(&mut read, &mut write).await;
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(simple_table(&[backend.addr], Policy::default())).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut frame = Vec::new();
+    let header = FrameHeader { mask: Some([9, 8, 7, 6]), ..FrameHeader::default() };
+    header.format(5, &mut frame).unwrap();
+    frame.extend(b"first".iter().zip([9u8, 8, 7, 6].iter().cycle()).map(|(b, m)| b ^ m));
+    let mut opening = b"GET /ws HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    opening.extend_from_slice(&frame);
+    client.write_all(&opening).await.unwrap();
+    let head = read_head(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The backend's greeting first, then the client's own frame echoed back.
+    let mut greeting_back = [0u8; 9];
+    client.read_exact(&mut greeting_back).await.unwrap();
+    assert_eq!(&greeting_back, b"\x81\x07welcome");
+    let mut echoed = vec![0u8; frame.len()];
+    client.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, frame);
+}
+
 async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -208,6 +255,35 @@ async fn non_101_answers_are_relayed() {
         ),
         "{text}"
     );
+}
+
+/// A refusal with a body larger than one read streams whole: the handshake's connection keeps
+/// being driven after its head was relayed.
+#[tokio::test]
+async fn a_large_refusal_body_streams_whole() {
+    let page: Bytes = (0..2_000_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>().into();
+    let body = page.clone();
+    let backend =
+        backend(move |_req| {
+            let body = body.clone();
+            async move {
+                http::Response::builder().status(StatusCode::UNAUTHORIZED).body(full_body(body)).unwrap()
+            }
+        })
+        .await;
+    let proxy = TestProxy::start(simple_table(&[backend.addr], Policy::default())).await;
+    let upgrade = http::Request::get("/ws")
+        .header("host", "chat.test")
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let (status, _, body) = request(proxy.addr, upgrade).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body.len(), page.len());
+    assert!(body == page, "the body changed on the way");
 }
 
 #[tokio::test]

@@ -10,9 +10,10 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
+use super::driven::Driven;
 use super::error::ProxyError;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
-use super::pool::{PoolKey, Sender, connect};
+use super::pool::{Opened, PoolKey, Sender, connect};
 use super::request_body::{BodyStalled, BodyTooLarge, RequestBody};
 use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 
@@ -33,6 +34,9 @@ pub struct Sent {
     pub endpoint: PoolKey,
     /// The connection, reusable once the response body has ended.
     pub sender: Sender,
+    /// The connection itself, when this task drives it (an upgrade's, in clear text): it must
+    /// be taken apart after a `101`, or detached to stream a body.
+    pub driven: Option<Driven>,
     /// Counts the exchange against the endpoint for least-connections.
     pub load: LoadGuard,
     /// The affinity cookie the response must set (the route has affinity and the request's
@@ -56,7 +60,8 @@ pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &Head
     set_forwarded(headers, client, host);
 }
 
-/// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs).
+/// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs),
+/// which this task drives itself when it is in clear text.
 /// An endpoint that refuses the connection is skipped and another one tried; a pooled
 /// connection that turns out closed is replaced. Nothing is retried once the request was sent.
 ///
@@ -104,12 +109,13 @@ pub fn send(
             let pool_key = PoolKey::new(addr, tls);
             let pooled = if fresh { None } else { proxy.pool.checkout(pool_key).await };
             let reused = pooled.is_some();
-            let mut sender = match pooled {
-                Some(sender) => sender,
+            let (mut sender, mut driven) = match pooled {
+                Some(sender) => (sender, None),
                 // Boxed: the connect and TLS handshake state would otherwise stay in every request's
                 // future (and every pending handshake's) while it waits for its response.
                 None => match Box::pin(connect(addr, route.policy.connect_timeout, tls)).await {
-                    Ok(sender) => sender,
+                    Ok(Opened::Plain(sender, connection)) if fresh => (sender, Some(Driven::new(connection))),
+                    Ok(opened) => (opened.spawned(addr), None),
                     Err(error) => {
                         tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
                         failed.push(addr);
@@ -122,10 +128,15 @@ pub fn send(
                 },
             };
             let load = proxy.loads.acquire(addr);
-            match sender.try_send_request(*req).await {
+            let sending = sender.try_send_request(*req);
+            let answer = match driven.as_mut() {
+                Some(driven) => driven.alongside(sending).await,
+                None => sending.await,
+            };
+            match answer {
                 Ok(response) => {
                     let set_cookie = affinity.as_ref().and_then(|a| a.cookie_for(addr));
-                    return Ok(Sent { response, endpoint: pool_key, sender, load, set_cookie });
+                    return Ok(Sent { response, endpoint: pool_key, sender, driven, load, set_cookie });
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => *req = unsent,

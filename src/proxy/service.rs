@@ -256,7 +256,7 @@ impl Proxy {
             let timeout = route.policy.response_timeout;
             let mut exchange = std::pin::pin!(send(self, route, req, client, false));
             let uploading = || request_sent.as_ref().is_some_and(|sent| !sent.load(Ordering::Acquire));
-            let Sent { response, endpoint, sender, load, set_cookie } = loop {
+            let Sent { response, endpoint, sender, load, set_cookie, .. } = loop {
                 match tokio::time::timeout(timeout, exchange.as_mut()).await {
                     Ok(sent) => break sent?,
                     Err(_) if uploading() => continue,

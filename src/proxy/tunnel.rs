@@ -58,7 +58,7 @@ pub(super) struct Tunnel {
 
 impl Tunnel {
     /// Spawns the tunnel's task, tracked with the proxy's other tunnels.
-    pub(super) fn spawn(self, client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    pub(super) fn spawn(self, client: hyper::upgrade::OnUpgrade, backend: BackendSide) {
         self.proxy.tunnels.clone().spawn(self.run(client, backend));
     }
 
@@ -69,10 +69,10 @@ impl Tunnel {
     fn run(
         mut self,
         client: hyper::upgrade::OnUpgrade,
-        backend: hyper::upgrade::OnUpgrade,
+        backend: BackendSide,
     ) -> impl Future<Output = ()> + Send {
         async move {
-            let (client, backend) = match tokio::try_join!(client, backend) {
+            let (client, backend) = match tokio::try_join!(client, backend.upgraded()) {
                 Ok(sides) => sides,
                 Err(error) => {
                     tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
@@ -134,27 +134,56 @@ fn log_closed(route: &Arc<str>, endpoint: std::net::SocketAddr, protocol: &'stat
 /// tunnel's task.
 fn join(
     client: hyper::upgrade::Upgraded,
-    backend: hyper::upgrade::Upgraded,
+    backend: Backend,
     limits: Limits,
     signals: &mut Subscription,
 ) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send + '_>>> {
-    type Plain = TokioIo<TcpStream>;
-    let client = match client.downcast::<Plain>() {
-        Ok(parts) => parts,
+    let (client, from_client) = match client.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => (parts.io.into_inner(), parts.read_buf),
         Err(client) => {
-            let (client, backend) = (TokioIo::new(client), TokioIo::new(backend));
-            return Either::Right(Box::pin(run(client, backend, limits, signals, Early::default())));
+            let client = TokioIo::new(client);
+            return Either::Right(match backend {
+                Backend::Socket(backend, from_backend) => {
+                    let early = Early { from_client: bytes::Bytes::new(), from_backend };
+                    Box::pin(run(client, backend, limits, signals, early))
+                }
+                Backend::Upgraded(backend) => {
+                    Box::pin(run(client, TokioIo::new(backend), limits, signals, Early::default()))
+                }
+            });
         }
     };
-    let client_io = client.io.into_inner();
-    match backend.downcast::<Plain>() {
-        Ok(backend) => {
-            let early = Early { from_client: client.read_buf, from_backend: backend.read_buf };
-            Either::Left(run(client_io, backend.io.into_inner(), limits, signals, early))
+    match backend {
+        Backend::Socket(backend, from_backend) => {
+            Either::Left(run(client, backend, limits, signals, Early { from_client, from_backend }))
         }
-        Err(backend) => {
-            let early = Early { from_client: client.read_buf, from_backend: bytes::Bytes::new() };
-            Either::Right(Box::pin(run(client_io, TokioIo::new(backend), limits, signals, early)))
+        Backend::Upgraded(backend) => {
+            let early = Early { from_client, from_backend: bytes::Bytes::new() };
+            Either::Right(Box::pin(run(client, TokioIo::new(backend), limits, signals, early)))
+        }
+    }
+}
+
+/// The backend side of a tunnel as its handshake left it.
+#[derive(Debug)]
+pub(super) enum BackendSide {
+    /// The clear-text socket itself, and the bytes the backend sent behind its `101`.
+    Socket(TcpStream, bytes::Bytes),
+    /// Still inside hyper's connection (TLS to the backend), handed over once it lets go.
+    Upgrade(hyper::upgrade::OnUpgrade),
+}
+
+/// The backend side, ready to tunnel.
+enum Backend {
+    Socket(TcpStream, bytes::Bytes),
+    Upgraded(hyper::upgrade::Upgraded),
+}
+
+impl BackendSide {
+    async fn upgraded(self) -> hyper::Result<Backend> {
+        match self {
+            Self::Socket(socket, early) => Ok(Backend::Socket(socket, early)),
+            Self::Upgrade(upgrade) => upgrade.await.map(Backend::Upgraded),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
 use super::request_body::RequestBody;
 use super::service::ClientRequest;
-use super::tunnel::Tunnel;
+use super::tunnel::{BackendSide, Tunnel};
 use crate::model::Route;
 
 /// Answers an upgrade request (an HTTP/1.1 `Upgrade` or an HTTP/2 extended CONNECT, which the
@@ -44,7 +44,7 @@ pub fn upgrade(
         let client_side = hyper::upgrade::on(&mut *req);
         let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
         let req = Box::new(req.map(RequestBody::untracked));
-        let Sent { mut response, endpoint, load, set_cookie, .. } =
+        let Sent { mut response, endpoint, load, set_cookie, driven, .. } =
             send(proxy, route, req, client, true).await?;
         let endpoint = endpoint.addr;
         if let Some(cookie) = set_cookie {
@@ -54,6 +54,9 @@ pub fn upgrade(
             // A 2xx would tell an HTTP/2 client its tunnel is open.
             if accept.is_some() && response.status().is_success() {
                 return Err(ProxyError::BadHandshake { endpoint });
+            }
+            if let Some(driven) = driven {
+                driven.detach(endpoint);
             }
             strip_hop_by_hop(response.headers_mut(), false);
             let lease = Lease { connection: None, load: Some(load), request_sent: None };
@@ -68,7 +71,13 @@ pub fn upgrade(
         if let Some(accept) = &accept {
             to_http2_response(&mut response, accept, endpoint)?;
         }
-        let backend_side = hyper::upgrade::on(&mut response);
+        let backend_side = match driven {
+            Some(driven) => {
+                let (socket, early) = driven.into_socket(endpoint).await?;
+                BackendSide::Socket(socket, early)
+            }
+            None => BackendSide::Upgrade(hyper::upgrade::on(&mut response)),
+        };
         // Counted and listening for drains from now on, before the client sees the 101.
         let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
         let (proxy, route) = (proxy.clone(), route.clone());
