@@ -230,6 +230,31 @@ async fn http2_prior_knowledge_clients_are_served() {
     }
 }
 
+/// The listener tells HTTP/2 from HTTP/1.1 by a connection's first bytes: bytes that arrive in
+/// pieces are read until they decide, and hyper still gets every one of them.
+#[tokio::test]
+async fn a_connection_opening_in_pieces_gets_its_protocol() {
+    let echo = echo("a").await;
+    let proxy = TestProxy::start(simple_table(&[echo.addr], Policy::default())).await;
+    let mut h2 = TcpStream::connect(proxy.addr).await.unwrap();
+    for piece in [&b"PRI * HTTP/2.0\r"[..], b"\n\r\nSM", b"\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"] {
+        h2.write_all(piece).await.unwrap();
+        tokio::time::sleep(ms(30)).await;
+    }
+    let mut frame_head = [0u8; 9];
+    h2.read_exact(&mut frame_head).await.unwrap();
+    assert_eq!(frame_head[3], 0x4, "the server's first frame is SETTINGS (RFC 9113 §3.4): {frame_head:?}");
+    let mut h1 = TcpStream::connect(proxy.addr).await.unwrap();
+    for piece in ["P", "RI", "NT /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"] {
+        h1.write_all(piece.as_bytes()).await.unwrap();
+        tokio::time::sleep(ms(30)).await;
+    }
+    let mut answer = String::new();
+    h1.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"method\":\"PRINT\""), "{answer}");
+}
+
 #[tokio::test]
 async fn unknown_host_or_path_is_404() {
     let echo = echo("a").await;

@@ -1,6 +1,7 @@
 //! Accepting client connections: the PROXY protocol header when configured, TLS on the HTTPS
 //! listener, then HTTP/1.1 or HTTP/2 on the same port (chosen by ALPN, or in clear text by the
-//! HTTP/2 preface), with header limits, a header-read timeout and graceful shutdown.
+//! HTTP/2 preface in the first bytes read), with header limits, a header-read timeout and
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,11 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -21,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Proxy;
 use super::headers::Client;
+use super::prefixed::Prefixed;
 use super::proxy_protocol;
 use crate::accept::accept_until;
 
@@ -29,6 +32,10 @@ const MIN_HEADER_BYTES: usize = 8 * 1024;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4): how a prior-knowledge client starts.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The most a clear-text connection's first read takes: most request heads whole, so that
+/// hyper finds the request in them and reads the socket no more for it.
+const FIRST_READ: usize = 4096;
 
 /// What every connection of one listener shares.
 struct Listener {
@@ -116,11 +123,12 @@ impl Listener {
         let Some(acceptor) = &self.tls else {
             // A connection that sends nothing within the header-read timeout is closed here,
             // not handed to HTTP/1 for a second timeout.
-            let Some(h2) = prior_knowledge(&stream, self.proxy.config.header_read_timeout).await else {
+            let Some((h2, opening)) = first_bytes(&mut stream, self.proxy.config.header_read_timeout).await
+            else {
                 tracing::debug!(%peer, "nothing sent within the header-read timeout");
                 return;
             };
-            return self.serve_http(stream, h2, client).await;
+            return self.serve_http(Prefixed::new(opening, stream), h2, client).await;
         };
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
@@ -133,8 +141,9 @@ impl Listener {
         }
     }
 
-    /// HTTP/2 when `h2`, else HTTP/1.1 with upgrades. The socket is handed to hyper as it is,
-    /// so an upgraded connection can be taken back as the plain socket (see `upgrade.rs`).
+    /// HTTP/2 when `h2`, else HTTP/1.1 with upgrades. A clear-text socket is handed to hyper
+    /// with no other wrapper than [`Prefixed`], so an upgraded connection can be taken back as
+    /// the plain socket (see `tunnel.rs`).
     async fn serve_http<I>(&self, io: I, h2: bool, client: Client)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -172,27 +181,24 @@ impl Listener {
     }
 }
 
-/// Whether a clear-text client starts with the HTTP/2 preface: peeks until the bytes seen stop
-/// matching it or all of it has arrived. `None` when not one byte came within `timeout` (or
-/// the client closed); a client that sent part of the preface by then gets HTTP/1.
-async fn prior_knowledge(stream: &TcpStream, timeout: Duration) -> Option<bool> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut seen = [0u8; H2_PREFACE.len()];
-    let mut any = false;
+/// A clear-text client's first bytes, and whether they are the HTTP/2 preface: reads until the
+/// bytes stop matching it or all of it has arrived. `None` when not one byte came within
+/// `timeout` (or the client closed first); a client that sent part of the preface by then gets
+/// HTTP/1.
+async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<(bool, Bytes)> {
+    let deadline = Instant::now() + timeout;
+    let mut read = BytesMut::with_capacity(FIRST_READ);
     loop {
-        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await else {
-            return any.then_some(false);
-        };
-        if n == 0 {
-            return None;
+        let more = tokio::time::timeout_at(deadline, stream.read_buf(&mut read)).await;
+        if !matches!(more, Ok(Ok(n)) if n > 0) {
+            return (!read.is_empty()).then(|| (false, read.freeze()));
         }
-        any = true;
-        if seen[..n] != H2_PREFACE[..n] {
-            return Some(false);
+        let seen = read.len().min(H2_PREFACE.len());
+        if read[..seen] != H2_PREFACE[..seen] {
+            return Some((false, read.freeze()));
         }
-        if n == H2_PREFACE.len() {
-            return Some(true);
+        if seen == H2_PREFACE.len() {
+            return Some((true, read.freeze()));
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }

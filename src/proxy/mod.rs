@@ -22,6 +22,7 @@ mod listener;
 mod own_answers;
 mod path;
 mod pool;
+mod prefixed;
 mod proxy_protocol;
 mod rate_limit;
 mod request_body;

@@ -25,6 +25,7 @@ use super::admission::BudgetGuard;
 use super::balance::LoadGuard;
 use super::drain::Subscription;
 use super::extended_connect::Handshake;
+use super::prefixed::Prefixed;
 use crate::access_log::{self, TunnelLine};
 use crate::metrics::TunnelTotals;
 use crate::model::Route;
@@ -138,8 +139,15 @@ fn join(
     limits: Limits,
     signals: &mut Subscription,
 ) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send + '_>>> {
-    let (client, from_client) = match client.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => (parts.io.into_inner(), parts.read_buf),
+    let (client, from_client) = match client.downcast::<TokioIo<Prefixed<TcpStream>>>() {
+        Ok(parts) => {
+            // The listener's first read went to hyper whole with the request head, so nothing
+            // of it is left unread; should that change, it would still come first.
+            let (socket, unread) = parts.io.into_inner().into_parts();
+            let early =
+                if unread.is_empty() { parts.read_buf } else { [unread, parts.read_buf].concat().into() };
+            (socket, early)
+        }
         Err(client) => {
             let client = TokioIo::new(client);
             return Either::Right(match backend {
