@@ -141,11 +141,11 @@ fn join(
 ) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send + '_>>> {
     let (client, from_client) = match client.downcast::<TokioIo<Prefixed<TcpStream>>>() {
         Ok(parts) => {
-            // The listener's first read went to hyper whole with the request head, so nothing
-            // of it is left unread; should that change, it would still come first.
+            // The listener's first read goes to hyper whole (its read buffer is larger), so
+            // nothing of it is left unread; were some left, it would follow what hyper read.
             let (socket, unread) = parts.io.into_inner().into_parts();
             let early =
-                if unread.is_empty() { parts.read_buf } else { [unread, parts.read_buf].concat().into() };
+                if unread.is_empty() { parts.read_buf } else { [parts.read_buf, unread].concat().into() };
             (socket, early)
         }
         Err(client) => {
