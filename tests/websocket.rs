@@ -53,15 +53,6 @@ async fn text_binary_and_large_messages_round_trip() {
     assert!(spliced_bytes(&proxy) - spliced >= 16 * 1024 * 1024, "the large message was copied");
 }
 
-/// `hawser_spliced_bytes_total` as the proxy reports it.
-fn spliced_bytes(proxy: &TestProxy) -> u64 {
-    let text = proxy.metrics.render(&proxy.table);
-    let line = text.lines().find(|line| line.starts_with("hawser_spliced_bytes_total "));
-    line.and_then(|line| line.split(' ').nth(1))
-        .and_then(|n| n.parse().ok())
-        .expect("hawser_spliced_bytes_total")
-}
-
 #[tokio::test]
 async fn fragmented_messages_are_reassembled_by_the_backend() {
     let (_echo, proxy) = echo_proxy(Policy::default()).await;

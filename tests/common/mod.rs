@@ -303,6 +303,16 @@ pub async fn metrics_containing(proxy: &TestProxy, needle: &str) -> String {
     eventually(needle, || Some(proxy.metrics.render(&proxy.table)).filter(|text| text.contains(needle))).await
 }
 
+/// `hawser_spliced_bytes_total` as the proxy reports it (the process's: tests running side by
+/// side can only add to it).
+pub fn spliced_bytes(proxy: &TestProxy) -> u64 {
+    let text = proxy.metrics.render(&proxy.table);
+    let line = text.lines().find(|line| line.starts_with("hawser_spliced_bytes_total "));
+    line.and_then(|line| line.split(' ').nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("hawser_spliced_bytes_total")
+}
+
 /// Polls the async `check` every 20 ms until it is true, for at most 10 s.
 pub async fn eventually_async<F, Fut>(mut check: F)
 where

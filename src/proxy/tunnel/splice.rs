@@ -119,7 +119,8 @@ impl Spliced {
     }
 
     /// Splices up to `len` bytes from `from` into the (empty) pipe: the bytes taken, 0 at the
-    /// end of the stream. `None` when no pipe can be had. Pending (the waker registered for
+    /// end of the stream. `None` when no pipe can be had, or splice(2) is refused (nothing was
+    /// taken: the caller copies those bytes instead). Pending (the waker registered for
     /// readability) when there is nothing to read; the pipe then goes back to the pool.
     pub fn poll_fill(
         &mut self,
@@ -141,6 +142,9 @@ impl Spliced {
         {
             tracing::warn!(%error, "splice(2) refused; tunnels copy their bytes instead");
             UNSUPPORTED.store(true, Ordering::Relaxed);
+            // Not the connection failing: the tunnel that met the refusal copies on, unharmed.
+            pipe.give_back();
+            return None;
         }
         if let Poll::Ready(Ok(taken)) = filled {
             self.held += taken as u32;
