@@ -255,6 +255,10 @@ where
     // keep a second copy of its arguments (rust-lang/rust#62958), and every idle tunnel pays.
     async move {
         let mut timer = pin!(tokio::time::sleep_until(clock.next_deadline()));
+        // The timer is polled only when it fired or was just armed: its waker stays registered
+        // in between, and a poll on every wake-up would replace it (a waker clone and drop per
+        // message).
+        let mut armed = true;
         let reason = poll_fn(|cx| {
             loop {
                 let copied = tunnel.poll_copy(cx);
@@ -268,18 +272,22 @@ where
                 {
                     clock.drain_at = Some((cause, at));
                     timer.as_mut().reset(clock.next_deadline());
+                    armed = true;
                 }
                 let mut acted = clock.frame_events(&mut tunnel);
                 if acted {
                     // The close handshake's deadline is sooner than anything armed.
                     timer.as_mut().reset(clock.next_deadline());
+                    armed = true;
                 }
-                while timer.as_mut().poll(cx).is_ready() {
-                    match clock.on_timer(&mut tunnel) {
-                        Some(reason) => return Poll::Ready(reason),
-                        None => acted = true,
+                if std::mem::take(&mut armed) || timer.is_elapsed() {
+                    while timer.as_mut().poll(cx).is_ready() {
+                        match clock.on_timer(&mut tunnel) {
+                            Some(reason) => return Poll::Ready(reason),
+                            None => acted = true,
+                        }
+                        timer.as_mut().reset(clock.next_deadline());
                     }
-                    timer.as_mut().reset(clock.next_deadline());
                 }
                 if clock.ending.is_some()
                     && handshake_done(&tunnel)
