@@ -541,19 +541,20 @@ def round_ratios(by_target, key, name="hawser"):
     better = max if key in HIGHER_IS_BETTER else min
     ratios = []
     for i, run in enumerate(by_target.get(name, [])):
-        anchors = [runs[i][key] for n in ("nginx", "haproxy") for runs in [by_target.get(n, [])]
-                   if i < len(runs) and runs[i].get(key, float("nan")) == runs[i].get(key, float("nan"))]
+        anchor_runs = [by_target.get(n, []) for n in ("nginx", "haproxy")]
+        anchors = [runs[i][key] for runs in anchor_runs if i < len(runs) and runs[i].get(key) == runs[i].get(key)]
         value = run.get(key, float("nan"))
-        if anchors and better(anchors) and value == value:
-            ratios.append(value / better(anchors))
+        best = better(anchors) if anchors else 0
+        if best and value == value:
+            ratios.append(value / best)
     return ratios
 
 
 def cpu_spread(by_target):
     """How far apart the rounds put hawser's CPU ratio (0 with fewer than two rounds)."""
-    spreads = [max(r) - min(r) for key in next(iter(by_target.values()))[0] if key.startswith("CPU")
-               for r in [round_ratios(by_target, key)] if len(r) > 1]
-    return max(spreads, default=0.0)
+    keys = [key for key in next(iter(by_target.values()))[0] if key.startswith("CPU")]
+    ratios = [round_ratios(by_target, key) for key in keys]
+    return max((max(r) - min(r) for r in ratios if len(r) > 1), default=0.0)
 
 
 def with_spread(ratio, ratios):
