@@ -1,6 +1,6 @@
-//! The response body: nothing, a short message, or a backend's streamed body that hands its
-//! pooled connection back once the last byte went through. The request body is
-//! [`super::request_body`].
+//! The response body: nothing, a short message, or a backend's streamed body (from hyper's
+//! client or hawser's own) that hands its pooled connection back once the last byte went
+//! through. The request body is [`super::request_body`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,13 +12,16 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::balance::LoadGuard;
+use super::error::BoxError;
+use super::h1;
 use super::pool::PooledConnection;
 
 /// What a streamed backend body holds until it ends: the connection to return to the pool and
 /// the endpoint's least-connections count.
 #[derive(Debug, Default)]
 pub struct Lease {
-    /// The keep-alive connection the response came on, if it may be reused.
+    /// The hyper keep-alive connection the response came on, if it may be reused (hawser's own
+    /// client's connection is in its [`h1::ResponseBody`]).
     pub connection: Option<PooledConnection>,
     /// Counts the request against its endpoint while the body streams.
     pub load: Option<LoadGuard>,
@@ -49,7 +52,44 @@ pub struct ProxyBody {
 #[derive(Debug)]
 enum Inner {
     Full(Option<Bytes>),
-    Backend { body: Incoming, lease: Option<Lease> },
+    Backend { body: BackendBody, lease: Option<Lease> },
+}
+
+/// A backend's response body, as one of the two clients reads it.
+#[derive(Debug)]
+pub enum BackendBody {
+    Hyper(Incoming),
+    Own(h1::ResponseBody),
+}
+
+impl Body for BackendBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = match self.get_mut() {
+            Self::Hyper(body) => ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BoxError::from)),
+            Self::Own(body) => ready!(Pin::new(body).poll_frame(cx)).map(|f| f.map_err(BoxError::from)),
+        };
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+            Self::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+            Self::Own(body) => body.size_hint(),
+        }
+    }
 }
 
 impl ProxyBody {
@@ -64,7 +104,7 @@ impl ProxyBody {
     }
 
     /// A backend's body; `lease` is finished when the body ends, or dropped if it never does.
-    pub fn backend(body: Incoming, lease: Lease) -> Self {
+    pub fn backend(body: BackendBody, lease: Lease) -> Self {
         if body.is_end_stream() {
             lease.finish();
             return Self { inner: Inner::Backend { body, lease: None } };
@@ -75,12 +115,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.inner {
             Inner::Full(content) => Poll::Ready(content.take().map(|bytes| Ok(Frame::data(bytes)))),
             Inner::Backend { body, lease } => {

@@ -46,7 +46,7 @@ impl Driven {
         })
         .await;
         match self.finished {
-            Some(Err(source)) => Err(ProxyError::Backend { endpoint, source }),
+            Some(Err(source)) => Err(ProxyError::Backend { endpoint, source: source.into() }),
             _ => {
                 let parts = self.connection.into_parts();
                 Ok((parts.io.into_inner(), parts.read_buf))

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+/// Any error, boxed: a backend exchange fails in hyper's client or in hawser's own.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Seconds a client is asked to wait after a connection budget said no.
 const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -50,7 +53,7 @@ pub enum ProxyError {
     Backend {
         endpoint: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: BoxError,
     },
     #[error("backend did not answer within {timeout:?}")]
     HandshakeTimeout { timeout: Duration },

@@ -1,19 +1,23 @@
 //! Sending a request to an endpoint of its route: pick, connect (or reuse a pooled
-//! connection), send, and try another endpoint when nothing reached the first one.
+//! connection), send — with hawser's own client when the request has no body, with hyper's
+//! otherwise — and try another endpoint when nothing reached the first one.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use super::Proxy;
 use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
+use super::body::BackendBody;
 use super::driven::Driven;
 use super::error::ProxyError;
+use super::h1;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
-use super::pool::{Opened, PoolKey, Sender, connect};
+use super::pool::{BackendTlsParams, Home, Opened, PoolKey, Reusable, Sender, connect, open, to_hyper};
 use super::request_body::{BodyStalled, BodyTooLarge, RequestBody};
 use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 
@@ -29,11 +33,12 @@ pub type BackendRequest = Box<Request<RequestBody>>;
 #[derive(Debug)]
 pub struct Sent {
     /// The response head; its body streams on.
-    pub response: Response<Incoming>,
+    pub response: Response<BackendBody>,
     /// The endpoint that answered (and whether over TLS).
     pub endpoint: PoolKey,
-    /// The connection, reusable once the response body has ended.
-    pub sender: Sender,
+    /// hyper's connection, reusable once the response body has ended (hawser's own client's
+    /// goes back to the pool from its response body).
+    pub sender: Option<Sender>,
     /// The connection itself, when this task drives it (an upgrade's, in clear text): it must
     /// be taken apart after a `101`, or detached to stream a body.
     pub driven: Option<Driven>,
@@ -92,6 +97,8 @@ pub fn send(
         };
         let affinity =
             RequestAffinity::of(route, backend, &proxy.config.affinity_key, req.headers(), client.scheme);
+        // hawser's own client takes what it can: no request body, no upgrade, clear text.
+        let own = tls.is_none() && !fresh && req.body().is_end_stream();
         let mut failed: Vec<SocketAddr> = Vec::new();
         let mut last_error = None;
         // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
@@ -109,25 +116,56 @@ pub fn send(
             let pool_key = PoolKey::new(addr, tls);
             let pooled = if fresh { None } else { proxy.pool.checkout(pool_key).await };
             let reused = pooled.is_some();
-            let (mut sender, mut driven) = match pooled {
-                Some(sender) => (sender, None),
+            let opened = match pooled {
+                Some(Reusable::Own(connection)) if own => Ok(Via::Own(connection)),
+                Some(Reusable::Own(connection)) => {
+                    to_hyper(connection, addr).await.map(|s| Via::Hyper(s, None))
+                }
+                Some(Reusable::Hyper(sender)) => Ok(Via::Hyper(sender, None)),
                 // Boxed: the connect and TLS handshake state would otherwise stay in every request's
                 // future (and every pending handshake's) while it waits for its response.
-                None => match Box::pin(connect(addr, route.policy.connect_timeout, tls)).await {
-                    Ok(Opened::Plain(sender, connection)) if fresh => (sender, Some(Driven::new(connection))),
-                    Ok(opened) => (opened.spawned(addr), None),
-                    Err(error) => {
-                        tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
-                        failed.push(addr);
-                        last_error = Some(error);
-                        if failed.len() >= endpoints_tried {
-                            break;
-                        }
-                        continue;
+                None => {
+                    let own = own.then(|| Home::new(proxy.pool.clone(), pool_key));
+                    Box::pin(open_via(addr, route.policy.connect_timeout, tls, fresh, own)).await
+                }
+            };
+            let via = match opened {
+                Ok(via) => via,
+                Err(error) => {
+                    tracing::debug!(route = %route.name, %error, "endpoint failed, trying another");
+                    failed.push(addr);
+                    last_error = Some(error);
+                    if failed.len() >= endpoints_tried {
+                        break;
                     }
-                },
+                    continue;
+                }
             };
             let load = proxy.loads.acquire(addr);
+            let set_cookie = || affinity.as_ref().and_then(|a| a.cookie_for(addr));
+            let (mut sender, mut driven) = match via {
+                Via::Own(mut connection) => match connection.send(&req).await {
+                    Ok(head) => {
+                        let body = h1::ResponseBody::new(connection, &head);
+                        let response = head.response.map(|()| BackendBody::Own(body));
+                        let set_cookie = set_cookie();
+                        return Ok(Sent {
+                            response,
+                            endpoint: pool_key,
+                            sender: None,
+                            driven: None,
+                            load,
+                            set_cookie,
+                        });
+                    }
+                    // The backend closed a kept-alive connection as the request reached it.
+                    Err(error) if reused && error.is_closed_unanswered() && req.method().is_idempotent() => {
+                        continue;
+                    }
+                    Err(error) => return Err(ProxyError::Backend { endpoint: addr, source: error.into() }),
+                },
+                Via::Hyper(sender, driven) => (sender, driven),
+            };
             let sending = sender.try_send_request(*req);
             let answer = match driven.as_mut() {
                 Some(driven) => driven.alongside(sending).await,
@@ -135,7 +173,8 @@ pub fn send(
             };
             match answer {
                 Ok(response) => {
-                    let set_cookie = affinity.as_ref().and_then(|a| a.cookie_for(addr));
+                    let response = response.map(BackendBody::Hyper);
+                    let (sender, set_cookie) = (Some(sender), set_cookie());
                     return Ok(Sent { response, endpoint: pool_key, sender, driven, load, set_cookie });
                 }
                 Err(mut error) => match error.take_message() {
@@ -146,6 +185,33 @@ pub fn send(
         }
         Err(last_error.unwrap_or_else(|| ProxyError::NoEndpoint { route: route.name.to_string() }))
     }
+}
+
+/// The connection a request goes out on.
+enum Via {
+    /// hyper's client; the connection itself when this task drives it (an upgrade's).
+    Hyper(Sender, Option<Driven>),
+    /// hawser's own client (`h1.rs`).
+    Own(Box<h1::Connection>),
+}
+
+/// Opens a connection to `addr` for a request: for hawser's own client when it has a pool to
+/// go back to (`own`), else for hyper's, driven by this task when `fresh` (an upgrade's) and in
+/// clear text.
+async fn open_via(
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+    tls: Option<BackendTlsParams<'_>>,
+    fresh: bool,
+    own: Option<Home>,
+) -> Result<Via, ProxyError> {
+    if let Some(home) = own {
+        return Ok(Via::Own(Box::new(h1::Connection::new(open(addr, timeout).await?, home))));
+    }
+    Ok(match connect(addr, timeout, tls).await? {
+        Opened::Plain(sender, connection) if fresh => Via::Hyper(sender, Some(Driven::new(connection))),
+        opened => Via::Hyper(opened.spawned(addr), None),
+    })
 }
 
 /// A failed exchange: the client's stalled body (`408`), or the backend's failure.
@@ -160,7 +226,7 @@ fn backend_error(endpoint: SocketAddr, error: hyper::Error) -> ProxyError {
         }
         cause = current.source();
     }
-    ProxyError::Backend { endpoint, source: error }
+    ProxyError::Backend { endpoint, source: error.into() }
 }
 
 /// What a canary reads of a request: its headers and cookies.

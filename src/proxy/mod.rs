@@ -17,6 +17,7 @@ mod error_pages;
 mod extended_connect;
 mod forward;
 mod frames;
+mod h1;
 mod headers;
 mod listener;
 mod own_answers;

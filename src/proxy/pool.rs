@@ -1,5 +1,6 @@
-//! Connections to endpoints: opening them (TCP + HTTP/1.1 handshake) and keeping idle
-//! keep-alive connections for reuse by later requests to the same endpoint.
+//! Connections to endpoints: opening them (TCP, TLS, hyper's HTTP/1.1 handshake) and keeping
+//! idle keep-alive connections, of hyper's client or hawser's own (`h1.rs`), for reuse by later
+//! requests to the same endpoint.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::backend_tls::BackendTls;
 use super::error::ProxyError;
+use super::h1;
 use super::request_body::RequestBody;
 
 /// A client half of one backend connection.
@@ -52,27 +54,64 @@ pub struct BackendPool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: Sender,
+    connection: Reusable,
     since: Instant,
 }
 
-/// A connection on loan to one request; [`Self::release`] returns it once the response ended.
+/// An idle keep-alive connection, of either client.
 #[derive(Debug)]
-pub struct PooledConnection {
+pub enum Reusable {
+    /// Driven by hyper's client in a task of its own.
+    Hyper(Sender),
+    /// hawser's own client's (`h1.rs`), driven by whichever request holds it.
+    Own(Box<h1::Connection>),
+}
+
+impl Reusable {
+    /// Whether it can take another exchange; a hyper connection is waited on until it can.
+    async fn is_fit(&mut self) -> bool {
+        match self {
+            Self::Hyper(sender) => !sender.is_closed() && sender.ready().await.is_ok(),
+            Self::Own(connection) => connection.is_fit(),
+        }
+    }
+}
+
+/// Where a connection goes back to once its response has ended.
+#[derive(Clone, Debug)]
+pub struct Home {
     pool: Arc<BackendPool>,
     key: PoolKey,
+}
+
+impl Home {
+    pub fn new(pool: Arc<BackendPool>, key: PoolKey) -> Self {
+        Self { pool, key }
+    }
+
+    /// Hands the connection back for reuse (dropped instead if it has closed).
+    pub fn take_back(self, connection: Reusable) {
+        self.pool.checkin(self.key, connection);
+    }
+}
+
+/// A hyper connection on loan to one request; [`Self::release`] returns it once the response
+/// ended.
+#[derive(Debug)]
+pub struct PooledConnection {
+    home: Home,
     sender: Sender,
 }
 
 impl PooledConnection {
-    /// Wraps a connection that goes back to `pool` when released.
-    pub fn new(pool: Arc<BackendPool>, key: PoolKey, sender: Sender) -> Self {
-        Self { pool, key, sender }
+    /// Wraps a connection that goes back to `home` when released.
+    pub fn new(home: Home, sender: Sender) -> Self {
+        Self { home, sender }
     }
 
     /// Hands the connection back for reuse (dropped instead if it has closed).
     pub fn release(self) {
-        self.pool.checkin(self.key, self.sender);
+        self.home.take_back(Reusable::Hyper(self.sender));
     }
 }
 
@@ -83,15 +122,12 @@ impl BackendPool {
         Self { idle: Mutex::default(), max_idle_per_endpoint, idle_timeout }
     }
 
-    /// The most recently used idle connection to `addr` that is still open and ready.
-    pub async fn checkout(&self, key: PoolKey) -> Option<Sender> {
+    /// The most recently used idle connection to `key` that is still open and ready.
+    pub async fn checkout(&self, key: PoolKey) -> Option<Reusable> {
         loop {
             let mut idle = self.pop(key)?;
-            if idle.since.elapsed() > self.idle_timeout || idle.sender.is_closed() {
-                continue;
-            }
-            if idle.sender.ready().await.is_ok() {
-                return Some(idle.sender);
+            if idle.since.elapsed() <= self.idle_timeout && idle.connection.is_fit().await {
+                return Some(idle.connection);
             }
         }
     }
@@ -106,8 +142,10 @@ impl BackendPool {
         popped
     }
 
-    fn checkin(&self, key: PoolKey, sender: Sender) {
-        if sender.is_closed() || self.max_idle_per_endpoint == 0 {
+    fn checkin(&self, key: PoolKey, connection: Reusable) {
+        if matches!(&connection, Reusable::Hyper(sender) if sender.is_closed())
+            || self.max_idle_per_endpoint == 0
+        {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -115,7 +153,7 @@ impl BackendPool {
         if list.len() >= self.max_idle_per_endpoint {
             list.pop_front();
         }
-        list.push_back(Idle { sender, since: Instant::now() });
+        list.push_back(Idle { connection, since: Instant::now() });
     }
 }
 
@@ -158,18 +196,8 @@ pub async fn connect(
     timeout: Duration,
     tls: Option<BackendTlsParams<'_>>,
 ) -> Result<Opened, ProxyError> {
-    let opening = async {
-        let stream = TcpStream::connect(addr).await?;
-        // Small WebSocket frames and request heads must not wait for Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
-        Ok::<_, std::io::Error>(stream)
-    };
-    let stream = match tokio::time::timeout(timeout, opening).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(ProxyError::Connect { endpoint: addr, source }),
-        Err(_) => return Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),
-    };
-    let backend_error = |source| ProxyError::Backend { endpoint: addr, source };
+    let stream = open(addr, timeout).await?;
+    let backend_error = |source: hyper::Error| ProxyError::Backend { endpoint: addr, source: source.into() };
     match tls {
         None => {
             let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(backend_error)?;
@@ -187,6 +215,32 @@ pub async fn connect(
             Ok(Opened::Tls(sender))
         }
     }
+}
+
+/// Opens a TCP connection to `addr` within `timeout`.
+pub async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
+    let opening = async {
+        let stream = TcpStream::connect(addr).await?;
+        // Small WebSocket frames and request heads must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        Ok::<_, std::io::Error>(stream)
+    };
+    match tokio::time::timeout(timeout, opening).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(ProxyError::Connect { endpoint: addr, source }),
+        Err(_) => Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),
+    }
+}
+
+/// hyper's client takes over a connection of hawser's own client, idle, for a request that
+/// has a body.
+pub async fn to_hyper(connection: Box<h1::Connection>, addr: SocketAddr) -> Result<Sender, ProxyError> {
+    let io = TokioIo::new(connection.into_socket());
+    let (sender, connection) = http1::handshake(io)
+        .await
+        .map_err(|source| ProxyError::Backend { endpoint: addr, source: source.into() })?;
+    spawn(connection, addr);
+    Ok(sender)
 }
 
 /// Drives `connection` in a task of its own until it closes, with upgrades.

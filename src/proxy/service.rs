@@ -29,7 +29,7 @@ use super::own_answers::{
     https_redirect, redirects_to_https, rewrite_request, rewrite_response, route_answer,
 };
 use super::path::{EncodedSlashes, normalize as normalize_path};
-use super::pool::PooledConnection;
+use super::pool::{Home, PooledConnection};
 use super::request_body::RequestBody;
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
@@ -267,9 +267,10 @@ impl Proxy {
                 // A 101 to a request that asked for no upgrade hawser tunnels (a stripped h2c).
                 return Err(ProxyError::UnwantedUpgrade { endpoint: endpoint.addr });
             }
-            let connection = PooledConnection::new(self.pool.clone(), endpoint, sender);
+            let connection =
+                sender.map(|sender| PooledConnection::new(Home::new(self.pool.clone(), endpoint), sender));
             let endpoint = endpoint.addr;
-            let lease = Lease { connection: Some(connection), load: Some(load), request_sent };
+            let lease = Lease { connection, load: Some(load), request_sent };
             let mut response = response.map(|body| ProxyBody::backend(body, lease));
             strip_hop_by_hop(response.headers_mut(), false);
             if let Some(cookie) = set_cookie {
