@@ -13,11 +13,10 @@ use super::Proxy;
 use super::affinity::RequestAffinity;
 use super::balance::{LoadGuard, hash_key, pick};
 use super::body::BackendBody;
-use super::driven::Driven;
 use super::error::ProxyError;
 use super::h1;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
-use super::pool::{BackendTlsParams, Home, Opened, PoolKey, Reusable, Sender, connect, open, to_hyper};
+use super::pool::{Home, PoolKey, Reusable, Sender, connect, open, to_hyper};
 use super::request_body::{BodyStalled, BodyTooLarge, RequestBody};
 use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 
@@ -39,9 +38,6 @@ pub struct Sent {
     /// hyper's connection, reusable once the response body has ended (hawser's own client's
     /// goes back to the pool from its response body).
     pub sender: Option<Sender>,
-    /// The connection itself, when this task drives it (an upgrade's, in clear text): it must
-    /// be taken apart after a `101`, or detached to stream a body.
-    pub driven: Option<Driven>,
     /// Counts the exchange against the endpoint for least-connections.
     pub load: LoadGuard,
     /// The affinity cookie the response must set (the route has affinity and the request's
@@ -65,8 +61,7 @@ pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &Head
     set_forwarded(headers, client, host);
 }
 
-/// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs),
-/// which this task drives itself when it is in clear text.
+/// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs).
 /// An endpoint that refuses the connection is skipped and another one tried; a pooled
 /// connection that turns out closed is replaced. Nothing is retried once the request was sent.
 ///
@@ -97,8 +92,9 @@ pub fn send(
         };
         let affinity =
             RequestAffinity::of(route, backend, &proxy.config.affinity_key, req.headers(), client.scheme);
-        // hawser's own client takes what it can: no request body, no upgrade, clear text.
-        let own = tls.is_none() && !fresh && req.body().is_end_stream();
+        // hawser's own client takes what it can: clear text, and no request body (an upgrade's
+        // handshake has none: what follows a `101` is the tunnel's).
+        let own = tls.is_none() && (fresh || req.body().is_end_stream());
         let mut failed: Vec<SocketAddr> = Vec::new();
         let mut last_error = None;
         // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
@@ -119,15 +115,19 @@ pub fn send(
             let opened = match pooled {
                 Some(Reusable::Own(connection)) if own => Ok(Via::Own(connection)),
                 Some(Reusable::Own(connection)) => {
-                    to_hyper(connection, addr).await.map(|s| Via::Hyper(s, None))
+                    to_hyper(connection.into_socket(), addr).await.map(Via::Hyper)
                 }
-                Some(Reusable::Hyper(sender)) => Ok(Via::Hyper(sender, None)),
-                // Boxed: the connect and TLS handshake state would otherwise stay in every request's
-                // future (and every pending handshake's) while it waits for its response.
-                None => {
-                    let own = own.then(|| Home::new(proxy.pool.clone(), pool_key));
-                    Box::pin(open_via(addr, route.policy.connect_timeout, tls, fresh, own)).await
+                Some(Reusable::Hyper(sender)) => Ok(Via::Hyper(sender)),
+                None if own => {
+                    // An upgrade's connection is its own: it never goes back to the pool.
+                    let home = (!fresh).then(|| Home::new(proxy.pool.clone(), pool_key));
+                    open(addr, route.policy.connect_timeout)
+                        .await
+                        .map(|io| Via::Own(h1::Connection::new(io, home)))
                 }
+                // Boxed: the TLS handshake's state would otherwise stay in every request's future
+                // (and every pending handshake's) while it waits for its response.
+                None => Box::pin(connect(addr, route.policy.connect_timeout, tls)).await.map(Via::Hyper),
             };
             let via = match opened {
                 Ok(via) => via,
@@ -143,20 +143,11 @@ pub fn send(
             };
             let load = proxy.loads.acquire(addr);
             let set_cookie = || affinity.as_ref().and_then(|a| a.cookie_for(addr));
-            let (mut sender, mut driven) = match via {
+            let (response, sender) = match via {
                 Via::Own(mut connection) => match connection.send(&req).await {
                     Ok(head) => {
                         let body = h1::ResponseBody::new(connection, &head);
-                        let response = head.response.map(|()| BackendBody::Own(body));
-                        let set_cookie = set_cookie();
-                        return Ok(Sent {
-                            response,
-                            endpoint: pool_key,
-                            sender: None,
-                            driven: None,
-                            load,
-                            set_cookie,
-                        });
+                        (head.response.map(|()| BackendBody::Own(body)), None)
                     }
                     // The backend closed a kept-alive connection as the request reached it.
                     Err(error) if reused && error.is_closed_unanswered() && req.method().is_idempotent() => {
@@ -164,24 +155,19 @@ pub fn send(
                     }
                     Err(error) => return Err(ProxyError::Backend { endpoint: addr, source: error.into() }),
                 },
-                Via::Hyper(sender, driven) => (sender, driven),
-            };
-            let sending = sender.try_send_request(*req);
-            let answer = match driven.as_mut() {
-                Some(driven) => driven.alongside(sending).await,
-                None => sending.await,
-            };
-            match answer {
-                Ok(response) => {
-                    let response = response.map(BackendBody::Hyper);
-                    let (sender, set_cookie) = (Some(sender), set_cookie());
-                    return Ok(Sent { response, endpoint: pool_key, sender, driven, load, set_cookie });
-                }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => *req = unsent,
-                    _ => return Err(backend_error(addr, error.into_error())),
+                Via::Hyper(mut sender) => match sender.try_send_request(*req).await {
+                    Ok(response) => (response.map(BackendBody::Hyper), Some(sender)),
+                    Err(mut error) => match error.take_message() {
+                        Some(unsent) if reused => {
+                            *req = unsent;
+                            continue;
+                        }
+                        _ => return Err(backend_error(addr, error.into_error())),
+                    },
                 },
-            }
+            };
+            let set_cookie = set_cookie();
+            return Ok(Sent { response, endpoint: pool_key, sender, load, set_cookie });
         }
         Err(last_error.unwrap_or_else(|| ProxyError::NoEndpoint { route: route.name.to_string() }))
     }
@@ -189,29 +175,10 @@ pub fn send(
 
 /// The connection a request goes out on.
 enum Via {
-    /// hyper's client; the connection itself when this task drives it (an upgrade's).
-    Hyper(Sender, Option<Driven>),
+    /// hyper's client, its connection driven by a task of its own.
+    Hyper(Sender),
     /// hawser's own client (`h1.rs`).
     Own(Box<h1::Connection>),
-}
-
-/// Opens a connection to `addr` for a request: for hawser's own client when it has a pool to
-/// go back to (`own`), else for hyper's, driven by this task when `fresh` (an upgrade's) and in
-/// clear text.
-async fn open_via(
-    addr: SocketAddr,
-    timeout: std::time::Duration,
-    tls: Option<BackendTlsParams<'_>>,
-    fresh: bool,
-    own: Option<Home>,
-) -> Result<Via, ProxyError> {
-    if let Some(home) = own {
-        return Ok(Via::Own(Box::new(h1::Connection::new(open(addr, timeout).await?, home))));
-    }
-    Ok(match connect(addr, timeout, tls).await? {
-        Opened::Plain(sender, connection) if fresh => Via::Hyper(sender, Some(Driven::new(connection))),
-        opened => Via::Hyper(opened.spawned(addr), None),
-    })
 }
 
 /// A failed exchange: the client's stalled body (`408`), or the backend's failure.

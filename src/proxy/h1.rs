@@ -16,7 +16,7 @@ mod head;
 use std::io;
 use std::task::{Context, Poll, Waker};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -42,8 +42,9 @@ pub struct Connection {
     read: BytesMut,
     /// The request head on its way out, kept for its capacity.
     write: Vec<u8>,
-    /// The pool it goes back to between exchanges.
-    home: Home,
+    /// The pool it goes back to between exchanges; `None`: closed after its one exchange (an
+    /// upgrade's, whose socket then becomes the tunnel's).
+    home: Option<Home>,
 }
 
 /// How an exchange failed.
@@ -78,13 +79,15 @@ impl Error {
 }
 
 impl Connection {
-    pub fn new(io: TcpStream, home: Home) -> Self {
-        Self { io, read: BytesMut::new(), write: Vec::new(), home }
+    pub fn new(io: TcpStream, home: Option<Home>) -> Box<Self> {
+        Box::new(Self { io, read: BytesMut::new(), write: Vec::new(), home })
     }
 
-    /// Back to its pool, for another exchange.
+    /// Back to its pool, for another exchange (closed if it has none).
     fn release(self: Box<Self>) {
-        self.home.clone().take_back(Reusable::Own(self));
+        if let Some(home) = self.home.clone() {
+            home.take_back(Reusable::Own(self));
+        }
     }
 
     /// Whether an idle connection can take another exchange: nothing has arrived on it since
@@ -104,6 +107,11 @@ impl Connection {
     /// The socket, for hyper's client to take over (only between exchanges).
     pub fn into_socket(self) -> TcpStream {
         self.io
+    }
+
+    /// After a `101`: the socket, and the bytes the backend sent behind the response.
+    pub fn into_tunnel(self) -> (TcpStream, Bytes) {
+        (self.io, self.read.freeze())
     }
 
     /// Writes `req`'s head (the request has no body) and reads the response head.

@@ -11,7 +11,6 @@ mod body;
 mod budget;
 mod cors;
 mod drain;
-mod driven;
 mod error;
 mod error_pages;
 mod extended_connect;

@@ -160,61 +160,22 @@ impl BackendPool {
 /// How to open TLS to a backend: the connector, the SNI name, the CA to verify against.
 pub type BackendTlsParams<'a> = (&'a BackendTls, Option<&'a str>, Option<&'a crate::model::BackendCa>);
 
-/// A clear-text backend connection's HTTP/1.1 state, which moves nothing unless polled.
-pub type PlainConnection = http1::Connection<TokioIo<TcpStream>, RequestBody>;
-
-/// A connection just opened.
-#[derive(Debug)]
-pub enum Opened {
-    /// Clear text: the caller drives the connection, or hands it to a task ([`spawn`]). Boxed,
-    /// as the caller keeps it: a request's future has room for it, and few requests drive one.
-    Plain(Sender, Box<PlainConnection>),
-    /// Over TLS: already driven by a task of its own.
-    Tls(Sender),
-}
-
-impl Opened {
-    /// The client half, the connection driven by a task of its own from now on.
-    pub fn spawned(self, addr: SocketAddr) -> Sender {
-        match self {
-            Self::Plain(sender, connection) => {
-                spawn(*connection, addr);
-                sender
-            }
-            Self::Tls(sender) => sender,
-        }
-    }
-}
-
-/// Opens a connection to `addr` within `timeout` — TCP, then TLS when `tls` is given (with the
-/// SNI name) — and speaks HTTP/1.1 on it. A TLS connection is driven by its own task, supports
-/// upgrades, and closes when every sender is dropped; a clear-text one is left to the caller,
-/// which can drive it in its own task (an upgrade's handshake does: no second task, no channel
-/// hop for its one exchange, and the socket itself for the tunnel).
+/// Opens a connection to `addr` within `timeout` for hyper's client — TCP, then TLS when
+/// `tls` is given (with the SNI name) — and speaks HTTP/1.1 on it, driven by a task of its own
+/// (with upgrades) until every sender is dropped.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     tls: Option<BackendTlsParams<'_>>,
-) -> Result<Opened, ProxyError> {
+) -> Result<Sender, ProxyError> {
     let stream = open(addr, timeout).await?;
-    let backend_error = |source: hyper::Error| ProxyError::Backend { endpoint: addr, source: source.into() };
-    match tls {
-        None => {
-            let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(backend_error)?;
-            Ok(Opened::Plain(sender, Box::new(connection)))
-        }
-        Some((connector, server_name, ca)) => {
-            let stream =
-                match tokio::time::timeout(timeout, connector.connect(stream, addr, server_name, ca)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(source)) => return Err(ProxyError::Connect { endpoint: addr, source }),
-                    Err(_) => return Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),
-                };
-            let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(backend_error)?;
-            spawn(connection, addr);
-            Ok(Opened::Tls(sender))
-        }
-    }
+    let Some((connector, server_name, ca)) = tls else { return to_hyper(stream, addr).await };
+    let stream = match tokio::time::timeout(timeout, connector.connect(stream, addr, server_name, ca)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(ProxyError::Connect { endpoint: addr, source }),
+        Err(_) => return Err(ProxyError::ConnectTimeout { endpoint: addr, timeout }),
+    };
+    to_hyper(stream, addr).await
 }
 
 /// Opens a TCP connection to `addr` within `timeout`.
@@ -232,11 +193,13 @@ pub async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Prox
     }
 }
 
-/// hyper's client takes over a connection of hawser's own client, idle, for a request that
-/// has a body.
-pub async fn to_hyper(connection: Box<h1::Connection>, addr: SocketAddr) -> Result<Sender, ProxyError> {
-    let io = TokioIo::new(connection.into_socket());
-    let (sender, connection) = http1::handshake(io)
+/// hyper's client takes over `io`: a connection just opened, or an idle one of hawser's own
+/// client for a request that has a body.
+pub async fn to_hyper<I>(io: I, addr: SocketAddr) -> Result<Sender, ProxyError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|source| ProxyError::Backend { endpoint: addr, source: source.into() })?;
     spawn(connection, addr);
@@ -244,7 +207,7 @@ pub async fn to_hyper(connection: Box<h1::Connection>, addr: SocketAddr) -> Resu
 }
 
 /// Drives `connection` in a task of its own until it closes, with upgrades.
-pub fn spawn<I>(connection: http1::Connection<TokioIo<I>, RequestBody>, addr: SocketAddr)
+fn spawn<I>(connection: http1::Connection<TokioIo<I>, RequestBody>, addr: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 
 use super::Proxy;
 use super::admission::check_origin;
-use super::body::{Lease, ProxyBody};
+use super::body::{BackendBody, Lease, ProxyBody};
 use super::error::ProxyError;
 use super::extended_connect::{Handshake, to_http1_handshake, to_http2_response};
 use super::forward::{Sent, send};
@@ -44,7 +44,7 @@ pub fn upgrade(
         let client_side = hyper::upgrade::on(&mut *req);
         let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
         let req = Box::new(req.map(RequestBody::untracked));
-        let Sent { mut response, endpoint, load, set_cookie, driven, .. } =
+        let Sent { mut response, endpoint, load, set_cookie, .. } =
             send(proxy, route, req, client, true).await?;
         let endpoint = endpoint.addr;
         if let Some(cookie) = set_cookie {
@@ -54,9 +54,6 @@ pub fn upgrade(
             // A 2xx would tell an HTTP/2 client its tunnel is open.
             if accept.is_some() && response.status().is_success() {
                 return Err(ProxyError::BadHandshake { endpoint });
-            }
-            if let Some(driven) = driven {
-                driven.detach(endpoint);
             }
             strip_hop_by_hop(response.headers_mut(), false);
             let lease = Lease { connection: None, load: Some(load), request_sent: None };
@@ -71,12 +68,17 @@ pub fn upgrade(
         if let Some(accept) = &accept {
             to_http2_response(&mut response, accept, endpoint)?;
         }
-        let backend_side = match driven {
-            Some(driven) => {
-                let (socket, early) = driven.into_socket(endpoint).await?;
-                BackendSide::Socket(socket, early)
-            }
-            None => BackendSide::Upgrade(hyper::upgrade::on(&mut response)),
+        let backend_side = match response.body_mut() {
+            // In clear text hawser's own client made the exchange: the socket is the tunnel's.
+            BackendBody::Own(body) => match body.take_connection() {
+                Some(connection) => {
+                    let (socket, early) = connection.into_tunnel();
+                    BackendSide::Socket(socket, early)
+                }
+                None => return Err(ProxyError::UnwantedUpgrade { endpoint }),
+            },
+            // Over TLS, hyper's: it hands the connection over once it lets go.
+            BackendBody::Hyper(_) => BackendSide::Upgrade(hyper::upgrade::on(&mut response)),
         };
         // Counted and listening for drains from now on, before the client sees the 101.
         let signals = proxy.drains.subscribe(route.name.clone(), endpoint);

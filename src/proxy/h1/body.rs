@@ -56,6 +56,11 @@ impl ResponseBody {
         body
     }
 
+    /// After a `101`, which has no body: the connection, to become the tunnel's.
+    pub fn take_connection(&mut self) -> Option<Box<Connection>> {
+        self.connection.take()
+    }
+
     /// The body has ended: its connection goes back to the pool, unless the backend asked to
     /// close it or sent more than the response (which would be read as the next one's).
     fn finish(&mut self) {

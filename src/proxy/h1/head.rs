@@ -91,7 +91,9 @@ pub fn take_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>
             }
         }
         let framing = framing(method, status, response.headers())?;
-        let keep_alive = framing != Framing::UntilClose
+        // What follows a `101` is another protocol's (RFC 9110 §15.2.2): no body, no reuse.
+        let keep_alive = status != StatusCode::SWITCHING_PROTOCOLS
+            && framing != Framing::UntilClose
             && version == Version::HTTP_11
             && !has_token(response.headers(), header::CONNECTION, "close");
         return Ok(Some(Head { response, framing, keep_alive }));
@@ -129,6 +131,10 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
 /// response. Like nginx, a response with both `Transfer-Encoding` and `Content-Length`, or with
 /// a transfer coding other than `chunked`, is refused.
 fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, Error> {
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // Its connection is handed over whole (`ResponseBody::into_connection`), never read here.
+        return Ok(Framing::UntilClose);
+    }
     if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Length(0));
     }
@@ -235,6 +241,11 @@ mod tests {
                 Some((Length(1), true)),
             ),
             ("HTTP/1.1 200 OK\r\ncontent-len", Method::GET, None),
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+                Method::GET,
+                Some((UntilClose, false)),
+            ),
         ];
         for (head, method, expected) in cases {
             let got = take(head, method.clone()).unwrap_or_else(|e| panic!("{head:?}: {e}"));
