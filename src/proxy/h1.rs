@@ -33,6 +33,10 @@ const MAX_HEAD: usize = 64 * 1024;
 /// How much room a read is given.
 const READ_SIZE: usize = 8 * 1024;
 
+/// How much room an upgrade's first read is given: its answer is a head alone (what follows a
+/// `101` is the tunnel's), and a handshake waiting for its backend holds the buffer meanwhile.
+const HANDSHAKE_READ_SIZE: usize = 1024;
+
 /// One clear-text connection to a backend, between exchanges or in one. Kept boxed: it moves
 /// between the pool and response bodies, which stay small that way.
 #[derive(Debug)]
@@ -127,7 +131,7 @@ impl Connection {
             if self.read.len() >= MAX_HEAD {
                 return Err(Error::HeadTooLarge);
             }
-            self.read.reserve(READ_SIZE);
+            self.read.reserve(if self.home.is_some() { READ_SIZE } else { HANDSHAKE_READ_SIZE });
             if self.io.read_buf(&mut self.read).await? == 0 {
                 return Err(if heard { Error::Truncated } else { Error::Closed });
             }
