@@ -1,7 +1,8 @@
 //! Requests without a body go out through hawser's own HTTP/1.1 client: responses framed every
 //! way a backend frames them arrive whole, a connection is reused only after a clean end, a
-//! body whose length is in doubt is refused, and a kept-alive connection the backend closed is
-//! replaced for an idempotent request only.
+//! body whose length is in doubt is refused, a broken body ends its connection, a kept-alive
+//! connection the backend closed is replaced for an idempotent request only, and an upgrade
+//! request with a body still sends it.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -206,27 +207,31 @@ async fn a_body_length_in_doubt_is_502_and_the_next_request_is_served() {
 }
 
 #[tokio::test]
-async fn a_body_cut_short_fails_the_client_response_and_its_connection() {
+async fn a_broken_body_fails_the_client_response_and_its_connection() {
     let (backend, accepted) = scripted(
         vec![
             b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-close: close\r\n\r\nhalf".to_vec(),
+            // An empty chunk-size line is not a last chunk.
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n\r\n\r\n".to_vec(),
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
         ],
         usize::MAX,
     )
     .await;
     let proxy = TestProxy::start(simple_table(&[backend.addr], Policy::default())).await;
-    let mut client = http1(proxy.addr).await;
-    let req = Request::get("/0").header("host", "a.test").body(Full::default()).unwrap();
-    // The client's connection is cut: before the head, or inside the body.
-    let complete = match client.send_request(req).await {
-        Ok(response) => response.into_body().collect().await.is_ok(),
-        Err(_) => false,
-    };
-    assert!(!complete, "a body of 4 of 10 bytes arrived as complete");
-    let (status, _, body) = get(proxy.addr, "a.test", "/1").await;
+    for path in ["/0", "/1"] {
+        let mut client = http1(proxy.addr).await;
+        let req = Request::get(path).header("host", "a.test").body(Full::default()).unwrap();
+        // The client's connection is cut: before the head, or inside the body.
+        let complete = match client.send_request(req).await {
+            Ok(response) => response.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!complete, "{path}: a broken body arrived as complete");
+    }
+    let (status, _, body) = get(proxy.addr, "a.test", "/2").await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3, "no broken body's connection was reused");
 }
 
 /// A backend that answers the first request on each connection and closes the connection
@@ -295,4 +300,43 @@ async fn an_idle_connection_the_backend_closed_is_not_used() {
         tokio::time::sleep(ms(50)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+/// An upgrade request that carries a body (rare, but HTTP/1.1 allows it) goes out whole: the
+/// own client writes heads only, so such a request takes hyper's.
+#[tokio::test]
+async fn an_upgrade_request_with_a_body_sends_it() {
+    let backend = raw_backend(|mut stream: TcpStream| async move {
+        let mut buffered = Vec::new();
+        let Some(head) = read_head(&mut stream, &mut buffered).await else { return };
+        assert!(head.to_ascii_lowercase().contains("content-length: 5"), "{head}");
+        while buffered.len() < 5 {
+            let mut chunk = [0u8; 64];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = format!("got:{}", String::from_utf8_lossy(&buffered));
+        let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let _ = stream.write_all(answer.as_bytes()).await;
+    })
+    .await;
+    let proxy = TestProxy::start(simple_table(&[backend.addr], Policy::default())).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = "GET / HTTP/1.1\r\nhost: a.test\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+                   sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\
+                   content-length: 5\r\n\r\nhello";
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&answer).contains("got:hello") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read).await.expect("the backend got the body");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }

@@ -92,9 +92,9 @@ pub fn send(
         };
         let affinity =
             RequestAffinity::of(route, backend, &proxy.config.affinity_key, req.headers(), client.scheme);
-        // hawser's own client takes what it can: clear text, and no request body (an upgrade's
-        // handshake has none: what follows a `101` is the tunnel's).
-        let own = tls.is_none() && (fresh || req.body().is_end_stream());
+        // hawser's own client takes what it can: clear text, no request body (an upgrade's
+        // handshake has none as a rule; one that has goes through hyper's, which sends it).
+        let own = tls.is_none() && req.body().is_end_stream();
         let mut failed: Vec<SocketAddr> = Vec::new();
         let mut last_error = None;
         // The route's `proxy-next-upstream-tries` (3 unless set), never more than it has endpoints.
@@ -151,6 +151,7 @@ pub fn send(
                     }
                     // The backend closed a kept-alive connection as the request reached it.
                     Err(error) if reused && error.is_closed_unanswered() && req.method().is_idempotent() => {
+                        last_error = Some(ProxyError::Backend { endpoint: addr, source: error.into() });
                         continue;
                     }
                     Err(error) => return Err(ProxyError::Backend { endpoint: addr, source: error.into() }),

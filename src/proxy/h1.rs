@@ -67,7 +67,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the backend answered nothing at all because it closed the connection: on a
+    /// Whether the backend answered nothing at all (not a byte) because it closed the connection: on a
     /// kept-alive connection, the race of its keep-alive timeout with the request (RFC 9112
     /// §9.3.1), after which an idempotent request may go out again on another connection.
     pub fn is_closed_unanswered(&self) -> bool {
@@ -132,8 +132,12 @@ impl Connection {
                 return Err(Error::HeadTooLarge);
             }
             self.read.reserve(if self.home.is_some() { READ_SIZE } else { HANDSHAKE_READ_SIZE });
-            if self.io.read_buf(&mut self.read).await? == 0 {
-                return Err(if heard { Error::Truncated } else { Error::Closed });
+            match self.io.read_buf(&mut self.read).await {
+                Ok(0) => return Err(if heard { Error::Truncated } else { Error::Closed }),
+                Ok(_) => {}
+                // Once part of an answer came, the request was acted on: not to be sent again.
+                Err(_) if heard => return Err(Error::Truncated),
+                Err(error) => return Err(error.into()),
             }
             heard = true;
         }

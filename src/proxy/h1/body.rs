@@ -80,6 +80,10 @@ impl ResponseBody {
                     return Poll::Ready(Some(Ok(Frame::data(self.take_data()))));
                 }
                 State::Fixed(_) | State::ChunkData(_) | State::UntilClose => 1,
+                // A size line must start with a hex digit (httparse would read an empty one as 0).
+                State::ChunkSize if connection.read.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                    return Poll::Ready(Some(Err(Error::Malformed("chunk size line"))));
+                }
                 State::ChunkSize => match httparse::parse_chunk_size(&connection.read) {
                     Ok(httparse::Status::Complete((line, size))) => {
                         connection.read.advance(line);

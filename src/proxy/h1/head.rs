@@ -116,13 +116,20 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Error> {
     let status = response.code.and_then(|code| StatusCode::from_u16(code).ok());
     let status = status.ok_or(Error::Malformed("status code"))?;
     let version = if response.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
-    let base = buf.as_ptr() as usize;
+    // Where a part lies in `buf`. An empty part may not point into it: httparse gives a
+    // literal "" for a status line without a reason, or with one of bytes over 0x7f.
     let range = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        start..start + part.len()
+        let start = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+        let end = start.checked_add(part.len()).filter(|&end| end <= buf.len())?;
+        Some(start..end)
     };
-    let reason = response.reason.map(|r| range(r.as_bytes()));
-    let fields = response.headers.iter().map(|f| (range(f.name.as_bytes()), range(f.value))).collect();
+    let reason = response.reason.filter(|r| !r.is_empty()).and_then(|r| range(r.as_bytes()));
+    let fields = response
+        .headers
+        .iter()
+        .map(|f| Some((range(f.name.as_bytes())?, range(f.value).unwrap_or(0..0))))
+        .collect::<Option<_>>()
+        .ok_or(Error::Malformed("header field"))?;
     Ok(Some((len, status, version, reason, fields)))
 }
 
@@ -241,6 +248,12 @@ mod tests {
                 Some((Length(1), true)),
             ),
             ("HTTP/1.1 200 OK\r\ncontent-len", Method::GET, None),
+            ("HTTP/1.1 200\r\ncontent-length: 0\r\n\r\n", Method::GET, Some((Length(0), true))),
+            (
+                "HTTP/1.1 404 Non trouv\u{e9}\r\ncontent-length: 0\r\nx-empty:\r\n\r\n",
+                Method::GET,
+                Some((Length(0), true)),
+            ),
             (
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
                 Method::GET,
