@@ -63,7 +63,9 @@ pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &Head
 
 /// Sends `req` to an endpoint of `route`. `fresh` asks for a new connection (upgrades own theirs).
 /// An endpoint that refuses the connection is skipped and another one tried; a pooled
-/// connection that turns out closed is replaced. Nothing is retried once the request was sent.
+/// connection that turns out closed is replaced. Once the request was sent it is not retried,
+/// but for an idempotent one without a body whose kept-alive connection the backend closed
+/// without a byte of answer (RFC 9112 §9.3.1).
 ///
 /// A function returning an `async move` block, not an `async fn`: every request's future holds
 /// this one, and an async fn would keep `req` twice in it (rust-lang/rust#62958).
@@ -125,8 +127,8 @@ pub fn send(
                         .await
                         .map(|io| Via::Own(h1::Connection::new(io, home)))
                 }
-                // Boxed: the TLS handshake's state would otherwise stay in every request's future
-                // (and every pending handshake's) while it waits for its response.
+                // Boxed: the connect and TLS handshake state would otherwise stay in every request's
+                // future (and every pending handshake's) while it waits for its response.
                 None => Box::pin(connect(addr, route.policy.connect_timeout, tls)).await.map(Via::Hyper),
             };
             let via = match opened {

@@ -6,8 +6,9 @@
 //! push and a pop, the request copied out of the channel's slot, a `oneshot` back with the
 //! response head and a body channel, and the backend task scheduled for each. Here the
 //! request's task writes the head, reads the response head from the socket, and the response
-//! body reads the socket itself as the client's connection takes it. Requests with a body,
-//! upgrades and TLS backends stay with hyper's client (`pool.rs`), which also takes over an
+//! body reads the socket itself as the client's connection takes it. A clear-text upgrade's
+//! handshake goes this way too, and after a `101` its socket becomes the tunnel's. Requests
+//! with a body and TLS backends stay with hyper's client (`pool.rs`), which also takes over an
 //! idle connection of this kind when such a request finds one.
 
 mod body;

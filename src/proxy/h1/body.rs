@@ -74,12 +74,12 @@ impl ResponseBody {
         loop {
             let Some(connection) = self.connection.as_mut() else { return Poll::Ready(None) };
             let buffered = connection.read.len();
-            let needed = match self.state {
+            match self.state {
                 State::Ended => return Poll::Ready(None),
                 State::Fixed(_) | State::ChunkData(_) | State::UntilClose if buffered > 0 => {
                     return Poll::Ready(Some(Ok(Frame::data(self.take_data()))));
                 }
-                State::Fixed(_) | State::ChunkData(_) | State::UntilClose => 1,
+                State::Fixed(_) | State::ChunkData(_) | State::UntilClose => {}
                 // A size line must start with a hex digit (httparse would read an empty one as 0).
                 State::ChunkSize if connection.read.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
                     return Poll::Ready(Some(Err(Error::Malformed("chunk size line"))));
@@ -90,7 +90,7 @@ impl ResponseBody {
                         self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
                         continue;
                     }
-                    Ok(httparse::Status::Partial) if buffered < MAX_CHUNK_LINE => buffered + 1,
+                    Ok(httparse::Status::Partial) if buffered < MAX_CHUNK_LINE => {}
                     _ => return Poll::Ready(Some(Err(Error::Malformed("chunk size line")))),
                 },
                 State::ChunkEnd if buffered >= 2 => {
@@ -101,18 +101,18 @@ impl ResponseBody {
                     self.state = State::ChunkSize;
                     continue;
                 }
-                State::ChunkEnd => 2,
+                State::ChunkEnd => {}
                 State::Trailers => match take_trailers(&mut connection.read)? {
                     Some(trailers) => {
                         self.finish();
                         let frame = (!trailers.is_empty()).then(|| Ok(Frame::trailers(trailers)));
                         return Poll::Ready(frame);
                     }
-                    None if buffered < MAX_HEAD => buffered + 1,
+                    None if buffered < MAX_HEAD => {}
                     None => return Poll::Ready(Some(Err(Error::HeadTooLarge))),
                 },
-            };
-            debug_assert!(needed > buffered);
+            }
+            // More bytes are needed.
             if ready!(connection.poll_fill(cx))? == 0 {
                 if self.state == State::UntilClose {
                     self.finish();
