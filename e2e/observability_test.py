@@ -188,17 +188,31 @@ def check_names(queries: list[tuple[str, str]], kinds: dict[str, str]) -> list[s
 # Running hawser
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nothing listens on now (all held open while choosing, so
+    the kernel cannot hand out one twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class PortTaken(RuntimeError):
+    """A process could not bind a chosen port: something else took it after it was chosen."""
 
 
 def wait_for_port(port: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(process.args[:2])} exited with {process.returncode}")
+            log = Path(process.stderr_path).read_text(errors="replace")
+            error = PortTaken if "Address already in use" in log else RuntimeError
+            tail = "\n".join(log.split("Stack backtrace:")[0].strip().splitlines()[-5:])
+            raise error(f"{' '.join(process.args[:2])} exited with {process.returncode}:\n{tail}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -310,12 +324,17 @@ def certificate(workdir: Path) -> tuple[str, str, float]:
 class Processes:
     """Processes started here, stopped (SIGTERM, then SIGKILL) on exit."""
 
-    def __init__(self):
+    def __init__(self, logs: Path):
+        self.logs = logs
         self.running: list[subprocess.Popen] = []
 
     def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
-        process = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, **(env or {})})
+        """Starts `args`; its stderr goes to a file named after it, for the error when it fails."""
+        stderr_path = self.logs / f"process-{len(self.running)}.stderr"
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=stderr,
+                                       env={**os.environ, **(env or {})})
+        process.stderr_path = stderr_path
         self.running.append(process)
         return process
 
@@ -338,15 +357,16 @@ def expositions(hawser: str, workdir: Path) -> tuple[str, str, float]:
     """/metrics of a standalone hawser after traffic, and of a Kubernetes-mode hawser whose API
     server does not answer; and the test certificate's notAfter."""
     crt, key, not_after = certificate(workdir)
-    echo_port, http_port, https_port, admin_port = (free_port() for _ in range(4))
+    ports = free_ports(8)
+    echo_port, http_port, https_port, admin_port = ports[:4]
+    kube_http, kube_https, kube_admin, nowhere = ports[4:]
     manifests = workdir / "manifests"
-    manifests.mkdir()
+    manifests.mkdir(exist_ok=True)
     (manifests / "all.yaml").write_text(
         MANIFESTS.replace("ECHO_PORT", str(echo_port)).replace("CERT", json.dumps(crt)).replace("KEY", json.dumps(key)))
-    kube_http, kube_https, kube_admin, nowhere = (free_port() for _ in range(4))
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG.replace("PORT", str(nowhere)))
-    with Processes() as processes:
+    with Processes(workdir) as processes:
         echo = processes.start(hawser, "echo", "--addr", f"127.0.0.1:{echo_port}")
         standalone = processes.start(
             hawser, "run", "--manifests", str(manifests), "--http-addr", f"127.0.0.1:{http_port}",
@@ -486,7 +506,11 @@ def main() -> int:
     rules = chart_test.find(helm.render("prometheusRule.enabled=true"), "PrometheusRule")
     with tempfile.TemporaryDirectory(prefix="hawser-observability-") as tmp:
         try:
-            standalone, cluster, not_after = expositions(hawser, Path(tmp))
+            try:
+                standalone, cluster, not_after = expositions(hawser, Path(tmp))
+            except PortTaken as taken:  # another process on the machine took a chosen port
+                print(f"     once more on other ports: {taken}")
+                standalone, cluster, not_after = expositions(hawser, Path(tmp))
         except Exception as error:
             results.check("run hawser and read /metrics", lambda: [f"{type(error).__name__}: {error}"])
             print(f"{results.passed} passed, {results.failed} failed")
