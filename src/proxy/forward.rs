@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use http::{HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::Proxy;
 use super::affinity::RequestAffinity;
@@ -47,7 +46,7 @@ pub struct Sent {
 
 /// Rewrites a client request for the backend: origin-form target, HTTP/1.1, the client's
 /// `Host` (from `:authority` for HTTP/2 clients), no hop-by-hop headers, X-Forwarded-*.
-pub fn prepare_request(req: &mut Request<Incoming>, client: &Client, host: &HeaderValue, upgrade: bool) {
+pub fn prepare_request<B>(req: &mut Request<B>, client: &Client, host: &HeaderValue, upgrade: bool) {
     let target = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::from(target);
     let from_http2 = req.version() == Version::HTTP_2;

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::FutureExt;
+use http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::Proxy;
+use super::h1_server;
 use super::headers::Client;
 use super::prefixed::Prefixed;
 use super::proxy_protocol;
@@ -128,7 +131,14 @@ impl Listener {
                 tracing::debug!(%peer, "nothing sent within the header-read timeout");
                 return;
             };
-            return self.serve_http(Prefixed::new(opening, stream), h2, client).await;
+            if h2 {
+                return self.serve_http(Prefixed::new(opening.freeze(), stream), true, client).await;
+            }
+            let closing = self.closing.subscribe();
+            let Some(rest) = h1_server::serve(&self.proxy, stream, opening, &client, closing).await else {
+                return;
+            };
+            return self.serve_http(Prefixed::new(rest.read, rest.stream), false, client).await;
         };
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
@@ -150,8 +160,9 @@ impl Listener {
     {
         let proxy = self.proxy.clone();
         // No async block around `handle`: it would hold the request a second time.
-        let service =
-            service_fn(move |req| proxy.clone().handle(req, client.clone()).map(Ok::<_, Infallible>));
+        let service = service_fn(move |req: Request<Incoming>| {
+            proxy.clone().handle(Box::new(req.map(Some)), client.clone()).map(Ok::<_, Infallible>)
+        });
         let mut closing = self.closing.subscribe();
         // Drives a pinned hyper connection; when the listener closes, lets in-flight requests
         // finish.
@@ -185,20 +196,20 @@ impl Listener {
 /// bytes stop matching it or all of it has arrived. `None` when not one byte came within
 /// `timeout` (or the client closed first); a client that sent part of the preface by then gets
 /// HTTP/1.
-async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<(bool, Bytes)> {
+async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<(bool, BytesMut)> {
     let deadline = Instant::now() + timeout;
     let mut read = BytesMut::with_capacity(FIRST_READ);
     loop {
         let more = tokio::time::timeout_at(deadline, stream.read_buf(&mut read)).await;
         if !matches!(more, Ok(Ok(n)) if n > 0) {
-            return (!read.is_empty()).then(|| (false, read.freeze()));
+            return (!read.is_empty()).then_some((false, read));
         }
         let seen = read.len().min(H2_PREFACE.len());
         if read[..seen] != H2_PREFACE[..seen] {
-            return Some((false, read.freeze()));
+            return Some((false, read));
         }
         if seen == H2_PREFACE.len() {
-            return Some((true, read.freeze()));
+            return Some((true, read));
         }
     }
 }

@@ -17,6 +17,7 @@ mod extended_connect;
 mod forward;
 mod frames;
 mod h1;
+mod h1_server;
 mod headers;
 mod listener;
 mod own_answers;

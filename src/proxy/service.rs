@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, Version, header};
-use hyper::body::Incoming;
 
 use super::Proxy;
 use super::admission::check_source;
@@ -30,7 +29,7 @@ use super::own_answers::{
 };
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::{Home, PooledConnection};
-use super::request_body::RequestBody;
+use super::request_body::{ClientBody, RequestBody};
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
 use crate::access_log::{self, RequestLine};
@@ -38,7 +37,7 @@ use crate::model::{RequestFacts, Route, normalize_host};
 
 /// A client's request on its way through the steps below. Boxed: every step's future holds it
 /// while the request is in flight, 8 bytes instead of some 260 at each level.
-pub(super) type ClientRequest = Box<Request<Incoming>>;
+pub(super) type ClientRequest = Box<Request<ClientBody>>;
 
 /// Where a request went, for the access log.
 struct Outcome {
@@ -54,10 +53,9 @@ impl Proxy {
     #[allow(clippy::manual_async_fn)]
     pub(super) fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: ClientRequest,
         client: Client,
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
-        let req = Box::new(req);
         async move {
             let id = request_id(&req);
             // The access log may be off: copy nothing for it then, and read no clock.
@@ -282,7 +280,7 @@ impl Proxy {
 }
 
 /// How the client asks for an upgrade, if it does: HTTP/1.1 `Upgrade`, or an RFC 8441 CONNECT.
-fn requested_upgrade(req: &Request<Incoming>) -> Option<Handshake> {
+fn requested_upgrade<B>(req: &Request<B>) -> Option<Handshake> {
     if req.version() == Version::HTTP_11 && is_upgrade(req.headers()) {
         return Some(Handshake::Http1);
     }
@@ -295,7 +293,7 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 }
 
 /// Replaces the request's path with its normalised form (see `path.rs`), keeping the query.
-fn normalize_request_path(req: &mut Request<Incoming>, slashes: EncodedSlashes) -> Result<(), ProxyError> {
+fn normalize_request_path<B>(req: &mut Request<B>, slashes: EncodedSlashes) -> Result<(), ProxyError> {
     let normalized = match normalize_path(req.uri().path(), slashes)? {
         Cow::Borrowed(_) => return Ok(()),
         Cow::Owned(path) => path,

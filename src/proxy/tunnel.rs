@@ -11,10 +11,11 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::Either;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,9 +58,36 @@ pub(super) struct Tunnel {
     pub(super) signals: Subscription,
 }
 
+/// The client side of a tunnel as its handshake left it.
+pub(super) enum ClientSide {
+    /// Inside hyper's server connection, handed over once hyper wrote the `101`.
+    Upgrade(hyper::upgrade::OnUpgrade),
+    /// The socket itself, from hawser's own HTTP/1.1 server after it wrote the `101`, and the
+    /// bytes the client sent behind its request.
+    Socket(TcpStream, Bytes),
+}
+
+/// Where an upgrade read by hawser's own HTTP/1.1 server leaves its tunnel until that server
+/// has written the `101` (a request extension, hence shared and `Clone`).
+#[derive(Clone, Default)]
+pub(super) struct TunnelSlot(Arc<Mutex<Option<(Tunnel, BackendSide)>>>);
+
+impl TunnelSlot {
+    pub(super) fn put(&self, tunnel: Tunnel, backend: BackendSide) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((tunnel, backend));
+        }
+    }
+
+    /// The tunnel left here, if the handshake succeeded.
+    pub(super) fn take(&self) -> Option<(Tunnel, BackendSide)> {
+        self.0.lock().ok()?.take()
+    }
+}
+
 impl Tunnel {
     /// Spawns the tunnel's task, tracked with the proxy's other tunnels.
-    pub(super) fn spawn(self, client: hyper::upgrade::OnUpgrade, backend: BackendSide) {
+    pub(super) fn spawn(self, client: ClientSide, backend: BackendSide) {
         self.proxy.tunnels.clone().spawn(self.run(client, backend));
     }
 
@@ -67,19 +95,13 @@ impl Tunnel {
     /// in every idle tunnel's task, not twice (rust-lang/rust#62958); the running tunnel borrows
     /// the subscription from it rather than keeping a second one.
     #[allow(clippy::manual_async_fn)]
-    fn run(
-        mut self,
-        client: hyper::upgrade::OnUpgrade,
-        backend: BackendSide,
-    ) -> impl Future<Output = ()> + Send {
+    fn run(mut self, client: ClientSide, backend: BackendSide) -> impl Future<Output = ()> + Send {
         async move {
-            let (client, backend) = match tokio::try_join!(client, backend.upgraded()) {
+            let (client, backend) = match tokio::try_join!(client.upgraded(), backend.upgraded()) {
                 Ok(sides) => sides,
                 Err(error) => {
                     tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
-                    let protocol = self.handshake.label();
-                    self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete", protocol);
-                    return;
+                    return self.incomplete();
                 }
             };
             self.proxy.metrics.upgrade(Some(&self.route.name), "upgraded", self.handshake.label());
@@ -90,6 +112,11 @@ impl Tunnel {
             log_closed(&self.route.name, self.signals.endpoint(), protocol, &closed);
             drop((self.budget, self.load));
         }
+    }
+
+    /// The tunnel never started: a side went away after the `101` was sent (or while it was).
+    pub(super) fn incomplete(self) {
+        self.proxy.metrics.upgrade(Some(&self.route.name), "incomplete", self.handshake.label());
     }
 
     fn limits(&self) -> Limits {
@@ -134,20 +161,24 @@ fn log_closed(route: &Arc<str>, endpoint: std::net::SocketAddr, protocol: &'stat
 /// wrapper. Those tunnels are boxed, so that their larger state does not size every plain
 /// tunnel's task.
 fn join(
-    client: hyper::upgrade::Upgraded,
+    client: Client,
     backend: Backend,
     limits: Limits,
     signals: &mut Subscription,
 ) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send + '_>>> {
-    let (client, from_client) = match client.downcast::<TokioIo<Prefixed<TcpStream>>>() {
-        Ok(parts) => {
+    let client = match client {
+        Client::Socket(socket, early) => Ok((socket, early)),
+        Client::Upgraded(upgraded) => upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>().map(|parts| {
             // The listener's first read goes to hyper whole (its read buffer is larger), so
             // nothing of it is left unread; were some left, it would follow what hyper read.
             let (socket, unread) = parts.io.into_inner().into_parts();
             let early =
                 if unread.is_empty() { parts.read_buf } else { [parts.read_buf, unread].concat().into() };
             (socket, early)
-        }
+        }),
+    };
+    let (client, from_client) = match client {
+        Ok(sides) => sides,
         Err(client) => {
             let client = TokioIo::new(client);
             return Either::Right(match backend {
@@ -179,6 +210,21 @@ pub(super) enum BackendSide {
     Socket(TcpStream, bytes::Bytes),
     /// Still inside hyper's connection (TLS to the backend), handed over once it lets go.
     Upgrade(hyper::upgrade::OnUpgrade),
+}
+
+/// The client side, ready to tunnel.
+enum Client {
+    Socket(TcpStream, Bytes),
+    Upgraded(hyper::upgrade::Upgraded),
+}
+
+impl ClientSide {
+    async fn upgraded(self) -> hyper::Result<Client> {
+        match self {
+            Self::Socket(socket, early) => Ok(Client::Socket(socket, early)),
+            Self::Upgrade(upgrade) => upgrade.await.map(Client::Upgraded),
+        }
+    }
 }
 
 /// The backend side, ready to tunnel.

@@ -15,7 +15,7 @@ use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
 use super::request_body::RequestBody;
 use super::service::ClientRequest;
-use super::tunnel::{BackendSide, Tunnel};
+use super::tunnel::{BackendSide, ClientSide, Tunnel, TunnelSlot};
 use crate::model::Route;
 
 /// Answers an upgrade request (an HTTP/1.1 `Upgrade` or an HTTP/2 extended CONNECT, which the
@@ -41,7 +41,12 @@ pub fn upgrade(
             .handshakes
             .try_open(proxy.config.max_pending_handshakes)
             .ok_or(ProxyError::PendingHandshakes { limit: proxy.config.max_pending_handshakes })?;
-        let client_side = hyper::upgrade::on(&mut *req);
+        // hawser's own HTTP/1.1 server leaves a slot for the tunnel, which it starts once it
+        // wrote the 101; hyper's server hands its connection over by itself.
+        let client_side = match req.extensions_mut().remove::<TunnelSlot>() {
+            Some(slot) => Waiting::Slot(slot),
+            None => Waiting::Hyper(hyper::upgrade::on(&mut *req)),
+        };
         let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
         let req = Box::new(req.map(RequestBody::untracked));
         let Sent { mut response, endpoint, load, set_cookie, .. } =
@@ -83,8 +88,20 @@ pub fn upgrade(
         // Counted and listening for drains from now on, before the client sees the 101.
         let signals = proxy.drains.subscribe(route.name.clone(), endpoint);
         let (proxy, route) = (proxy.clone(), route.clone());
-        Tunnel { proxy, route, budget, load, websocket, handshake, signals }.spawn(client_side, backend_side);
+        let tunnel = Tunnel { proxy, route, budget, load, websocket, handshake, signals };
+        match client_side {
+            Waiting::Slot(slot) => slot.put(tunnel, backend_side),
+            Waiting::Hyper(upgrade) => tunnel.spawn(ClientSide::Upgrade(upgrade), backend_side),
+        }
         strip_hop_by_hop(response.headers_mut(), handshake == Handshake::Http1);
         Ok((response.map(|_| ProxyBody::empty()), endpoint))
     }
+}
+
+/// Where the client's side of a tunnel will come from.
+enum Waiting {
+    /// hawser's own HTTP/1.1 server: it takes the tunnel from the slot after the `101`.
+    Slot(TunnelSlot),
+    /// hyper's server, once it wrote the `101`.
+    Hyper(hyper::upgrade::OnUpgrade),
 }

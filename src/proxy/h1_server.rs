@@ -1,0 +1,289 @@
+//! hawser's own HTTP/1.1 server for the common request: clear text, HTTP/1.1, no body, no
+//! upgrade, no expectation. Such requests are read, answered and written in the connection's
+//! own task; the first request that is anything else is handed, with every byte read so far,
+//! to hyper's server, which serves the rest of the connection (as the listener does with the
+//! HTTP/2 preface, `prefixed.rs`). So every request with a body is framed by hyper alone, and
+//! so are the `400`/`431` answers to heads that cannot be read.
+//!
+//! What this saves per request, against hyper's server connection: its dispatch loop and
+//! codec, a fresh header-read timer (here one timer per connection, moved only when it fires),
+//! the read buffer's regrowth, and header values copied out of it (here they stay views of the
+//! bytes read). The response is encoded as hyper's server encodes it (`response.rs`).
+
+mod response;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep};
+
+use super::Proxy;
+use super::body::ProxyBody;
+use super::headers::Client;
+use super::service::ClientRequest;
+use super::tunnel::{ClientSide, TunnelSlot};
+
+/// The most fields a head read here may have; a head with more goes to hyper (which allows 100).
+const MAX_FIELDS: usize = 64;
+
+/// How much room a read is given: most request heads whole.
+const READ_SIZE: usize = 4096;
+
+/// The socket and what was read from it but not served: the rest of the connection, for hyper.
+pub(super) struct Handoff {
+    pub stream: TcpStream,
+    pub read: Bytes,
+}
+
+/// Serves the connection's simple requests until it closes (`None`) or a request comes that
+/// hyper must serve (`Some`). `read` holds the bytes read so far. When `closing` turns true,
+/// the request in flight is answered with `Connection: close`, and an idle connection closes.
+pub(super) async fn serve(
+    proxy: &Arc<Proxy>,
+    mut stream: TcpStream,
+    mut read: BytesMut,
+    client: &Client,
+    mut closing: watch::Receiver<bool>,
+) -> Option<Handoff> {
+    let max_head = proxy.config.max_header_bytes;
+    let limit = proxy.config.header_read_timeout;
+    let mut timer = HeadTimer::new(limit);
+    let mut closed = std::pin::pin!({
+        let mut closing = closing.clone();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    });
+    let mut write = Vec::new();
+    loop {
+        timer.start();
+        let (mut request, asked) = loop {
+            match parse(&mut read, max_head) {
+                Parsed::Request(request, asked) => break (request, asked),
+                Parsed::Other(read) => return Some(Handoff { stream, read }),
+                Parsed::Partial => {}
+            }
+            read.reserve(READ_SIZE);
+            tokio::select! {
+                biased;
+                more = stream.read_buf(&mut read) => {
+                    // A client may close between requests; one that closes mid-head gets
+                    // nothing either (hyper's server answers nothing then too).
+                    if !matches!(more, Ok(n) if n > 0) {
+                        return None;
+                    }
+                }
+                () = timer.expired() => {
+                    tracing::debug!("no request head within the header-read timeout");
+                    return None;
+                }
+                () = closed.as_mut() => return None,
+            }
+        };
+        let head_request = request.method() == Method::HEAD;
+        let slot = asked.upgrade.then(|| {
+            let slot = TunnelSlot::default();
+            request.extensions_mut().insert(slot.clone());
+            slot
+        });
+        let response = proxy.clone().handle(request, client.clone()).await;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return switch(stream, response, read, slot, &mut write).await;
+        }
+        let close = asked.close || *closing.borrow_and_update();
+        let framing = response::Framing { head_request, close };
+        if !response::write(&mut stream, response, framing, &mut write).await {
+            return None;
+        }
+    }
+}
+
+/// Writes a `101` and hands the socket, with what the client sent behind its request, to the
+/// tunnel the handshake left in `slot`. The connection is the tunnel's from then on.
+async fn switch(
+    mut stream: TcpStream,
+    response: Response<ProxyBody>,
+    mut read: BytesMut,
+    slot: Option<TunnelSlot>,
+    write: &mut Vec<u8>,
+) -> Option<Handoff> {
+    let tunnel = slot.and_then(|slot| slot.take());
+    let framing = response::Framing { head_request: false, close: false };
+    let written = response::write(&mut stream, response, framing, write).await;
+    match tunnel {
+        Some((tunnel, backend)) if written => {
+            tunnel.spawn(ClientSide::Socket(stream, read.split().freeze()), backend);
+        }
+        Some((tunnel, _)) => tunnel.incomplete(),
+        None => {}
+    }
+    None
+}
+
+/// The header-read timeout (hyper's `header_read_timeout`): a request head must arrive whole
+/// within it from the moment the connection waits for one, idle time between requests
+/// included. One timer for the whole connection: each head only notes its deadline, and the
+/// timer is moved on when it fires early (arming a timer per request costs a timer-wheel
+/// insert and removal each).
+struct HeadTimer {
+    limit: Duration,
+    due: Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl HeadTimer {
+    fn new(limit: Duration) -> Self {
+        let due = Instant::now() + limit;
+        Self { limit, due, sleep: Box::pin(sleep(limit)) }
+    }
+
+    /// A new head is awaited from now.
+    fn start(&mut self) {
+        self.due = Instant::now() + self.limit;
+    }
+
+    /// Completes when the current head's deadline has passed.
+    async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            if Instant::now() >= self.due {
+                return;
+            }
+            self.sleep.as_mut().reset(self.due);
+        }
+    }
+}
+
+/// What the bytes read so far hold.
+#[derive(Debug)]
+enum Parsed {
+    /// A simple request, and what its client asked for beyond it.
+    Request(ClientRequest, Asked),
+    /// Not a whole head yet, and within the size limit.
+    Partial,
+    /// A head for hyper (or bytes hyper will refuse): every byte read, unconsumed.
+    Other(Bytes),
+}
+
+/// What a request asks of its connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct Asked {
+    /// `Connection: close`: the connection closes after the response.
+    close: bool,
+    /// `Upgrade`: on a `101` the connection becomes a tunnel.
+    upgrade: bool,
+}
+
+/// Where one field's name and value lie in the head.
+#[derive(Clone, Copy, Default)]
+struct FieldSpan {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Reads one request head from the front of `read`, taking it out when it is a simple request.
+fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut head = httparse::Request::new(&mut fields);
+    let length = match head.parse(read) {
+        Ok(httparse::Status::Complete(length)) if length <= max_head => length,
+        Ok(httparse::Status::Partial) if read.len() < max_head => return Parsed::Partial,
+        // Too long, too many fields, malformed: hyper answers (400, 431).
+        _ => return Parsed::Other(std::mem::take(read).freeze()),
+    };
+    let base = read.as_ptr() as usize;
+    let span = |part: &[u8]| (part.as_ptr() as usize - base, part.as_ptr() as usize - base + part.len());
+    let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else {
+        return Parsed::Other(std::mem::take(read).freeze());
+    };
+    let (method, target) = (span(method.as_bytes()), span(target.as_bytes()));
+    let mut spans = [FieldSpan::default(); MAX_FIELDS];
+    let mut asked = Asked::default();
+    for (field, slot) in head.headers.iter().zip(spans.iter_mut()) {
+        match Simple::of(field) {
+            Simple::No => return Parsed::Other(std::mem::take(read).freeze()),
+            Simple::Close => asked.close = true,
+            Simple::Upgrade => asked.upgrade = true,
+            Simple::Yes => {}
+        }
+        *slot = FieldSpan { name: span(field.name.as_bytes()), value: span(field.value) };
+    }
+    // An upgrade is a GET (RFC 6455 §4.1); others with `Upgrade` are hyper's.
+    if asked.upgrade && read[method.0..method.1] != *b"GET" {
+        return Parsed::Other(std::mem::take(read).freeze());
+    }
+    let count = head.headers.len();
+    let head = read.split_to(length).freeze();
+    match request(&head, method, target, &spans[..count]) {
+        Some(request) => Parsed::Request(request, asked),
+        // Something http's types refuse (a target `Uri` will not take, say): hyper decides.
+        None => Parsed::Other([&head[..], &read.split()[..]].concat().into()),
+    }
+}
+
+/// Whether a field keeps a request on this server.
+enum Simple {
+    Yes,
+    /// `Connection: close`.
+    Close,
+    /// `Upgrade`.
+    Upgrade,
+    No,
+}
+
+impl Simple {
+    fn of(field: &httparse::Header<'_>) -> Self {
+        let name = field.name.as_bytes();
+        let is = |other: &str| name.eq_ignore_ascii_case(other.as_bytes());
+        // A body (`Content-Length`, `Transfer-Encoding`), `Expect: 100-continue`,
+        // `TE: trailers`: all hyper's.
+        if is("content-length") || is("transfer-encoding") || is("expect") || is("te") {
+            return Self::No;
+        }
+        if is("upgrade") {
+            return Self::Upgrade;
+        }
+        let closes = is("connection")
+            && field
+                .value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        if closes { Self::Close } else { Self::Yes }
+    }
+}
+
+/// The request a head describes; its target and field values are views of `head`.
+fn request(
+    head: &Bytes,
+    method: (usize, usize),
+    target: (usize, usize),
+    spans: &[FieldSpan],
+) -> Option<ClientRequest> {
+    let range = |(start, end): (usize, usize)| Range { start, end };
+    let method = Method::from_bytes(&head[range(method)]).ok()?;
+    if method == Method::CONNECT || !head[range(target)].starts_with(b"/") {
+        return None; // authority- and absolute-form targets, `*`: hyper's
+    }
+    let uri = Uri::from_maybe_shared(head.slice(range(target))).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for span in spans {
+        let name = HeaderName::from_bytes(&head[range(span.name)]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(range(span.value))).ok()?;
+        headers.append(name, value);
+    }
+    let mut request = Request::new(None);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Some(Box::new(request))
+}
+
+#[cfg(test)]
+mod tests;
