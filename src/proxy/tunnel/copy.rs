@@ -179,6 +179,7 @@ where
         self.up.heard = false;
         self.down.heard = false;
         let up = Direction {
+            peer_ended: self.down.ended,
             half: &mut self.up,
             closer: CloseReason::Client,
             from: CloseReason::ClientError,
@@ -190,6 +191,7 @@ where
             Err(reason) => return Poll::Ready(reason),
         };
         let down = Direction {
+            peer_ended: self.up.ended,
             half: &mut self.down,
             closer: CloseReason::Backend,
             from: CloseReason::BackendError,
@@ -220,6 +222,9 @@ where
 /// One direction with what to blame when it ends or fails.
 struct Direction<'a> {
     half: &'a mut Half,
+    /// The side this direction writes to has ended its own sending (the other direction read
+    /// its end of stream).
+    peer_ended: bool,
     /// Who closed the tunnel if this direction ends first.
     closer: CloseReason,
     /// Reading failed.
@@ -275,7 +280,9 @@ impl Direction<'_> {
             first_close.get_or_insert(self.closer);
             // Pass the end of stream on as a half-close (RFC 9293 §3.6); over TLS a close_notify
             // goes first, which may have to wait for the socket (then a later turn finishes it).
-            if Pin::new(to).poll_shutdown(cx).is_ready() {
+            // A plain socket whose peer has ended too is closed next, which sends the FIN: no
+            // shutdown(2) for it (often refused anyway, the peer having reset it meanwhile).
+            if (self.peer_ended && to.tcp().is_some()) || Pin::new(to).poll_shutdown(cx).is_ready() {
                 half.closed = true;
             }
         }
