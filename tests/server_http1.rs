@@ -2,8 +2,9 @@
 //! server frames them (`Content-Length`, chunked, none after `HEAD`, `204` and `304`, a `Date`),
 //! pipelined requests answered in order, a request with a body in the middle of a connection
 //! served by hyper with the rest of it, `Connection: close` honoured, an idle keep-alive
-//! connection closed after the header-read timeout, and on shutdown the request in flight
-//! answered with `Connection: close` while idle connections close.
+//! connection closed after the header-read timeout, on shutdown the request in flight
+//! answered with `Connection: close` while idle connections close, a head sent a byte at a
+//! time served, and a client that goes away cancelling its request.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -247,4 +248,41 @@ async fn on_shutdown_the_request_in_flight_is_answered_with_close_and_idle_conne
     assert_eq!((wire.status, wire.body.as_slice()), (200, &b"late"[..]));
     assert_eq!(wire.field("connection"), Some("close"), "{wire:?}");
     assert!(closes_within(&mut busy, Duration::from_secs(1)).await);
+}
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_served() {
+    let backend = backend().await;
+    let proxy = proxy_for(&backend, ProxyConfig::default()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let head = "GET /slowly HTTP/1.1\r\nHost: a.test\r\nX-Filler: 0123456789\r\n\r\n";
+    for byte in head.as_bytes() {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(ms(1)).await;
+    }
+    let wire = read_response(&mut stream, &mut Vec::new(), false).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&wire.body), "GET /slowly 0");
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_request() {
+    // A backend that reads a request, never answers, and reports when its connection closes.
+    let (closed, mut backend_saw_close) = tokio::sync::mpsc::unbounded_channel();
+    let silent = raw_backend(move |mut stream: TcpStream| {
+        let closed = closed.clone();
+        async move {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            let _ = closed.send(());
+        }
+    })
+    .await;
+    let proxy = proxy_for(&silent, ProxyConfig::default()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(get_head("/never").as_bytes()).await.unwrap();
+    tokio::time::sleep(ms(200)).await;
+    drop(stream);
+    let cancelled = tokio::time::timeout(Duration::from_secs(2), backend_saw_close.recv()).await;
+    assert!(cancelled.is_ok(), "the backend exchange outlived its client");
 }

@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep_until};
 
 use super::Proxy;
 use super::body::ProxyBody;
@@ -42,18 +42,18 @@ pub(super) struct Handoff {
 }
 
 /// Serves the connection's simple requests until it closes (`None`) or a request comes that
-/// hyper must serve (`Some`). `read` holds the bytes read so far. When `closing` turns true,
-/// the request in flight is answered with `Connection: close`, and an idle connection closes.
+/// hyper must serve (`Some`). `read` holds the bytes read so far, and the first head must be
+/// whole by `first_due`. When `closing` turns true, the request in flight is answered with
+/// `Connection: close`, and an idle connection closes.
 pub(super) async fn serve(
     proxy: &Arc<Proxy>,
     mut stream: TcpStream,
-    mut read: BytesMut,
+    (mut read, first_due): (BytesMut, Instant),
     client: &Client,
     mut closing: watch::Receiver<bool>,
 ) -> Option<Handoff> {
     let max_head = proxy.config.max_header_bytes;
-    let limit = proxy.config.header_read_timeout;
-    let mut timer = HeadTimer::new(limit);
+    let mut timer = HeadTimer::new(proxy.config.header_read_timeout, first_due);
     let mut closed = std::pin::pin!({
         let mut closing = closing.clone();
         async move {
@@ -62,13 +62,18 @@ pub(super) async fn serve(
     });
     let mut write = Vec::new();
     loop {
-        timer.start();
+        // A head that comes in pieces is parsed again only once a blank line may have arrived
+        // (or the buffer is full), so one sent a byte at a time costs one scan, not one per byte.
+        let mut scanned = 0;
         let (mut request, asked) = loop {
-            match parse(&mut read, max_head) {
-                Parsed::Request(request, asked) => break (request, asked),
-                Parsed::Other(read) => return Some(Handoff { stream, read }),
-                Parsed::Partial => {}
+            if scanned == 0 || read.len() >= max_head || may_end_head(&read, scanned) {
+                match parse(&mut read, max_head) {
+                    Parsed::Request(request, asked) => break (request, asked),
+                    Parsed::Other(read) => return Some(Handoff { stream, read }),
+                    Parsed::Partial => {}
+                }
             }
+            scanned = read.len();
             read.reserve(READ_SIZE);
             tokio::select! {
                 biased;
@@ -92,7 +97,25 @@ pub(super) async fn serve(
             request.extensions_mut().insert(slot.clone());
             slot
         });
-        let response = proxy.clone().handle(request, client.clone()).await;
+        let mut handling = std::pin::pin!(proxy.clone().handle(request, client.clone()));
+        let response = loop {
+            if !read.is_empty() {
+                break handling.as_mut().await;
+            }
+            // While nothing else was sent, a client that goes away cancels its request (as with
+            // hyper's server, which watches the same way); what it sends meanwhile (a pipelined
+            // request, a WebSocket's first frames) is kept for later.
+            tokio::select! {
+                biased;
+                response = handling.as_mut() => break response,
+                more = stream.read_buf(&mut read) => {
+                    if !matches!(more, Ok(n) if n > 0) {
+                        tracing::debug!("the client went away before its answer");
+                        return None;
+                    }
+                }
+            }
+        };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             return switch(stream, response, read, slot, &mut write).await;
         }
@@ -101,7 +124,15 @@ pub(super) async fn serve(
         if !response::write(&mut stream, response, framing, &mut write).await {
             return None;
         }
+        timer.start();
     }
+}
+
+/// Whether the bytes read since `scanned` (with the three before, where the blank line may
+/// begin) hold one: CRLF CRLF, or LF LF, which httparse, like hyper, also takes.
+fn may_end_head(read: &[u8], scanned: usize) -> bool {
+    read.get(scanned.saturating_sub(3)..)
+        .is_some_and(|tail| tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n"))
 }
 
 /// Writes a `101` and hands the socket, with what the client sent behind its request, to the
@@ -138,9 +169,9 @@ struct HeadTimer {
 }
 
 impl HeadTimer {
-    fn new(limit: Duration) -> Self {
-        let due = Instant::now() + limit;
-        Self { limit, due, sleep: Box::pin(sleep(limit)) }
+    /// The first head is due at `due`.
+    fn new(limit: Duration, due: Instant) -> Self {
+        Self { limit, due, sleep: Box::pin(sleep_until(due)) }
     }
 
     /// A new head is awaited from now.
@@ -197,12 +228,20 @@ fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
         // Too long, too many fields, malformed: hyper answers (400, 431).
         _ => return Parsed::Other(std::mem::take(read).freeze()),
     };
-    let base = read.as_ptr() as usize;
-    let span = |part: &[u8]| (part.as_ptr() as usize - base, part.as_ptr() as usize - base + part.len());
+    let (base, limit) = (read.as_ptr() as usize, length);
+    // Where a part lies in the head; `None` for one that is not a view of it (httparse gives
+    // literals for some empty parts).
+    let span = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).checked_sub(base)?;
+        let end = start.checked_add(part.len())?;
+        (end <= limit).then_some((start, end))
+    };
     let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else {
         return Parsed::Other(std::mem::take(read).freeze());
     };
-    let (method, target) = (span(method.as_bytes()), span(target.as_bytes()));
+    let (Some(method), Some(target)) = (span(method.as_bytes()), span(target.as_bytes())) else {
+        return Parsed::Other(std::mem::take(read).freeze());
+    };
     let mut spans = [FieldSpan::default(); MAX_FIELDS];
     let mut asked = Asked::default();
     for (field, slot) in head.headers.iter().zip(spans.iter_mut()) {
@@ -212,7 +251,11 @@ fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
             Simple::Upgrade => asked.upgrade = true,
             Simple::Yes => {}
         }
-        *slot = FieldSpan { name: span(field.name.as_bytes()), value: span(field.value) };
+        let value = if field.value.is_empty() { Some((0, 0)) } else { span(field.value) };
+        let (Some(name), Some(value)) = (span(field.name.as_bytes()), value) else {
+            return Parsed::Other(std::mem::take(read).freeze());
+        };
+        *slot = FieldSpan { name, value };
     }
     // An upgrade is a GET (RFC 6455 §4.1); others with `Upgrade` are hyper's.
     if asked.upgrade && read[method.0..method.1] != *b"GET" {

@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
@@ -126,8 +125,8 @@ impl Listener {
         let Some(acceptor) = &self.tls else {
             // A connection that sends nothing within the header-read timeout is closed here,
             // not handed to HTTP/1 for a second timeout.
-            let Some((h2, opening)) = first_bytes(&mut stream, self.proxy.config.header_read_timeout).await
-            else {
+            let deadline = Instant::now() + self.proxy.config.header_read_timeout;
+            let Some((h2, opening)) = first_bytes(&mut stream, deadline).await else {
                 tracing::debug!(%peer, "nothing sent within the header-read timeout");
                 return;
             };
@@ -135,7 +134,9 @@ impl Listener {
                 return self.serve_http(Prefixed::new(opening.freeze(), stream), true, client).await;
             }
             let closing = self.closing.subscribe();
-            let Some(rest) = h1_server::serve(&self.proxy, stream, opening, &client, closing).await else {
+            // The first head is due within the same timeout as the first byte.
+            let first = (opening, deadline);
+            let Some(rest) = h1_server::serve(&self.proxy, stream, first, &client, closing).await else {
                 return;
             };
             return self.serve_http(Prefixed::new(rest.read, rest.stream), false, client).await;
@@ -193,11 +194,10 @@ impl Listener {
 }
 
 /// A clear-text client's first bytes, and whether they are the HTTP/2 preface: reads until the
-/// bytes stop matching it or all of it has arrived. `None` when not one byte came within
-/// `timeout` (or the client closed first); a client that sent part of the preface by then gets
+/// bytes stop matching it or all of it has arrived. `None` when not one byte came by
+/// `deadline` (or the client closed first); a client that sent part of the preface by then gets
 /// HTTP/1.
-async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<(bool, BytesMut)> {
-    let deadline = Instant::now() + timeout;
+async fn first_bytes(stream: &mut TcpStream, deadline: Instant) -> Option<(bool, BytesMut)> {
     let mut read = BytesMut::with_capacity(FIRST_READ);
     loop {
         let more = tokio::time::timeout_at(deadline, stream.read_buf(&mut read)).await;

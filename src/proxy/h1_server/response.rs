@@ -85,28 +85,37 @@ fn encode_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let mut length = None;
-    let mut close = framing.close;
+    let mut close = framing.close && !switching;
     let mut dated = false;
     for (name, value) in &parts.headers {
         match *name {
             // Framing is this hop's (RFC 9112 §6.1): chosen below.
             header::TRANSFER_ENCODING => continue,
-            header::CONTENT_LENGTH if length.is_some() || status == StatusCode::NO_CONTENT => continue,
+            // None on a 204 or a 101 (RFC 9110 §8.6); once is enough.
+            header::CONTENT_LENGTH if length.is_some() || switching || status == StatusCode::NO_CONTENT => {
+                continue;
+            }
             header::CONTENT_LENGTH => match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
                 Some(declared) => length = Some(declared),
                 None => continue,
             },
-            header::CONNECTION => close |= has_close(value),
+            // A 101's connection is the tunnel's whatever a route's header edit says.
+            header::CONNECTION => close |= has_close(value) && !switching,
             header::DATE => dated = true,
             _ => {}
         }
         field(out, name.as_str(), value.as_bytes());
     }
+    let exact = body.size_hint().exact();
     let delimit = if bodiless {
+        // A HEAD's answer says what a GET would get (hawser's own answers know their length).
+        if let (true, None, Some(exact @ 1..)) = (framing.head_request, length, exact) {
+            let _ = write!(out, "content-length: {exact}\r\n");
+        }
         Delimit::None
     } else if let Some(length) = length {
         Delimit::Length(length)
-    } else if let Some(exact) = body.size_hint().exact() {
+    } else if let Some(exact) = exact {
         let _ = write!(out, "content-length: {exact}\r\n");
         Delimit::Length(exact)
     } else {
@@ -167,7 +176,10 @@ async fn send_body(stream: &mut TcpStream, body: ProxyBody, out: &mut Vec<u8>, l
             Some(left) => match left.checked_sub(data.len() as u64) {
                 Some(rest) => *left = rest,
                 None => {
+                    // What the length allows goes out; the rest is cut, and so is the connection.
                     tracing::debug!("the response body is longer than its Content-Length; closing");
+                    let allowed = usize::try_from(*left).unwrap_or(usize::MAX).min(data.len());
+                    let _ = append(stream, out, data.slice(..allowed)).await && flush(stream, out).await;
                     return false;
                 }
             },
@@ -240,3 +252,6 @@ fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         f(value.as_bytes())
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -118,3 +118,25 @@ fn upgrade_requests_are_read_here_and_marked() {
         assert!(matches!(parsed, Parsed::Request(_, Asked { upgrade: true, close: false })), "{parsed:?}");
     }
 }
+
+#[test]
+fn a_head_is_parsed_again_only_once_a_blank_line_may_have_come() {
+    use super::may_end_head;
+    let cases: &[(&[u8], usize, bool)] = &[
+        (b"GET / HTTP/1.1\r\nHost: a\r\n", 10, false),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 25, true),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r", 25, false),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 27, true),
+        (b"GET / HTTP/1.1\nHost: a\n\n", 23, true),
+        (b"GET / HTTP/1.1\r\n\r\nHost: a\r\n", 27, false),
+        (b"\n\n", 0, true),
+    ];
+    for (read, scanned, expected) in cases {
+        assert_eq!(
+            may_end_head(read, *scanned),
+            *expected,
+            "{:?} from {scanned}",
+            String::from_utf8_lossy(read)
+        );
+    }
+}
