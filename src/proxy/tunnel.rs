@@ -58,15 +58,6 @@ pub(super) struct Tunnel {
     pub(super) signals: Subscription,
 }
 
-/// The client side of a tunnel as its handshake left it.
-pub(super) enum ClientSide {
-    /// Inside hyper's server connection, handed over once hyper wrote the `101`.
-    Upgrade(hyper::upgrade::OnUpgrade),
-    /// The socket itself, from hawser's own HTTP/1.1 server after it wrote the `101`, and the
-    /// bytes the client sent behind its request.
-    Socket(TcpStream, Bytes),
-}
-
 /// Where an upgrade read by hawser's own HTTP/1.1 server leaves its tunnel until that server
 /// has written the `101` (a request extension, hence shared and `Clone`).
 #[derive(Clone, Default)]
@@ -97,7 +88,7 @@ impl Tunnel {
     #[allow(clippy::manual_async_fn)]
     fn run(mut self, client: ClientSide, backend: BackendSide) -> impl Future<Output = ()> + Send {
         async move {
-            let (client, backend) = match tokio::try_join!(client.upgraded(), backend.upgraded()) {
+            let (client, backend) = match tokio::try_join!(client.ready(), backend.ready()) {
                 Ok(sides) => sides,
                 Err(error) => {
                     tracing::debug!(route = %self.route.name, %error, "upgrade did not complete");
@@ -161,14 +152,14 @@ fn log_closed(route: &Arc<str>, endpoint: std::net::SocketAddr, protocol: &'stat
 /// wrapper. Those tunnels are boxed, so that their larger state does not size every plain
 /// tunnel's task.
 fn join(
-    client: Client,
-    backend: Backend,
+    client: Ready,
+    backend: Ready,
     limits: Limits,
     signals: &mut Subscription,
 ) -> Either<impl Future<Output = Closed>, Pin<Box<dyn Future<Output = Closed> + Send + '_>>> {
     let client = match client {
-        Client::Socket(socket, early) => Ok((socket, early)),
-        Client::Upgraded(upgraded) => upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>().map(|parts| {
+        Ready::Socket(socket, early) => Ok((socket, early)),
+        Ready::Upgraded(upgraded) => upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>().map(|parts| {
             // The listener's first read goes to hyper whole (its read buffer is larger), so
             // nothing of it is left unread; were some left, it would follow what hyper read.
             let (socket, unread) = parts.io.into_inner().into_parts();
@@ -182,62 +173,55 @@ fn join(
         Err(client) => {
             let client = TokioIo::new(client);
             return Either::Right(match backend {
-                Backend::Socket(backend, from_backend) => {
-                    let early = Early { from_client: bytes::Bytes::new(), from_backend };
+                Ready::Socket(backend, from_backend) => {
+                    let early = Early { from_client: Bytes::new(), from_backend };
                     Box::pin(run(client, backend, limits, signals, early))
                 }
-                Backend::Upgraded(backend) => {
+                Ready::Upgraded(backend) => {
                     Box::pin(run(client, TokioIo::new(backend), limits, signals, Early::default()))
                 }
             });
         }
     };
     match backend {
-        Backend::Socket(backend, from_backend) => {
+        Ready::Socket(backend, from_backend) => {
             Either::Left(run(client, backend, limits, signals, Early { from_client, from_backend }))
         }
-        Backend::Upgraded(backend) => {
-            let early = Early { from_client, from_backend: bytes::Bytes::new() };
+        Ready::Upgraded(backend) => {
+            let early = Early { from_client, from_backend: Bytes::new() };
             Either::Right(Box::pin(run(client, TokioIo::new(backend), limits, signals, early)))
         }
     }
 }
 
-/// The backend side of a tunnel as its handshake left it.
+/// One side of a tunnel as its handshake left it.
 #[derive(Debug)]
-pub(super) enum BackendSide {
-    /// The clear-text socket itself, and the bytes the backend sent behind its `101`.
-    Socket(TcpStream, bytes::Bytes),
-    /// Still inside hyper's connection (TLS to the backend), handed over once it lets go.
+pub(super) enum Side {
+    /// The clear-text socket itself, and the bytes its peer sent behind the handshake: from
+    /// hawser's own HTTP/1.1 server after it wrote the `101`, or its own client after it read
+    /// one.
+    Socket(TcpStream, Bytes),
+    /// Still inside a hyper connection (its server's, or its client's over TLS), handed over
+    /// once hyper lets go.
     Upgrade(hyper::upgrade::OnUpgrade),
 }
 
-/// The client side, ready to tunnel.
-enum Client {
+/// The client's side of a tunnel.
+pub(super) type ClientSide = Side;
+/// The backend's side of a tunnel.
+pub(super) type BackendSide = Side;
+
+/// A side, ready to tunnel.
+enum Ready {
     Socket(TcpStream, Bytes),
     Upgraded(hyper::upgrade::Upgraded),
 }
 
-impl ClientSide {
-    async fn upgraded(self) -> hyper::Result<Client> {
+impl Side {
+    async fn ready(self) -> hyper::Result<Ready> {
         match self {
-            Self::Socket(socket, early) => Ok(Client::Socket(socket, early)),
-            Self::Upgrade(upgrade) => upgrade.await.map(Client::Upgraded),
-        }
-    }
-}
-
-/// The backend side, ready to tunnel.
-enum Backend {
-    Socket(TcpStream, bytes::Bytes),
-    Upgraded(hyper::upgrade::Upgraded),
-}
-
-impl BackendSide {
-    async fn upgraded(self) -> hyper::Result<Backend> {
-        match self {
-            Self::Socket(socket, early) => Ok(Backend::Socket(socket, early)),
-            Self::Upgrade(upgrade) => upgrade.await.map(Backend::Upgraded),
+            Self::Socket(socket, early) => Ok(Ready::Socket(socket, early)),
+            Self::Upgrade(upgrade) => upgrade.await.map(Ready::Upgraded),
         }
     }
 }
@@ -275,9 +259,9 @@ pub struct WebSocketLimits {
 #[derive(Debug, Default)]
 pub struct Early {
     /// From the client, for the backend.
-    pub from_client: bytes::Bytes,
+    pub from_client: Bytes,
     /// From the backend, for the client.
-    pub from_backend: bytes::Bytes,
+    pub from_backend: Bytes,
 }
 
 /// The tunnel between `client` and `backend`, which runs until it is over.
