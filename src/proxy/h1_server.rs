@@ -32,6 +32,10 @@ use super::tunnel::{ClientSide, TunnelSlot};
 /// The most fields a head read here may have; a head with more goes to hyper (which allows 100).
 const MAX_FIELDS: usize = 64;
 
+/// Fields a request may gain in hawser before it goes to its backend, room for which its map
+/// is given from the start.
+const ADDED_FIELDS: usize = 8;
+
 /// How much room a read is given: most request heads whole.
 const READ_SIZE: usize = 4096;
 
@@ -314,7 +318,9 @@ fn request(
         return None; // authority- and absolute-form targets, `*`: hyper's
     }
     let uri = Uri::from_maybe_shared(head.slice(range(target))).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the fields hawser adds on the way to the backend (X-Request-Id, X-Forwarded-*,
+    // X-Real-IP) and a route's own: the map is not grown, and rehashed, once per field added.
+    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_FIELDS);
     for span in spans {
         let name = HeaderName::from_bytes(&head[range(span.name)]).ok()?;
         let value = HeaderValue::from_maybe_shared(head.slice(range(span.value))).ok()?;
