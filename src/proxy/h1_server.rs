@@ -1,6 +1,7 @@
 //! hawser's own HTTP/1.1 server for the common request: clear text, HTTP/1.1, no body, no
-//! upgrade, no expectation. Such requests are read, answered and written in the connection's
-//! own task; the first request that is anything else is handed, with every byte read so far,
+//! expectation (a WebSocket handshake is one: after its `101` the socket goes to the tunnel).
+//! Such requests are read, answered and written in the connection's own task; the first
+//! request that is anything else is handed, with every byte read so far,
 //! to hyper's server, which serves the rest of the connection (as the listener does with the
 //! HTTP/2 preface, `prefixed.rs`). So every request with a body is framed by hyper alone, and
 //! so are the `400`/`431` answers to heads that cannot be read.
@@ -25,7 +26,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Proxy;
 use super::body::ProxyBody;
-use super::headers::Client;
+use super::headers::{Client, list_has};
 use super::service::ClientRequest;
 use super::tunnel::{ClientSide, TunnelSlot};
 
@@ -121,7 +122,8 @@ pub(super) async fn serve(
             }
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return switch(stream, response, read, slot, &mut write).await;
+            switch(stream, response, read, slot, &mut write).await;
+            return None;
         }
         let close = asked.close || *closing.borrow_and_update();
         let framing = response::Framing { head_request, close };
@@ -147,7 +149,7 @@ async fn switch(
     mut read: BytesMut,
     slot: Option<TunnelSlot>,
     write: &mut Vec<u8>,
-) -> Option<Handoff> {
+) {
     let tunnel = slot.and_then(|slot| slot.take());
     let framing = response::Framing { head_request: false, close: false };
     let written = response::write(&mut stream, response, framing, write).await;
@@ -158,7 +160,6 @@ async fn switch(
         Some((tunnel, _)) => tunnel.incomplete(),
         None => {}
     }
-    None
 }
 
 /// The header-read timeout (hyper's `header_read_timeout`): a request head must arrive whole
@@ -230,7 +231,7 @@ fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
         Ok(httparse::Status::Complete(length)) if length <= max_head => length,
         Ok(httparse::Status::Partial) if read.len() < max_head => return Parsed::Partial,
         // Too long, too many fields, malformed: hyper answers (400, 431).
-        _ => return Parsed::Other(std::mem::take(read).freeze()),
+        _ => return for_hyper(read),
     };
     let (base, limit) = (read.as_ptr() as usize, length);
     // Where a part lies in the head; `None` for one that is not a view of it (httparse gives
@@ -241,29 +242,29 @@ fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
         (end <= limit).then_some((start, end))
     };
     let (Some(method), Some(target), Some(1)) = (head.method, head.path, head.version) else {
-        return Parsed::Other(std::mem::take(read).freeze());
+        return for_hyper(read);
     };
     let (Some(method), Some(target)) = (span(method.as_bytes()), span(target.as_bytes())) else {
-        return Parsed::Other(std::mem::take(read).freeze());
+        return for_hyper(read);
     };
     let mut spans = [FieldSpan::default(); MAX_FIELDS];
     let mut asked = Asked::default();
     for (field, slot) in head.headers.iter().zip(spans.iter_mut()) {
         match Simple::of(field) {
-            Simple::No => return Parsed::Other(std::mem::take(read).freeze()),
+            Simple::No => return for_hyper(read),
             Simple::Close => asked.close = true,
             Simple::Upgrade => asked.upgrade = true,
             Simple::Yes => {}
         }
         let value = if field.value.is_empty() { Some((0, 0)) } else { span(field.value) };
         let (Some(name), Some(value)) = (span(field.name.as_bytes()), value) else {
-            return Parsed::Other(std::mem::take(read).freeze());
+            return for_hyper(read);
         };
         *slot = FieldSpan { name, value };
     }
     // An upgrade is a GET (RFC 6455 §4.1); others with `Upgrade` are hyper's.
     if asked.upgrade && read[method.0..method.1] != *b"GET" {
-        return Parsed::Other(std::mem::take(read).freeze());
+        return for_hyper(read);
     }
     let count = head.headers.len();
     let head = read.split_to(length).freeze();
@@ -272,6 +273,11 @@ fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
         // Something http's types refuse (a target `Uri` will not take, say): hyper decides.
         None => Parsed::Other([&head[..], &read.split()[..]].concat().into()),
     }
+}
+
+/// Every byte read, unconsumed, for hyper.
+fn for_hyper(read: &mut BytesMut) -> Parsed {
+    Parsed::Other(std::mem::take(read).freeze())
 }
 
 /// Whether a field keeps a request on this server.
@@ -296,12 +302,7 @@ impl Simple {
         if is("upgrade") {
             return Self::Upgrade;
         }
-        let closes = is("connection")
-            && field
-                .value
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
-        if closes { Self::Close } else { Self::Yes }
+        if is("connection") && list_has(field.value, "close") { Self::Close } else { Self::Yes }
     }
 }
 

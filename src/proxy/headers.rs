@@ -61,6 +61,11 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     list_tokens(headers, &header::CONNECTION)
 }
 
+/// Whether one field's comma-separated list holds `token` (case-insensitive, RFC 9110 §5.6.1).
+pub fn list_has(value: &[u8], token: &str) -> bool {
+    value.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
 /// The items of a comma-separated list header, over all its fields (RFC 9110 §5.6.1).
 fn list_tokens<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'h str> {
     headers

@@ -7,6 +7,7 @@ use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 
 use super::Error;
+use crate::proxy::headers::list_has;
 
 /// Header fields a response head may carry (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -175,11 +176,7 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
 
 /// Whether a comma-separated header field lists `token` (case-insensitively).
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    headers.get_all(name).iter().any(|value| list_has(value.as_bytes(), token))
 }
 
 /// A body's trailer section, parsed (RFC 9112 §7.1.2): `Ok(None)` until it is all in `buf`.

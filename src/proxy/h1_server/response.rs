@@ -11,13 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::proxy::body::ProxyBody;
+use crate::proxy::headers::list_has;
 
 /// Body bytes up to this size are copied behind the head (or a chunk's size line) so that both
 /// go out in one write; larger ones are written from where they are.
@@ -86,6 +87,7 @@ fn encode_head(
         || status == StatusCode::NOT_MODIFIED;
     let mut length = None;
     let mut close = framing.close && !switching;
+    let mut said_close = false;
     let mut dated = false;
     for (name, value) in &parts.headers {
         match *name {
@@ -100,7 +102,7 @@ fn encode_head(
                 None => continue,
             },
             // A 101's connection is the tunnel's whatever a route's header edit says.
-            header::CONNECTION => close |= has_close(value) && !switching,
+            header::CONNECTION => said_close |= list_has(value.as_bytes(), "close"),
             header::DATE => dated = true,
             _ => {}
         }
@@ -122,7 +124,8 @@ fn encode_head(
         field(out, "transfer-encoding", b"chunked");
         Delimit::Chunked
     };
-    if framing.close && !switching && !parts.headers.get_all(header::CONNECTION).iter().any(has_close) {
+    close |= said_close && !switching;
+    if close && !said_close {
         field(out, "connection", b"close");
     }
     if !dated {
@@ -137,10 +140,6 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn has_close(value: &HeaderValue) -> bool {
-    value.as_bytes().split(|&b| b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// Streams `body` behind the head in `out`: `length` bytes exactly, or chunked when `None`.
