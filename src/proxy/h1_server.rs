@@ -1,5 +1,6 @@
-//! hawser's own HTTP/1.1 server for the common request: clear text, HTTP/1.1, no body, no
-//! expectation (a WebSocket handshake is one: after its `101` the socket goes to the tunnel).
+//! hawser's own HTTP/1.1 server for the common request: HTTP/1.1, no body, no expectation, in
+//! clear text or over TLS (a clear-text WebSocket handshake is one too: after its `101` the
+//! socket goes to the tunnel; over TLS, upgrades are hyper's, `stream.rs`).
 //! Such requests are read, answered and written in the connection's own task; the first
 //! request that is anything else is handed, with every byte read so far,
 //! to hyper's server, which serves the rest of the connection (as the listener does with the
@@ -12,6 +13,7 @@
 //! bytes read). The response is encoded as hyper's server encodes it (`response.rs`).
 
 mod response;
+mod stream;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,7 +22,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
@@ -29,6 +30,7 @@ use super::body::ProxyBody;
 use super::headers::{Client, list_has};
 use super::service::ClientRequest;
 use super::tunnel::{ClientSide, TunnelSlot};
+pub(super) use stream::ClientStream;
 
 /// The most fields a head read here may have; a head with more goes to hyper (which allows 100).
 const MAX_FIELDS: usize = 64;
@@ -40,23 +42,57 @@ const ADDED_FIELDS: usize = 8;
 /// How much room a read is given: most request heads whole.
 const READ_SIZE: usize = 4096;
 
-/// The socket and what was read from it but not served: the rest of the connection, for hyper.
-pub(super) struct Handoff {
-    pub stream: TcpStream,
+/// The connection and what was read from it but not served: the rest of it, for hyper.
+pub(super) struct Handoff<S> {
+    pub stream: S,
     pub read: Bytes,
+}
+
+/// How a connection's requests here ended.
+enum Next {
+    /// The connection closes.
+    Close,
+    /// A request hyper must serve came: every byte read from it on.
+    Hyper(Bytes),
+    /// A `101` to an upgrade: written, then the connection is its tunnel's (with the bytes the
+    /// client sent behind its request).
+    Tunnel(Box<Response<ProxyBody>>, BytesMut, Option<TunnelSlot>),
 }
 
 /// Serves the connection's simple requests until it closes (`None`) or a request comes that
 /// hyper must serve (`Some`). `read` holds the bytes read so far, and the first head must be
 /// whole by `first_due`. When `closing` turns true, the request in flight is answered with
 /// `Connection: close`, and an idle connection closes.
-pub(super) async fn serve(
+pub(super) async fn serve<S: ClientStream>(
     proxy: &Arc<Proxy>,
-    mut stream: TcpStream,
+    mut stream: S,
+    first: (BytesMut, Instant),
+    client: &Client,
+    closing: watch::Receiver<bool>,
+) -> Option<Handoff<S>> {
+    let mut write = Vec::new();
+    match serve_requests(proxy, &mut stream, first, client, closing, &mut write).await {
+        Next::Close => {
+            stream.close().await;
+            None
+        }
+        Next::Hyper(read) => Some(Handoff { stream, read }),
+        Next::Tunnel(response, read, slot) => {
+            switch(stream, *response, read, slot, &mut write).await;
+            None
+        }
+    }
+}
+
+/// The request loop of [`serve`]. `write` is the connection's buffer for response heads.
+async fn serve_requests<S: ClientStream>(
+    proxy: &Arc<Proxy>,
+    stream: &mut S,
     (mut read, first_due): (BytesMut, Instant),
     client: &Client,
     mut closing: watch::Receiver<bool>,
-) -> Option<Handoff> {
+    write: &mut Vec<u8>,
+) -> Next {
     let max_head = proxy.config.max_header_bytes;
     let mut timer = HeadTimer::new(proxy.config.header_read_timeout, first_due);
     let mut closed = std::pin::pin!({
@@ -65,16 +101,15 @@ pub(super) async fn serve(
             let _ = closing.wait_for(|closing| *closing).await;
         }
     });
-    let mut write = Vec::new();
     loop {
         // A head that comes in pieces is parsed again only once a blank line may have arrived
         // (or the buffer is full), so one sent a byte at a time costs one scan, not one per byte.
         let mut scanned = 0;
         let (mut request, asked) = loop {
             if scanned == 0 || read.len() >= max_head || may_end_head(&read, scanned) {
-                match parse(&mut read, max_head) {
+                match parse(&mut read, max_head, S::TUNNELS) {
                     Parsed::Request(request, asked) => break (request, asked),
-                    Parsed::Other(read) => return Some(Handoff { stream, read }),
+                    Parsed::Other(read) => return Next::Hyper(read),
                     Parsed::Partial => {}
                 }
             }
@@ -86,14 +121,14 @@ pub(super) async fn serve(
                     // A client may close between requests; one that closes mid-head gets
                     // nothing either (hyper's server answers nothing then too).
                     if !matches!(more, Ok(n) if n > 0) {
-                        return None;
+                        return Next::Close;
                     }
                 }
                 () = timer.expired() => {
                     tracing::debug!("no request head within the header-read timeout");
-                    return None;
+                    return Next::Close;
                 }
-                () = closed.as_mut() => return None,
+                () = closed.as_mut() => return Next::Close,
             }
         };
         let head_request = request.method() == Method::HEAD;
@@ -116,19 +151,18 @@ pub(super) async fn serve(
                 more = stream.read_buf(&mut read) => {
                     if !matches!(more, Ok(n) if n > 0) {
                         tracing::debug!("the client went away before its answer");
-                        return None;
+                        return Next::Close;
                     }
                 }
             }
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            switch(stream, response, read, slot, &mut write).await;
-            return None;
+            return Next::Tunnel(Box::new(response), read, slot);
         }
         let close = asked.close || *closing.borrow_and_update();
         let framing = response::Framing { head_request, close };
-        if !response::write(&mut stream, response, framing, &mut write).await {
-            return None;
+        if !response::write(stream, response, framing, write).await {
+            return Next::Close;
         }
         timer.start();
     }
@@ -143,8 +177,8 @@ fn may_end_head(read: &[u8], scanned: usize) -> bool {
 
 /// Writes a `101` and hands the socket, with what the client sent behind its request, to the
 /// tunnel the handshake left in `slot`. The connection is the tunnel's from then on.
-async fn switch(
-    mut stream: TcpStream,
+async fn switch<S: ClientStream>(
+    mut stream: S,
     response: Response<ProxyBody>,
     mut read: BytesMut,
     slot: Option<TunnelSlot>,
@@ -153,12 +187,13 @@ async fn switch(
     let tunnel = slot.and_then(|slot| slot.take());
     let framing = response::Framing { head_request: false, close: false };
     let written = response::write(&mut stream, response, framing, write).await;
-    match tunnel {
-        Some((tunnel, backend)) if written => {
-            tunnel.spawn(ClientSide::Socket(stream, read.split().freeze()), backend);
+    // Only a plain socket is tunnelled from here (`ClientStream::TUNNELS`).
+    match (tunnel, stream.into_socket()) {
+        (Some((tunnel, backend)), Some(socket)) if written => {
+            tunnel.spawn(ClientSide::Socket(socket, read.split().freeze()), backend);
         }
-        Some((tunnel, _)) => tunnel.incomplete(),
-        None => {}
+        (Some((tunnel, _)), _) => tunnel.incomplete(),
+        (None, _) => {}
     }
 }
 
@@ -223,8 +258,9 @@ struct FieldSpan {
     value: (usize, usize),
 }
 
-/// Reads one request head from the front of `read`, taking it out when it is a simple request.
-fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
+/// Reads one request head from the front of `read`, taking it out when it is a simple request
+/// (an upgrade only when the connection `tunnels` here).
+fn parse(read: &mut BytesMut, max_head: usize, tunnels: bool) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut head = httparse::Request::new(&mut fields);
     let length = match head.parse(read) {
@@ -262,8 +298,9 @@ fn parse(read: &mut BytesMut, max_head: usize) -> Parsed {
         };
         *slot = FieldSpan { name, value };
     }
-    // An upgrade is a GET (RFC 6455 §4.1); others with `Upgrade` are hyper's.
-    if asked.upgrade && read[method.0..method.1] != *b"GET" {
+    // An upgrade is a GET (RFC 6455 §4.1); others with `Upgrade` are hyper's, and so are all
+    // upgrades of a connection whose tunnel runs on hyper's upgraded stream (TLS).
+    if asked.upgrade && (!tunnels || read[method.0..method.1] != *b"GET") {
         return for_hyper(read);
     }
     let count = head.headers.len();

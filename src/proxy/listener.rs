@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::Proxy;
-use super::h1_server;
+use super::h1_server::{self, ClientStream};
 use super::headers::Client;
 use super::prefixed::Prefixed;
 use super::proxy_protocol;
@@ -74,10 +74,13 @@ pub async fn serve(
         }
         let counted = proxy.connections.open();
         let connection = shared.clone().connection(stream, peer);
-        connections.spawn(async move {
+        // Boxed: the task is then a pointer wide, and spawning it copies no more than that (the
+        // connection's future, some 6 KiB, would be copied several times on its way into a
+        // task, and once more when it ends).
+        connections.spawn(Box::pin(async move {
             connection.await;
             drop(counted);
-        });
+        }));
     })
     .await;
     shared.closing.send_replace(true);
@@ -131,25 +134,36 @@ impl Listener {
                 return;
             };
             if h2 {
-                return self.serve_http(Prefixed::new(opening.freeze(), stream), true, client).await;
+                // Boxed, as are all of hyper's connections below: the common connection is
+                // served by hawser's own server alone, and its task is not sized by hyper's.
+                return Box::pin(self.serve_http(Prefixed::new(opening.freeze(), stream), true, client))
+                    .await;
             }
-            let closing = self.closing.subscribe();
             // The first head is due within the same timeout as the first byte.
-            let first = (opening, deadline);
-            let Some(rest) = h1_server::serve(&self.proxy, stream, first, &client, closing).await else {
-                return;
-            };
-            return self.serve_http(Prefixed::new(rest.read, rest.stream), false, client).await;
+            return self.serve_http1(stream, (opening, deadline), client).await;
         };
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                Box::pin(self.serve_http(tls, true, client)).await
+            }
             Ok(Ok(tls)) => {
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let first_due = Instant::now() + self.proxy.config.header_read_timeout;
                 // Boxed: a TLS stream's state would otherwise size every plain connection's task.
-                Box::pin(self.serve_http(tls, h2, client)).await
+                Box::pin(self.serve_http1(tls, (BytesMut::new(), first_due), client)).await
             }
             Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
+    }
+
+    /// HTTP/1.1: hawser's own server for as long as it can serve the connection (`first` holds
+    /// what was read of it, and when its first head is due), then hyper's.
+    async fn serve_http1<S: ClientStream>(&self, stream: S, first: (BytesMut, Instant), client: Client) {
+        let closing = self.closing.subscribe();
+        let Some(rest) = h1_server::serve(&self.proxy, stream, first, &client, closing).await else {
+            return;
+        };
+        Box::pin(self.serve_http(Prefixed::new(rest.read, rest.stream), false, client)).await
     }
 
     /// HTTP/2 when `h2`, else HTTP/1.1 with upgrades. A clear-text socket is handed to hyper

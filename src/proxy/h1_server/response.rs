@@ -14,8 +14,7 @@ use futures_util::FutureExt;
 use http::{Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::proxy::body::ProxyBody;
 use crate::proxy::headers::list_has;
@@ -44,8 +43,8 @@ enum Delimit {
 /// Writes `response`; `false` when the connection must close now (it asked to, the client went
 /// away, or the body failed or did not match its length). `write` is the connection's buffer,
 /// kept for its capacity.
-pub async fn write(
-    stream: &mut TcpStream,
+pub async fn write<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     response: Response<ProxyBody>,
     framing: Framing,
     write: &mut Vec<u8>,
@@ -54,7 +53,7 @@ pub async fn write(
     write.clear();
     let (delimit, close) = encode_head(&parts, &body, framing, write);
     let sent = match delimit {
-        Delimit::None => stream.write_all(write).await.is_ok(),
+        Delimit::None => flush(stream, write).await,
         Delimit::Length(length) => send_body(stream, body, write, Some(length)).await,
         Delimit::Chunked => send_body(stream, body, write, None).await,
     };
@@ -144,14 +143,20 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// Streams `body` behind the head in `out`: `length` bytes exactly, or chunked when `None`.
 /// Bytes the body has ready are gathered into one write.
-async fn send_body(stream: &mut TcpStream, body: ProxyBody, out: &mut Vec<u8>, length: Option<u64>) -> bool {
+async fn send_body<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    body: ProxyBody,
+    out: &mut Vec<u8>,
+    length: Option<u64>,
+) -> bool {
     let mut body = std::pin::pin!(body);
     let mut left = length;
     loop {
         let frame = match body.frame().now_or_never() {
             Some(frame) => frame,
             None => {
-                if !out.is_empty() && !flush(stream, out).await {
+                // What is written so far goes out before the body is waited for.
+                if !flush(stream, out).await {
                     return false;
                 }
                 body.frame().await
@@ -208,7 +213,7 @@ async fn send_body(stream: &mut TcpStream, body: ProxyBody, out: &mut Vec<u8>, l
 }
 
 /// Puts `data` behind what `out` holds: copied when small, else both written now.
-async fn append(stream: &mut TcpStream, out: &mut Vec<u8>, mut data: Bytes) -> bool {
+async fn append<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, mut data: Bytes) -> bool {
     if out.len() + data.len() <= COPY_LIMIT {
         out.extend_from_slice(&data);
         return true;
@@ -230,8 +235,10 @@ async fn append(stream: &mut TcpStream, out: &mut Vec<u8>, mut data: Bytes) -> b
     true
 }
 
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
-    let written = stream.write_all(out).await.is_ok();
+/// Writes what `out` holds and flushes the stream (a TLS stream may hold records back until
+/// then; a socket holds nothing).
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> bool {
+    let written = stream.write_all(out).await.is_ok() && stream.flush().await.is_ok();
     out.clear();
     written
 }

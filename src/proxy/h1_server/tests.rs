@@ -7,7 +7,7 @@ const LIMIT: usize = 8 * 1024;
 
 fn parsed(bytes: &[u8]) -> (Parsed, BytesMut) {
     let mut read = BytesMut::from(bytes);
-    let parsed = parse(&mut read, LIMIT);
+    let parsed = parse(&mut read, LIMIT, true);
     (parsed, read)
 }
 
@@ -117,6 +117,19 @@ fn upgrade_requests_are_read_here_and_marked() {
         let (parsed, _) = parsed(head);
         assert!(matches!(parsed, Parsed::Request(_, Asked { upgrade: true, close: false })), "{parsed:?}");
     }
+}
+
+#[test]
+fn upgrades_of_a_connection_not_tunnelled_here_go_to_hyper_with_every_byte() {
+    let head = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /";
+    let mut read = BytesMut::from(&head[..]);
+    let parsed = parse(&mut read, LIMIT, false);
+    let Parsed::Other(bytes) = parsed else { panic!("read here: {parsed:?}") };
+    assert_eq!(&bytes[..], head);
+    assert!(read.is_empty());
+    // The same connection's other requests stay here.
+    let mut read = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..]);
+    assert!(matches!(parse(&mut read, LIMIT, false), Parsed::Request(..)));
 }
 
 #[test]
