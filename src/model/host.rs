@@ -1,6 +1,7 @@
 //! Host matching: exact names, `*.suffix` wildcards covering exactly one label (Ingress) or any
 //! number of labels (Gateway API), and a catch-all.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
@@ -24,7 +25,7 @@ pub enum HostMatch {
 impl HostMatch {
     /// Parses `example.com`, `*.example.com` or `*` / empty (catch-all).
     pub fn parse(host: &str) -> Self {
-        let host = normalize_host(host);
+        let host = normalize_host(host).into_owned();
         match host.as_str() {
             "" | "*" => Self::Any,
             _ => match host.strip_prefix("*.") {
@@ -60,14 +61,20 @@ impl Serialize for HostMatch {
 }
 
 /// Lower-cases a host and drops a port and a trailing dot: `Example.COM.:8080` → `example.com`.
-/// IPv6 literals keep their brackets: `[::1]:80` → `[::1]`.
-pub fn normalize_host(host: &str) -> String {
+/// IPv6 literals keep their brackets: `[::1]:80` → `[::1]`. Borrowed when already in that form
+/// (as most requests' hosts are: nothing is allocated for them).
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let without_port = if host.starts_with('[') {
         host.split_inclusive(']').next().unwrap_or(host)
     } else {
         host.split(':').next().unwrap_or(host)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let host = without_port.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// The suffix a one-label wildcard would need to cover `host`: `a.example.com` → `example.com`.
@@ -93,6 +100,9 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalize_host(input), want, "input {input:?}");
         }
+        // A host already in that form is not copied.
+        assert!(matches!(normalize_host("example.com:8080"), Cow::Borrowed("example.com")));
+        assert!(matches!(normalize_host("Example.com"), Cow::Owned(_)));
     }
 
     #[test]

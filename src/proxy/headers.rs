@@ -47,9 +47,24 @@ impl Client {
     /// A client at `ip`, trusted when `ip` is inside one of `trusted_proxies`.
     pub fn new(ip: IpAddr, scheme: &'static str, trusted_proxies: &[IpNet]) -> Self {
         let ip = ip.to_canonical();
-        let ip_value = HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        let ip_value = ip_header_value(ip).unwrap_or(HeaderValue::from_static("unknown"));
         Self { ip, scheme, trusted: trusted_proxies.iter().any(|net| net.contains(&ip)), ip_value }
     }
+}
+
+/// How many bytes `headers` take written as HTTP/1.1 fields (`name: value` and CRLF each).
+pub fn encoded_size(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum()
+}
+
+/// `ip` as a field value, formatted on the stack (a `String` would grow once per part written).
+fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    // The longest an `IpAddr` is written: an IPv6 address with an IPv4 tail, 45 bytes.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")).ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(text.get(..written)?).ok()
 }
 
 /// Whether the `Connection` header carries `token` (case-insensitive, comma-separated lists).
@@ -86,6 +101,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// False when none is left; the request then goes on as plain HTTP/1.1 (as nginx and Envoy
 /// treat `h2c`, whose tunnel would reach every path of the backend past routing).
 pub fn admit_upgrade(headers: &mut HeaderMap, allowed: &[String]) -> bool {
+    // The common case, every protocol offered allowed, allocates nothing.
+    let all_allowed = {
+        let mut offered = upgrade_tokens(headers).peekable();
+        offered.peek().is_some() && offered.all(|p| upgrade_allowed(p, allowed))
+    };
+    if all_allowed {
+        return true;
+    }
     let offered: Vec<&str> = upgrade_tokens(headers).collect();
     let kept: Vec<&str> = offered.iter().copied().filter(|p| upgrade_allowed(p, allowed)).collect();
     if kept.len() == offered.len() {
@@ -252,6 +275,29 @@ mod tests {
         assert_eq!(map.get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
         assert_eq!(map.get(header::CONNECTION).map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
         assert!(!map.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn a_client_address_is_written_as_its_field_value() {
+        let cases: &[(IpAddr, &str)] = &[
+            ([192, 0, 2, 7].into(), "192.0.2.7"),
+            ([255, 255, 255, 255].into(), "255.255.255.255"),
+            ("2001:db8::1".parse().expect("v6"), "2001:db8::1"),
+            ("::ffff:192.0.2.7".parse().expect("mapped"), "192.0.2.7"),
+            (
+                "1111:2222:3333:4444:5555:6666:7777:8888".parse().expect("v6"),
+                "1111:2222:3333:4444:5555:6666:7777:8888",
+            ),
+        ];
+        for (ip, want) in cases {
+            assert_eq!(Client::new(*ip, "http", &[]).ip_value, *want);
+        }
+    }
+
+    #[test]
+    fn encoded_size_counts_fields_as_written() {
+        let map = headers(&[("host", "a.com"), ("x-a", "1"), ("x-a", "22")]);
+        assert_eq!(encoded_size(&map), "host: a.com\r\nx-a: 1\r\nx-a: 22\r\n".len());
     }
 
     #[test]

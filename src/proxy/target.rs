@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Version, header};
 
 use super::error::ProxyError;
@@ -97,14 +98,16 @@ pub fn request_id<B>(req: &Request<B>) -> HeaderValue {
         let _ = getrandom::fill(&mut bytes);
         u64::from_le_bytes(bytes)
     });
-    // Written in place: one allocation per request (the value's), none for formatting.
+    // Written in place, then owned by the value's bytes: one allocation per request, and
+    // clones of the value (one goes to the backend) are reference counts. A value copied out
+    // of a slice would be allocated again on its first clone.
     let mut id = [0u8; 32];
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     for (i, digit) in id.iter_mut().enumerate() {
         let (word, shift) = if i < 16 { (prefix, 60 - 4 * i) } else { (count, 60 - 4 * (i - 16)) };
         *digit = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(Bytes::from_owner(id)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

@@ -17,11 +17,16 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::proxy::body::ProxyBody;
-use crate::proxy::headers::list_has;
+use crate::proxy::headers::{encoded_size, list_has};
 
 /// Body bytes up to this size are copied behind the head (or a chunk's size line) so that both
 /// go out in one write; larger ones are written from where they are.
 const COPY_LIMIT: usize = 16 * 1024;
+
+/// What a response head may hold besides the response's fields: the status line (with a
+/// reason phrase of common length), `Date`, `Content-Length` or `Transfer-Encoding`,
+/// `Connection: close`, the blank line.
+const HEAD_BEYOND_FIELDS: usize = 192;
 
 /// What the request decided about its response's framing.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +74,8 @@ fn encode_head(
     out: &mut Vec<u8>,
 ) -> (Delimit, bool) {
     let status = parts.status;
+    // Room for the whole head at once (a new connection's buffer would grow several times).
+    out.reserve(HEAD_BEYOND_FIELDS + encoded_size(&parts.headers));
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');

@@ -13,7 +13,7 @@ pub fn intersect(listener_host: Option<&str>, route_hosts: &[String]) -> Vec<Hos
     }
     let mut hosts: Vec<HostMatch> = route_hosts
         .iter()
-        .map(|h| normalize_host(h))
+        .map(|h| normalize_host(h).into_owned())
         .filter_map(|route| match &listener {
             None => Some(route),
             Some(listener) => narrower(listener, &route).map(str::to_owned),
