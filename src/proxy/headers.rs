@@ -140,16 +140,19 @@ fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers. With `keep_upgrade`, an `Upgrade` header survives and is
 /// re-announced with `Connection: upgrade`, so the next hop sees the upgrade (RFC 9110 §7.8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> =
-        connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
-    let upgrade = keep_upgrade.then(|| headers.get_all(header::UPGRADE).iter().cloned().collect::<Vec<_>>());
+    let keep_upgrade = keep_upgrade && headers.contains_key(header::UPGRADE);
+    // The fields `Connection` names (RFC 9110 §7.6.1) beyond the hop-by-hop ones removed anyway:
+    // nothing is allocated for the usual `keep-alive` or `upgrade`.
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|token| !HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name.as_str())))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
     for name in named.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
-    if let Some(values) = upgrade.filter(|v| !v.is_empty()) {
-        for value in values {
-            headers.append(header::UPGRADE, value);
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(name);
         }
+    }
+    if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
@@ -275,6 +278,16 @@ mod tests {
         assert_eq!(map.get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
         assert_eq!(map.get(header::CONNECTION).map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
         assert!(!map.contains_key("x-secret"));
+
+        // Every `Upgrade` field survives; without one there is nothing to re-announce.
+        let mut map = headers(&[("connection", "keep-alive, UPGRADE"), ("upgrade", "a"), ("upgrade", "b")]);
+        strip_hop_by_hop(&mut map, true);
+        let upgrades: Vec<_> = map.get_all(header::UPGRADE).iter().collect();
+        assert_eq!(upgrades, ["a", "b"]);
+        assert_eq!(map.get_all(header::CONNECTION).iter().collect::<Vec<_>>(), ["upgrade"]);
+        let mut map = headers(&[("connection", "upgrade"), ("keep-alive", "timeout=5")]);
+        strip_hop_by_hop(&mut map, true);
+        assert!(map.is_empty(), "{map:?}");
     }
 
     #[test]
