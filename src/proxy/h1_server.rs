@@ -48,7 +48,9 @@ pub(super) struct Handoff<S> {
     pub read: Bytes,
 }
 
-/// How a connection's requests here ended.
+/// How a connection's requests here ended. Returned once per connection, never stored: the
+/// tunnel's response is moved, not boxed (an allocation per handshake).
+#[allow(clippy::large_enum_variant)]
 enum Next {
     /// The connection closes.
     Close,
@@ -56,7 +58,7 @@ enum Next {
     Hyper(Bytes),
     /// A `101` to an upgrade: written, then the connection is its tunnel's (with the bytes the
     /// client sent behind its request).
-    Tunnel(Box<Response<ProxyBody>>, BytesMut, Option<TunnelSlot>),
+    Tunnel(Response<ProxyBody>, BytesMut, Option<TunnelSlot>),
 }
 
 /// Serves the connection's simple requests until it closes (`None`) or a request comes that
@@ -78,7 +80,7 @@ pub(super) async fn serve<S: ClientStream>(
         }
         Next::Hyper(read) => Some(Handoff { stream, read }),
         Next::Tunnel(response, read, slot) => {
-            switch(stream, *response, read, slot, &mut write).await;
+            switch(stream, response, read, slot, &mut write).await;
             None
         }
     }
@@ -157,7 +159,7 @@ async fn serve_requests<S: ClientStream>(
             }
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return Next::Tunnel(Box::new(response), read, slot);
+            return Next::Tunnel(response, read, slot);
         }
         let close = asked.close || *closing.borrow_and_update();
         let framing = response::Framing { head_request, close };

@@ -7,14 +7,10 @@ use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 
 use super::Error;
-use crate::proxy::headers::{encoded_size, list_has};
+use crate::proxy::headers::{HEAD_ROOM, list_has};
 
 /// Header fields a response head may carry (hyper's limit too).
 const MAX_HEADERS: usize = 100;
-
-/// A request head's bytes besides its method, target and fields: " HTTP/1.1\r\n", a
-/// `content-length: 0` line hawser may add, the blank line.
-const REQUEST_LINE_AND_END: usize = 40;
 
 /// Fields hawser may add to a backend's response on its way to the client.
 const ADDED_FIELDS: usize = 4;
@@ -45,10 +41,9 @@ pub struct Head {
 /// §8.6), so the backend does not wait for a body.
 pub fn write_request<B>(req: &Request<B>, out: &mut Vec<u8>) {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    // Room for the whole head at once (a new connection's buffer would grow several times).
-    out.reserve(
-        req.method().as_str().len() + target.len() + REQUEST_LINE_AND_END + encoded_size(req.headers()),
-    );
+    // Room for most heads at once: a new connection's buffer would grow several times (a kept
+    // one has it already, and this costs a comparison).
+    out.reserve(HEAD_ROOM);
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());

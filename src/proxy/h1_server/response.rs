@@ -17,16 +17,11 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::proxy::body::ProxyBody;
-use crate::proxy::headers::{encoded_size, list_has};
+use crate::proxy::headers::{HEAD_ROOM, list_has};
 
 /// Body bytes up to this size are copied behind the head (or a chunk's size line) so that both
 /// go out in one write; larger ones are written from where they are.
 const COPY_LIMIT: usize = 16 * 1024;
-
-/// What a response head may hold besides the response's fields: the status line (with a
-/// reason phrase of common length), `Date`, `Content-Length` or `Transfer-Encoding`,
-/// `Connection: close`, the blank line.
-const HEAD_BEYOND_FIELDS: usize = 192;
 
 /// What the request decided about its response's framing.
 #[derive(Clone, Copy, Debug)]
@@ -74,8 +69,9 @@ fn encode_head(
     out: &mut Vec<u8>,
 ) -> (Delimit, bool) {
     let status = parts.status;
-    // Room for the whole head at once (a new connection's buffer would grow several times).
-    out.reserve(HEAD_BEYOND_FIELDS + encoded_size(&parts.headers));
+    // Room for most heads at once: a new connection's buffer would grow several times (a kept
+    // one has it already, and this costs a comparison).
+    out.reserve(HEAD_ROOM);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
