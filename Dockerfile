@@ -16,7 +16,8 @@
 FROM rust:1.89-bookworm@sha256:948f9b08a66e7fe01b03a98ef1c7568292e07ec2e4fe90d88c07bb14563c84ff AS build
 WORKDIR /src
 # What `cargo build --release --locked` reads: the manifests, the sources, and the quickstart
-# manifests that src/quickstart.rs embeds with include_str!.
+# manifests that src/quickstart.rs embeds with include_str! (examples/ also holds the benchmark's
+# load generator: cargo reads its manifest as a member of the workspace, and builds only hawser).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY examples ./examples

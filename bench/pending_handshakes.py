@@ -68,7 +68,7 @@ def main():
     parser.add_argument("--baseline", help="another hawser binary, measured as `before`")
     args = parser.parse_args()
     run.raise_file_limit()
-    hawser, _ = run.build()
+    hawser = run.build_hawser()
     silent_port = run.free_port()
     backend = run.pinned(run.CLIENT_CORE, [sys.executable, "-c", SILENT_BACKEND, str(silent_port)],
                          stdout=subprocess.PIPE, text=True)

@@ -84,9 +84,18 @@ def certificate(work):
     return cert, key
 
 
+def build_hawser():
+    """hawser as users build it (the load generator is built apart: built together, its
+    dependencies would change the features hawser is built with)."""
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "hawser"], cwd=ROOT, check=True)
+    return ROOT / "target/release/hawser"
+
+
 def build():
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "hawser", "--example", "wsload"], cwd=ROOT, check=True)
-    return ROOT / "target/release/hawser", ROOT / "target/release/examples/wsload"
+    """hawser, and the load generator and echo backend (`examples/wsload`)."""
+    hawser = build_hawser()
+    subprocess.run(["cargo", "build", "--release", "--locked", "--package", "wsload"], cwd=ROOT, check=True)
+    return hawser, ROOT / "target/release/wsload"
 
 
 class Proxy:

@@ -279,9 +279,7 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.ingresses, args.namespaces, args.secrets, args.changes = 300, 10, 20, 5
-    # Built as bench/run.py builds it (with the load generator, whose dependencies change the
-    # features of shared ones), so the two never rebuild each other's binary.
-    hawser = Path(args.hawser) if args.hawser else run.build()[0]
+    hawser = Path(args.hawser) if args.hawser else run.build_hawser()
     with tempfile.TemporaryDirectory(prefix="hawser-scale-") as work:
         work = Path(work)
         secrets = certificates(work, args.namespaces, args.secrets // args.namespaces)

@@ -15,12 +15,12 @@
 //! prepared frames (`pipeline` of them in one write) and counts the echoed bytes, with no
 //! per-message frame objects or allocations. `wsload echo` is a backend built the same way.
 //!
-//! `--tls` speaks `wss://` (SNI = `--host`, any certificate accepted, no session resumption:
-//! every connection is a full TLS handshake).
+//! `--tls` speaks `wss://` (SNI = `--host`, `tls.rs`).
 #![allow(clippy::unwrap_used)]
 
 mod echo;
 mod frames;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ fn args() -> Args {
     };
     while let Some(flag) = argv.next() {
         if flag == "--tls" {
-            args.tls = Some(tls_connector());
+            args.tls = Some(tls::connector());
             continue;
         }
         let value = argv.next().unwrap_or_default();
@@ -85,12 +85,6 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let mut config = hawser::proxy::unverified_client_config(&[b"http/1.1"]);
-    config.resumption = tokio_rustls::rustls::client::Resumption::disabled();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
 
 async fn open(args: &Args) -> Ws {
     let scheme = if args.tls.is_some() { "wss" } else { "ws" };

@@ -1,7 +1,6 @@
 //! Choosing an endpoint for a new connection or request: weighted round-robin,
 //! least-connections with counts that outlive table swaps, and consistent (rendezvous) hashing.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -9,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use http::{HeaderMap, Uri, header};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use super::OwnKeyMap;
 use crate::model::{Backend, Endpoint, HashKey, LoadBalancing};
 
 /// Above this many tracked endpoints, idle entries are forgotten on the next insert.
@@ -18,7 +18,7 @@ const PRUNE_ABOVE: usize = 4096;
 /// routing table, keyed by endpoint identity, so a table swap does not reset them.
 #[derive(Debug, Default)]
 pub struct EndpointLoads {
-    counts: RwLock<HashMap<SocketAddr, Arc<AtomicU32>>>,
+    counts: RwLock<OwnKeyMap<SocketAddr, Arc<AtomicU32>>>,
 }
 
 /// One live connection counted against an endpoint until dropped.
@@ -157,6 +157,8 @@ fn query_param<'u>(uri: &'u Uri, name: &str) -> Option<&'u str> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn endpoint(last: u8, weight: u32) -> Endpoint {

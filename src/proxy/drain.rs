@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::OwnKeyMap;
 use super::frames::code;
 
 /// Orders older than this (past their window) are forgotten when a new one is issued.
@@ -91,7 +92,7 @@ struct Order {
 }
 
 /// Live tunnels per route and endpoint.
-type Census = HashMap<(Arc<str>, SocketAddr), u32>;
+type Census = OwnKeyMap<(Arc<str>, SocketAddr), u32>;
 
 /// Issues drain orders; tunnels [`Drains::subscribe`] and are counted while they live and
 /// have not been ordered to close.
@@ -105,7 +106,7 @@ pub struct Drains {
     /// The task of every subscription that has been polled, woken by each order. (Kept here
     /// rather than in the channel's waiter list: a waiting `changed()` future would sit in
     /// every idle tunnel's task, 160 bytes each.)
-    wakers: Mutex<HashMap<u64, Waker>>,
+    wakers: Mutex<OwnKeyMap<u64, Waker>>,
 }
 
 impl Default for Drains {
@@ -187,7 +188,7 @@ impl Drains {
         self.census.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wakers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
+    fn wakers(&self) -> std::sync::MutexGuard<'_, OwnKeyMap<u64, Waker>> {
         self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

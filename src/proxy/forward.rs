@@ -16,16 +16,13 @@ use super::error::ProxyError;
 use super::h1;
 use super::headers::{Client, join_cookies, set_forwarded, strip_hop_by_hop};
 use super::pool::{Home, PoolKey, Reusable, Sender, connect, open, to_hyper};
-use super::request_body::{BodyStalled, BodyTooLarge, RequestBody};
+use super::request_body::{BodyStalled, BodyTooLarge};
+use super::service::ClientRequest;
 use crate::model::{BackendProtocol, CanarySignals, LoadBalancing, Route};
 
 /// Connection attempts per request beyond the endpoints it may try: stale pooled connections
 /// replaced on the way.
 const SPARE_ATTEMPTS: usize = 2;
-
-/// A request on its way to a backend. Boxed, so the futures that carry it stay small (see
-/// `service.rs`).
-pub type BackendRequest = Box<Request<RequestBody>>;
 
 /// A backend's answer and what it travelled on.
 #[derive(Debug)]
@@ -72,7 +69,7 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &Client, host: &HeaderVa
 pub fn send(
     proxy: &Proxy,
     route: &Route,
-    mut req: BackendRequest,
+    mut req: ClientRequest,
     client: &Client,
     fresh: bool,
 ) -> impl Future<Output = Result<Sent, ProxyError>> + Send {

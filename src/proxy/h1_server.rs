@@ -15,8 +15,10 @@
 mod response;
 mod stream;
 
+use std::future::{Future, poll_fn};
 use std::ops::Range;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -28,6 +30,7 @@ use tokio::time::{Instant, sleep_until};
 use super::Proxy;
 use super::body::ProxyBody;
 use super::headers::{Client, list_has};
+use super::request_body::RequestBody;
 use super::service::ClientRequest;
 use super::tunnel::{ClientSide, TunnelSlot};
 pub(super) use stream::ClientStream;
@@ -126,7 +129,7 @@ async fn serve_requests<S: ClientStream>(
                         return Next::Close;
                     }
                 }
-                () = timer.expired() => {
+                () = poll_fn(|cx| timer.poll_expired(cx)) => {
                     tracing::debug!("no request head within the header-read timeout");
                     return Next::Close;
                 }
@@ -203,17 +206,21 @@ async fn switch<S: ClientStream>(
 /// within it from the moment the connection waits for one, idle time between requests
 /// included. One timer for the whole connection: each head only notes its deadline, and the
 /// timer is moved on when it fires early (arming a timer per request costs a timer-wheel
-/// insert and removal each).
+/// insert and removal each). It is polled only when it fired or was just armed: a `Sleep`
+/// keeps the waker of its last poll, always this connection's task, and each poll would swap
+/// that waker for an equal one.
 struct HeadTimer {
     limit: Duration,
     due: Instant,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Armed (or moved) since its last poll: its waker is not registered yet.
+    armed: bool,
 }
 
 impl HeadTimer {
     /// The first head is due at `due`.
     fn new(limit: Duration, due: Instant) -> Self {
-        Self { limit, due, sleep: Box::pin(sleep_until(due)) }
+        Self { limit, due, sleep: Box::pin(sleep_until(due)), armed: true }
     }
 
     /// A new head is awaited from now.
@@ -221,15 +228,19 @@ impl HeadTimer {
         self.due = Instant::now() + self.limit;
     }
 
-    /// Completes when the current head's deadline has passed.
-    async fn expired(&mut self) {
-        loop {
-            self.sleep.as_mut().await;
+    /// Ready once the current head's deadline has passed.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !(self.armed || self.sleep.is_elapsed()) {
+            return Poll::Pending;
+        }
+        self.armed = false;
+        while self.sleep.as_mut().poll(cx).is_ready() {
             if Instant::now() >= self.due {
-                return;
+                return Poll::Ready(());
             }
             self.sleep.as_mut().reset(self.due);
         }
+        Poll::Pending
     }
 }
 
@@ -366,7 +377,7 @@ fn request(
         let value = HeaderValue::from_maybe_shared(head.slice(range(span.value))).ok()?;
         headers.append(name, value);
     }
-    let mut request = Request::new(None);
+    let mut request = Request::new(RequestBody::empty());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 /// Hop-by-hop headers that are never forwarded, besides those the `Connection` header names.
 /// RFC 9110 §7.6.1 lists all but `Proxy-Connection`, which it tells proxies to drop as well.
+/// `Connection` comes first and `Upgrade` last: `strip_hop_by_hop` reads them by place.
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
@@ -138,14 +139,30 @@ fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers. With `keep_upgrade`, an `Upgrade` header survives and is
 /// re-announced with `Connection: upgrade`, so the next hop sees the upgrade (RFC 9110 §7.8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let keep_upgrade = keep_upgrade && headers.contains_key(header::UPGRADE);
+    // One pass over the names finds which are present: a lookup per hop-by-hop name would hash
+    // each of them, twice per request, and most messages carry none or only `Connection`.
+    let mut present = HOP_BY_HOP.map(|_| false);
+    for name in headers.keys() {
+        if let Some(at) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[at] = true;
+        }
+    }
+    let [connection, .., upgrade] = present;
+    let keep_upgrade = keep_upgrade && upgrade;
     // The fields `Connection` names (RFC 9110 §7.6.1) beyond the hop-by-hop ones removed anyway:
     // nothing is allocated for the usual `keep-alive` or `upgrade`.
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|token| !HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name.as_str())))
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
+    let named: Vec<HeaderName> = if connection {
+        connection_tokens(headers)
+            .filter(|token| !HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name.as_str())))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for name in &named {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|&(_, present)| present) {
         if !(keep_upgrade && name == header::UPGRADE) {
             headers.remove(name);
         }
@@ -162,12 +179,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &HeaderValu
     if !client.trusted {
         remove_forgeable(headers);
     }
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(chain) if client.trusted => {
-            HeaderValue::from_bytes(&[chain, b", ", client.ip_value.as_bytes()].concat()).ok()
-        }
-        _ => None,
-    };
+    // Only a trusted peer's chain is extended (looked up only then).
+    let chain = if client.trusted { headers.get(&X_FORWARDED_FOR) } else { None };
+    let forwarded_for = chain.and_then(|chain| {
+        HeaderValue::from_bytes(&[chain.as_bytes(), b", ", client.ip_value.as_bytes()].concat()).ok()
+    });
     headers.insert(&X_FORWARDED_FOR, forwarded_for.unwrap_or_else(|| client.ip_value.clone()));
     set_unless_trusted(headers, &X_REAL_IP, &client.ip_value, client.trusted);
     set_unless_trusted(headers, &X_FORWARDED_PROTO, &HeaderValue::from_static(client.scheme), client.trusted);
@@ -266,6 +282,25 @@ mod tests {
         strip_hop_by_hop(&mut map, false);
         let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn each_hop_by_hop_field_is_found_alone_and_the_rest_stays() {
+        for hop in ["connection", "proxy-connection", "keep-alive", "te", "transfer-encoding", "upgrade"] {
+            let mut map = headers(&[("host", "a"), (hop, "x"), ("x-kept", "yes"), (hop, "y")]);
+            strip_hop_by_hop(&mut map, false);
+            let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["host", "x-kept"], "{hop}");
+        }
+        let untouched = headers(&[("host", "a"), ("x-kept", "yes"), ("x-kept", "again")]);
+        let mut map = untouched.clone();
+        strip_hop_by_hop(&mut map, true);
+        assert_eq!(map, untouched, "no hop-by-hop field: nothing changes, nothing is announced");
+        // Every `Connection` field's list names fields to drop.
+        let mut map =
+            headers(&[("connection", "x-one"), ("x-one", "1"), ("Connection", "X-Two"), ("x-two", "2")]);
+        strip_hop_by_hop(&mut map, false);
+        assert!(map.is_empty(), "{map:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::h1_server::{self, ClientStream};
 use super::headers::Client;
 use super::prefixed::Prefixed;
 use super::proxy_protocol;
+use super::request_body::RequestBody;
 use crate::accept::accept_until;
 
 /// hyper refuses HTTP/1 read buffers smaller than this.
@@ -176,7 +177,10 @@ impl Listener {
         let proxy = self.proxy.clone();
         // No async block around `handle`: it would hold the request a second time.
         let service = service_fn(move |req: Request<Incoming>| {
-            proxy.clone().handle(Box::new(req.map(Some)), client.clone()).map(Ok::<_, Infallible>)
+            proxy
+                .clone()
+                .handle(Box::new(req.map(RequestBody::untracked)), client.clone())
+                .map(Ok::<_, Infallible>)
         });
         let mut closing = self.closing.subscribe();
         // Drives a pinned hyper connection; when the listener closes, lets in-flight requests

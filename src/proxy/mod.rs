@@ -57,6 +57,12 @@ use crate::metrics::Metrics;
 /// responses close connections that the next burst of requests opens again.
 pub const DEFAULT_KEEPALIVE_CONNECTIONS: usize = 320;
 
+/// A map whose keys hawser chose itself (endpoint addresses, its own serial numbers), looked up
+/// per request or tunnel: hashed with foldhash, several times cheaper than the standard
+/// library's SipHash for such small keys. Keys a client can choose (its address, in budgets
+/// and rate limits) stay in maps with SipHash, which resists chosen collisions.
+type OwnKeyMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Listener-level settings (per-route settings live in the table's `Policy`).
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {

@@ -2,7 +2,7 @@
 //! idle keep-alive connections, of hyper's client or hawser's own (`h1.rs`), for reuse by later
 //! requests to the same endpoint.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::OwnKeyMap;
 use super::backend_tls::BackendTls;
 use super::error::ProxyError;
 use super::h1;
@@ -47,7 +48,7 @@ impl PoolKey {
 /// Idle keep-alive connections, per endpoint, newest last.
 #[derive(Debug)]
 pub struct BackendPool {
-    idle: Mutex<HashMap<PoolKey, VecDeque<Idle>>>,
+    idle: Mutex<OwnKeyMap<PoolKey, VecDeque<Idle>>>,
     max_idle_per_endpoint: usize,
     idle_timeout: Duration,
 }

@@ -13,15 +13,14 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep, sleep};
 
-/// A client request's body as it arrives: hyper's, or `None` for a request read by hawser's own
-/// HTTP/1.1 server, which takes only requests without a body (`h1_server.rs`).
-pub type ClientBody = Option<Incoming>;
-
-/// A client's request body on its way to a backend.
+/// A client's request body on its way to a backend. It comes untracked (`Self::untracked`,
+/// `Self::empty`); a plain request's is given its limits by [`Self::guard`] once its route is
+/// known, in place, so the request is not rebuilt around a new body.
 #[derive(Debug)]
 pub struct RequestBody {
-    /// `None`: no body (a request hawser makes itself, or one its own server read).
-    body: ClientBody,
+    /// `None`: no body (a request hawser makes itself, or one its own server read, which takes
+    /// only requests without a body, `h1_server.rs`).
+    body: Option<Incoming>,
     /// Set once the last frame went out; `None` for a body that was empty from the start.
     sent: Option<Arc<AtomicBool>>,
     /// The client must send the next part of the body within this (nginx's
@@ -52,26 +51,26 @@ pub struct BodyTooLarge(pub u64);
 pub struct BodyStalled(pub Duration);
 
 impl RequestBody {
-    /// Wraps `body`; the flag (absent for an empty body) turns true once it was sent whole.
-    /// Each part of the body must come within `stall_limit` of the previous one (or of the
-    /// first poll). A body past `limit` bytes ends with [`BodyTooLarge`].
-    pub fn new(
-        body: ClientBody,
-        stall_limit: Duration,
-        limit: Option<u64>,
-    ) -> (Self, Option<Arc<AtomicBool>>) {
-        let sent = body.as_ref().is_some_and(|body| !body.is_end_stream()).then(Arc::default);
-        let stall = sent.is_some().then(|| Stall {
+    /// Guards the body on its way to a backend; the flag returned (absent for an empty body)
+    /// turns true once it was sent whole. Each part of the body must come within `stall_limit`
+    /// of the previous one (or of the first poll). A body past `limit` bytes ends with
+    /// [`BodyTooLarge`].
+    pub fn guard(&mut self, stall_limit: Duration, limit: Option<u64>) -> Option<Arc<AtomicBool>> {
+        let sent = self.body.as_ref().is_some_and(|body| !body.is_end_stream()).then(Arc::default);
+        self.stall = sent.is_some().then(|| Stall {
             limit: stall_limit,
             heard: Instant::now(),
             timer: Box::pin(sleep(stall_limit)),
         });
-        (Self { body, sent: sent.clone(), stall, allowance: limit.map(|l| (l, l)) }, sent)
+        self.sent = sent.clone();
+        self.allowance = limit.map(|l| (l, l));
+        sent
     }
 
-    /// Wraps `body` when nobody needs to know when it was sent (upgrades own their connection).
-    pub fn untracked(body: ClientBody) -> Self {
-        Self { body, sent: None, stall: None, allowance: None }
+    /// A client's body as hyper's server read it, unguarded (an upgrade's goes as it is: the
+    /// upgrade owns its connection).
+    pub fn untracked(body: Incoming) -> Self {
+        Self { body: Some(body), sent: None, stall: None, allowance: None }
     }
 
     /// No body: for requests hawser makes itself (error pages).

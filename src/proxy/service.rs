@@ -22,22 +22,23 @@ use super::body::{Lease, ProxyBody};
 use super::cors::{self, CorsAnswer};
 use super::error::ProxyError;
 use super::extended_connect::{Handshake, connect_protocol};
-use super::forward::{BackendRequest, Sent, prepare_request, send};
+use super::forward::{Sent, prepare_request, send};
 use super::headers::{Client, admit_upgrade, is_upgrade, strip_hop_by_hop};
 use super::own_answers::{
     https_redirect, redirects_to_https, rewrite_request, rewrite_response, route_answer,
 };
 use super::path::{EncodedSlashes, normalize as normalize_path};
 use super::pool::{Home, PooledConnection};
-use super::request_body::{ClientBody, RequestBody};
+use super::request_body::RequestBody;
 use super::target::{REQUEST_ID, check_form, check_head_size, request_host, request_id};
 use super::upgrade::upgrade;
 use crate::access_log::{self, RequestLine};
 use crate::model::{RequestFacts, Route, normalize_host};
 
-/// A client's request on its way through the steps below. Boxed: every step's future holds it
-/// while the request is in flight, 8 bytes instead of some 260 at each level.
-pub(super) type ClientRequest = Box<Request<ClientBody>>;
+/// A client's request on its way through the steps below, and on to its backend. Boxed: every
+/// step's future holds it while the request is in flight, 8 bytes instead of some 380 at each
+/// level.
+pub(super) type ClientRequest = Box<Request<RequestBody>>;
 
 /// Where a request went, for the access log.
 struct Outcome {
@@ -234,9 +235,9 @@ impl Proxy {
                 return Err(ProxyError::PayloadTooLarge { limit });
             }
             let body_timeout = route.policy.request_body_timeout.unwrap_or(self.config.request_body_timeout);
-            let (parts, body) = req.into_parts();
-            let (body, request_sent) = RequestBody::new(body, body_timeout, limit);
-            self.exchange(route, Box::new(Request::from_parts(parts, body)), request_sent, client).await
+            let mut req = req;
+            let request_sent = req.body_mut().guard(body_timeout, limit);
+            self.exchange(route, req, request_sent, client).await
         }
     }
 
@@ -246,7 +247,7 @@ impl Proxy {
     pub(super) fn exchange(
         self: &Arc<Self>,
         route: &Arc<Route>,
-        req: BackendRequest,
+        req: ClientRequest,
         request_sent: Option<Arc<std::sync::atomic::AtomicBool>>,
         client: &Client,
     ) -> impl Future<Output = Result<(Response<ProxyBody>, SocketAddr), ProxyError>> + Send {

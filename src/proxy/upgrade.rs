@@ -13,7 +13,6 @@ use super::error::ProxyError;
 use super::extended_connect::{Handshake, to_http1_handshake, to_http2_response};
 use super::forward::{Sent, send};
 use super::headers::{Client, strip_hop_by_hop, upgrade_allowed};
-use super::request_body::RequestBody;
 use super::service::ClientRequest;
 use super::tunnel::{BackendSide, ClientSide, Tunnel, TunnelSlot};
 use crate::model::Route;
@@ -48,7 +47,6 @@ pub fn upgrade(
             None => Waiting::Hyper(hyper::upgrade::on(&mut *req)),
         };
         let accept = (handshake == Handshake::Http2).then(|| to_http1_handshake(&mut req));
-        let req = Box::new(req.map(RequestBody::untracked));
         let Sent { mut response, endpoint, load, set_cookie, .. } =
             send(proxy, route, req, client, true).await?;
         let endpoint = endpoint.addr;
