@@ -380,6 +380,32 @@ def scenario_idle(tool, target, connections, hold_seconds, tls=False):
     return {"KiB/idle conn": hold(tool, target, connections, hold_seconds, tls=tls)["KiB/idle conn"]}
 
 
+def scenario_idle_http(target, connections):
+    """Memory per idle kept-alive HTTP/1.1 client connection: each sends one GET, reads its
+    answer and stays open; RSS growth ÷ connections (as many a busy site holds between clicks)."""
+    if target.process is None:
+        return None
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    before = target.rss_kib()
+    held = []
+    try:
+        for _ in range(connections):
+            client = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+            held.append(client)
+            client.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                more = client.recv(4096)
+                if not more:
+                    raise SystemExit(f"{target.name} closed a kept-alive connection")
+                answer += more
+        time.sleep(0.5)
+        return {"KiB/idle conn": (target.rss_kib() - before) / connections}
+    finally:
+        for client in held:
+            client.close()
+
+
 def scenario_reconfigure(tool, target, connections, changes):
     """`changes` configuration changes while `connections` tunnels are open: how long each took
     to go live (file written or reload sent → a probe sees it), and how many tunnels died."""
@@ -444,6 +470,7 @@ def large_scenarios(args):
         (f"idle WebSockets ×{args.idle}", lambda tool, t: scenario_idle(tool, t, args.idle, 300)),
         (f"idle WebSockets ×{n}", lambda tool, t: scenario_idle(tool, t, n, 300)),
         (f"idle wss WebSockets ×{args.idle}", lambda tool, t: scenario_idle(tool, t, args.idle, 300, tls=True)),
+        (f"idle HTTP keep-alive ×{args.idle}", lambda tool, t: scenario_idle_http(t, args.idle)),
         (f"{changes} changes under {n} tunnels", lambda tool, t: scenario_reconfigure(tool, t, n, changes)),
     ]
 

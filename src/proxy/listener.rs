@@ -115,7 +115,9 @@ impl Listener {
         let _ = stream.set_nodelay(true);
         let mut client_ip = peer.ip();
         if let Some(timeout) = self.proxy.config.proxy_protocol {
-            match proxy_protocol::read_header(&mut stream, timeout).await {
+            // Boxed, as TLS below: what only some connections do must not size the task every
+            // idle keep-alive connection keeps.
+            match Box::pin(proxy_protocol::read_header(&mut stream, timeout)).await {
                 Ok(Some(client)) => client_ip = client.ip(),
                 Ok(None) => {}
                 Err(error) => {
@@ -143,14 +145,20 @@ impl Listener {
             // The first head is due within the same timeout as the first byte.
             return self.serve_http1(stream, (opening, deadline), client).await;
         };
+        // Boxed: a TLS stream's state (rustls's, over 1 KiB) would otherwise size every plain
+        // connection's task.
+        Box::pin(self.serve_tls(acceptor, stream, client, peer)).await
+    }
+
+    /// The TLS handshake, then HTTP/2 or HTTP/1.1 as ALPN chose.
+    async fn serve_tls(&self, acceptor: &TlsAcceptor, stream: TcpStream, client: Client, peer: SocketAddr) {
         match tokio::time::timeout(self.proxy.config.header_read_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
                 Box::pin(self.serve_http(tls, true, client)).await
             }
             Ok(Ok(tls)) => {
                 let first_due = Instant::now() + self.proxy.config.header_read_timeout;
-                // Boxed: a TLS stream's state would otherwise size every plain connection's task.
-                Box::pin(self.serve_http1(tls, (BytesMut::new(), first_due), client)).await
+                self.serve_http1(tls, (BytesMut::new(), first_due), client).await
             }
             Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

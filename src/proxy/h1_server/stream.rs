@@ -26,6 +26,10 @@ pub(in crate::proxy) trait ClientStream:
 
     /// Ends the connection from hawser's side.
     fn close(self) -> impl Future<Output = ()> + Send;
+
+    /// Completes once the client may have sent something: an idle connection waits here
+    /// holding no read buffer.
+    fn wait_for_data(&self) -> impl Future<Output = ()> + Send;
 }
 
 impl ClientStream for TcpStream {
@@ -37,6 +41,12 @@ impl ClientStream for TcpStream {
 
     /// Closing the socket is all: its FIN says the rest.
     async fn close(self) {}
+
+    async fn wait_for_data(&self) {
+        // Polled with the task's own waker, as a read is (`readable()` would queue a waiter of
+        // its own in the socket's list, at twice the cost). An error shows in the read after.
+        let _ = std::future::poll_fn(|cx| self.poll_read_ready(cx)).await;
+    }
 }
 
 impl ClientStream for TlsStream<TcpStream> {
@@ -51,4 +61,8 @@ impl ClientStream for TlsStream<TcpStream> {
     async fn close(mut self) {
         let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, self.shutdown()).await;
     }
+
+    /// At once: rustls may hold decrypted bytes already (and its own buffers are far larger
+    /// than the read buffer this would spare).
+    async fn wait_for_data(&self) {}
 }
