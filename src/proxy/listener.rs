@@ -76,7 +76,7 @@ pub async fn serve(
         let counted = proxy.connections.open();
         let connection = shared.clone().connection(stream, peer);
         // Boxed: the task is then a pointer wide, and spawning it copies no more than that (the
-        // connection's future, some 6 KiB, would be copied several times on its way into a
+        // connection's future, some 2 KiB, would be copied several times on its way into a
         // task, and once more when it ends).
         connections.spawn(Box::pin(async move {
             connection.await;
