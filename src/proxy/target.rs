@@ -91,23 +91,30 @@ pub fn request_id<B>(req: &Request<B>) -> HeaderValue {
     if let Some(id) = given {
         return id.clone();
     }
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    // The prefix's digits are written once per process, the counter's per request.
+    static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
+    let prefix = PREFIX.get_or_init(|| {
         let mut bytes = [0u8; 8];
         let _ = getrandom::fill(&mut bytes);
-        u64::from_le_bytes(bytes)
+        hex_digits(u64::from_le_bytes(bytes))
     });
     // Written in place, then owned by the value's bytes: one allocation per request, and
     // clones of the value (one goes to the backend) are reference counts. A value copied out
     // of a slice would be allocated again on its first clone.
     let mut id = [0u8; 32];
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    for (i, digit) in id.iter_mut().enumerate() {
-        let (word, shift) = if i < 16 { (prefix, 60 - 4 * i) } else { (count, 60 - 4 * (i - 16)) };
-        *digit = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
-    }
+    id[..16].copy_from_slice(prefix);
+    id[16..].copy_from_slice(&hex_digits(COUNTER.fetch_add(1, Ordering::Relaxed)));
     HeaderValue::from_maybe_shared(Bytes::from_owner(id)).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `word` as 16 lower-case hex digits, most significant first.
+fn hex_digits(word: u64) -> [u8; 16] {
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((word >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    digits
 }
 
 #[cfg(test)]
@@ -179,6 +186,13 @@ mod tests {
             request_id(&req(&[("x-request-id", &too_long)], "/", Version::HTTP_11)),
             too_long.as_str()
         );
+    }
+
+    #[test]
+    fn words_are_written_as_sixteen_hex_digits() {
+        assert_eq!(&hex_digits(0x0123_4567_89ab_cdef), b"0123456789abcdef");
+        assert_eq!(&hex_digits(1), b"0000000000000001");
+        assert_eq!(&hex_digits(u64::MAX), b"ffffffffffffffff");
     }
 
     proptest::proptest! {
