@@ -84,18 +84,23 @@ def certificate(work):
     return cert, key
 
 
-def build_hawser():
+def build_hawser(debug=False):
     """hawser as users build it (the load generator is built apart: built together, its
-    dependencies would change the features hawser is built with)."""
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "hawser"], cwd=ROOT, check=True)
-    return ROOT / "target/release/hawser"
+    dependencies would change the features hawser is built with). `debug` builds without
+    optimisation, for smoke runs, whose numbers only need to exist."""
+    subprocess.run(["cargo", "build", *profile(debug), "--locked", "--bin", "hawser"], cwd=ROOT, check=True)
+    return ROOT / "target" / ("debug" if debug else "release") / "hawser"
 
 
-def build():
+def build(debug=False):
     """hawser, and the load generator and echo backend (`examples/wsload`)."""
-    hawser = build_hawser()
-    subprocess.run(["cargo", "build", "--release", "--locked", "--package", "wsload"], cwd=ROOT, check=True)
-    return hawser, ROOT / "target/release/wsload"
+    hawser = build_hawser(debug)
+    subprocess.run(["cargo", "build", *profile(debug), "--locked", "--package", "wsload"], cwd=ROOT, check=True)
+    return hawser, hawser.with_name("wsload")
+
+
+def profile(debug):
+    return [] if debug else ["--release"]
 
 
 class Proxy:
@@ -483,6 +488,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets to hold (≤ ~9,900 with a 20,000 fd limit)")
     parser.add_argument("--smoke", action="store_true", help="one short round: checks every scenario yields numbers")
+    parser.add_argument("--debug", action="store_true", help="unoptimised builds (with --smoke: CI, where only the numbers' existence counts)")
     parser.add_argument("--tunnels", type=int, help="tunnels for the large scenarios (default: as many as the descriptor limit allows, ≤ 9,900)")
     parser.add_argument("--changes", type=int, default=100, help="configuration changes under load")
     parser.add_argument("--only", help="comma-separated texts: run only the scenarios whose names contain one")
@@ -497,7 +503,7 @@ def main():
         args.rounds, args.seconds, args.idle, args.tunnels, args.changes = 1, 0.5, 50, 60, 3
         args.extra_rounds = 0
     ensure_tools()
-    hawser, tool = build()
+    hawser, tool = build(args.debug)
     work = Path(tempfile.mkdtemp(prefix="hawser-bench-"))
     cert, key = certificate(work)
     echo_port = free_port()

@@ -276,10 +276,11 @@ def main():
     parser.add_argument("--mode", choices=["both", "standalone", "cluster"], default="both")
     parser.add_argument("--hawser", help="the binary to measure (default: a release build of this tree)")
     parser.add_argument("--smoke", action="store_true", help="a small set, to check that it all runs")
+    parser.add_argument("--debug", action="store_true", help="an unoptimised build (with --smoke: CI)")
     args = parser.parse_args()
     if args.smoke:
         args.ingresses, args.namespaces, args.secrets, args.changes = 300, 10, 20, 5
-    hawser = Path(args.hawser) if args.hawser else run.build_hawser()
+    hawser = Path(args.hawser) if args.hawser else run.build_hawser(args.debug)
     with tempfile.TemporaryDirectory(prefix="hawser-scale-") as work:
         work = Path(work)
         secrets = certificates(work, args.namespaces, args.secrets // args.namespaces)
