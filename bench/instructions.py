@@ -11,8 +11,8 @@ up for two seconds, has its counters zeroed (`callgrind_control -z`), serves N s
 and is dumped (`callgrind_control -d`): the instructions in that window ÷ the operations the
 load generator completed. Only user space is counted (the kernel's share per operation is the
 same for every proxy, see docs/benchmarks.md); valgrind serialises the process and runs it some
-50× slower, so the figures describe work, not speed. `memcpy` done with `rep movsb` counts once
-per byte under valgrind: large copies weigh more here than they cost. `--top N` prints the N
+50× slower, so the figures describe work, not speed. `memcpy` done with `rep movsb` is counted
+per iteration under valgrind: large copies weigh more here than they cost. `--top N` prints the N
 functions of hawser's own cost (inclusive of nothing they call) per operation.
 
 Needs valgrind (installed from Debian when missing), nginx and wrk (as `run.py`).
