@@ -126,6 +126,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--baseline", help="another hawser binary, counted as `before`")
     parser.add_argument("--top", type=int, default=0, help="print hawser's N costliest functions per operation")
+    parser.add_argument("--keep", type=Path, help="copy each callgrind dump into this directory, for "
+                        "`callgrind_annotate --inclusive=yes --tree=caller`")
     args = parser.parse_args()
     run.ensure_tools()
     ensure_valgrind()
@@ -151,6 +153,9 @@ def main():
                         command, env = nginx_command(place, echo_port, cert, key, port), None
                     operations, dump = counted(command, env, port, scenario, args.seconds, wsload, place / "callgrind.out")
                     total, costs = own_costs(dump)
+                    if args.keep:
+                        args.keep.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(dump, args.keep / f"{scenario}-{name}.callgrind")
                     rows.append((scenario, name, operations, total / max(operations, 1)))
                     print(f"{scenario:10} {name:7} {operations:7} operations  {total / max(operations, 1):9,.0f} instructions each",
                           flush=True)

@@ -142,7 +142,7 @@ pub fn send(
             let load = proxy.loads.acquire(addr);
             let set_cookie = || affinity.as_ref().and_then(|a| a.cookie_for(addr));
             let (response, sender) = match via {
-                Via::Own(mut connection) => match connection.send(&req).await {
+                Via::Own(mut connection) => match connection.send(&mut req).await {
                     Ok(head) => {
                         let body = h1::ResponseBody::new(connection, &head);
                         (head.response.map(|()| BackendBody::Own(body)), None)

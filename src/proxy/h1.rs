@@ -119,14 +119,17 @@ impl Connection {
         (self.io, self.read.freeze())
     }
 
-    /// Writes `req`'s head (the request has no body) and reads the response head.
-    pub async fn send<B>(&mut self, req: &Request<B>) -> Result<Head, Error> {
+    /// Writes `req`'s head (the request has no body) and reads the response head, into the
+    /// storage of `req`'s header map once the whole head is there (until then the request is
+    /// whole, for another connection if this one closed unanswered).
+    pub async fn send<B>(&mut self, req: &mut Request<B>) -> Result<Head, Error> {
         self.write.clear();
         head::write_request(req, &mut self.write);
         self.io.write_all(&self.write).await?;
+        let method = req.method().clone();
         let mut heard = false;
         loop {
-            if let Some(head) = head::take_response(&mut self.read, req.method())? {
+            if let Some(head) = head::take_response(&mut self.read, &method, req.headers_mut())? {
                 return Ok(head);
             }
             if self.read.len() >= MAX_HEAD {

@@ -13,6 +13,7 @@
 //! bytes read). The response is encoded as hyper's server encodes it (`response.rs`).
 
 mod response;
+pub(super) mod spare;
 mod stream;
 
 use std::future::{Future, poll_fn};
@@ -41,9 +42,6 @@ const MAX_FIELDS: usize = 64;
 /// Fields a request may gain in hawser before it goes to its backend, room for which its map
 /// is given from the start.
 const ADDED_FIELDS: usize = 8;
-
-/// How much room a read is given: most request heads whole.
-const READ_SIZE: usize = 4096;
 
 /// The connection and what was read from it but not served: the rest of it, for hyper.
 pub(super) struct Handoff<S> {
@@ -126,13 +124,15 @@ async fn serve_requests<S: ClientStream>(
                 // nginx frees its header buffer on keep-alive): an idle connection keeps its
                 // task, its socket and the response-head buffer (1 KiB, kept: freeing it too
                 // would cost every request another allocation for a quarter of the saving).
-                read = BytesMut::new();
+                // The buffer waits for the thread's next reader among its spares.
+                spare::give_back(std::mem::take(&mut read));
             }
             let more = async {
                 if idle {
                     stream.wait_for_data().await;
+                    read = spare::take();
                 }
-                read.reserve(READ_SIZE);
+                read.reserve(spare::READ_SIZE);
                 stream.read_buf(&mut read).await
             };
             tokio::select! {
@@ -213,7 +213,11 @@ async fn switch<S: ClientStream>(
     // Only a plain socket is tunnelled from here (`ClientStream::TUNNELS`).
     match (tunnel, stream.into_socket()) {
         (Some((tunnel, backend)), Some(socket)) if written => {
-            tunnel.spawn(ClientSide::Socket(socket, read.split().freeze()), backend);
+            // What the client sent behind its handshake, usually nothing: then the buffer is
+            // the thread's again.
+            let early = if read.is_empty() { Bytes::new() } else { read.split().freeze() };
+            spare::give_back(read);
+            tunnel.spawn(ClientSide::Socket(socket, early), backend);
         }
         (Some((tunnel, _)), _) => tunnel.incomplete(),
         (None, _) => {}

@@ -36,10 +36,6 @@ const MIN_HEADER_BYTES: usize = 8 * 1024;
 /// The HTTP/2 connection preface (RFC 9113 §3.4): how a prior-knowledge client starts.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The most a clear-text connection's first read takes: most request heads whole, so that
-/// hyper finds the request in them and reads the socket no more for it.
-const FIRST_READ: usize = 4096;
-
 /// What every connection of one listener shares.
 struct Listener {
     proxy: Arc<Proxy>,
@@ -222,9 +218,9 @@ impl Listener {
 /// A clear-text client's first bytes, and whether they are the HTTP/2 preface: reads until the
 /// bytes stop matching it or all of it has arrived. `None` when not one byte came by
 /// `deadline` (or the client closed first); a client that sent part of the preface by then gets
-/// HTTP/1.
+/// HTTP/1. The buffer (4 KiB, most request heads whole) is the first the own server reads into.
 async fn first_bytes(stream: &mut TcpStream, deadline: Instant) -> Option<(bool, BytesMut)> {
-    let mut read = BytesMut::with_capacity(FIRST_READ);
+    let mut read = h1_server::spare::take();
     loop {
         let more = tokio::time::timeout_at(deadline, stream.read_buf(&mut read)).await;
         if !matches!(more, Ok(Ok(n)) if n > 0) {

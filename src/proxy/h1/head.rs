@@ -70,7 +70,13 @@ fn expects_content(method: &Method) -> bool {
 /// Takes a complete response head off the front of `buf`: `Ok(None)` when more bytes are
 /// needed. Interim `1xx` responses are dropped on the way (RFC 9110 §15.2: a client must accept
 /// them; hyper's server cannot pass them on). Header values stay views of the bytes read.
-pub fn take_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+/// The response's fields go into `recycled`'s storage, emptied (the request's map, whose
+/// exchange is answered then): a map is allocated per exchange, not two.
+pub fn take_response(
+    buf: &mut BytesMut,
+    method: &Method,
+    recycled: &mut HeaderMap,
+) -> Result<Option<Head>, Error> {
     loop {
         let Some((len, status, version, reason, fields)) = parse(buf)? else { return Ok(None) };
         let head = buf.split_to(len).freeze();
@@ -81,6 +87,8 @@ pub fn take_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>
         *response.status_mut() = status;
         *response.version_mut() = version;
         let headers = response.headers_mut();
+        *headers = std::mem::take(recycled);
+        headers.clear();
         // Room for what hawser may add on the way to the client (`Server`, an affinity cookie,
         // CORS fields): the map is not grown, and rehashed, for them.
         headers.reserve(fields.len() + ADDED_FIELDS);
@@ -214,7 +222,7 @@ mod tests {
     use super::*;
 
     fn take(bytes: &str, method: Method) -> Result<Option<Head>, Error> {
-        take_response(&mut BytesMut::from(bytes), &method)
+        take_response(&mut BytesMut::from(bytes), &method, &mut HeaderMap::new())
     }
 
     #[test]
@@ -295,7 +303,10 @@ mod tests {
     fn the_head_is_taken_and_the_body_left() {
         let mut buf =
             BytesMut::from("HTTP/1.1 404 Gone Fishing\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc");
-        let head = take_response(&mut buf, &Method::GET).ok().flatten().expect("a complete head");
+        let head = take_response(&mut buf, &Method::GET, &mut HeaderMap::new())
+            .ok()
+            .flatten()
+            .expect("a complete head");
         assert_eq!(&buf[..], b"abc");
         let response = head.response;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -303,6 +314,24 @@ mod tests {
         assert_eq!(values, ["1", "2"]);
         let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().expect("the reason kept");
         assert_eq!(reason.as_bytes(), b"Gone Fishing");
+    }
+
+    #[test]
+    fn the_response_takes_the_request_maps_room_not_its_fields() {
+        let mut request = HeaderMap::with_capacity(16);
+        request.insert(header::HOST, HeaderValue::from_static("example.com"));
+        request.insert("x-request-id", HeaderValue::from_static("abc"));
+        let room = request.capacity();
+        // Not whole yet: the request keeps its fields, for another connection if need be.
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-len");
+        assert!(matches!(take_response(&mut buf, &Method::GET, &mut request), Ok(None)));
+        assert_eq!(request.len(), 2);
+        buf.extend_from_slice(b"gth: 0\r\nx-a: 1\r\n\r\n");
+        let head = take_response(&mut buf, &Method::GET, &mut request).ok().flatten().expect("a head");
+        let fields: Vec<_> = head.response.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(fields, ["content-length", "x-a"]);
+        assert_eq!(head.response.headers().capacity(), room, "the same storage");
+        assert!(request.is_empty());
     }
 
     #[test]
