@@ -3,6 +3,7 @@
 
     python3 bench/instructions.py                        # plain HTTP GETs and ws:// handshakes
     python3 bench/instructions.py --scenario http --baseline OLD/hawser --top 30
+    python3 bench/instructions.py --keep /tmp/dumps   # then callgrind_annotate --inclusive=yes --tree=caller
 
 CPU time on a shared machine moves by more than a change of a few per cent; the instructions a
 proxy executes for the same work do not. Each proxy runs alone under `valgrind --tool=callgrind`
