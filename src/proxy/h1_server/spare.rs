@@ -20,9 +20,6 @@ pub(in crate::proxy) const READ_SIZE: usize = 4096;
 /// of a busy exchange at one moment, up to 256 KiB.
 const SPARES: usize = 64;
 
-/// A buffer that grew past this (a long head) is freed rather than kept.
-const LARGEST_KEPT: usize = 2 * READ_SIZE;
-
 thread_local! {
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
@@ -34,10 +31,10 @@ pub(in crate::proxy) fn take() -> BytesMut {
 
 /// Sets `buffer` aside for [`take`], if it can serve as a fresh one: its bytes are cleared, and
 /// it is kept only when the room is there without an allocation (no request still holds a view
-/// of it) and it is not oversized. Otherwise it is dropped.
+/// of it) and it did not grow past [`READ_SIZE`] (for a long head). Otherwise it is dropped.
 pub(in crate::proxy) fn give_back(mut buffer: BytesMut) {
     buffer.clear();
-    if buffer.capacity() > LARGEST_KEPT || !buffer.try_reclaim(READ_SIZE) {
+    if !buffer.try_reclaim(READ_SIZE) || buffer.capacity() > READ_SIZE {
         return;
     }
     SPARE.with_borrow_mut(|spare| {
