@@ -17,6 +17,7 @@ pub(super) mod spare;
 mod stream;
 
 use std::future::{Future, poll_fn};
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -296,9 +297,10 @@ struct FieldSpan {
 /// Reads one request head from the front of `read`, taking it out when it is a simple request
 /// (an upgrade only when the connection `tunnels` here).
 fn parse(read: &mut BytesMut, max_head: usize, tunnels: bool) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut head = httparse::Request::new(&mut fields);
-    let length = match head.parse(read) {
+    // Left uninitialised: httparse writes the fields it finds (as the response's, `h1/head.rs`).
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut head = httparse::Request::new(&mut []);
+    let length = match head.parse_with_uninit_headers(read, &mut fields) {
         Ok(httparse::Status::Complete(length)) if length <= max_head => length,
         Ok(httparse::Status::Partial) if read.len() < max_head => return Parsed::Partial,
         // Too long, too many fields, malformed: hyper answers (400, 431).
