@@ -321,6 +321,18 @@ mod tests {
     }
 
     #[test]
+    fn a_response_may_have_a_hundred_fields_and_no_more() {
+        let head = |fields: usize| {
+            let fields: String = (0..fields).map(|i| format!("x-{i}: {i}\r\n")).collect();
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{fields}\r\n")
+        };
+        let full = take(&head(99), Method::GET).ok().flatten().expect("100 fields");
+        assert_eq!(full.response.headers().len(), 100);
+        assert_eq!(full.response.headers()["x-98"], "98");
+        assert!(matches!(take(&head(100), Method::GET), Err(Error::Malformed(_))), "101 fields");
+    }
+
+    #[test]
     fn the_response_takes_the_request_maps_room_not_its_fields() {
         let mut request = HeaderMap::with_capacity(16);
         request.insert(header::HOST, HeaderValue::from_static("example.com"));

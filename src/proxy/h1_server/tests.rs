@@ -153,3 +153,18 @@ fn a_head_is_parsed_again_only_once_a_blank_line_may_have_come() {
         );
     }
 }
+
+#[test]
+fn sixty_four_fields_are_read_here_every_one() {
+    let head: Vec<u8> = [
+        &b"GET / HTTP/1.1\r\n"[..],
+        &(0..64).flat_map(|i| format!("x-{i}: {i}\r\n").into_bytes()).collect::<Vec<_>>(),
+        b"\r\n",
+    ]
+    .concat();
+    let (parsed, _) = parsed(&head);
+    let Parsed::Request(request, _) = parsed else { panic!("not read here: {parsed:?}") };
+    assert_eq!(request.headers().len(), 64);
+    assert_eq!(request.headers()["x-0"], "0");
+    assert_eq!(request.headers()["x-63"], "63");
+}
