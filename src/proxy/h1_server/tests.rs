@@ -52,12 +52,7 @@ fn heads_not_yet_whole_wait_for_more() {
 
 #[test]
 fn everything_else_goes_to_hyper_with_every_byte() {
-    let many_fields: Vec<u8> = [
-        &b"GET / HTTP/1.1\r\n"[..],
-        &(0..65).flat_map(|i| format!("x-{i}: v\r\n").into_bytes()).collect::<Vec<_>>(),
-        b"\r\n",
-    ]
-    .concat();
+    let many_fields = with_fields(65);
     let too_long = [&b"GET / HTTP/1.1\r\nx-long: "[..], &vec![b'a'; LIMIT], b"\r\n\r\n"].concat();
     let cases: &[(&str, &[u8])] = &[
         ("a body by length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"),
@@ -154,15 +149,15 @@ fn a_head_is_parsed_again_only_once_a_blank_line_may_have_come() {
     }
 }
 
+/// A GET with `count` fields `x-N: N`.
+fn with_fields(count: usize) -> Vec<u8> {
+    let fields: String = (0..count).map(|i| format!("x-{i}: {i}\r\n")).collect();
+    format!("GET / HTTP/1.1\r\n{fields}\r\n").into_bytes()
+}
+
 #[test]
 fn sixty_four_fields_are_read_here_every_one() {
-    let head: Vec<u8> = [
-        &b"GET / HTTP/1.1\r\n"[..],
-        &(0..64).flat_map(|i| format!("x-{i}: {i}\r\n").into_bytes()).collect::<Vec<_>>(),
-        b"\r\n",
-    ]
-    .concat();
-    let (parsed, _) = parsed(&head);
+    let (parsed, _) = parsed(&with_fields(64));
     let Parsed::Request(request, _) = parsed else { panic!("not read here: {parsed:?}") };
     assert_eq!(request.headers().len(), 64);
     assert_eq!(request.headers()["x-0"], "0");
